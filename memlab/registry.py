@@ -37,23 +37,30 @@ class Registry(Generic[T]):
         self._entries: dict[str, Callable[..., T] | str] = {}
 
     def register(
-        self, name: str, target: Callable[..., T] | str | None = None
+        self, name: str, target: Callable[..., T] | str | None = None, *,
+        replace: bool = False,
     ) -> Callable[[Callable[..., T]], Callable[..., T]] | None:
-        """Register ``target`` under ``name``; without a target, act as a decorator."""
+        """Register ``target`` under ``name``; without a target, act as a decorator.
+
+        A name bound to another object is refused unless ``replace=True`` (what a
+        notebook cell that is edited and re-run wants).
+        """
         if target is not None:
-            self._add(name, target)
+            self._add(name, target, replace)
             return None
 
         def decorator(obj: Callable[..., T]) -> Callable[..., T]:
-            self._add(name, obj)
+            self._add(name, obj, replace)
             return obj
 
         return decorator
 
-    def _add(self, name: str, target: Callable[..., T] | str) -> None:
+    def _add(self, name: str, target: Callable[..., T] | str, replace: bool) -> None:
         existing = self._entries.get(name)
-        if existing is not None and existing is not target and not isinstance(existing, str):
-            raise ConfigError(f"{self.kind} '{name}' is already registered to {existing!r}")
+        if (existing is not None and existing is not target and not isinstance(existing, str)
+                and not replace):
+            raise ConfigError(f"{self.kind} '{name}' is already registered to {existing!r}; "
+                              f"pass replace=True to rebind it")
         self._entries[name] = target
 
     def names(self) -> list[str]:

@@ -288,7 +288,7 @@ def test_facts_skip_sessions_under_25_characters_without_calling() -> None:
     # "A: " + 21 characters = 24 characters: skipped; one more character: extracted
     short = _session("Q", T0, [("A", "x" * 21)])
     enough = _session("Q", T0, [("A", "x" * 22)])
-    chunker, llm = _facts(_answer({"content": "A likes x", "turn_ids": ["Q:1"]}))
+    chunker, llm = _facts(_answer({"content": "A likes x", "turn_ids": ["Q:1"]}), grounding=0)
     assert chunker.split(short) == [] and llm.calls == []
     assert chunker.records[-1]["outcome"] == "skipped"
     assert [u.text for u in chunker.split(enough)] == ["A likes x"]
@@ -298,10 +298,10 @@ def test_facts_skip_sessions_under_25_characters_without_calling() -> None:
 def test_facts_are_capped_at_max_memories() -> None:
     six = [{"content": f"Caroline fact number {w}", "turn_ids": ["D1:1"]}
            for w in ("one", "two", "three", "four", "five", "six")]
-    chunker, _ = _facts(_answer(*six))
+    chunker, _ = _facts(_answer(*six), grounding=0)
     assert [u.text for u in chunker.split(S1)] == [f["content"] for f in six[:4]]
     assert chunker.records[-1]["over_cap"] == 2 and chunker.records[-1]["proposed"] == 6
-    two, llm = _facts(_answer(*six), max_memories=2)
+    two, llm = _facts(_answer(*six), max_memories=2, grounding=0)
     assert len(two.split(S1)) == 2
     assert "Return at most 2 memories;" in llm.calls[0][0]["content"]
 
@@ -314,7 +314,8 @@ def test_facts_already_in_memory_are_skipped() -> None:
         {"content": "Caroline is adopting a beagle named Max", "turn_ids": ["D2:3"]},
         {"content": "Caroline is adopting a beagle named Max!", "turn_ids": ["D2:3"]},
     )
-    chunker, llm = _facts(lambda m: first if "Hey Mel!" in m[-1]["content"] else second)
+    chunker, llm = _facts(lambda m: first if "Hey Mel!" in m[-1]["content"] else second,
+                          grounding=0)
     assert [u.text for u in chunker.split(S1, CONV)] == ["Caroline loves hiking in the mountains"]
     units = chunker.split(S2, CONV)
     assert [u.text for u in units] == ["Caroline is adopting a beagle named Max"]
@@ -323,11 +324,30 @@ def test_facts_already_in_memory_are_skipped() -> None:
         llm.calls[1][-1]["content"]
     # a stricter threshold keeps the reworded one; no context means no memory to check
     strict, _ = _facts(lambda m: first if "Hey Mel!" in m[-1]["content"] else second,
-                       similarity=1.0)
+                       similarity=1.0, grounding=0)
     strict.split(S1, CONV)
     assert len(strict.split(S2, CONV)) == 2
-    alone, _ = _facts(second)
+    alone, _ = _facts(second, grounding=0)
     assert len(alone.split(S2)) == 2
+
+
+def test_facts_not_grounded_in_the_session_are_dropped() -> None:
+    # Qwen2.5-0.5B copies the template's worked example, with a speaker's name swapped in
+    chunker, _ = _facts(_answer(
+        {"content": "Caroline's sister Lea works at the bakery", "turn_ids": ["D2:1"]},
+        {"content": "Caroline starts a new job at the bakery on Monday", "turn_ids": [2]},
+        {"content": "Caroline adopts Max, a three-year-old beagle", "turn_ids": ["D2:3"]},
+        {"content": "Melanie will bring treats on Saturday in June 2023", "turn_ids": [6]},
+    ))
+    assert [u.text for u in chunker.split(S2, CONV)] == [
+        "Caroline adopts Max, a three-year-old beagle",  # 'adopts' ~ 'adopting', 'three'
+        "Melanie will bring treats on Saturday in June 2023"]  # the date counts as seen
+    assert chunker.records[-1]["ungrounded"] == 2
+    everything, _ = _facts(_answer({"content": "Lea works at the bakery", "turn_ids": [1]}),
+                           grounding=0)
+    assert len(everything.split(S2, CONV)) == 1
+    with pytest.raises(ConfigError, match=r"grounding must be in \[0, 1\]"):
+        registry.build("facts", {"llm": MockLLM(), "grounding": 2}).split(S2)
 
 
 def test_facts_drop_turn_ids_not_in_the_session() -> None:

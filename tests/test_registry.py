@@ -73,8 +73,19 @@ def test_describe_lists_params_with_defaults(reg: Registry) -> None:
 
 
 def test_double_registration_of_a_different_target_fails(reg: Registry) -> None:
-    with pytest.raises(ConfigError, match="already registered"):
+    with pytest.raises(ConfigError, match=r"already registered .* pass replace=True"):
         reg.register("window", needs_model)
+
+
+def test_replace_rebinds_a_name_as_an_edited_notebook_cell_needs(reg: Registry) -> None:
+    reg.register("window", needs_model, replace=True)
+    assert reg.get("window") is needs_model
+
+    @reg.register("window", replace=True)
+    def edited(**params: object) -> dict:
+        return dict(params)
+
+    assert reg.get("window") is edited
 
 
 def test_broken_lazy_target_fails_with_a_clear_message() -> None:

@@ -9,7 +9,16 @@ information or facts already known - each with a category (OMI's ``interesting``
 may answer with those numbers or with real turn ids. The answer is then checked here:
 empty facts are dropped, near-duplicates of facts already known (word-set Jaccard >=
 ``similarity``) are dropped, turn references not in the session are dropped and
-counted, and at most ``max_memories`` facts are kept, in the model's order.
+counted, facts not grounded in the session are dropped (below), and at most
+``max_memories`` facts are kept, in the model's order.
+
+Grounding: a small model copies the prompt's worked example into its answer (measured
+on LoCoMo with Qwen2.5-0.5B: 19 of 115 proposed facts were the example's "<name>'s
+sister Lea works at the bakery"). A fact is kept only when at least ``grounding`` of its
+content words (3+ letters, not stop words) occur in the session - its turns, speakers,
+image captions and date - where a word matches on its first 5 letters ("attended" ~
+"attending"). 0.5 dropped 16 of the 19 copies and none of the 96 other facts there;
+``grounding: 0`` turns the check off.
 
 "Already known" means the facts this chunker extracted from earlier sessions of the
 same conversation: pass the Conversation as ``context`` (sessions before this one in
@@ -41,8 +50,16 @@ from memlab.prompts import extract_json
 _CONTENT_KEYS = ("content", "memory", "fact", "text")
 _ID_KEYS = ("turn_ids", "source_turn_ids", "turns", "turn_id", "ids", "source")
 _LIST_KEYS = ("memories", "facts", "items")
-_COUNTS = ("empty", "duplicate", "dropped_turn_ids", "unsourced_dropped", "over_cap",
-           "unsourced", "bad_category")
+_COUNTS = ("empty", "duplicate", "ungrounded", "dropped_turn_ids", "unsourced_dropped",
+           "over_cap", "unsourced", "bad_category")
+_STOP_WORDS = frozenset((
+    "the", "and", "for", "with", "from", "that", "this", "was", "were", "are", "has", "have",
+    "had", "her", "his", "their", "its", "she", "they", "them", "him", "who", "what", "when",
+    "where", "which", "about", "into", "after", "before", "than", "then", "also", "not",
+    "but", "very", "just", "will", "would", "can", "could", "been", "being", "our", "your",
+    "you", "new",
+))
+_STEM = 5
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,7 @@ class FactsChunker(LLMChunkerMixin):
         min_chars: int = 25,
         categories: Sequence[str] = ("interesting", "system"),
         similarity: float = 0.8,
+        grounding: float = 0.5,
         memory_context: int = 50,
         unsourced: str = "session",
         template: str = "extract_facts",
@@ -78,6 +96,7 @@ class FactsChunker(LLMChunkerMixin):
         self.min_chars = min_chars
         self.categories = categories
         self.similarity = similarity
+        self.grounding = grounding
         self.memory_context = memory_context
         self.unsourced = unsourced
         self.template = template
@@ -89,7 +108,8 @@ class FactsChunker(LLMChunkerMixin):
     def params(self) -> dict[str, Any]:
         return {"llm": self.llm, "max_memories": self.max_memories,
                 "min_chars": self.min_chars, "categories": self.categories,
-                "similarity": self.similarity, "memory_context": self.memory_context,
+                "similarity": self.similarity, "grounding": self.grounding,
+                "memory_context": self.memory_context,
                 "unsourced": self.unsourced, "template": self.template,
                 "template_dirs": self.template_dirs, "max_tokens": self.max_tokens}
 
@@ -136,6 +156,8 @@ class FactsChunker(LLMChunkerMixin):
                 f"categories must be a non-empty list of names, got {self.categories!r}")
         require(isinstance(self.similarity, int | float) and 0 < self.similarity <= 1,
                 self.name, f"similarity must be in (0, 1], got {self.similarity!r}")
+        require(isinstance(self.grounding, int | float) and 0 <= self.grounding <= 1,
+                self.name, f"grounding must be in [0, 1], got {self.grounding!r}")
         require(isinstance(self.memory_context, int) and self.memory_context >= 0, self.name,
                 f"memory_context must be an integer >= 0, got {self.memory_context!r}")
         require(self.unsourced in ("session", "drop"), self.name,
@@ -157,6 +179,7 @@ class FactsChunker(LLMChunkerMixin):
                 known: list[str]) -> tuple[list[_Fact], dict[str, int]]:
         counts: Counter[str] = Counter(dict.fromkeys(_COUNTS, 0))
         seen = [_words(k) for k in known]
+        vocabulary = _session_vocabulary(session)
         facts: list[_Fact] = []
         for item in items:
             content, category, raw_ids = _fields(item)
@@ -165,6 +188,9 @@ class FactsChunker(LLMChunkerMixin):
                 continue
             if any(_jaccard(_words(content), s) >= self.similarity for s in seen):
                 counts["duplicate"] += 1
+                continue
+            if grounded_share(content, vocabulary) < self.grounding:
+                counts["ungrounded"] += 1
                 continue
             fact = self._fact(content, category, raw_ids, session)
             counts["dropped_turn_ids"] += len(fact.dropped_ids)
@@ -247,6 +273,27 @@ def _ids(raw: Any) -> list[str]:
         parts = (p.strip().strip("[]()").strip() for p in str(value).split(","))
         out.extend(p for p in parts if p)
     return out
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[^\W_]+", text.casefold())
+            if len(w) >= 3 and w not in _STOP_WORDS]
+
+
+def _session_vocabulary(session: Session) -> frozenset[str]:
+    """Word stems (first ``_STEM`` letters) of everything the model saw of the session."""
+    date = session.started_at
+    parts = [f"{date:%A %B %Y} {date.day}"]
+    parts += [f"{t.speaker} {t.full_text}" for t in session.turns]
+    return frozenset(w[:_STEM] for w in _content_words(" ".join(parts)))
+
+
+def grounded_share(content: str, vocabulary: frozenset[str]) -> float:
+    """The share of ``content``'s content words whose stem occurs in ``vocabulary``."""
+    words = _content_words(content)
+    if not words:
+        return 1.0
+    return sum(w[:_STEM] in vocabulary for w in words) / len(words)
 
 
 def _words(text: str) -> frozenset[str]:

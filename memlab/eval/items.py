@@ -1,8 +1,8 @@
 """``items.jsonl``: one row per probe, appended as probes finish, read back to resume.
 
-Rows are written with one ``write`` + flush + fsync each, so a run killed at any moment
-loses at most the probes in flight; a truncated last line (killed mid-write) is ignored
-on resume and rewritten.
+Rows are written a conversation at a time with one ``write`` + flush + fsync, so a run
+killed at any moment loses at most the probes in flight; a truncated last line (killed
+mid-write) is ignored on resume and rewritten.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ class ItemWriter:
         self._fh = path.open("a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self._fh.write(dumps(row))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self.write_all([row])
 
     def write_all(self, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
-            self.write(row)
+        """Append ``rows`` and make them durable with one fsync (a conversation's rows)."""
+        self._fh.write("".join(dumps(row) for row in rows))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         self._fh.close()

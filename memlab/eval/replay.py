@@ -60,25 +60,26 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     units = list(memory.units())
     tokens = _TokenCounter()
     turn_sessions = {t.id: t.session_id for t in conversation.turns()}
+    covers = _Coverages(units, turn_sessions)
     items = []
     for probe in sorted(probes, key=lambda p: (p.asked_at, p.id)):
-        items.append(_probe_item(config, conversation, probe, memory, units, turn_sessions,
-                                 tokens, timer, answerer))
+        items.append(_probe_item(config, conversation, probe, memory, covers, tokens, timer,
+                                 answerer))
     digests = answerer.digests() if answerer is not None else {}
     return ConversationRun(items, ingest_seconds, len(units),
                            sum(tokens(u) for u in units), digests)
 
 
 def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Probe,
-                memory: Memory, units: list[MemoryUnit], turn_sessions: dict[str, str],
-                tokens: _TokenCounter, timer: PhaseTimer, answerer: Any) -> dict[str, Any]:
+                memory: Memory, covers: _Coverages, tokens: _TokenCounter,
+                timer: PhaseTimer, answerer: Any) -> dict[str, Any]:
     row = _probe_fields(conversation, probe)
     try:
         depth = max(config.k or 0, config.depth)
         with timer("search"):
             hits = memory.search(probe.question, depth, probe.asked_at, probe=probe)
         with timer("score"):
-            row["metrics"] = _retrieval_metrics(hits, probe, units, turn_sessions, tokens)
+            row["metrics"] = _retrieval_metrics(hits, probe, covers, tokens)
         shown = hits[: config.k] if config.k is not None else hits
         row["retrieved"] = [_hit_record(h, tokens) for h in shown]
         row["n_retrieved"] = len(hits)
@@ -110,16 +111,36 @@ def _probe_fields(conversation: Conversation, probe: Probe) -> dict[str, Any]:
     }
 
 
-def _retrieval_metrics(hits: list[Hit], probe: Probe, units: list[MemoryUnit],
-                       turn_sessions: dict[str, str], tokens: _TokenCounter
-                       ) -> dict[str, float | None]:
+def _retrieval_metrics(hits: list[Hit], probe: Probe, covers: _Coverages,
+                       tokens: _TokenCounter) -> dict[str, float | None]:
     from memlab.metrics.budget import score_budget
     from memlab.metrics.retrieval import score_retrieval
 
-    ranked = score_retrieval(hits, probe, ks=KS, turn_sessions=turn_sessions, corpus=units)
-    budget = score_budget(hits, probe, budgets=BUDGETS, turn_sessions=turn_sessions,
+    ranked_covers = [covers(h.unit) for h in hits]
+    ranked = score_retrieval(ranked_covers, probe, ks=KS, turn_sessions=covers.turn_sessions,
+                             corpus=covers.corpus)
+    budget = score_budget(ranked_covers, probe, budgets=BUDGETS,
+                          turn_sessions=covers.turn_sessions,
                           tokens=[tokens(h.unit) for h in hits])
     return {**ranked.values, **budget.values}
+
+
+class _Coverages:
+    """What each unit of a conversation's memory covers, computed once per unit, and the
+    corpus index that sizes the ideal DCG (a probe used to rescan every unit)."""
+
+    def __init__(self, units: list[MemoryUnit], turn_sessions: dict[str, str]) -> None:
+        from memlab.metrics.retrieval import CorpusIndex, coverage
+
+        self.turn_sessions = turn_sessions
+        self._coverage = coverage
+        self._units = units  # keeps the objects alive, so their id() stays theirs
+        self._by_object = {id(u): coverage(u, turn_sessions) for u in units}
+        self.corpus = CorpusIndex(self._by_object.values())
+
+    def __call__(self, unit: MemoryUnit) -> Any:
+        cover = self._by_object.get(id(unit))
+        return cover if cover is not None else self._coverage(unit, self.turn_sessions)
 
 
 def _hit_record(hit: Hit, tokens: _TokenCounter) -> dict[str, Any]:

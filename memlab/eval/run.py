@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,9 +42,13 @@ class RunResult:
     config: ExperimentConfig
     summary: dict[str, Any]
     mlflow_run_id: str | None = None
+    _rows: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def items(self) -> list[dict[str, Any]]:
-        return item_file.read_items(self.run_dir / "items.jsonl")
+        """The rows of ``items.jsonl`` (read once; a run directory is not edited after)."""
+        if self._rows is None:
+            self._rows = item_file.read_items(self.run_dir / "items.jsonl")
+        return self._rows
 
     def to_frame(self, backend: str = "pandas") -> Any:
         """One row per probe, metrics as columns (``metrics.turn.recall_any@5`` ...)."""
@@ -56,31 +60,38 @@ class RunResult:
 def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
              out: str | Path | None = None, overrides: Sequence[str] | None = None,
              workers: int | None = None, progress: bool = True,
-             track: bool | None = None) -> RunResult:
-    """Run one experiment and return its summary (``python -m memlab.eval run``)."""
+             track: bool | None = None, pareto: bool = True,
+             dataset: Dataset | None = None) -> RunResult:
+    """Run one experiment and return its summary (``python -m memlab.eval run``).
+
+    ``pareto=False`` skips the across-runs Pareto plot (a sweep draws it once, at the
+    end); ``dataset`` is the already loaded ``config.dataset`` (a sweep loads it once).
+    """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, list(overrides or []))
     if workers is not None:
         config = config.model_copy(update={"workers": workers})
     run_dir = prepare_run_dir(config, out)
-    dataset = load_dataset(config.dataset.name, path=config.dataset.path,
-                           **config.dataset.params)
+    if dataset is None:
+        dataset = load_dataset(config.dataset.name, path=config.dataset.path,
+                               **config.dataset.params)
     pairs = select_probes(dataset, config.dataset.probes)
     done = {row["probe_id"] for row in item_file.repair(run_dir / "items.jsonl")}
     todo = _pending(dataset, pairs, done)
     digests = _replay_all(config, todo, run_dir, len(pairs) - len(done & _ids(pairs)),
                           progress)
-    rows = _ordered(item_file.read_items(run_dir / "items.jsonl"), pairs)
+    all_rows = item_file.read_items(run_dir / "items.jsonl")
+    rows = _ordered(all_rows, pairs)
     summary = summarize_run(rows, seed=config.seed)
     summary["config_name"] = config.name
     summary["dataset"] = dataset.name
     _write_json(run_dir / "metrics.json", summary)
     _record_environment(run_dir, digests)
-    result = RunResult(run_dir, config, summary)
+    result = RunResult(run_dir, config, summary, _rows=all_rows)
     if config.tracking.mlflow if track is None else track:
         from memlab.eval.tracking import log_run
 
-        result.mlflow_run_id = log_run(result, dataset)
+        result.mlflow_run_id = log_run(result, dataset, pareto=pareto)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,13 +15,22 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
           overrides: Sequence[str] | None = None, workers: int | None = None,
           track: bool | None = None, progress: bool = True) -> Any:
     """Evaluate each grid variant (each in its own run directory); returns a report table."""
+    from memlab.data import load_dataset
     from memlab.eval.report import report
     from memlab.eval.run import evaluate
 
     dirs = []
-    for variant in expand_grid(config, list(overrides or [])):
+    variants = expand_grid(config, list(overrides or []))
+    datasets: dict[str, Any] = {}  # variants sharing a dataset spec share the loaded data
+    for n, variant in enumerate(variants, 1):
+        spec = variant.dataset
+        key = json.dumps([spec.name, spec.path, spec.params], sort_keys=True, default=str)
+        if key not in datasets:
+            datasets[key] = load_dataset(spec.name, path=spec.path, **spec.params)
         run_out = None if out is None else Path(out) / _slug(variant.name)
-        result = evaluate(variant, out=run_out, workers=workers, track=track, progress=progress)
+        result = evaluate(variant, out=run_out, workers=workers, track=track, progress=progress,
+                          pareto=n == len(variants),  # the across-runs plot, once, at the end
+                          dataset=datasets[key])
         dirs.append(result.run_dir)
     return report(dirs)
 

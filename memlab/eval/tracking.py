@@ -54,8 +54,9 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def log_run(result: RunResult, dataset: Dataset) -> str:
-    """Log ``result`` as a new MLflow run; returns its run id."""
+def log_run(result: RunResult, dataset: Dataset, *, pareto: bool = True) -> str:
+    """Log ``result`` as a new MLflow run; returns its run id. With ``pareto``, the
+    accuracy-vs-tokens plot over every run of the experiment is drawn onto it."""
     import mlflow
 
     uri = tracking_uri(result.config.tracking.tracking_uri)
@@ -70,7 +71,8 @@ def log_run(result: RunResult, dataset: Dataset) -> str:
                          "memlab.retrieval_only": str(result.config.retrieval_only)})
         _log_artifacts(result)
         run_id = str(run.info.run_id)
-    _log_pareto(client, experiment_id, run_id)
+    if pareto:
+        _log_pareto(client, experiment_id, run_id)
     return run_id
 
 

@@ -44,7 +44,7 @@ conversation and pass the ``Coverage`` objects instead of hits.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -113,6 +113,25 @@ def coverage(item: Any, turn_sessions: Mapping[str, str] | None = None) -> Cover
     return Coverage(frozenset(turns), frozenset(sessions))
 
 
+class CorpusIndex:
+    """Which corpus units cover each id, per level, so the ideal-DCG size of a probe
+    (units covering any evidence id) costs O(evidence) instead of a corpus scan. Build it
+    once per memory state and pass it as ``corpus``."""
+
+    def __init__(self, covers: Iterable[Coverage]) -> None:
+        self._units: dict[str, dict[str, set[int]]] = {"turn": {}, "session": {}}
+        for n, cover in enumerate(covers):
+            for level, ids in (("turn", cover.turns), ("session", cover.sessions)):
+                index = self._units[level]
+                for i in ids:
+                    index.setdefault(i, set()).add(n)
+
+    def relevant(self, level: str, evidence: Collection[str]) -> int:
+        """Units covering at least one of ``evidence`` at ``level``."""
+        index = self._units[level]
+        return len(set().union(*(index.get(e, ()) for e in set(evidence))))
+
+
 def metric_names(ks: Sequence[int] = KS) -> list[str]:
     """``turn.recall_any@1`` ... ``session.evidence_recall@50``, in a stable order."""
     return [f"{level}.{m}@{k}" for level in LEVELS for m in METRICS for k in ks]
@@ -133,36 +152,40 @@ def score_retrieval(
     *,
     ks: Sequence[int] = KS,
     turn_sessions: Mapping[str, str] | None = None,
-    corpus: Sequence[Any] | None = None,
+    corpus: Sequence[Any] | CorpusIndex | None = None,
     include_abstention: bool = False,
 ) -> RetrievalScores:
-    """All turn- and session-level metrics of one probe's ranked ``hits`` (best first)."""
+    """All turn- and session-level metrics of one probe's ranked ``hits`` (best first).
+
+    ``corpus`` (every unit in memory, or a prebuilt CorpusIndex of them) sizes the ideal
+    DCG; without it, the retrieved list does.
+    """
     reason = exclusion_reason(probe, include_abstention)
     if reason is not None:
         return RetrievalScores(dict.fromkeys(metric_names(ks)), reason)
     covers = [coverage(h, turn_sessions) for h in hits]
-    corpus_covers = None if corpus is None else [coverage(u, turn_sessions) for u in corpus]
+    if corpus is not None and not isinstance(corpus, CorpusIndex):
+        corpus = CorpusIndex(coverage(u, turn_sessions) for u in corpus)
     return RetrievalScores(evidence_scores(covers, Evidence.of(probe, turn_sessions), ks,
-                                           corpus_covers))
+                                           corpus))
 
 
 def evidence_scores(
     covers: Sequence[Coverage],
     evidence: Evidence,
     ks: Sequence[int] = KS,
-    corpus: Sequence[Coverage] | None = None,
+    corpus: Sequence[Coverage] | CorpusIndex | None = None,
 ) -> dict[str, float | None]:
     """Metrics of ranked coverages against ``evidence`` at both levels."""
+    if corpus is not None and not isinstance(corpus, CorpusIndex):
+        corpus = CorpusIndex(corpus)
     out: dict[str, float | None] = {}
     for level in LEVELS:
         turn = level == "turn"
         ranked = [c.turns if turn else c.sessions for c in covers]
         wanted = evidence.turns if turn else evidence.sessions
         fraction = evidence.turns if turn else evidence.session_fraction_items()
-        n_relevant = None
-        if corpus is not None:
-            n_relevant = relevant_count([c.turns if turn else c.sessions for c in corpus],
-                                        wanted)
+        n_relevant = None if corpus is None else corpus.relevant(level, wanted)
         values = level_scores(ranked, wanted, ks, widen=not turn, n_relevant=n_relevant,
                               fraction_of=fraction) if wanted else {}
         for m in METRICS:
@@ -229,12 +252,6 @@ def first_ranks(ranked: Sequence[Collection[str]], wanted: Collection[str]) -> d
         for item in wanted.intersection(ids):
             first.setdefault(item, rank)
     return first
-
-
-def relevant_count(corpus: Sequence[Collection[str]], evidence: Collection[str]) -> int:
-    """Units of the corpus covering at least one evidence id (ideal-DCG size)."""
-    wanted = set(evidence)
-    return sum(1 for ids in corpus if wanted.intersection(ids))
 
 
 def widen_k(distinct_prefix: Sequence[int], k: int) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -91,21 +92,49 @@ def values_of(rows: Iterable[Mapping[str, Any]], metric: str) -> tuple[np.ndarra
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, *, n_resamples: int = 1000,
                  confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap CI of the mean of ``values`` (deterministic for ``seed``)."""
+    """Percentile-bootstrap CI of the mean of ``values`` (deterministic for ``seed``).
+
+    The resamples of a given (size, n_resamples, seed) are the same for every metric, so
+    their counts are drawn once and each metric's resample means are one matrix product.
+    """
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         raise ValueError("bootstrap_ci needs at least one value")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_resamples, data.size))].mean(axis=1)
+    if data.size * n_resamples <= _SHARED_RESAMPLES_MAX:
+        means = _resample_counts(data.size, n_resamples, seed) @ data / data.size
+    else:
+        means = data[_resample_indices(data.size, n_resamples, seed)].mean(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)])
     return float(low), float(high)
+
+
+_SHARED_RESAMPLES_MAX = 4_000_000  # count matrices up to 32 MB are cached and shared
+
+
+def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+
+
+@lru_cache(maxsize=16)
+def _resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """How often each value is drawn in each resample (rows), as a read-only matrix."""
+    flat = _resample_indices(n, n_resamples, seed) + n * np.arange(n_resamples)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=n * n_resamples).reshape(n_resamples, n)
+    counts = counts.astype(float)
+    counts.setflags(write=False)
+    return counts
 
 
 def summarize(rows: Iterable[Mapping[str, Any]], metric: str, *, n_resamples: int = 1000,
               confidence: float = 0.95, seed: int = 0) -> Summary:
     """Mean, bootstrap CI, n and n_excluded of ``metric`` over ``rows``."""
     data, excluded = values_of(rows, metric)
+    return _summary(metric, data, excluded, n_resamples, confidence, seed)
+
+
+def _summary(metric: str, data: np.ndarray, excluded: int, n_resamples: int,
+             confidence: float, seed: int) -> Summary:
     if data.size == 0:
         return Summary(metric, None, None, None, 0, excluded)
     low, high = bootstrap_ci(data, n_resamples=n_resamples, confidence=confidence, seed=seed)
@@ -117,14 +146,17 @@ def summarize_by(rows: Iterable[Mapping[str, Any]], metric: str, by: str = "cate
                  seed: int = 0) -> dict[str, Summary]:
     """``{"all": ..., <group>: ...}``: the summary overall and per value of ``row[by]``."""
     rows = list(rows)
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(str(row.get(by)), []).append(row)
-    def one(items: list[Mapping[str, Any]]) -> Summary:
-        return summarize(items, metric, n_resamples=n_resamples, confidence=confidence,
-                         seed=seed)
+    values = [value(row, metric) for row in rows]  # read each row once, not once per group
+    groups: dict[str, list[float | None]] = {}
+    for row, v in zip(rows, values, strict=True):
+        groups.setdefault(str(row.get(by)), []).append(v)
 
-    return {"all": one(rows)} | {name: one(groups[name]) for name in sorted(groups)}
+    def one(vs: list[float | None]) -> Summary:
+        kept = [v for v in vs if v is not None]
+        return _summary(metric, np.asarray(kept, dtype=float), len(vs) - len(kept),
+                        n_resamples, confidence, seed)
+
+    return {"all": one(values)} | {name: one(groups[name]) for name in sorted(groups)}
 
 
 def paired_compare(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping[str, Any]],
