@@ -60,6 +60,28 @@ def test_run_directory_holds_config_environment_items_and_metrics(tmp_path: Path
     assert len(frame) == 48 and "metrics.turn.recall_any@5" in frame.columns
 
 
+def test_memory_footprint_and_ingest_time_per_conversation(tmp_path: Path) -> None:
+    from memlab import load_dataset
+    from memlab.tokens import count_tokens
+
+    result = evaluate(_config(), out=tmp_path / "run", progress=False)
+    rows = read_items(tmp_path / "run" / "memory.jsonl")
+    conversations = list(load_dataset("synthetic"))
+    assert [r["conversation_id"] for r in rows] == [c.id for c in conversations]
+    turns = [t for c in conversations for t in c.turns()]
+    assert sum(r["units"] for r in rows) == len(turns) == 390  # turn chunker: a unit a turn
+    assert sum(r["probes"] for r in rows) == 48
+    footprint = result.summary["footprint"]
+    assert footprint["conversations"] == 4 and footprint["units"]["total"] == 390
+    # units are speaker-prefixed turns: "<speaker>: <text>"
+    assert footprint["tokens"]["total"] == sum(count_tokens(f"{t.speaker}: {t.text}")
+                                               for t in turns)
+    texts = sum(len(f"{t.speaker}: {t.text}".encode()) for t in turns)
+    assert texts < footprint["bytes"]["total"] < texts + 400 * 390  # + ids, times, metadata
+    ingest = result.summary["latency_seconds"]["ingest_per_unit"]
+    assert ingest["n"] == 4 and 0 < ingest["p50"] <= ingest["max"]
+
+
 def test_none_is_the_floor_and_oracle_the_ceiling(tmp_path: Path) -> None:
     floor = evaluate(_config(retrieval={"name": "none"}), out=tmp_path / "a", progress=False)
     ceiling = evaluate(_config(retrieval={"name": "oracle"}), out=tmp_path / "b",
@@ -137,6 +159,7 @@ def test_resume_after_a_real_kill_gives_the_same_metrics(tmp_path: Path) -> None
     got = json.loads((killed / "metrics.json").read_text())
     want = json.loads((tmp_path / "full" / "metrics.json").read_text())
     assert got.pop("latency_seconds").keys() == want.pop("latency_seconds").keys()
+    assert got["footprint"].pop("ingest_seconds") and want["footprint"].pop("ingest_seconds")
     assert got == want  # every metric, CI, count and token total; only timings differ
     assert len(resumed.items()) == len(full.items()) == 1986
 

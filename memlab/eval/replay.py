@@ -35,6 +35,14 @@ class ConversationRun:
     units: int
     unit_tokens: int
     model_digests: dict[str, str] = field(default_factory=dict)
+    unit_bytes: int = 0
+    conversation_id: str = ""
+
+    def memory_record(self) -> dict[str, Any]:
+        """The conversation's row of ``memory.jsonl``: footprint and ingest time."""
+        return {"conversation_id": self.conversation_id, "probes": len(self.items),
+                "units": self.units, "tokens": self.unit_tokens, "bytes": self.unit_bytes,
+                "ingest_seconds": round(self.ingest_seconds, 6)}
 
 
 def build_memory(config: ExperimentConfig) -> Memory:
@@ -56,6 +64,9 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     with timer("ingest"):
         for session in conversation.sessions:
             memory.ingest(session, conversation)
+        prepare = getattr(memory, "prepare", None)
+        if callable(prepare):  # build search indexes (embeddings) now, not at the 1st probe
+            prepare()
     ingest_seconds = timer.take().get("ingest", 0.0)
     units = list(memory.units())
     tokens = _TokenCounter()
@@ -67,7 +78,20 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
                                  answerer))
     digests = answerer.digests() if answerer is not None else {}
     return ConversationRun(items, ingest_seconds, len(units),
-                           sum(tokens(u) for u in units), digests)
+                           sum(tokens(u) for u in units), digests,
+                           unit_bytes=footprint_bytes(units), conversation_id=conversation.id)
+
+
+def footprint_bytes(units: Sequence[MemoryUnit]) -> int:
+    """Bytes of the units as the SQLite store writes them (text columns UTF-8, numbers 8
+    bytes each; vectors and search indexes not included)."""
+    from memlab.store.codec import unit_row
+
+    total = 0
+    for unit in units:
+        for value in unit_row(unit):
+            total += len(value.encode("utf-8")) if isinstance(value, str) else 8
+    return total
 
 
 def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Probe,

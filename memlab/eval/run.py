@@ -82,7 +82,8 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
                           progress)
     all_rows = item_file.read_items(run_dir / "items.jsonl")
     rows = _ordered(all_rows, pairs)
-    summary = summarize_run(rows, seed=config.seed)
+    summary = summarize_run(rows, seed=config.seed,
+                            memory=_memory_rows(run_dir, {c.id for c, _ in pairs}))
     summary["config_name"] = config.name
     summary["dataset"] = dataset.name
     _write_json(run_dir / "metrics.json", summary)
@@ -138,8 +139,10 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
     written = 0
     bar = tqdm(total=n_probes, desc=f"{config.name}: probes", unit="probe",
                disable=not progress or n_probes == 0)
-    with item_file.ItemWriter(run_dir / "items.jsonl") as writer:
+    with item_file.ItemWriter(run_dir / "items.jsonl") as writer, \
+            item_file.ItemWriter(run_dir / "memory.jsonl") as memory_log:
         for run in _runs(config, todo):
+            memory_log.write(run.memory_record())  # first: a resumed conversation rewrites it
             writer.write_all(run.items)
             digests.update(run.model_digests)
             written += len(run.items)
@@ -187,6 +190,13 @@ def _ordered(rows: list[dict[str, Any]], pairs: Sequence[tuple[Conversation, Pro
     """Selected probes' rows in selection order (the latest row wins for a probe id)."""
     by_id = {row["probe_id"]: row for row in rows}
     return [by_id[p.id] for _, p in pairs if p.id in by_id]
+
+
+def _memory_rows(run_dir: Path, conversations: set[str]) -> list[dict[str, Any]]:
+    """The latest ``memory.jsonl`` row of each selected conversation."""
+    latest = {row["conversation_id"]: row
+              for row in item_file.read_items(run_dir / "memory.jsonl")}
+    return [row for cid, row in sorted(latest.items()) if cid in conversations]
 
 
 def _first_error(run_dir: Path) -> str:

@@ -21,8 +21,13 @@ HEADLINE = (
 
 
 def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
-                  n_resamples: int = 1000) -> dict[str, Any]:
-    """Overall and per-category summaries of every metric, latencies, tokens and errors."""
+                  n_resamples: int = 1000,
+                  memory: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Overall and per-category summaries of every metric, latencies, tokens and errors.
+
+    ``memory`` holds one ``memory.jsonl`` row per conversation (units, tokens, bytes,
+    ingest seconds): they give the memory footprint and the ``ingest_per_unit`` latency.
+    """
     ok = [row for row in items if not row.get("error")]
     names = sorted({name for row in ok for name in row.get("metrics", {})})
     metrics: dict[str, Any] = {}
@@ -34,10 +39,30 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
         "errors": len(items) - len(ok),
         "error_rate": (len(items) - len(ok)) / len(items) if items else 0.0,
         "metrics": metrics,
-        "latency_seconds": _latencies(items),
+        "latency_seconds": _latencies(items) | _ingest_latency(memory),
         "tokens": _tokens(ok),
         "cache_hits": sum(bool(row.get("cache_hit")) for row in ok),
+        "footprint": _footprint(memory),
     }
+
+
+def _ingest_latency(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Ingest seconds per stored unit, one value per conversation (chunking, LLM calls,
+    embedding and indexing included)."""
+    if not memory:
+        return {}
+    return {"ingest_per_unit": latency_summary(
+        row["ingest_seconds"] / row["units"] if row["units"] else None for row in memory)}
+
+
+def _footprint(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Units, Qwen tokens and bytes stored: totals and means per conversation."""
+    out: dict[str, Any] = {"conversations": len(memory)}
+    for field in ("units", "tokens", "bytes", "ingest_seconds"):
+        values = [row[field] for row in memory]
+        out[field] = {"total": sum(values), "mean": sum(values) / len(values) if values
+                      else None}
+    return out
 
 
 def _summary_dict(summary: Any) -> dict[str, Any]:
@@ -82,6 +107,12 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
         if lat["p50"] is not None:
             lines.append(f"latency {phase:<9} p50 {lat['p50'] * 1000:9.1f} ms   "
                          f"p95 {lat['p95'] * 1000:9.1f} ms   max {lat['max'] * 1000:9.1f} ms")
+    footprint = summary.get("footprint") or {}
+    if footprint.get("conversations"):
+        lines.append(f"memory {footprint['conversations']} conversations: "
+                     f"{footprint['units']['mean']:.0f} units, "
+                     f"{footprint['tokens']['mean']:.0f} tokens, "
+                     f"{footprint['bytes']['mean'] / 1024:.1f} KiB per conversation")
     for name, tok in summary["tokens"].items():
         lines.append(f"tokens {name:<16} total {tok['total']:>9}   mean/probe "
                      f"{tok['mean']:.1f}" if tok["mean"] is not None else f"tokens {name}: -")

@@ -96,6 +96,11 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
         out[f"tokens.{field}.total"] = float(tok["total"])
         if tok["mean"] is not None:
             out[f"tokens.{field}.mean"] = float(tok["mean"])
+    footprint = summary.get("footprint") or {}
+    for field in ("units", "tokens", "bytes"):
+        if footprint.get(field, {}).get("mean") is not None:
+            out[f"footprint.{field}.mean"] = float(footprint[field]["mean"])
+            out[f"footprint.{field}.total"] = float(footprint[field]["total"])
     out["probes"] = float(summary["probes"])
     out["errors"] = float(summary["errors"])
     out["cache_hits"] = float(summary["cache_hits"])

@@ -37,11 +37,15 @@ class FlatMemory:
         self._units.extend(units)
         return units
 
-    def search(self, query: str, k: int, as_of: datetime | None = None, *,
-               probe: Probe | None = None) -> list[Hit]:
+    def prepare(self) -> None:
+        """Index the units ingested so far now (else the next search does)."""
         if self._indexed != len(self._units):
             self._retriever.index(self._units)
             self._indexed = len(self._units)
+
+    def search(self, query: str, k: int, as_of: datetime | None = None, *,
+               probe: Probe | None = None) -> list[Hit]:
+        self.prepare()
         return self._retriever.search(query, k, as_of, probe=probe)
 
     def units(self) -> Sequence[MemoryUnit]:
