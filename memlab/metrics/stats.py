@@ -130,11 +130,12 @@ def summarize(rows: Iterable[Mapping[str, Any]], metric: str, *, n_resamples: in
               confidence: float = 0.95, seed: int = 0) -> Summary:
     """Mean, bootstrap CI, n and n_excluded of ``metric`` over ``rows``."""
     data, excluded = values_of(rows, metric)
-    return _summary(metric, data, excluded, n_resamples, confidence, seed)
+    return summary_of(metric, data, excluded, n_resamples, confidence, seed)
 
 
-def _summary(metric: str, data: np.ndarray, excluded: int, n_resamples: int,
-             confidence: float, seed: int) -> Summary:
+def summary_of(metric: str, data: np.ndarray, excluded: int, n_resamples: int = 1000,
+             confidence: float = 0.95, seed: int = 0) -> Summary:
+    """Mean, bootstrap CI, n and ``excluded`` of the kept values ``data``."""
     if data.size == 0:
         return Summary(metric, None, None, None, 0, excluded)
     low, high = bootstrap_ci(data, n_resamples=n_resamples, confidence=confidence, seed=seed)
@@ -153,8 +154,8 @@ def summarize_by(rows: Iterable[Mapping[str, Any]], metric: str, by: str = "cate
 
     def one(vs: list[float | None]) -> Summary:
         kept = [v for v in vs if v is not None]
-        return _summary(metric, np.asarray(kept, dtype=float), len(vs) - len(kept),
-                        n_resamples, confidence, seed)
+        return summary_of(metric, np.asarray(kept, dtype=float), len(vs) - len(kept),
+                          n_resamples, confidence, seed)
 
     return {"all": one(values)} | {name: one(groups[name]) for name in sorted(groups)}
 
