@@ -9,7 +9,7 @@ scored. One item row per probe; a probe that fails records its error instead of 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,13 +57,17 @@ def build_memory(config: ExperimentConfig) -> Memory:
 
 
 def replay_conversation(config: ExperimentConfig, conversation: Conversation,
-                        probes: Sequence[Probe], answerer: Any = None) -> ConversationRun:
-    """Ingest ``conversation`` and answer ``probes`` (a subset of its probes)."""
+                        probes: Sequence[Probe], answerer: Any = None,
+                        on_session: Callable[[], object] | None = None) -> ConversationRun:
+    """Ingest ``conversation`` and answer ``probes`` (a subset of its probes);
+    ``on_session`` is called after each session is ingested (a progress bar)."""
     timer = PhaseTimer()
     memory = build_memory(config)
     with timer("ingest"):
         for session in conversation.sessions:
             memory.ingest(session, conversation)
+            if on_session is not None:
+                on_session()
         prepare = getattr(memory, "prepare", None)
         if callable(prepare):  # build search indexes (embeddings) now, not at the 1st probe
             prepare()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,11 +137,16 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
     digests: dict[str, str] = {}
     errors = 0
     written = 0
+    n_sessions = sum(len(c.sessions) for c, _ in todo)
+    ingest = tqdm(total=n_sessions, desc=f"{config.name}: ingest", unit="session",
+                  disable=not progress or n_probes == 0, position=0)
     bar = tqdm(total=n_probes, desc=f"{config.name}: probes", unit="probe",
-               disable=not progress or n_probes == 0)
+               disable=not progress or n_probes == 0, position=1)
     with item_file.ItemWriter(run_dir / "items.jsonl") as writer, \
             item_file.ItemWriter(run_dir / "memory.jsonl") as memory_log:
-        for run in _runs(config, todo):
+        for run in _runs(config, todo, lambda: ingest.update(1)):
+            ingest.n = max(ingest.n, _sessions_done(todo, run.conversation_id))
+            ingest.refresh()
             memory_log.write(run.memory_record())  # first: a resumed conversation rewrites it
             writer.write_all(run.items)
             digests.update(run.model_digests)
@@ -150,22 +155,35 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
             bar.update(len(run.items))
             bar.set_postfix(errors=errors)
             if written and errors / written > config.fail_on_error and written >= 5:
+                ingest.close()
                 bar.close()
                 raise MemlabError(
                     f"stopped: {errors} of {written} probes failed (fail_on_error="
                     f"{config.fail_on_error}); first error: {_first_error(run_dir)}. "
                     f"Finished items are kept in {run_dir / 'items.jsonl'}."
                 )
+    ingest.close()
     bar.close()
     return digests
 
 
-def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]]
-          ) -> Iterator[ConversationRun]:
+def _sessions_done(todo: list[tuple[Conversation, list[Probe]]], conversation_id: str) -> int:
+    """Sessions in the conversations of ``todo`` up to and including ``conversation_id``
+    (a pool reports whole conversations, in order)."""
+    total = 0
+    for conversation, _ in todo:
+        total += len(conversation.sessions)
+        if conversation.id == conversation_id:
+            break
+    return total
+
+
+def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],
+          on_session: Callable[[], object] | None = None) -> Iterator[ConversationRun]:
     if config.workers <= 1 or len(todo) <= 1:
         answerer = _answerer(config)
         for conversation, probes in todo:
-            yield replay_conversation(config, conversation, probes, answerer)
+            yield replay_conversation(config, conversation, probes, answerer, on_session)
         return
     with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
         yield from pool.map(_replay_in_worker, [(config, c, p) for c, p in todo])

@@ -133,7 +133,7 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
                  f"cache hits {summary['cache_hits']}")
     for phase, lat in summary["latency_seconds"].items():
         if lat["p50"] is not None:
-            lines.append(f"latency {phase:<9} p50 {lat['p50'] * 1000:9.1f} ms   "
+            lines.append(f"latency {phase:<15} p50 {lat['p50'] * 1000:9.1f} ms   "
                          f"p95 {lat['p95'] * 1000:9.1f} ms   max {lat['max'] * 1000:9.1f} ms")
     footprint = summary.get("footprint") or {}
     if footprint.get("conversations"):
