@@ -6,6 +6,10 @@
 2. The harness's own overhead per probe — everything except model calls — measured with
    the scripted mock LLM (zero model time) answering every probe through the full answer
    path: retrieval, prompt rendering with exact token counts and trimming, scoring.
+
+With ``--sweep CONFIG`` (e.g. ``experiments/locomo-retrieval.yaml``) it times that whole
+sweep instead, as a user runs it (MLflow logging included, into a temporary store): once
+with an empty cache directory and once more with the caches the first pass filled.
 """
 
 from __future__ import annotations
@@ -27,14 +31,55 @@ def _timed_run(config: dict[str, Any], out: Path, cache: Path) -> tuple[float, A
     return time.perf_counter() - start, result
 
 
+def _timed_sweep(config: str, out: Path, cache: Path, workers: int | None
+                 ) -> tuple[float, Any]:
+    from memlab.eval.sweep import sweep
+
+    os.environ["MEMLAB_CACHE_DIR"] = str(cache)
+    start = time.perf_counter()
+    table = sweep(config, out=out, workers=workers, progress=False)
+    return time.perf_counter() - start, table
+
+
+def bench_sweep(config: str, workers: int | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="memlab-bench-") as tmp:
+        root = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+        cold, table = _timed_sweep(config, root / "cold", root / "cache", workers)
+        warm, _ = _timed_sweep(config, root / "warm", root / "cache", workers)
+    runs, probes = len(table), int(table["probes"].sum())
+    rows = [("runs in the sweep", str(runs)), ("probes, all runs", f"{probes:,}"),
+            ("sweep, cold caches (s)", f"{cold:.1f}"), ("sweep, warm caches (s)", f"{warm:.1f}"),
+            ("speed-up warm vs cold", f"{cold / warm:.1f}x"),
+            ("warm time per run (s)", f"{warm / runs:.2f}"),
+            ("warm time per probe (ms)", f"{1000 * warm / probes:.2f}")]
+    _print(f"memlab.bench eval --sweep {config}: MLflow logging included, "
+           f"{os.cpu_count()} cores", rows)
+    return 0
+
+
+def _print(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(title)
+    print(f"{'measure':<{width}}  value")
+    print(f"{'-' * width}  -----")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="locomo")
     parser.add_argument("--retrieval", default="hybrid")
     parser.add_argument("--limit", type=int, default=None, help="only the first N probes")
+    parser.add_argument("--sweep", metavar="CONFIG", default=None,
+                        help="time this experiment's whole sweep cold and warm instead")
+    parser.add_argument("--workers", type=int, default=None, help="with --sweep: processes")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.sweep:
+        return bench_sweep(args.sweep, args.workers)
     probes: dict[str, Any] = {"limit": args.limit} if args.limit else {}
     base = {"name": "bench", "dataset": {"name": args.dataset, "probes": probes},
             "chunker": {"name": "turn"}, "retrieval": {"name": args.retrieval},
@@ -60,11 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         if phase in lat and lat[phase]["p50"] is not None:
             rows.append((f"  {phase} p50 / p95 (ms)",
                          f"{1000 * lat[phase]['p50']:.2f} / {1000 * lat[phase]['p95']:.2f}"))
-    width = max(len(r[0]) for r in rows)
-    print(f"memlab.bench eval: {args.dataset}, turn units, {args.retrieval}, "
-          f"{os.cpu_count()} cores")
-    print(f"{'measure':<{width}}  value")
-    print(f"{'-' * width}  -----")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    _print(f"memlab.bench eval: {args.dataset}, turn units, {args.retrieval}, "
+           f"{os.cpu_count()} cores", rows)
     return 0

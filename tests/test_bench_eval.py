@@ -1,0 +1,31 @@
+"""``python -m memlab.bench eval --sweep``: a whole sweep timed cold and warm (figures are
+printed, never asserted: speed is measured in benchmarks, not in tests)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from memlab.bench.__main__ import main
+
+
+def test_sweep_bench_times_a_real_sweep_cold_then_warm(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\ndataset: {name: synthetic}\n"
+                      "grid:\n  retrieval.name: [bm25, none]\n")
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "untouched"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'untouched.db'}")
+    assert main(["eval", "--sweep", str(config)]) == 0
+    out = capsys.readouterr().out
+    values = dict(re.findall(r"^(\S.*?)  +(\S+)$", out, re.MULTILINE))
+    assert values["runs in the sweep"] == "2" and values["probes, all runs"] == "96"
+    cold = float(values["sweep, cold caches (s)"])
+    warm = float(values["sweep, warm caches (s)"])
+    assert cold > 0 and warm > 0
+    assert abs(float(values["speed-up warm vs cold"].rstrip("x")) - cold / warm) < 0.1
+    # the bench uses its own temporary cache and MLflow store, never the caller's
+    assert not (tmp_path / "untouched").exists() and not (tmp_path / "untouched.db").exists()
