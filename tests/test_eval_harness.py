@@ -220,3 +220,19 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_report_per_category_columns_and_markdown(tmp_path: Path) -> None:
+    from memlab.eval.report import report, to_markdown
+
+    evaluate(_config(), out=tmp_path / "bm25", progress=False)
+    evaluate(_config(retrieval={"name": "none"}), out=tmp_path / "none", progress=False)
+    metric = "turn.recall_any@5"
+    table = report([tmp_path], metric=[metric], by_category=metric)
+    assert list(table["retrieval"]) == ["bm25", "none"]
+    column = f"{metric} [multi-session]"
+    assert table[column].iloc[1] == 0.0 and 0 < table[column].iloc[0] <= 1
+    text = to_markdown(table, ["retrieval", metric, column])
+    lines = text.splitlines()
+    assert lines[0] == f"| retrieval | {metric} | {column} |" and lines[1] == "|---|---|---|"
+    assert lines[3] == "| none | 0.000 | 0.000 |" and len(lines) == 4

@@ -64,9 +64,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from memlab.eval.report import report
+    from memlab.eval.report import report, to_markdown
 
-    print(report(args.runs, metric=args.metric).to_string(index=False))
+    table = report(args.runs, metric=args.metric, by_category=args.by_category)
+    if args.markdown:
+        print(to_markdown(table, [c for c in table.columns if c not in ("dir", "dataset")]))
+    else:
+        print(table.to_string(index=False))
     return 0
 
 
@@ -131,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="table of finished runs (run directories)")
     rep.add_argument("runs", nargs="+", type=Path, help="run directories or folders of them")
     rep.add_argument("--metric", action="append", help="metric(s) to show")
+    rep.add_argument("--by-category", metavar="METRIC", help="add METRIC per category")
+    rep.add_argument("--markdown", action="store_true", help="print a markdown table")
     rep.set_defaults(func=cmd_report)
     ls = sub.add_parser("ls", help="list every registered component with its parameters")
     ls.add_argument("kinds", nargs="*", help="only these kinds (chunker, retrieval, ...)")

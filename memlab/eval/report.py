@@ -23,8 +23,10 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None) -> Any:
-    """One row per run: config name, components, headline metrics, tokens, errors."""
+def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
+           by_category: str | None = None) -> Any:
+    """One row per run: config name, components, headline metrics (or ``metric``), tokens,
+    errors; ``by_category`` adds one column per category for that metric."""
     import pandas as pd
 
     rows = []
@@ -41,8 +43,30 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None) -> 
             stats = summary["metrics"].get(name, {}).get("all")
             if stats is not None:
                 row[name] = None if stats["mean"] is None else round(stats["mean"], 4)
+        if by_category is not None:
+            groups = summary["metrics"].get(by_category, {})
+            for group, stats in groups.items():
+                if group != "all":
+                    row[f"{by_category} [{group}]"] = (None if stats["mean"] is None
+                                                       else round(stats["mean"], 4))
         prompt = summary["tokens"].get("prompt")
         row["prompt_tokens/probe"] = None if not prompt else round(prompt["mean"] or 0, 1)
         row["dir"] = str(run_dir)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def to_markdown(frame: Any, columns: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table of ``frame`` (None shown as "-")."""
+    names = list(columns or frame.columns)
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for record in frame[names].to_dict("records"):
+        cells = ["-" if _missing(record[n]) else
+                 f"{record[n]:.3f}" if isinstance(record[n], float) else str(record[n])
+                 for n in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
