@@ -28,6 +28,7 @@ def decode(ids: list[int], model: str = DEFAULT_TOKENIZER) -> str:
     return str(tokenizer(model).decode(ids))
 
 
+@lru_cache(maxsize=1 << 16)
 def count_tokens(text: str, model: str = DEFAULT_TOKENIZER) -> int:
-    """Number of Qwen tokens in ``text``."""
+    """Number of Qwen tokens in ``text`` (memoised: a sweep counts the same units once)."""
     return len(tokenizer(model).encode(text)) if text else 0

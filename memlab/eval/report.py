@@ -35,6 +35,7 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
         config = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
         row: dict[str, Any] = {
             "run": config["name"], "dataset": summary.get("dataset"),
+            "memory": (config.get("memory") or {}).get("name", "flat"),
             "chunker": config["chunker"]["name"], "retrieval": config["retrieval"]["name"],
             "llm": (config.get("answer") or {}).get("llm", {}).get("name", "-"),
             "probes": summary["probes"], "errors": summary["errors"],
