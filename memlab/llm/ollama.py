@@ -10,14 +10,13 @@ capabilities from ``/api/show`` (``think`` is only sent to models that can think
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Sequence
 from typing import Any
 
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
-from memlab.llm.common import check_messages, qwen_counts, resolve_generation
-from memlab.llm.retry import LLMCallError, PermanentError, TransientError, failed, with_retries
+from memlab.llm.common import qwen_counts
+from memlab.llm.remote import RemoteChat
+from memlab.llm.retry import LLMCallError, PermanentError, TransientError
 
 DEFAULT_HOST = "127.0.0.1:11434"
 
@@ -38,7 +37,7 @@ def ollama_url(host: str = "") -> str:
     return f"{scheme}://{hostport}" + (f"/{path}" if path else "")
 
 
-class OllamaLLM:
+class OllamaLLM(RemoteChat):
     """A model on an Ollama server (default ``qwen3:4b``) through the ``ollama`` package.
 
     ``think``: ``False`` asks Qwen3 to answer directly, ``True`` to reason first (the
@@ -159,27 +158,17 @@ class OllamaLLM:
     def digest(self) -> str:
         return str(self.model_info()["digest"])
 
-    def cache_identity(self, **overrides: Any) -> dict[str, Any]:
-        params = {k: v for k, v in self.params().items() if k not in self.cache_exempt}
-        params.update(resolve_generation(self.backend, self._defaults(), overrides))
-        return {"backend": self.backend, "model": self.model, "digest": self.digest(),
-                "params": params}
+    def _identity(self) -> tuple[str, str]:
+        return self.model, self.digest()
+
+    def _known_identity(self) -> tuple[str, str]:
+        info = self.__dict__.get("_model_info") or {}
+        return self.model, info.get("digest", "")
+
+    def _where(self) -> dict[str, Any]:
+        return {"host": self.url}
 
     # ------------------------------------------------------------------ generate
-
-    def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
-        start = time.perf_counter()
-        gen = resolve_generation(self.backend, self._defaults(), overrides)
-        chat = check_messages(messages)
-        response, error, attempts = with_retries(
-            lambda: self._chat(chat, gen), retries=self.retries, backoff=self.backoff)
-        seconds = time.perf_counter() - start
-        meta = {"backend": self.backend, "host": self.url, "attempts": attempts}
-        info = self.__dict__.get("_model_info") or {}
-        if error is not None:
-            return failed(error, model=self.model, digest=info.get("digest", ""),
-                          seconds=seconds, metadata=meta)
-        return self._completion(chat, response, info, seconds, meta)
 
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
         info = self.model_info()
@@ -194,8 +183,8 @@ class OllamaLLM:
             kwargs["keep_alive"] = self.keep_alive
         return self._call("/api/chat", self._client().chat, **kwargs)
 
-    def _completion(self, chat: list[Message], response: Any, info: dict[str, Any],
-                    seconds: float, meta: dict[str, Any]) -> Completion:
+    def _completion(self, chat: list[Message], response: Any, seconds: float,
+                    meta: dict[str, Any]) -> Completion:
         content = response.message.content or ""
         thinking = response.message.thinking or ""
         if thinking:  # reasoning came in its own field; count it as the model wrote it
@@ -215,7 +204,8 @@ class OllamaLLM:
         return Completion(
             text=answer, prompt_tokens=int(prompt_tokens),
             completion_tokens=int(response.eval_count or 0), seconds=seconds,
-            model=self.model, digest=info.get("digest", ""), thinking=thinking, metadata=meta,
+            model=self.model, digest=self._known_identity()[1], thinking=thinking,
+            metadata=meta,
         )
 
 

@@ -9,17 +9,16 @@ the base URL is part of the cache key either way.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
-from memlab.llm.common import check_messages, qwen_counts, resolve_generation
-from memlab.llm.retry import LLMCallError, PermanentError, TransientError, failed, with_retries
+from memlab.llm.common import qwen_counts
+from memlab.llm.remote import RemoteChat
+from memlab.llm.retry import LLMCallError, PermanentError, TransientError
 
 
-class OpenAICompatLLM:
+class OpenAICompatLLM(RemoteChat):
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
     ``model`` empty means the first model the server lists at ``/models``.
@@ -134,26 +133,16 @@ class OpenAICompatLLM:
         """Raise a MemlabError unless the server answers ``/models``."""
         self._request("GET", "/models")
 
-    def cache_identity(self, **overrides: Any) -> dict[str, Any]:
-        params = {k: v for k, v in self.params().items() if k not in self.cache_exempt}
-        params.update(resolve_generation(self.backend, self._defaults(), overrides))
-        return {"backend": self.backend, "model": self.served_model(), "digest": self.digest,
-                "params": params}
+    def _identity(self) -> tuple[str, str]:
+        return self.served_model(), self.digest
+
+    def _known_identity(self) -> tuple[str, str]:
+        return self.model or self.__dict__.get("_served_model", ""), self.digest
+
+    def _where(self) -> dict[str, Any]:
+        return {"base_url": self.base_url}
 
     # ------------------------------------------------------------------ generate
-
-    def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
-        start = time.perf_counter()
-        gen = resolve_generation(self.backend, self._defaults(), overrides)
-        chat = check_messages(messages)
-        reply, error, attempts = with_retries(
-            lambda: self._chat(chat, gen), retries=self.retries, backoff=self.backoff)
-        seconds = time.perf_counter() - start
-        meta = {"backend": self.backend, "base_url": self.base_url, "attempts": attempts}
-        model = self.model or self.__dict__.get("_served_model", "")
-        if error is not None:
-            return failed(error, model=model, digest=self.digest, seconds=seconds, metadata=meta)
-        return self._completion(chat, cast(dict[str, Any], reply), seconds, meta)
 
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
         body = {"model": self.served_model(), "messages": chat, "stream": False,

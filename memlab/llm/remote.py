@@ -1,0 +1,67 @@
+"""What the server backends (``ollama``, ``openai``) share: the generate loop and the
+cache identity. A backend supplies the request (``_chat``), the answer (``_completion``)
+and who it is (``_identity`` for cache keys, ``_known_identity`` after a failed call,
+which must not call the server again, and ``_where`` for the call record).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from memlab.llm.base import Completion, Message
+from memlab.llm.common import check_messages, resolve_generation
+from memlab.llm.retry import failed, with_retries
+
+
+class RemoteChat:
+    """``generate`` with retries, timing and per-call errors returned as data."""
+
+    backend: str
+    cache_exempt: frozenset[str]
+    retries: int
+    backoff: float
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _defaults(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _identity(self) -> tuple[str, str]:
+        """(model, digest) for cache keys; may ask the server."""
+        raise NotImplementedError
+
+    def _known_identity(self) -> tuple[str, str]:
+        """(model, digest) as far as known without asking the server."""
+        raise NotImplementedError
+
+    def _where(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _completion(self, chat: list[Message], response: Any, seconds: float,
+                    meta: dict[str, Any]) -> Completion:
+        raise NotImplementedError
+
+    def cache_identity(self, **overrides: Any) -> dict[str, Any]:
+        params = {k: v for k, v in self.params().items() if k not in self.cache_exempt}
+        params.update(resolve_generation(self.backend, self._defaults(), overrides))
+        model, digest = self._identity()
+        return {"backend": self.backend, "model": model, "digest": digest, "params": params}
+
+    def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
+        start = time.perf_counter()
+        gen = resolve_generation(self.backend, self._defaults(), overrides)
+        chat = check_messages(messages)
+        response, error, attempts = with_retries(
+            lambda: self._chat(chat, gen), retries=self.retries, backoff=self.backoff)
+        seconds = time.perf_counter() - start
+        meta = {"backend": self.backend, **self._where(), "attempts": attempts}
+        if error is not None:
+            model, digest = self._known_identity()
+            return failed(error, model=model, digest=digest, seconds=seconds, metadata=meta)
+        return self._completion(chat, response, seconds, meta)
