@@ -75,10 +75,6 @@ class OllamaLLM(RemoteChat):
         self.retries = retries
         self.backoff = backoff
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle the parameters only (clients and answers from the server are rebuilt)."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
     def params(self) -> dict[str, Any]:
         return {"model": self.model, "host": self.host, **self._defaults(),
                 "keep_alive": self.keep_alive, "timeout": self.timeout,

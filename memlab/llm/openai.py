@@ -53,10 +53,6 @@ class OpenAICompatLLM(RemoteChat):
         self.retries = retries
         self.backoff = backoff
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle the parameters only (clients and answers from the server are rebuilt)."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
     def params(self) -> dict[str, Any]:
         return {"model": self.model, "base_url": self.base_url,
                 "api_key_env": self.api_key_env, "digest": self.digest, **self._defaults(),

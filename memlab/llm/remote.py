@@ -23,6 +23,10 @@ class RemoteChat:
     retries: int
     backoff: float
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the parameters only (clients and answers from the server are rebuilt)."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     def params(self) -> dict[str, Any]:
         raise NotImplementedError
 
