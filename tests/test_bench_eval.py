@@ -26,6 +26,8 @@ def test_sweep_bench_times_a_real_sweep_cold_then_warm(
     cold = float(values["sweep, cold caches (s)"])
     warm = float(values["sweep, warm caches (s)"])
     assert cold > 0 and warm > 0
-    assert abs(float(values["speed-up warm vs cold"].rstrip("x")) - cold / warm) < 0.1
+    ratio = float(values["speed-up warm vs cold"].rstrip("x"))  # from unrounded times
+    low, high = (cold - 0.05) / (warm + 0.05), (cold + 0.05) / max(warm - 0.05, 1e-9)
+    assert low - 0.05 <= ratio <= high + 0.05
     # the bench uses its own temporary cache and MLflow store, never the caller's
     assert not (tmp_path / "untouched").exists() and not (tmp_path / "untouched.db").exists()
