@@ -7,6 +7,7 @@ which must not call the server again, and ``_where`` for the call record).
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from memlab.llm.common import check_messages, resolve_generation
 from memlab.llm.retry import failed, with_retries
 
 
-class RemoteChat:
+class RemoteChat(ABC):
     """``generate`` with retries, timing and per-call errors returned as data."""
 
     backend: str
@@ -27,29 +28,36 @@ class RemoteChat:
         """Pickle the parameters only (clients and answers from the server are rebuilt)."""
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
+    @abstractmethod
     def params(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _defaults(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _identity(self) -> tuple[str, str]:
         """(model, digest) for cache keys; may ask the server."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _known_identity(self) -> tuple[str, str]:
         """(model, digest) as far as known without asking the server."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _where(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _completion(self, chat: list[Message], response: Any, seconds: float,
                     meta: dict[str, Any]) -> Completion:
-        raise NotImplementedError
+        ...
 
     def cache_identity(self, **overrides: Any) -> dict[str, Any]:
         params = {k: v for k, v in self.params().items() if k not in self.cache_exempt}
