@@ -260,11 +260,7 @@ class _Versions:
         self.pending[unit.id] = unit
 
     def retriever(self) -> Any:
-        if self._retriever is None:
-            self._retriever = support.build("retrieval", self.retrieval)
-        if self.pending:
-            self._retriever.index(list(self.pending.values()))
-            self.pending.clear()
+        self._retriever = support.indexed(self._retriever, self.retrieval, self.pending)
         return self._retriever
 
 

@@ -31,6 +31,17 @@ def build(kind: str, spec: ComponentSpec) -> Any:
     return registry(kind).build(name, params)
 
 
+def indexed(retriever: Any, spec: ComponentSpec, pending: dict[str, MemoryUnit]) -> Any:
+    """``retriever`` (built from ``spec`` on first use) with the ``pending`` units indexed;
+    the queue is emptied."""
+    if retriever is None:
+        retriever = build("retrieval", spec)
+    if pending:
+        retriever.index(list(pending.values()))
+        pending.clear()
+    return retriever
+
+
 def build_llm(spec: Any, cache: str = "readwrite") -> Any:
     """An LLM object: a spec is built (and cached unless ``cache`` is off), an object kept."""
     if cache not in CACHE_MODES:

@@ -71,11 +71,7 @@ class TierState:
             self.pending[unit.id] = unit
 
     def retriever(self) -> Any:
-        if self._retriever is None:
-            self._retriever = support.build("retrieval", self.retrieval)
-        if self.pending:
-            self._retriever.index(list(self.pending.values()))
-            self.pending.clear()
+        self._retriever = support.indexed(self._retriever, self.retrieval, self.pending)
         return self._retriever
 
     def consolidations(self, session_id: str) -> int:
