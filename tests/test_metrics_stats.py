@@ -76,6 +76,18 @@ def test_summarize_by_category() -> None:
         0.25, 0.0, 0.5)
 
 
+def test_item_rows_are_read_from_their_metrics_not_their_probe_fields() -> None:
+    # items.jsonl rows: the top-level "abstention" is the probe's flag; the abstention
+    # score exists only for abstention probes, under "metrics"
+    rows = [{"probe_id": "p0", "category": "c", "abstention": True,
+             "metrics": {"abstention": 1.0}},
+            {"probe_id": "p1", "category": "c", "abstention": False, "metrics": {}},
+            {"probe_id": "p2", "category": "c", "abstention": False,
+             "metrics": {"abstention": None}}]
+    by = summarize_by(rows, "abstention", n_resamples=50)
+    assert (by["all"].mean, by["all"].n, by["all"].n_excluded) == (1.0, 1, 2)
+
+
 # --- paired comparison -----------------------------------------------------------------
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from memlab.metrics.stats import latency_summary, summary_of, value
+from memlab.metrics.stats import groups_of, latency_summary, metric_column, summarize_groups
 
 #: Metrics shown in the CLI's summary table, when present.
 HEADLINE = (
@@ -65,32 +63,13 @@ def _footprint(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _metric_summaries(rows: Sequence[dict[str, Any]], seed: int,
                       n_resamples: int) -> dict[str, Any]:
-    """Every metric overall and per category; the same numbers as ``summarize_by`` per
-    metric, computed on one numpy column per metric (a run has ~130 metrics)."""
+    """Every metric overall and per category (``summarize_by`` with the groups found once)."""
     names = sorted({name for row in rows for name in row.get("metrics", {})})
-    categories = np.asarray([str(row.get("category")) for row in rows], dtype=object)
-    groups = {"all": np.arange(len(rows))} | {
-        c: np.flatnonzero(categories == c) for c in sorted(set(categories.tolist()))}
-    out: dict[str, Any] = {}
-    for name in names:
-        column = _column(rows, name)
-        out[name] = {}
-        for group, index in groups.items():
-            data = column[index]
-            kept = data[~np.isnan(data)]
-            out[name][group] = _summary_dict(summary_of(
-                name, kept, int(data.size - kept.size), n_resamples=n_resamples, seed=seed))
-    return out
-
-
-def _column(rows: Sequence[dict[str, Any]], name: str) -> np.ndarray:
-    """The metric's values (NaN where missing) as floats; a non-number fails by name."""
-    raw = [row.get("metrics", {}).get(name) for row in rows]
-    try:
-        return np.asarray([np.nan if v is None else v for v in raw], dtype=float)
-    except (TypeError, ValueError):
-        return np.asarray([np.nan if (v := value(row, name)) is None else v for row in rows],
-                          dtype=float)
+    groups = groups_of(rows, "category")
+    return {name: {group: _summary_dict(s) for group, s in summarize_groups(
+                name, metric_column(rows, name), groups, n_resamples=n_resamples,
+                seed=seed).items()}
+            for name in names}
 
 
 def _summary_dict(summary: Any) -> dict[str, Any]:

@@ -66,10 +66,14 @@ class Paired:
 
 
 def value(row: Mapping[str, Any], metric: str) -> float | None:
-    """``row``'s value of ``metric`` as a float, or None when absent / None / NaN."""
-    raw = row.get(metric)
-    if raw is None and isinstance(row.get("metrics"), Mapping):
-        raw = row["metrics"].get(metric)
+    """``row``'s value of ``metric`` as a float, or None when absent / None / NaN.
+
+    An items.jsonl row keeps its metrics under ``"metrics"``; only there is looked then,
+    since its top level holds probe fields that share metric names (``abstention`` is the
+    probe's flag there, the abstention score under ``metrics``). Other rows are flat.
+    """
+    metrics = row.get("metrics")
+    raw = metrics.get(metric) if isinstance(metrics, Mapping) else row.get(metric)
     if raw is None:
         return None
     if not isinstance(raw, (int, float, np.number)):
@@ -147,17 +151,37 @@ def summarize_by(rows: Iterable[Mapping[str, Any]], metric: str, by: str = "cate
                  seed: int = 0) -> dict[str, Summary]:
     """``{"all": ..., <group>: ...}``: the summary overall and per value of ``row[by]``."""
     rows = list(rows)
-    values = [value(row, metric) for row in rows]  # read each row once, not once per group
-    groups: dict[str, list[float | None]] = {}
-    for row, v in zip(rows, values, strict=True):
-        groups.setdefault(str(row.get(by)), []).append(v)
+    return summarize_groups(metric, metric_column(rows, metric), groups_of(rows, by),
+                            n_resamples=n_resamples, confidence=confidence, seed=seed)
 
-    def one(vs: list[float | None]) -> Summary:
-        kept = [v for v in vs if v is not None]
-        return summary_of(metric, np.asarray(kept, dtype=float), len(vs) - len(kept),
-                          n_resamples, confidence, seed)
 
-    return {"all": one(values)} | {name: one(groups[name]) for name in sorted(groups)}
+def metric_column(rows: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
+    """``metric`` over ``rows`` as floats, NaN where missing (checked as :func:`value`)."""
+    return np.asarray([np.nan if (v := value(row, metric)) is None else v for row in rows],
+                      dtype=float)
+
+
+def groups_of(rows: Sequence[Mapping[str, Any]], by: str = "category") -> dict[str, np.ndarray]:
+    """Row indices of ``"all"`` and of each value of ``row[by]`` (sorted by name)."""
+    labels = [str(row.get(by)) for row in rows]
+    members: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        members.setdefault(label, []).append(i)
+    return {"all": np.arange(len(rows))} | {name: np.asarray(members[name], dtype=int)
+                                            for name in sorted(members)}
+
+
+def summarize_groups(metric: str, column: np.ndarray, groups: Mapping[str, np.ndarray], *,
+                     n_resamples: int = 1000, confidence: float = 0.95,
+                     seed: int = 0) -> dict[str, Summary]:
+    """The summary of ``column`` (NaN = missing, counted as excluded) within each group."""
+    out: dict[str, Summary] = {}
+    for name, index in groups.items():
+        data = column[index]
+        kept = data[~np.isnan(data)]
+        out[name] = summary_of(metric, kept, int(data.size - kept.size), n_resamples,
+                               confidence, seed)
+    return out
 
 
 def paired_compare(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping[str, Any]],
