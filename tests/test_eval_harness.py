@@ -102,6 +102,17 @@ def test_two_runs_give_identical_items_apart_from_timing(tmp_path: Path) -> None
     assert [r["answer"] for r in cold] == [r["answer"] for r in first]
 
 
+def test_a_process_pool_gives_the_same_items_and_footprint(tmp_path: Path) -> None:
+    alone = evaluate(_config(), out=tmp_path / "one", progress=False)
+    pooled = evaluate(_config(), out=tmp_path / "two", workers=2, progress=False)
+    assert [without_timing(r) for r in pooled.items()] == \
+        [without_timing(r) for r in alone.items()]
+    assert pooled.summary["metrics"] == alone.summary["metrics"]
+    footprint = {k: v for k, v in pooled.summary["footprint"].items() if k != "ingest_seconds"}
+    assert footprint == {k: v for k, v in alone.summary["footprint"].items()
+                         if k != "ingest_seconds"}
+
+
 def test_answers_record_prompt_hash_tokens_and_scores(tmp_path: Path) -> None:
     mock = {"name": "mock", "params": {"responses": ["Not mentioned in the conversation"]}}
     config = _config(answer={"llm": mock, "max_memory_tokens": 60}, cache={"llm": "off"})

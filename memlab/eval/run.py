@@ -145,8 +145,6 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
     with item_file.ItemWriter(run_dir / "items.jsonl") as writer, \
             item_file.ItemWriter(run_dir / "memory.jsonl") as memory_log:
         for run in _runs(config, todo, lambda: ingest.update(1)):
-            ingest.n = max(ingest.n, _sessions_done(todo, run.conversation_id))
-            ingest.refresh()
             memory_log.write(run.memory_record())  # first: a resumed conversation rewrites it
             writer.write_all(run.items)
             digests.update(run.model_digests)
@@ -167,17 +165,6 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
     return digests
 
 
-def _sessions_done(todo: list[tuple[Conversation, list[Probe]]], conversation_id: str) -> int:
-    """Sessions in the conversations of ``todo`` up to and including ``conversation_id``
-    (a pool reports whole conversations, in order)."""
-    total = 0
-    for conversation, _ in todo:
-        total += len(conversation.sessions)
-        if conversation.id == conversation_id:
-            break
-    return total
-
-
 def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],
           on_session: Callable[[], object] | None = None) -> Iterator[ConversationRun]:
     if config.workers <= 1 or len(todo) <= 1:
@@ -186,7 +173,12 @@ def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]]
             yield replay_conversation(config, conversation, probes, answerer, on_session)
         return
     with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(_replay_in_worker, [(config, c, p) for c, p in todo])
+        runs = pool.map(_replay_in_worker, [(config, c, p) for c, p in todo])
+        for (conversation, _), run in zip(todo, runs, strict=True):
+            if on_session is not None:  # a worker's sessions show when its conversation ends
+                for _ in conversation.sessions:
+                    on_session()
+            yield run
 
 
 def _replay_in_worker(job: tuple[ExperimentConfig, Conversation, list[Probe]]
