@@ -35,32 +35,43 @@ def category_bars(summary: dict[str, Any], path: Path, title: str = "") -> Path 
     ax.bar(names, means, yerr=err, capsize=4,
            color=["#555" if n == "all" else "#4C72B0" for n in names])
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"{metric} (0–1)")
+    ax.set_ylabel(f"{metric} (0–1)", fontsize=8)
     ax.set_xlabel("probe category")
-    ax.set_title(title or f"{metric} by category (95% bootstrap CI)")
+    ax.set_title(title or f"{metric} by category (95% bootstrap CI)", fontsize=9)
     ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.98, top=0.9, bottom=0.3)
     fig.savefig(path, dpi=110)
     return path
 
 
 def latency_hist(items: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path | None:
-    """Distribution of per-probe latency for each phase, in milliseconds (log scale)."""
+    """Distribution of per-probe latency for each phase, in milliseconds: one outline
+    per phase over log-spaced bins (phases differ by orders of magnitude)."""
+    import numpy as np
+
     phases = sorted({p for row in items for p in row.get("latency_seconds", {})})
-    if not phases:
-        return None
-    fig, ax = _figure(6, 3.6)
+    values = {}
     for phase in phases:
-        values = [row["latency_seconds"][phase] * 1000 for row in items
-                  if row.get("latency_seconds", {}).get(phase)]
-        if values:
-            ax.hist(values, bins=30, alpha=0.55, label=phase)
-    ax.set_xscale("symlog", linthresh=1.0)
+        ms = np.asarray([row["latency_seconds"][phase] * 1000 for row in items
+                         if row.get("latency_seconds", {}).get(phase)], dtype=float)
+        if ms.size:
+            values[phase] = ms
+    if not values:
+        return None
+    low = min(float(v.min()) for v in values.values())
+    high = max(float(v.max()) for v in values.values())
+    edges = np.geomspace(low, high * 1.000001 if high > low else low * 2, 41)
+    fig, ax = _figure(6, 3.6)
+    for phase, ms in values.items():
+        counts, _ = np.histogram(ms, bins=edges)
+        ax.stairs(counts, edges, label=f"{phase} (n={ms.size})", linewidth=1.5)
+    ax.set_xscale("log")
+    ax.minorticks_off()  # minor log ticks cost more to draw than the rest of the plot
     ax.set_xlabel("latency per probe (ms, log scale)")
     ax.set_ylabel("probes")
-    ax.set_title(title or "Latency per phase")
-    ax.legend()
-    fig.tight_layout()
+    ax.set_title(title or "Latency per phase", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.9, bottom=0.15)
     fig.savefig(path, dpi=110)
     return path
 

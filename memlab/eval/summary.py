@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from memlab.metrics.stats import groups_of, latency_summary, metric_column, summarize_groups
+from memlab.metrics.stats import groups_of, latency_summary, metric_columns, summarize_table
 
 #: Metrics shown in the CLI's summary table, when present.
 HEADLINE = (
@@ -63,13 +63,11 @@ def _footprint(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _metric_summaries(rows: Sequence[dict[str, Any]], seed: int,
                       n_resamples: int) -> dict[str, Any]:
-    """Every metric overall and per category (``summarize_by`` with the groups found once)."""
-    names = sorted({name for row in rows for name in row.get("metrics", {})})
-    groups = groups_of(rows, "category")
-    return {name: {group: _summary_dict(s) for group, s in summarize_groups(
-                name, metric_column(rows, name), groups, n_resamples=n_resamples,
-                seed=seed).items()}
-            for name in names}
+    """Every metric overall and per category (``summarize_by``, all metrics at once)."""
+    table = summarize_table(metric_columns(rows), groups_of(rows, "category"),
+                            n_resamples=n_resamples, seed=seed)
+    return {name: {group: _summary_dict(s) for group, s in by_group.items()}
+            for name, by_group in table.items()}
 
 
 def _summary_dict(summary: Any) -> dict[str, Any]:

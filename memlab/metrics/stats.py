@@ -161,6 +161,28 @@ def metric_column(rows: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
                       dtype=float)
 
 
+def metric_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Every metric under the rows' ``"metrics"`` as a float column (NaN where missing),
+    read in one pass; the same values :func:`metric_column` gives, sorted by name."""
+    n = len(rows)
+    columns: dict[str, list[float]] = {}
+    for i, row in enumerate(rows):
+        metrics = row.get("metrics")
+        if not isinstance(metrics, Mapping):
+            continue
+        for name, raw in metrics.items():
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = [math.nan] * n
+            if raw is None:
+                continue
+            if type(raw) is not float and not isinstance(raw, (int, float, np.number)):
+                raise ValueError(f"metric {name!r} has a non-numeric value {raw!r} "
+                                 f"(row {i}, probe {row.get('probe_id', '?')})")
+            column[i] = float(raw)
+    return {name: np.asarray(columns[name], dtype=float) for name in sorted(columns)}
+
+
 def groups_of(rows: Sequence[Mapping[str, Any]], by: str = "category") -> dict[str, np.ndarray]:
     """Row indices of ``"all"`` and of each value of ``row[by]`` (sorted by name)."""
     labels = [str(row.get(by)) for row in rows]
@@ -182,6 +204,52 @@ def summarize_groups(metric: str, column: np.ndarray, groups: Mapping[str, np.nd
         out[name] = summary_of(metric, kept, int(data.size - kept.size), n_resamples,
                                confidence, seed)
     return out
+
+
+def summarize_table(columns: Mapping[str, np.ndarray], groups: Mapping[str, np.ndarray], *,
+                    n_resamples: int = 1000, confidence: float = 0.95,
+                    seed: int = 0) -> dict[str, dict[str, Summary]]:
+    """:func:`summarize_groups` of every column at once: within a group, the metrics that
+    are missing on the same items share one resample-count matrix product and one
+    percentile call (the numbers of one column at a time, up to float rounding)."""
+    out: dict[str, dict[str, Summary]] = {name: {} for name in columns}
+    names = list(columns)
+    if not names:
+        return out
+    table = np.column_stack([columns[name] for name in names])
+    alpha = (1 - confidence) / 2
+    for group, index in groups.items():
+        data = table[index]
+        missing = np.isnan(data)
+        patterns: dict[bytes, list[int]] = {}
+        for j in range(len(names)):
+            patterns.setdefault(np.packbits(missing[:, j]).tobytes(), []).append(j)
+        for members in patterns.values():
+            kept = data[~missing[:, members[0]]][:, members]
+            n, excluded = kept.shape[0], int(index.size - kept.shape[0])
+            if n == 0:
+                for j in members:
+                    out[names[j]][group] = Summary(names[j], None, None, None, 0, excluded)
+                continue
+            lows, highs = _bootstrap_columns(kept, n_resamples, alpha, seed)
+            for col, j in enumerate(members):
+                out[names[j]][group] = Summary(names[j], float(kept[:, col].mean()),
+                                               float(lows[col]), float(highs[col]), n,
+                                               excluded)
+    return {name: {group: out[name][group] for group in groups} for name in names}
+
+
+def _bootstrap_columns(data: np.ndarray, n_resamples: int, alpha: float,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap bounds of each column's mean (the resamples of
+    :func:`bootstrap_ci`: the same items are drawn for every column)."""
+    n = data.shape[0]
+    if n * n_resamples <= _SHARED_RESAMPLES_MAX:
+        means = _resample_counts(n, n_resamples, seed) @ data / n
+    else:
+        means = data[_resample_indices(n, n_resamples, seed)].mean(axis=1)
+    low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)], axis=0)
+    return low, high
 
 
 def paired_compare(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping[str, Any]],

@@ -13,6 +13,7 @@ shares no term with the query scores 0 and is never returned.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -101,7 +102,18 @@ def _stemmer(name: str | None) -> Callable[[str], str] | None:
         return None
     if name != "snowball":
         raise ConfigError(f"bm25 stemmer {name!r} is not known; valid choices: 'snowball', null")
+    return _snowball_stem
+
+
+@lru_cache(maxsize=1 << 18)
+def _snowball_stem(word: str) -> str:
+    """nltk's English Snowball stem of ``word``, memoised for the process: every
+    conversation's (and every sweep variant's) tokenizer stems the same words again."""
+    return _snowball().stem(word)
+
+
+@lru_cache(maxsize=1)
+def _snowball() -> Any:
     from nltk.stem.snowball import SnowballStemmer
 
-    stem: Callable[[str], str] = SnowballStemmer("english").stem
-    return stem
+    return SnowballStemmer("english")

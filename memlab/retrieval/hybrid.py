@@ -130,14 +130,24 @@ class HybridStrategy:
         if limit == 0:
             return []
         pool = self.candidates if limit is None else max(self.candidates, limit)
-        lists = [part.search(query, pool, as_of) for part in self.parts]
+        lists = [_ranked_ids(part, query, pool, as_of) for part in self.parts]
         if self.fusion == "rrf":
-            fused = rrf_scores([[h.unit.id for h in hits] for hits in lists], self.rrf_k)
+            fused = rrf_scores([ids for ids, _ in lists], self.rrf_k)
         else:
-            pairs = [[(h.unit.id, h.score) for h in hits] for hits in lists]
+            pairs = [list(zip(ids, scores, strict=True)) for ids, scores in lists]
             fused = weighted_scores(pairs, [1.0 - self.alpha, self.alpha])
-        ids = list(fused)
-        scores = np.asarray([fused[i] for i in ids], dtype=np.float64)
-        keys = np.asarray([self.table.rows[i] for i in ids], dtype=np.int64)
+        rows = self.table.rows
+        scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+        keys = np.fromiter((rows[i] for i in fused), dtype=np.int64, count=len(fused))
         picked = select_top(scores, keys, limit, self.threshold)
-        return [Hit(self.table.units[keys[i]], float(scores[i])) for i in picked]
+        units = self.table.units
+        return [Hit(units[key], score) for key, score in
+                zip(keys[picked].tolist(), scores[picked].tolist(), strict=True)]
+
+
+def _ranked_ids(part: Bm25Strategy | DenseStrategy, query: str, k: int | None,
+                as_of: datetime | None) -> tuple[list[str], list[float]]:
+    """A part's best-first unit ids and scores (its ``search`` without building Hits)."""
+    rows, scores = part.ranked(query, resolve_k(k, part.k), as_of)
+    units = part.table.sorted_units
+    return [units[r].id for r in rows.tolist()], scores.tolist()

@@ -27,21 +27,34 @@ from memlab.retrieval.ranking import DEFAULT_K, resolve_k
 
 def mmr_pick(relevance: np.ndarray, similarity: np.ndarray, keys: np.ndarray,
              k: int, lambda_mult: float) -> list[int]:
-    """Greedy MMR order over candidates (indices into ``relevance``)."""
-    n = len(relevance)
-    penalty = np.zeros(n)
-    free = np.ones(n, dtype=bool)
-    picked: list[int] = []
-    for _ in range(min(k, n)):
-        value = lambda_mult * relevance - (1.0 - lambda_mult) * penalty
-        value = np.where(free, value, -np.inf)
-        best = np.flatnonzero(value == value.max())
-        choice = int(best[np.argmin(keys[best])])
+    """Greedy MMR order over candidates (indices into ``relevance``).
+
+    Each step picks the free candidate of highest ``lambda_mult * relevance -
+    (1 - lambda_mult) * penalty`` (ties: lowest key), where ``penalty`` is its highest
+    similarity to an already picked one; arithmetic stays in the inputs' dtype.
+    Candidates are visited in key order, so ``argmax`` (first maximum) breaks ties.
+    """
+    n = min(k, len(relevance))
+    if n <= 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    gain = lambda_mult * np.asarray(relevance)[order]
+    sims = np.asarray(similarity)[np.ix_(order, order)]
+    choice = int(gain.argmax())  # nothing picked yet: no penalty
+    picked = [choice]
+    penalty = sims[choice].copy()
+    value = np.empty(len(gain), dtype=np.result_type(gain, penalty))
+    blocked = np.zeros(len(gain), dtype=value.dtype)  # -inf once picked
+    blocked[choice] = -np.inf
+    for _ in range(n - 1):
+        np.multiply(1.0 - lambda_mult, penalty, out=value)
+        np.subtract(gain, value, out=value)
+        value += blocked
+        choice = int(value.argmax())
         picked.append(choice)
-        free[choice] = False
-        sims = similarity[choice]
-        penalty = sims if len(picked) == 1 else np.maximum(penalty, sims)
-    return picked
+        blocked[choice] = -np.inf
+        np.maximum(penalty, sims[choice], out=penalty)
+    return order[picked].tolist()
 
 
 class MmrStrategy:

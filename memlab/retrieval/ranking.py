@@ -128,6 +128,9 @@ def select_top(
     cand_keys = keys if idx is None else keys[idx]
     if k == 0 or len(cand) == 0:
         return np.zeros(0, dtype=np.int64)
+    if len(cand) <= _SORT_ALL_BELOW:  # one sort is faster than partition + tie handling
+        pick = np.lexsort((cand_keys, -cand))[:k]
+        return pick if idx is None else idx[pick]
     if k is None or k >= len(cand):
         pick = np.arange(len(cand))
     else:
@@ -138,6 +141,10 @@ def select_top(
         pick = np.concatenate([better, ties])
     pick = pick[np.lexsort((cand_keys[pick], -cand[pick]))]
     return pick if idx is None else idx[pick]
+
+
+#: Up to this many candidates ``select_top`` sorts them all (same order as partitioning).
+_SORT_ALL_BELOW = 8192
 
 
 class GrowingMatrix:

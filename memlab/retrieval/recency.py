@@ -95,7 +95,8 @@ class RecencyStrategy:
         hits = self.base_strategy.search(query, pool, as_of, probe=probe)
         if not hits:
             return []
-        ages = np.asarray([at_micros(now) - at_micros(h.unit.at) for h in hits]) / _DAY_US
+        now_us = at_micros(now)
+        ages = np.asarray([now_us - at_micros(h.unit.at) for h in hits]) / _DAY_US
         base = np.maximum(np.asarray([h.score for h in hits], dtype=np.float64), 0.0)
         scores = base * decay(ages, self.half_life_days)
         keys = np.asarray([self.table.rows[h.unit.id] for h in hits], dtype=np.int64)

@@ -43,7 +43,7 @@ class ScoredStrategy:
     ) -> list[Hit]:
         rows, scores = self.ranked(query, resolve_k(k, self.k), as_of)
         units = self.table.sorted_units
-        return [Hit(units[r], float(s)) for r, s in zip(rows, scores, strict=True)]
+        return [Hit(units[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
 
     def ranked(
         self, query: str, k: int | None, as_of: datetime | None
