@@ -9,6 +9,7 @@ TARGETS = {
     "llm": "memlab.bench.llm",
     "search": "memlab.bench.search",
     "eval": "memlab.bench.eval",
+    "metrics": "memlab.bench.metrics",
 }
 
 

@@ -57,10 +57,23 @@ class EmbeddingCache:
         self._pid = -1
 
     def get_many(self, model_id: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        """The cached vectors among ``keys`` (missing keys are simply absent)."""
+        """The cached vectors among ``keys`` (missing keys are simply absent).
+
+        Vectors read from the file are also kept in memory for the process (bounded,
+        oldest dropped first), so a query embedded once in a sweep is not looked up in
+        SQLite again by every later configuration.
+        """
         found: dict[bytes, np.ndarray] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = list(keys[start : start + _CHUNK])
+        tier = _memory_tier(str(self.path), model_id)
+        missing = []
+        for key in keys:
+            vector = tier.get(key)
+            if vector is None:
+                missing.append(key)
+            else:
+                found[key] = vector
+        for start in range(0, len(missing), _CHUNK):
+            chunk = missing[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             sql = (
                 "SELECT text_sha256, vector FROM embeddings "
@@ -68,7 +81,10 @@ class EmbeddingCache:
             )
             rows = self._retry(partial(self._fetch, sql, [model_id, *chunk]))
             for key, blob in rows:
-                found[bytes(key)] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                vector.setflags(write=False)
+                found[bytes(key)] = vector
+                _remember(tier, bytes(key), vector)
         return found
 
     def put_many(self, model_id: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
@@ -125,6 +141,21 @@ class EmbeddingCache:
                     raise MemlabError(f"embedding cache {self.path}: {exc}") from exc
                 time.sleep(min(0.05 * 2**attempt, 2.0))
         raise AssertionError("unreachable")
+
+
+#: Vectors the in-memory tier keeps per process (~100 MB of 384-dim float32 vectors).
+MEMORY_VECTORS = 65_536
+_TIERS: dict[tuple[str, str], dict[bytes, np.ndarray]] = {}
+
+
+def _memory_tier(path: str, model_id: str) -> dict[bytes, np.ndarray]:
+    return _TIERS.setdefault((path, model_id), {})
+
+
+def _remember(tier: dict[bytes, np.ndarray], key: bytes, vector: np.ndarray) -> None:
+    if len(tier) >= MEMORY_VECTORS:
+        del tier[next(iter(tier))]  # oldest first
+    tier[key] = vector
 
 
 class CachedEmbedder:

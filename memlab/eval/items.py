@@ -3,6 +3,12 @@
 Rows are written a conversation at a time with one ``write`` + flush + fsync, so a run
 killed at any moment loses at most the probes in flight; a truncated last line (killed
 mid-write) is ignored on resume and rewritten.
+
+Lines are compact JSON with sorted keys, written and read by ``orjson`` (a LoCoMo run's
+items are ~8 MB, and the standard library's json took a third of a warm retrieval
+run's bookkeeping). NaN and infinities are written as ``null`` (strict JSON, and how
+memlab reads a missing metric anyway); values JSON has no type for are written as their
+``str()``, as ``json.dumps(default=str)`` does.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 #: Fields that measure time; everything else must be identical between two runs of the
 #: same config with warm caches.
@@ -27,7 +35,7 @@ def read_items(path: Path) -> list[dict[str, Any]]:
         for line in fh:
             if not line.endswith("\n"):
                 break  # interrupted mid-write
-            rows.append(json.loads(line))
+            rows.append(_loads(line))
     return rows
 
 
@@ -44,7 +52,28 @@ def repair(path: Path) -> list[dict[str, Any]]:
 
 
 def dumps(row: dict[str, Any]) -> str:
-    return json.dumps(row, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    """One items.jsonl line (with its newline)."""
+    try:
+        return orjson.dumps(row, option=_OPTIONS, default=_default).decode("utf-8")
+    except TypeError:  # an integer beyond 64 bits: the standard library has no limit
+        return json.dumps(row, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+
+_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+            | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def _default(value: Any) -> Any:
+    """What json.dumps(default=str) would write: float subclasses (numpy.float64) as
+    numbers, everything else unknown as its ``str()``."""
+    return float(value) if isinstance(value, float) else str(value)
+
+
+def _loads(line: str) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # NaN / Infinity tokens of files json.dumps wrote
+        return json.loads(line)
 
 
 class ItemWriter:

@@ -75,7 +75,7 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     units = list(memory.units())
     tokens = _TokenCounter()
     turn_sessions = {t.id: t.session_id for t in conversation.turns()}
-    covers = _Coverages(units, turn_sessions)
+    covers = _Coverages(units, turn_sessions, tokens)
     items = []
     for probe in sorted(probes, key=lambda p: (p.asked_at, p.id)):
         items.append(_probe_item(config, conversation, probe, memory, covers, tokens, timer,
@@ -109,7 +109,7 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         with timer("score"):
             row["metrics"] = _retrieval_metrics(hits, probe, covers, tokens)
         shown = hits[: config.k] if config.k is not None else hits
-        row["retrieved"] = [_hit_record(h, tokens) for h in shown]
+        row["retrieved"] = [covers.record(h, tokens) for h in shown]
         row["n_retrieved"] = len(hits)
         row["tokens"] = {"memory": sum(tokens(h.unit) for h in shown)}  # answers refine it
         if answerer is not None:
@@ -144,38 +144,68 @@ def _retrieval_metrics(hits: list[Hit], probe: Probe, covers: _Coverages,
     from memlab.metrics.budget import score_budget
     from memlab.metrics.retrieval import score_retrieval
 
-    ranked_covers = [covers(h.unit) for h in hits]
+    ranked_covers, positions, counts = covers.ranked(hits, tokens)
+    first: dict[str, dict[str, int]] = {}
     ranked = score_retrieval(ranked_covers, probe, ks=KS, turn_sessions=covers.turn_sessions,
-                             corpus=covers.corpus)
+                             corpus=covers.corpus, positions=positions, first_out=first)
     budget = score_budget(ranked_covers, probe, budgets=BUDGETS,
-                          turn_sessions=covers.turn_sessions,
-                          tokens=[tokens(h.unit) for h in hits])
+                          turn_sessions=covers.turn_sessions, tokens=counts, first=first)
     return {**ranked.values, **budget.values}
 
 
 class _Coverages:
-    """What each unit of a conversation's memory covers, computed once per unit, and the
-    corpus index that sizes the ideal DCG (a probe used to rescan every unit)."""
+    """What each unit of a conversation's memory covers (and its position and token
+    count), computed once per unit, and the corpus index of them, which sizes the ideal
+    DCG and lets a ranking be scored without scanning it."""
 
-    def __init__(self, units: list[MemoryUnit], turn_sessions: dict[str, str]) -> None:
+    def __init__(self, units: list[MemoryUnit], turn_sessions: dict[str, str],
+                 tokens: _TokenCounter) -> None:
         from memlab.metrics.retrieval import CorpusIndex, coverage
 
         self.turn_sessions = turn_sessions
         self._coverage = coverage
         self._units = units  # keeps the objects alive, so their id() stays theirs
-        self._by_object = {id(u): coverage(u, turn_sessions) for u in units}
-        self.corpus = CorpusIndex(self._by_object.values())
+        by_object = {id(u): (coverage(u, turn_sessions), tokens(u)) for u in units}
+        self._entries = {key: (cover, n, count)
+                         for n, (key, (cover, count)) in enumerate(by_object.items())}
+        self.corpus = CorpusIndex(cover for cover, _ in by_object.values())
+        self._records: dict[int, dict[str, Any]] = {}
 
     def __call__(self, unit: MemoryUnit) -> Any:
-        cover = self._by_object.get(id(unit))
-        return cover if cover is not None else self._coverage(unit, self.turn_sessions)
+        entry = self._entries.get(id(unit))
+        return entry[0] if entry is not None else self._coverage(unit, self.turn_sessions)
+
+    def ranked(self, hits: Sequence[Hit], tokens: _TokenCounter
+               ) -> tuple[list[Any], list[int] | None, list[int]]:
+        """Coverages, corpus positions (None if a hit is not in the corpus) and token
+        counts of ``hits``."""
+        entries = self._entries
+        found = [entries.get(id(h.unit)) for h in hits]
+        if not found:
+            return [], [], []
+        if None not in found:
+            covers, positions, counts = (list(column) for column in zip(*found, strict=True))
+            return covers, positions, counts
+        return [self(h.unit) for h in hits], None, [tokens(h.unit) for h in hits]
+
+    def record(self, hit: Hit, tokens: _TokenCounter) -> dict[str, Any]:
+        """The items.jsonl record of a shown hit (a unit's fixed fields built once)."""
+        key = id(hit.unit)
+        fixed = self._records.get(key)
+        if fixed is None:
+            if key not in self._entries:
+                return _hit_record(hit, tokens)
+            fixed = self._records[key] = _unit_record(hit.unit, tokens)
+        return {**fixed, "score": round(float(hit.score), 6)}
 
 
 def _hit_record(hit: Hit, tokens: _TokenCounter) -> dict[str, Any]:
-    unit = hit.unit
+    return {**_unit_record(hit.unit, tokens), "score": round(float(hit.score), 6)}
+
+
+def _unit_record(unit: MemoryUnit, tokens: _TokenCounter) -> dict[str, Any]:
     return {
         "id": unit.id,
-        "score": round(float(hit.score), 6),
         "kind": unit.kind,
         "session_id": unit.session_id,
         "source_turn_ids": list(unit.source_turn_ids),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +34,27 @@ def tracking_uri(configured: str | None = None) -> str:
             or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
 
 
-def experiment_name(result: RunResult, dataset: Dataset) -> str:
-    return result.config.tracking.experiment or f"memlab-{dataset.name}"
+def experiment_name(result: RunResult, dataset: Dataset | str) -> str:
+    return result.config.tracking.experiment or f"memlab-{_dataset_name(dataset)}"
+
+
+def _dataset_name(dataset: Dataset | str) -> str:
+    return dataset if isinstance(dataset, str) else dataset.name
 
 
 def _client(uri: str) -> Any:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
+    return _cached_client(uri)
+
+
+@lru_cache(maxsize=8)
+def _cached_client(uri: str) -> Any:
+    """One client per tracking URI and process (building one checks the store's schema,
+    which a sweep would otherwise pay for every run)."""
+    import mlflow
+
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
@@ -54,23 +69,30 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def log_run(result: RunResult, dataset: Dataset, *, pareto: bool = True) -> str:
+def log_run(result: RunResult, dataset: Dataset | str, *, pareto: bool = True) -> str:
     """Log ``result`` as a new MLflow run; returns its run id. With ``pareto``, the
-    accuracy-vs-tokens plot over every run of the experiment is drawn onto it."""
+    accuracy-vs-tokens plot over every run of the experiment is drawn onto it.
+    ``dataset`` is the run's dataset or its name."""
     import mlflow
+    from mlflow.entities import Metric, Param, RunTag
 
     uri = tracking_uri(result.config.tracking.tracking_uri)
     client = _client(uri)
     experiment_id = _experiment_id(client, experiment_name(result, dataset), uri)
+
     with mlflow.start_run(experiment_id=experiment_id, run_name=result.config.name) as run:
-        mlflow.log_params({k: _param(v) for k, v in
-                           flatten(resolved_dict(result.config)).items()})
-        mlflow.log_metrics(run_metrics(result.summary))
-        mlflow.set_tags({"memlab.run_dir": str(result.run_dir.resolve()),
-                         "memlab.dataset": dataset.name,
-                         "memlab.retrieval_only": str(result.config.retrieval_only)})
-        _log_artifacts(result)
         run_id = str(run.info.run_id)
+        now = int(time.time() * 1000)
+        tags = {"memlab.run_dir": str(result.run_dir.resolve()),
+                "memlab.dataset": _dataset_name(dataset),
+                "memlab.retrieval_only": str(result.config.retrieval_only)}
+        client.log_batch(  # one call: params, metrics and tags in as few writes as fit
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in run_metrics(result.summary).items()],
+            params=[Param(k, _param(v)) for k, v in
+                    flatten(resolved_dict(result.config)).items()],
+            tags=[RunTag(k, v) for k, v in tags.items()])
+        _log_artifacts(result)
     if pareto:
         _log_pareto(client, experiment_id, run_id)
     return run_id
@@ -157,3 +179,61 @@ def _param(value: Any) -> str:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
+
+
+class BackgroundLogger:
+    """Mirrors finished runs into MLflow from one background process, in submission
+    order, while the caller replays the next configuration (a sweep on two cores:
+    replay is single-threaded Python, and MLflow's inserts and the plots took a third
+    of a warm sweep). Run directories are complete before a run is submitted, so a
+    failed or lost log loses nothing but the mirror; :meth:`wait` says which failed.
+    """
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._jobs: list[tuple[str, Any]] = []
+
+    def submit(self, result: RunResult, dataset: Dataset | str, *, pareto: bool) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        job = (result.run_dir, result.config, result.summary, _dataset_name(dataset), pareto)
+        self._jobs.append((str(result.run_dir), self._pool.submit(_log_job, *job)))
+
+    def wait(self) -> dict[str, str]:
+        """Run directory -> MLflow run id of every submitted run, once all are logged."""
+        from memlab.errors import MemlabError
+
+        done: dict[str, str] = {}
+        failed: list[str] = []
+        for run_dir, future in self._jobs:
+            try:
+                done[run_dir] = future.result()
+            except Exception as exc:
+                failed.append(f"{run_dir}: {type(exc).__name__}: {exc}")
+        self.close()
+        if failed:
+            raise MemlabError(f"{len(failed)} of {len(self._jobs)} runs were not logged to "
+                              "MLflow (their run directories are complete): "
+                              + "; ".join(failed))
+        return done
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> BackgroundLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _log_job(run_dir: Path, config: Any, summary: dict[str, Any], dataset: str,
+             pareto: bool) -> str:
+    from memlab.eval.run import RunResult
+
+    return log_run(RunResult(Path(run_dir), config, summary), dataset, pareto=pareto)

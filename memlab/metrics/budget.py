@@ -30,7 +30,7 @@ from memlab.metrics.retrieval import (
     LEVELS,
     Coverage,
     Evidence,
-    coverage,
+    as_coverages,
     exclusion_reason,
     first_ranks,
 )
@@ -96,8 +96,10 @@ def score_budget(
     turn_sessions: Mapping[str, str] | None = None,
     include_abstention: bool = False,
     model: str = DEFAULT_TOKENIZER,
+    first: Mapping[str, Mapping[str, int]] | None = None,
 ) -> BudgetScores:
-    """Budget recall of one probe's ranked ``hits``; ``tokens`` overrides the counts."""
+    """Budget recall of one probe's ranked ``hits``; ``tokens`` overrides the counts;
+    ``first`` is what ``score_retrieval(..., first_out=...)`` found for the same hits."""
     counts = list(tokens) if tokens is not None else [unit_tokens(h, model) for h in hits]
     if len(counts) != len(hits):
         raise ValueError(f"{len(counts)} token counts for {len(hits)} hits")
@@ -107,27 +109,36 @@ def score_budget(
     reason = exclusion_reason(probe, include_abstention)
     if reason is not None:
         return BudgetScores(dict.fromkeys(metric_names(budgets)), units, used, exhausted, reason)
-    covers = [coverage(h, turn_sessions) for h in hits]
-    values = budget_values(covers, Evidence.of(probe, turn_sessions), units)
+    covers = as_coverages(hits, turn_sessions)
+    values = budget_values(covers, Evidence.of(probe, turn_sessions), units, first)
     return BudgetScores(values, units, used, exhausted)
 
 
 def budget_values(covers: Sequence[Coverage], evidence: Evidence,
-                  units: Mapping[int, int]) -> dict[str, float | None]:
-    """Any- and fraction-recall over the first ``units[B]`` coverages, per budget B."""
+                  units: Mapping[int, int],
+                  first: Mapping[str, Mapping[str, int]] | None = None
+                  ) -> dict[str, float | None]:
+    """Any- and fraction-recall over the first ``units[B]`` coverages, per budget B.
+
+    ``first`` (per level, each evidence id's first rank, as ``evidence_scores`` hands
+    out through ``first_out``) saves scanning the ranking again.
+    """
     out: dict[str, float | None] = {}
     for level in LEVELS:
         turn = level == "turn"
         wanted = set(evidence.turns if turn else evidence.sessions)
         fraction = evidence.turns if turn else evidence.session_fraction_items()
-        ranked = [c.turns if turn else c.sessions for c in covers]
-        first = first_ranks(ranked, wanted.union(fraction)) if wanted else {}
+        if first is not None and (level in first or not wanted):
+            level_first = first.get(level, {})
+        else:
+            ranked = [c.turns if turn else c.sessions for c in covers]
+            level_first = first_ranks(ranked, wanted.union(fraction)) if wanted else {}
         for b, fit in units.items():
             if not wanted:
                 out[f"{level}.budget_recall_any@{b}"] = None
                 out[f"{level}.budget_evidence_recall@{b}"] = None
                 continue
-            inside = {e for e, rank in first.items() if rank <= fit}
+            inside = {e for e, rank in level_first.items() if rank <= fit}
             out[f"{level}.budget_recall_any@{b}"] = float(bool(wanted & inside))
             out[f"{level}.budget_evidence_recall@{b}"] = (
                 sum(e in inside for e in fraction) / len(fraction) if fraction else 0.0)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A retrieved unit with its strategy's score (higher is better)."""
+class Hit(NamedTuple):
+    """A retrieved unit with its strategy's score (higher is better). Immutable; a named
+    tuple because a search builds ~100 of them (three times cheaper than a dataclass)."""
 
     unit: MemoryUnit
     score: float

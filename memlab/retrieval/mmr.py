@@ -119,4 +119,5 @@ class MmrStrategy:
         order = mmr_pick(relevance, vectors @ vectors.T, keys,
                          len(rows) if limit is None else limit, self.lambda_mult)
         units = self.dense.table.sorted_units
-        return [Hit(units[rows[i]], float(relevance[i])) for i in order]
+        picked_rows, scores = rows.tolist(), relevance.tolist()
+        return [Hit(units[picked_rows[i]], scores[i]) for i in order]

@@ -101,7 +101,8 @@ class RecencyStrategy:
         scores = base * decay(ages, self.half_life_days)
         keys = np.asarray([self.table.rows[h.unit.id] for h in hits], dtype=np.int64)
         picked = select_top(scores, keys, limit, self.threshold)
-        return [Hit(hits[i].unit, float(scores[i])) for i in picked]
+        values = scores.tolist()
+        return [Hit(hits[i].unit, values[i]) for i in picked.tolist()]
 
 
 def _describe(base: str | Mapping[str, Any] | Retriever) -> Any:

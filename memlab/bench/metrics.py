@@ -1,0 +1,100 @@
+"""``python -m memlab.bench metrics``: what scoring every LoCoMo probe costs.
+
+Each of the 1,986 probes gets a planted ranking of 50 turn units of its conversation
+(``memlab.testing.rankings``) and is scored the way the harness scores it: every answer
+scorer (the question as a wrong but word-sharing answer), every retrieval metric at every
+k (both the ranking scan and the corpus-index path the harness uses), every budget, and
+the run summary (means + bootstrap CIs per category). CPU seconds of this process, best
+of ``--repeat``, so a busy second core moves the figures little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from memlab.bench.eval import _print
+
+
+def _best(work: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        work()
+        times.append(time.process_time() - start)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memlab.bench metrics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
+    args = parser.parse_args(argv)
+    from memlab.data import load_dataset
+    from memlab.eval.summary import summarize_run
+    from memlab.metrics import registry
+    from memlab.metrics.budget import score_budget, text_tokens
+    from memlab.metrics.retrieval import CorpusIndex, coverage, score_retrieval
+    from memlab.testing.rankings import planted_rankings
+
+    work = planted_rankings(load_dataset("locomo"))
+    scorers = {name: registry.build(name) for name in registry.names()}
+    for item in work:  # warm: nltk's import and the per-text token counts are not scoring
+        for u in item.ranked:
+            text_tokens(u.text)
+    scorers["locomo_f1"].score("warm up", "nltk")
+    prepared = []
+    by_corpus: dict[int, tuple[CorpusIndex, dict[str, int], list[Any]]] = {}
+    for item in work:
+        if id(item.corpus) not in by_corpus:
+            covers = [coverage(u, item.turn_sessions) for u in item.corpus]
+            by_corpus[id(item.corpus)] = (CorpusIndex(covers), {u.id: n for n, u in
+                                                               enumerate(item.corpus)}, covers)
+        corpus, position, covers = by_corpus[id(item.corpus)]
+        positions = [position[u.id] for u in item.ranked]
+        ranked = [covers[n] for n in positions]
+        unique = len(set(positions)) == len(positions)
+        prepared.append((item, ranked, corpus, positions if unique else None,
+                         [text_tokens(u.text) for u in item.ranked]))
+
+    def answers() -> None:
+        for item in work:
+            for scorer in scorers.values():
+                scorer.score(item.probe.question, item.probe.answer, item.probe)
+
+    def scan() -> None:
+        for item, ranked, corpus, _, _ in prepared:
+            score_retrieval(ranked, item.probe, turn_sessions=item.turn_sessions, corpus=corpus)
+
+    rows_out: list[dict[str, Any]] = []
+
+    def indexed() -> None:
+        rows_out.clear()
+        for item, ranked, corpus, positions, tokens in prepared:
+            first: dict[str, dict[str, int]] = {}
+            values = score_retrieval(ranked, item.probe, turn_sessions=item.turn_sessions,
+                                     corpus=corpus, positions=positions, first_out=first).values
+            budget = score_budget(ranked, item.probe, tokens=tokens,
+                                  turn_sessions=item.turn_sessions, first=first).values
+            rows_out.append({"probe_id": item.probe.id, "category": item.probe.category,
+                             "metrics": {**values, **budget}})
+
+    def budgets() -> None:
+        for item, ranked, _, _, tokens in prepared:
+            score_budget(ranked, item.probe, tokens=tokens, turn_sessions=item.turn_sessions)
+
+    n = len(work)
+    timings = [("answer scorers (all registered)", _best(answers, args.repeat)),
+               ("retrieval metrics, ranking scan", _best(scan, args.repeat)),
+               ("budget metrics, ranking scan", _best(budgets, args.repeat)),
+               ("retrieval + budget, corpus index (harness)", _best(indexed, args.repeat))]
+    timings.append(("run summary (means + 1,000-resample CIs)",
+                    _best(lambda: summarize_run(rows_out), args.repeat)))
+    rows = [(name, f"{seconds:.3f} s  ({1000 * seconds / n:.3f} ms/probe)")
+            for name, seconds in timings]
+    _print(f"memlab.bench metrics: {n:,} LoCoMo probes, 50 ranked turn units each, "
+           f"CPU seconds (best of {args.repeat}), {os.cpu_count()} cores", rows)
+    return 0
