@@ -9,9 +9,15 @@ else to a SQLite store inside the project (``mlflow.db``, artifacts in ``mlartif
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+import queue
 import re
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -185,45 +191,48 @@ class BackgroundLogger:
     """Mirrors finished runs into MLflow from one background process, in submission
     order, while the caller replays the next configuration (a sweep on two cores:
     replay is single-threaded Python, and MLflow's inserts and the plots took a third
-    of a warm sweep). Run directories are complete before a run is submitted, so a
-    failed or lost log loses nothing but the mirror; :meth:`wait` says which failed.
+    of a warm sweep). The process is ``python -m memlab.eval.log_worker``, fed by a
+    thread here, so submitting never blocks. Run directories are complete before a run
+    is submitted, so a failed log loses nothing but the mirror; :meth:`wait` says which.
     """
 
     def __init__(self) -> None:
-        self._pool: Any = None
-        self._jobs: list[tuple[str, Any]] = []
+        self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._replies: list[tuple[str, str, str]] = []
+        self._thread: threading.Thread | None = None
+        self._submitted = 0
 
     def submit(self, result: RunResult, dataset: Dataset | str, *, pareto: bool) -> None:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-        job = (result.run_dir, result.config, result.summary, _dataset_name(dataset), pareto)
-        self._jobs.append((str(result.run_dir), self._pool.submit(_log_job, *job)))
+        job = (str(result.run_dir), result.config, result.summary, _dataset_name(dataset),
+               pareto)
+        self._jobs.put((str(result.run_dir), pickle.dumps(job)))
+        self._submitted += 1
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._feed, name="memlab-mlflow-logger",
+                                            daemon=True)
+            self._thread.start()
 
     def wait(self) -> dict[str, str]:
         """Run directory -> MLflow run id of every submitted run, once all are logged."""
         from memlab.errors import MemlabError
 
-        done: dict[str, str] = {}
-        failed: list[str] = []
-        for run_dir, future in self._jobs:
-            try:
-                done[run_dir] = future.result()
-            except Exception as exc:
-                failed.append(f"{run_dir}: {type(exc).__name__}: {exc}")
         self.close()
-        if failed:
-            raise MemlabError(f"{len(failed)} of {len(self._jobs)} runs were not logged to "
-                              "MLflow (their run directories are complete): "
-                              + "; ".join(failed))
+        done = {run_dir: answer for run_dir, status, answer in self._replies if status == "ok"}
+        failed = [f"{run_dir}: {answer}" for run_dir, status, answer in self._replies
+                  if status != "ok"]
+        if failed or len(self._replies) != self._submitted:
+            lost = self._submitted - len(self._replies)
+            raise MemlabError(
+                f"{len(failed) + lost} of {self._submitted} runs were not logged to MLflow "
+                f"(their run directories are complete; `python -m memlab.eval report` reads "
+                f"them): " + "; ".join(failed or [f"{lost} lost with the logger process"]))
         return done
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
 
     def __enter__(self) -> BackgroundLogger:
         return self
@@ -231,9 +240,22 @@ class BackgroundLogger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _log_job(run_dir: Path, config: Any, summary: dict[str, Any], dataset: str,
-             pareto: bool) -> str:
-    from memlab.eval.run import RunResult
-
-    return log_run(RunResult(Path(run_dir), config, summary), dataset, pareto=pareto)
+    def _feed(self) -> None:
+        """Thread: start the worker, hand it each job, collect its reply."""
+        worker = subprocess.Popen([sys.executable, "-m", "memlab.eval.log_worker"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert worker.stdin is not None and worker.stdout is not None
+        try:
+            while (item := self._jobs.get()) is not None:
+                run_dir, job = item
+                try:
+                    worker.stdin.write(job)
+                    worker.stdin.flush()
+                    status, answer = pickle.load(worker.stdout)
+                except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                    status, answer = "error", f"the logger process died: {exc!r}"
+                self._replies.append((run_dir, status, answer))
+        finally:
+            with contextlib.suppress(OSError):
+                worker.stdin.close()
+            worker.wait()

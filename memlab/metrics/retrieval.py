@@ -244,10 +244,15 @@ def evidence_scores(
                                   fraction_of=fraction)
             if first_out is not None:
                 first_out[level] = first_ranks(ranked, set(wanted).union(fraction))
-        for m in METRICS:
-            for k in ks:
-                out[f"{level}.{m}@{k}"] = values.get(f"{m}@{k}")
+        for name, key in _level_names(level, tuple(ks)):
+            out[name] = values.get(key)
     return out
+
+
+@lru_cache(maxsize=64)
+def _level_names(level: str, ks: tuple[int, ...]) -> tuple[tuple[str, str], ...]:
+    """(``level.metric@k``, ``metric@k``) in output order (formatted once, not per probe)."""
+    return tuple((f"{level}.{m}@{k}", f"{m}@{k}") for m in METRICS for k in ks)
 
 
 def level_scores(
@@ -298,16 +303,23 @@ def _values_at_k(first: Mapping[str, int], wanted: set[str], fraction: list[str]
     gains[last:] = [gain] * (n_ranked + 1 - last)
     total_relevant = max(len(wanted) if n_relevant is None else n_relevant, len(relevant))
     out: dict[str, float] = {}
-    for k in ks:
+    for k, (any_key, all_key, ndcg_key, fraction_key) in zip(ks, _k_names(tuple(ks)),
+                                                             strict=True):
         kk = k if distinct is None else widen_k(distinct, k)
         found = [first.get(e, math.inf) <= kk for e in wanted]
-        out[f"recall_any@{k}"] = float(any(found))
-        out[f"recall_all@{k}"] = float(all(found))
+        out[any_key] = float(any(found))
+        out[all_key] = float(all(found))
         ideal = _ideal_dcg(min(total_relevant, kk))
-        out[f"ndcg_any@{k}"] = gains[min(kk, n_ranked)] / ideal if ideal else 0.0
+        out[ndcg_key] = gains[min(kk, n_ranked)] / ideal if ideal else 0.0
         hits = sum(first.get(e, math.inf) <= kk for e in fraction)
-        out[f"evidence_recall@{k}"] = hits / len(fraction) if fraction else 0.0
+        out[fraction_key] = hits / len(fraction) if fraction else 0.0
     return out
+
+
+@lru_cache(maxsize=64)
+def _k_names(ks: tuple[int, ...]) -> tuple[tuple[str, str, str, str], ...]:
+    return tuple((f"recall_any@{k}", f"recall_all@{k}", f"ndcg_any@{k}",
+                  f"evidence_recall@{k}") for k in ks)
 
 
 def first_ranks(ranked: Sequence[Collection[str]], wanted: Collection[str]) -> dict[str, int]:
