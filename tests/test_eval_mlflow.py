@@ -79,3 +79,50 @@ def test_run_is_logged_to_a_real_tracking_server(
     assert plots == {"plots/category_bars.png", "plots/latency.png", "plots/pareto.png"}
     local = client.download_artifacts(run.info.run_id, "run/metrics.json", str(tmp_path))
     assert Path(local).read_text() == (tmp_path / "run" / "metrics.json").read_text()
+
+
+@pytest.mark.slow
+def test_sweep_logs_every_variant_from_the_background_logger(
+        mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import mlflow
+
+    from memlab.eval.sweep import sweep
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    config = {"name": "swept", "dataset": {"name": "synthetic"},
+              "tracking": {"experiment": "memlab-sweep-test"},
+              "grid": {"retrieval.name": ["bm25", "recency", "none"]}}
+    table = sweep(config, out=tmp_path / "runs", progress=False)
+    assert len(table) == 3
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("memlab-sweep-test")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["retrieval.name"] for r in runs) == ["bm25", "none", "recency"]
+    for run in runs:
+        run_dir = Path(run.data.tags["memlab.run_dir"])
+        summary = json.loads((run_dir / "metrics.json").read_text())
+        assert run.data.metrics["turn.recall_any_at_5"] == pytest.approx(
+            summary["metrics"]["turn.recall_any@5"]["all"]["mean"])
+        assert run.info.status == "FINISHED"
+    last = next(r for r in runs if r.data.params["retrieval.name"] == "none")
+    plots = {a.path for a in client.list_artifacts(last.info.run_id, "plots")}
+    assert "plots/pareto.png" in plots  # drawn once, on the last variant, over all three
+
+
+def test_background_logger_names_the_runs_it_could_not_log(tmp_path: Path) -> None:
+    from memlab.errors import MemlabError
+    from memlab.eval.config import load_config
+    from memlab.eval.run import RunResult
+    from memlab.eval.tracking import BackgroundLogger
+
+    config = load_config({"name": "lost", "dataset": {"name": "synthetic"},
+                          "tracking": {"tracking_uri": "nosuchscheme://nowhere"}})
+    result = RunResult(tmp_path / "run-a", config, {"metrics": {}})
+    with BackgroundLogger() as logger:
+        logger.submit(result, "synthetic", pareto=False)
+        with pytest.raises(MemlabError, match=r"1 of 1 runs were not logged.*run-a"):
+            logger.wait()

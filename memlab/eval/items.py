@@ -86,11 +86,14 @@ class ItemWriter:
     def write(self, row: dict[str, Any]) -> None:
         self.write_all([row])
 
-    def write_all(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Append ``rows`` and make them durable with one fsync (a conversation's rows)."""
-        self._fh.write("".join(dumps(row) for row in rows))
+    def write_all(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Append ``rows`` and make them durable with one fsync (a conversation's rows);
+        returns them as reading the file back would (parsed from the written lines)."""
+        lines = [dumps(row) for row in rows]
+        self._fh.write("".join(lines))
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        return [_loads(line) for line in lines]
 
     def close(self) -> None:
         self._fh.close()

@@ -76,11 +76,12 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
         dataset = load_dataset(config.dataset.name, path=config.dataset.path,
                                **config.dataset.params)
     pairs = select_probes(dataset, config.dataset.probes)
-    done = {row["probe_id"] for row in item_file.repair(run_dir / "items.jsonl")}
+    all_rows = item_file.repair(run_dir / "items.jsonl")  # the finished probes' rows
+    done = {row["probe_id"] for row in all_rows}
     todo = _pending(dataset, pairs, done)
-    digests = _replay_all(config, todo, run_dir, len(pairs) - len(done & _ids(pairs)),
-                          progress)
-    all_rows = item_file.read_items(run_dir / "items.jsonl")
+    digests: dict[str, str] = {}
+    all_rows += _replay_all(config, todo, run_dir, len(pairs) - len(done & _ids(pairs)),
+                            progress, digests)
     rows = _ordered(all_rows, pairs)
     summary = summarize_run(rows, seed=config.seed,
                             memory=_memory_rows(run_dir, {c.id for c, _ in pairs}))
@@ -132,9 +133,11 @@ def _pending(dataset: Dataset, pairs: Sequence[tuple[Conversation, Probe]],
 
 
 def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],
-                run_dir: Path, n_probes: int, progress: bool) -> dict[str, str]:
-    """Replay pending conversations (in a pool when workers > 1), appending items."""
-    digests: dict[str, str] = {}
+                run_dir: Path, n_probes: int, progress: bool,
+                digests: dict[str, str]) -> list[dict[str, Any]]:
+    """Replay pending conversations (in a pool when workers > 1), appending items;
+    returns the appended rows as ``items.jsonl`` holds them and fills ``digests``."""
+    appended: list[dict[str, Any]] = []
     errors = 0
     written = 0
     n_sessions = sum(len(c.sessions) for c, _ in todo)
@@ -146,7 +149,7 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
             item_file.ItemWriter(run_dir / "memory.jsonl") as memory_log:
         for run in _runs(config, todo, lambda: ingest.update(1)):
             memory_log.write(run.memory_record())  # first: a resumed conversation rewrites it
-            writer.write_all(run.items)
+            appended += writer.write_all(run.items)
             digests.update(run.model_digests)
             written += len(run.items)
             errors += sum(bool(row.get("error")) for row in run.items)
@@ -162,7 +165,7 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
                 )
     ingest.close()
     bar.close()
-    return digests
+    return appended
 
 
 def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],
