@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,19 +52,24 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.kill()
 
 
-@pytest.mark.slow
-def test_run_is_logged_to_a_real_tracking_server(
-        mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def served(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An MLflow client of the test server, which runs of this test log to (own cache)."""
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    return mlflow.MlflowClient(tracking_uri=mlflow_server)
+
+
+@pytest.mark.slow
+def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path) -> None:
     config = {"name": "served", "dataset": {"name": "synthetic"},
               "retrieval": {"name": "bm25"}, "tracking": {"experiment": "memlab-test"}}
     result = evaluate(config, out=tmp_path / "run", progress=False)
     assert result.mlflow_run_id
 
-    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    client = served
     run = client.get_run(result.mlflow_run_id)
     assert client.get_experiment(run.info.experiment_id).name == "memlab-test"
     assert run.data.params["retrieval.name"] == "bm25"
@@ -82,23 +88,19 @@ def test_run_is_logged_to_a_real_tracking_server(
 
 
 @pytest.mark.slow
-def test_sweep_logs_every_variant_from_the_background_logger(
-        mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
+                                                             tmp_path: Path) -> None:
     import json
-
-    import mlflow
 
     from memlab.eval.sweep import sweep
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
     config = {"name": "swept", "dataset": {"name": "synthetic"},
               "tracking": {"experiment": "memlab-sweep-test"},
               "grid": {"retrieval.name": ["bm25", "recency", "none"]}}
     table = sweep(config, out=tmp_path / "runs", progress=False)
     assert len(table) == 3
 
-    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    client = served
     experiment = client.get_experiment_by_name("memlab-sweep-test")
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.params["retrieval.name"] for r in runs) == ["bm25", "none", "recency"]

@@ -11,16 +11,10 @@ from __future__ import annotations
 import pytest
 
 from memlab.metrics import registry
-from memlab.metrics.budget import BUDGETS, score_budget, text_tokens
-from memlab.metrics.retrieval import (
-    CorpusIndex,
-    Evidence,
-    coverage,
-    evidence_scores,
-    score_retrieval,
-)
+from memlab.metrics.budget import BUDGETS, score_budget
+from memlab.metrics.retrieval import Evidence, evidence_scores, score_retrieval
 from memlab.metrics.stats import summarize_by
-from memlab.testing.rankings import planted_rankings
+from memlab.testing.rankings import indexed_rankings, planted_rankings
 
 
 @pytest.fixture(scope="module")
@@ -30,46 +24,34 @@ def work(locomo_dataset):
 
 def test_corpus_index_path_equals_the_scan_on_every_locomo_probe(work) -> None:
     assert len(work) == 1986
-    indexes: dict[int, tuple[CorpusIndex, dict[str, int], list]] = {}
     checked = 0
-    for item in work:
-        key = id(item.corpus)
-        if key not in indexes:
-            covers = [coverage(u, item.turn_sessions) for u in item.corpus]
-            indexes[key] = (CorpusIndex(covers), {u.id: n for n, u in enumerate(item.corpus)},
-                            covers)
-        corpus, position, covers = indexes[key]
-        ranked = [covers[position[u.id]] for u in item.ranked]
-        evidence = Evidence.of(item.probe, item.turn_sessions)
-        if len({u.id for u in item.ranked}) != len(item.ranked):
+    for r in indexed_rankings(work):
+        if r.positions is None:
             continue  # a planted turn was also sampled: the fast path declines, tested below
+        evidence = Evidence.of(r.item.probe, r.item.turn_sessions)
         first: dict[str, dict[str, int]] = {}
-        fast = evidence_scores(ranked, evidence, corpus=corpus,
-                               positions=[position[u.id] for u in item.ranked],
+        fast = evidence_scores(r.ranked, evidence, corpus=r.corpus, positions=r.positions,
                                first_out=first)
-        scan = evidence_scores(ranked, evidence, corpus=corpus)
-        assert fast == scan, item.probe.id
-        tokens = [text_tokens(u.text) for u in item.ranked]
-        with_first = score_budget(ranked, item.probe, tokens=tokens,
-                                  turn_sessions=item.turn_sessions, first=first)
-        plain = score_budget(ranked, item.probe, tokens=tokens,
-                             turn_sessions=item.turn_sessions)
-        assert with_first.values == plain.values, item.probe.id
+        scan = evidence_scores(r.ranked, evidence, corpus=r.corpus)
+        assert fast == scan, r.item.probe.id
+        with_first = score_budget(r.ranked, r.item.probe, tokens=r.tokens,
+                                  turn_sessions=r.item.turn_sessions, first=first)
+        plain = score_budget(r.ranked, r.item.probe, tokens=r.tokens,
+                             turn_sessions=r.item.turn_sessions)
+        assert with_first.values == plain.values, r.item.probe.id
         checked += 1
     assert checked > 1500
 
 
 def test_a_unit_ranked_twice_falls_back_to_the_scan(work) -> None:
-    item = next(w for w in work if w.probe.evidence_turn_ids)
-    covers = [coverage(u, item.turn_sessions) for u in item.corpus]
-    corpus = CorpusIndex(covers)
-    position = {u.id: n for n, u in enumerate(item.corpus)}
-    twice = item.ranked[:3] + item.ranked[:3]
-    ranked = [covers[position[u.id]] for u in twice]
-    evidence = Evidence.of(item.probe, item.turn_sessions)
-    fast = evidence_scores(ranked, evidence, corpus=corpus,
-                           positions=[position[u.id] for u in twice])
-    assert fast == evidence_scores(ranked, evidence, corpus=corpus)
+    r = next(r for r in indexed_rankings(work)
+             if r.item.probe.evidence_turn_ids and r.positions is not None)
+    assert r.positions is not None
+    twice = r.ranked[:3] + r.ranked[:3]
+    positions = r.positions[:3] * 2
+    evidence = Evidence.of(r.item.probe, r.item.turn_sessions)
+    fast = evidence_scores(twice, evidence, corpus=r.corpus, positions=positions)
+    assert fast == evidence_scores(twice, evidence, corpus=r.corpus)
 
 
 def test_all_metrics_on_all_locomo_probes(work) -> None:

@@ -36,29 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     from memlab.data import load_dataset
     from memlab.eval.summary import summarize_run
     from memlab.metrics import registry
-    from memlab.metrics.budget import score_budget, text_tokens
-    from memlab.metrics.retrieval import CorpusIndex, coverage, score_retrieval
-    from memlab.testing.rankings import planted_rankings
+    from memlab.metrics.budget import score_budget
+    from memlab.metrics.retrieval import score_retrieval
+    from memlab.testing.rankings import indexed_rankings, planted_rankings
 
     work = planted_rankings(load_dataset("locomo"))
     scorers = {name: registry.build(name) for name in registry.names()}
-    for item in work:  # warm: nltk's import and the per-text token counts are not scoring
-        for u in item.ranked:
-            text_tokens(u.text)
-    scorers["locomo_f1"].score("warm up", "nltk")
-    prepared = []
-    by_corpus: dict[int, tuple[CorpusIndex, dict[str, int], list[Any]]] = {}
-    for item in work:
-        if id(item.corpus) not in by_corpus:
-            covers = [coverage(u, item.turn_sessions) for u in item.corpus]
-            by_corpus[id(item.corpus)] = (CorpusIndex(covers), {u.id: n for n, u in
-                                                               enumerate(item.corpus)}, covers)
-        corpus, position, covers = by_corpus[id(item.corpus)]
-        positions = [position[u.id] for u in item.ranked]
-        ranked = [covers[n] for n in positions]
-        unique = len(set(positions)) == len(positions)
-        prepared.append((item, ranked, corpus, positions if unique else None,
-                         [text_tokens(u.text) for u in item.ranked]))
+    scorers["locomo_f1"].score("warm up", "nltk")  # nltk's import is not scoring
+    prepared = indexed_rankings(work)  # token counts (memoised) are not scoring either
 
     def answers() -> None:
         for item in work:
@@ -66,25 +51,29 @@ def main(argv: list[str] | None = None) -> int:
                 scorer.score(item.probe.question, item.probe.answer, item.probe)
 
     def scan() -> None:
-        for item, ranked, corpus, _, _ in prepared:
-            score_retrieval(ranked, item.probe, turn_sessions=item.turn_sessions, corpus=corpus)
+        for r in prepared:
+            score_retrieval(r.ranked, r.item.probe, turn_sessions=r.item.turn_sessions,
+                            corpus=r.corpus)
 
     rows_out: list[dict[str, Any]] = []
 
     def indexed() -> None:
         rows_out.clear()
-        for item, ranked, corpus, positions, tokens in prepared:
+        for r in prepared:
+            probe, turn_sessions = r.item.probe, r.item.turn_sessions
             first: dict[str, dict[str, int]] = {}
-            values = score_retrieval(ranked, item.probe, turn_sessions=item.turn_sessions,
-                                     corpus=corpus, positions=positions, first_out=first).values
-            budget = score_budget(ranked, item.probe, tokens=tokens,
-                                  turn_sessions=item.turn_sessions, first=first).values
-            rows_out.append({"probe_id": item.probe.id, "category": item.probe.category,
+            values = score_retrieval(r.ranked, probe, turn_sessions=turn_sessions,
+                                     corpus=r.corpus, positions=r.positions,
+                                     first_out=first).values
+            budget = score_budget(r.ranked, probe, tokens=r.tokens,
+                                  turn_sessions=turn_sessions, first=first).values
+            rows_out.append({"probe_id": probe.id, "category": probe.category,
                              "metrics": {**values, **budget}})
 
     def budgets() -> None:
-        for item, ranked, _, _, tokens in prepared:
-            score_budget(ranked, item.probe, tokens=tokens, turn_sessions=item.turn_sessions)
+        for r in prepared:
+            score_budget(r.ranked, r.item.probe, tokens=r.tokens,
+                         turn_sessions=r.item.turn_sessions)
 
     n = len(work)
     timings = [("answer scorers (all registered)", _best(answers, args.repeat)),

@@ -240,10 +240,11 @@ def evidence_scores(
         elif wanted:
             ranked = [c.turns if turn else c.sessions for c in covers]
             n_relevant = None if corpus is None else corpus.relevant(level, wanted)
-            values = level_scores(ranked, wanted, ks, widen=not turn, n_relevant=n_relevant,
-                                  fraction_of=fraction)
+            first, relevant = _scan(ranked, set(wanted), list(fraction))
+            values = _values_at_k(first, set(wanted), list(fraction), ks, relevant, n_relevant,
+                                  len(ranked), _distinct_prefix(ranked) if not turn else None)
             if first_out is not None:
-                first_out[level] = first_ranks(ranked, set(wanted).union(fraction))
+                first_out[level] = first
         for name, key in _level_names(level, tuple(ks)):
             out[name] = values.get(key)
     return out
@@ -274,6 +275,15 @@ def level_scores(
     if not wanted:
         raise ValueError("level_scores needs at least one evidence id")
     fraction = list(evidence) if fraction_of is None else list(fraction_of)
+    first, relevant = _scan(ranked, wanted, fraction)
+    return _values_at_k(first, wanted, fraction, ks, relevant, n_relevant, len(ranked),
+                        _distinct_prefix(ranked) if widen else None)
+
+
+def _scan(ranked: Sequence[Collection[str]], wanted: set[str], fraction: list[str]
+          ) -> tuple[dict[str, int], list[int]]:
+    """One pass over the ranking: each wanted / fraction id's first rank, and the ranks
+    (ascending) of the units covering a wanted id."""
     targets = wanted.union(fraction)
     first: dict[str, int] = {}
     relevant: list[int] = []
@@ -284,8 +294,7 @@ def level_scores(
                 first.setdefault(item, rank)
             if not wanted.isdisjoint(hit):
                 relevant.append(rank)
-    return _values_at_k(first, wanted, fraction, ks, relevant, n_relevant, len(ranked),
-                        _distinct_prefix(ranked) if widen else None)
+    return first, relevant
 
 
 def _values_at_k(first: Mapping[str, int], wanted: set[str], fraction: list[str],

@@ -76,10 +76,15 @@ def value(row: Mapping[str, Any], metric: str) -> float | None:
     raw = metrics.get(metric) if isinstance(metrics, Mapping) else row.get(metric)
     if raw is None:
         return None
-    if not isinstance(raw, (int, float, np.number)):
-        raise ValueError(f"metric {metric!r} has a non-numeric value {raw!r}")
-    out = float(raw)
+    out = _number(metric, raw)
     return None if math.isnan(out) else out
+
+
+def _number(metric: str, raw: Any, where: str = "") -> float:
+    """``raw`` as a float; a non-numeric metric value is an error (``where`` says where)."""
+    if type(raw) is not float and not isinstance(raw, (int, float, np.number)):
+        raise ValueError(f"metric {metric!r} has a non-numeric value {raw!r}{where}")
+    return float(raw)
 
 
 def values_of(rows: Iterable[Mapping[str, Any]], metric: str) -> tuple[np.ndarray, int]:
@@ -104,16 +109,22 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, n_resamples: int = 100
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         raise ValueError("bootstrap_ci needs at least one value")
-    if data.size * n_resamples <= _SHARED_RESAMPLES_MAX:
-        means = _resample_counts(data.size, n_resamples, seed) @ data / data.size
-    else:
-        means = data[_resample_indices(data.size, n_resamples, seed)].mean(axis=1)
+    means = _resample_means(data, n_resamples, seed)
     alpha = (1 - confidence) / 2
     low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)])
     return float(low), float(high)
 
 
 _SHARED_RESAMPLES_MAX = 4_000_000  # count matrices up to 32 MB are cached and shared
+
+
+def _resample_means(data: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """Mean of each resample of ``data``'s rows (one value, or one per column of a 2-D
+    ``data``: every column sees the same resamples)."""
+    n = data.shape[0]
+    if n * n_resamples <= _SHARED_RESAMPLES_MAX:
+        return _resample_counts(n, n_resamples, seed) @ data / n
+    return data[_resample_indices(n, n_resamples, seed)].mean(axis=1)
 
 
 def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -174,12 +185,8 @@ def metric_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
             column = columns.get(name)
             if column is None:
                 column = columns[name] = [math.nan] * n
-            if raw is None:
-                continue
-            if type(raw) is not float and not isinstance(raw, (int, float, np.number)):
-                raise ValueError(f"metric {name!r} has a non-numeric value {raw!r} "
-                                 f"(row {i}, probe {row.get('probe_id', '?')})")
-            column[i] = float(raw)
+            if raw is not None:
+                column[i] = _number(name, raw, f" (row {i}, probe {row.get('probe_id', '?')})")
     return {name: np.asarray(columns[name], dtype=float) for name in sorted(columns)}
 
 
@@ -243,11 +250,7 @@ def _bootstrap_columns(data: np.ndarray, n_resamples: int, alpha: float,
                        seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Percentile-bootstrap bounds of each column's mean (the resamples of
     :func:`bootstrap_ci`: the same items are drawn for every column)."""
-    n = data.shape[0]
-    if n * n_resamples <= _SHARED_RESAMPLES_MAX:
-        means = _resample_counts(n, n_resamples, seed) @ data / n
-    else:
-        means = data[_resample_indices(n, n_resamples, seed)].mean(axis=1)
+    means = _resample_means(data, n_resamples, seed)
     low, high = np.percentile(means, [100 * alpha, 100 * (1 - alpha)], axis=0)
     return low, high
 

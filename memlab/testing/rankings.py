@@ -8,10 +8,15 @@ metric sees realistic hits and misses. Deterministic for a seed.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Dataset, Probe
+
+if TYPE_CHECKING:
+    from memlab.metrics.retrieval import CorpusIndex, Coverage
 
 
 @dataclass(frozen=True)
@@ -37,4 +42,37 @@ def planted_rankings(dataset: Dataset, size: int = 50, seed: int = 0) -> list[Pl
             for i, turn in enumerate(probe.evidence_turn_ids):
                 ranked[min(3 * i + rng.randint(0, 9), size - 1)] = by_id[turn]
             out.append(PlantedRanking(probe, ranked, units, turn_sessions))
+    return out
+
+
+@dataclass(frozen=True)
+class IndexedRanking:
+    """A planted ranking as the harness scores it: coverages, the corpus index, each
+    ranked unit's corpus position (None when a unit is ranked twice) and token counts."""
+
+    item: PlantedRanking
+    ranked: list[Coverage]
+    corpus: CorpusIndex
+    positions: list[int] | None
+    tokens: list[int]
+
+
+def indexed_rankings(work: Sequence[PlantedRanking]) -> list[IndexedRanking]:
+    """Each ranking's coverages and corpus positions, the index built once per corpus."""
+    from memlab.metrics.budget import text_tokens
+    from memlab.metrics.retrieval import CorpusIndex, coverage
+
+    built: dict[int, tuple[CorpusIndex, dict[str, int], list[Coverage]]] = {}
+    out = []
+    for item in work:
+        if id(item.corpus) not in built:
+            covers = [coverage(u, item.turn_sessions) for u in item.corpus]
+            built[id(item.corpus)] = (CorpusIndex(covers),
+                                      {u.id: n for n, u in enumerate(item.corpus)}, covers)
+        corpus, position, covers = built[id(item.corpus)]
+        positions = [position[u.id] for u in item.ranked]
+        unique = len(set(positions)) == len(positions)
+        out.append(IndexedRanking(item, [covers[n] for n in positions], corpus,
+                                  positions if unique else None,
+                                  [text_tokens(u.text) for u in item.ranked]))
     return out
