@@ -101,8 +101,18 @@ class Registry(Generic[T]):
         """Instantiate ``name`` with keyword ``params``, checking the names first."""
         factory = self.get(name)
         params = dict(params or {})
+        self.check_params(name, params)
+        try:
+            return factory(**params)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, MemlabError):  # DatasetError etc. pass through unchanged
+                raise
+            raise ConfigError(f"{self.kind} '{name}' rejected its parameters: {exc}") from exc
+
+    def check_params(self, name: str, params: dict[str, Any]) -> None:
+        """Refuse parameters ``name`` does not take and required ones left out."""
         accepted = self.params(name)
-        if not _accepts_var_kwargs(factory):
+        if not _accepts_var_kwargs(self.get(name)):
             unknown = sorted(set(params) - {p.name for p in accepted})
             if unknown:
                 valid = ", ".join(p.name for p in accepted) or "(none)"
@@ -113,12 +123,15 @@ class Registry(Generic[T]):
         missing = [p.name for p in accepted if p.required and p.name not in params]
         if missing:
             raise ConfigError(f"{self.kind} '{name}' needs parameter(s): {', '.join(missing)}")
-        try:
-            return factory(**params)
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, MemlabError):  # DatasetError etc. pass through unchanged
-                raise
-            raise ConfigError(f"{self.kind} '{name}' rejected its parameters: {exc}") from exc
+
+    def name_of(self, instance: object) -> str:
+        """The name ``instance``'s class is registered under (its class name if none)."""
+        cls = type(instance)
+        for name, target in self._entries.items():
+            if target is cls or (isinstance(target, str) and
+                                 target == f"{cls.__module__}:{cls.__qualname__}"):
+                return name
+        return cls.__name__
 
     def params(self, name: str) -> list[Param]:
         """Keyword parameters of ``name``'s factory with their defaults."""

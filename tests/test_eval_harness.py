@@ -41,14 +41,21 @@ def test_run_directory_holds_config_environment_items_and_metrics(tmp_path: Path
     result = evaluate(_config(), out=tmp_path / "run", progress=False)
     run = tmp_path / "run"
     resolved = yaml.safe_load((run / "config.resolved.yaml").read_text())
-    assert resolved["retrieval"] == {"name": "bm25", "params": {}}
-    assert resolved["chunker"] == {"name": "turn", "params": {}}  # default filled in
+    memory = resolved["memory"]  # top-level retrieval moved into the memory, resolved
+    assert "retrieval" not in resolved and "chunker" not in resolved
+    assert memory["name"] == "flat"
+    assert memory["params"]["chunker"] == {"name": "turn", "params": {}}  # default filled in
+    assert memory["params"]["retrieval"] == {"name": "bm25", "params": {
+        "k": 5, "threshold": None, "k1": 1.5, "b": 0.75, "method": "lucene",
+        "stopwords": "en", "stemmer": "snowball"}}
+    template = resolved["answer"]
+    assert template is None  # retrieval only
     env = json.loads((run / "environment.json").read_text())
     assert len(env["git"]["commit"]) == 40
     assert env["packages"]["bm25s"]
     items = read_items(run / "items.jsonl")
     assert len(items) == 48 == result.summary["probes"]
-    assert result.summary["errors"] == 0
+    assert result.summary["errors"] == {"probes": 0, "ingest": 0}
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     recall = metrics["turn.recall_any@5"]
     assert recall["all"]["n"] == 44 and recall["all"]["n_excluded"] == 4  # 4 abstention
@@ -205,7 +212,8 @@ def test_unknown_components_and_params_are_listed_with_choices(tmp_path: Path) -
 
 def test_overrides_and_grid_expansion() -> None:
     config = load_config(_config(), ["retrieval.name=dense", "k=3", "dataset.probes.limit=5"])
-    assert (config.retrieval.name, config.k, config.dataset.probes.limit) == ("dense", 3, 5)
+    retrieval = config.memory.params["retrieval"]  # the shorthand lands in the memory
+    assert (retrieval["name"], config.k, config.dataset.probes.limit) == ("dense", 3, 5)
     variants = expand_grid({**_config(), "grid": {"retrieval.name": ["bm25", "dense"],
                                                   "k": [1, 5]}})
     assert [v.name for v in variants] == ["t[retrieval=bm25,k=1]", "t[retrieval=bm25,k=5]",

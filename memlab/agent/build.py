@@ -13,7 +13,6 @@ timestamps, when the user is first seen after a start.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,12 +91,12 @@ def _apply_model(config: ExperimentConfig, settings: AgentSettings,
 
 def _memory_spec(config: ExperimentConfig, settings: AgentSettings,
                  overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The memory's resolved ``(name, params)`` with the settings' overrides applied."""
     from memlab.memory import registry
+    from memlab.spec import resolve
 
-    name, params = config.memory.name, copy.deepcopy(dict(config.memory.params))
-    if name == "flat":
-        params.setdefault("chunker", config.chunker.model_dump())
-        params.setdefault("retrieval", config.retrieval.model_dump())
+    resolved = resolve("memory", config.memory, template_dirs=tuple(config.template_dirs))
+    name, params = resolved["name"], copy.deepcopy(resolved["params"])
     accepted = {p.name for p in registry.params(name)}
     for key in ("top_k", "relevance_threshold"):
         value = getattr(settings.retrieval, key)
@@ -107,9 +106,25 @@ def _memory_spec(config: ExperimentConfig, settings: AgentSettings,
             params[key] = overrides[f"memory.{key}"] = value
     embedding = settings.model.embedding_model
     if embedding:
-        overrides["embedding_model"] = _set_embedder(name, params, accepted,
-                                                     _embedder(embedding, settings))
+        embedder = _embedder(embedding, settings)
+        if not _set_embedders(params, embedder):
+            raise ConfigError(f"settings model.embedding_model: memory '{name}' embeds nothing")
+        overrides["embedding_model"] = embedder
     return name, params
+
+
+def _set_embedders(params: dict[str, Any], embedder: dict[str, Any]) -> int:
+    """Replace every embedder in a resolved params tree (nested strategies included);
+    returns how many were replaced."""
+    replaced = 0
+    for key, value in params.items():
+        if key == "embedder":
+            params[key] = dict(embedder)
+            replaced += 1
+        elif isinstance(value, dict):
+            inner = value["params"] if isinstance(value.get("params"), dict) else value
+            replaced += _set_embedders(inner, embedder)
+    return replaced
 
 
 def _embedder(model: str, settings: AgentSettings) -> dict[str, Any]:
@@ -122,25 +137,6 @@ def _embedder(model: str, settings: AgentSettings) -> dict[str, Any]:
             params["host"] = settings.model.host
         return {"name": "ollama", "params": params}
     return {"name": "sentence-transformers", "params": {"model": model}}
-
-
-def _set_embedder(name: str, params: dict[str, Any], accepted: set[str],
-                  embedder: dict[str, Any]) -> dict[str, Any]:
-    if "embedder" in accepted:
-        params["embedder"] = embedder
-    retrieval = params.get("retrieval")
-    if isinstance(retrieval, str):
-        retrieval = {"name": retrieval, "params": {}}
-    if isinstance(retrieval, Mapping):
-        inner = dict(retrieval.get("params") or {})
-        if retrieval["name"] in ("dense", "mmr"):
-            inner["embedder"] = embedder
-        elif retrieval["name"] == "hybrid":
-            inner["dense"] = {**dict(inner.get("dense") or {}), "embedder": embedder}
-        params["retrieval"] = {"name": retrieval["name"], "params": inner}
-    elif "embedder" not in accepted:
-        raise ConfigError(f"settings model.embedding_model: memory '{name}' embeds nothing")
-    return embedder
 
 
 def open_memory(agent: MemoryAgent, user_id: str) -> Any:

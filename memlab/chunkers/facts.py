@@ -37,15 +37,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require
 from memlab.chunkers.llm_support import LLMChunkerMixin, too_short, transcript
 from memlab.data.schema import Conversation, Session, Turn
 from memlab.prompts import extract_json
+from memlab.spec import Component
 
 _CONTENT_KEYS = ("content", "memory", "fact", "text")
 _ID_KEYS = ("turn_ids", "source_turn_ids", "turns", "turn_id", "ids", "source")
@@ -72,8 +73,10 @@ class _Fact:
     category_given: str | None
 
 
-class FactsChunker(LLMChunkerMixin):
+class FactsChunker(LLMChunkerMixin, Component):
     """Facts extracted by an LLM with OMI's rules, each keeping its source turn ids."""
+
+    nested: ClassVar[Mapping[str, str]] = {"llm": "llm"}
 
     name = "facts"
 
@@ -104,14 +107,6 @@ class FactsChunker(LLMChunkerMixin):
         self.max_tokens = max_tokens
         self.records: list[dict[str, Any]] = []
         self._known: dict[str | None, dict[str, list[str]]] = {}
-
-    def params(self) -> dict[str, Any]:
-        return {"llm": self.llm, "max_memories": self.max_memories,
-                "min_chars": self.min_chars, "categories": self.categories,
-                "similarity": self.similarity, "grounding": self.grounding,
-                "memory_context": self.memory_context,
-                "unsourced": self.unsourced, "template": self.template,
-                "template_dirs": self.template_dirs, "max_tokens": self.max_tokens}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         self._check()

@@ -17,13 +17,14 @@ from typing import Any
 from memlab.chunkers.common import turns_text
 from memlab.data.schema import Conversation, Session
 from memlab.errors import ConfigError
+from memlab.llm.calls import CallRecords
 from memlab.prompts import Rendered, Template, get_template
 
 #: The model used when a chunker's ``llm`` is None: the embedded Qwen.
 DEFAULT_LLM: dict[str, Any] = {"name": "llamacpp", "params": {}}
 
 
-class LLMChunkerMixin:
+class LLMChunkerMixin(CallRecords):
     """Model resolution, prompt rendering and call records for LLM chunkers."""
 
     name: str

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit
 from memlab.data.schema import Conversation, Session
+from memlab.spec import Component
 
 
-class SessionChunker:
+class SessionChunker(Component):
     """One unit per session: every turn as a ``Speaker: text`` line.
 
     The session date is not written into the text (see ``memlab.chunkers.common``):
@@ -17,9 +16,6 @@ class SessionChunker:
     """
 
     name = "session"
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         if not session.turns:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require
 from memlab.chunkers.llm_support import LLMChunkerMixin, too_short, transcript
 from memlab.data.schema import Conversation, Session
 from memlab.prompts import extract_json, strip_thinking
+from memlab.spec import Component
 
 
-class SummaryChunker(LLMChunkerMixin):
+class SummaryChunker(LLMChunkerMixin, Component):
     """One ``summary`` unit per session, ``title`` then ``overview``, from an LLM.
 
     The template (``session_summary``) asks for JSON ``{"title", "overview"}``; an
@@ -23,6 +24,8 @@ class SummaryChunker(LLMChunkerMixin):
     skipped without a call, as OMI discards them. The unit's sources are all the
     session's turns and its ``at`` is the last turn's time.
     """
+
+    nested: ClassVar[Mapping[str, str]] = {"llm": "llm"}
 
     name = "summary"
 
@@ -40,10 +43,6 @@ class SummaryChunker(LLMChunkerMixin):
         self.template_dirs = template_dirs
         self.max_tokens = max_tokens
         self.records: list[dict[str, Any]] = []
-
-    def params(self) -> dict[str, Any]:
-        return {"llm": self.llm, "min_chars": self.min_chars, "template": self.template,
-                "template_dirs": self.template_dirs, "max_tokens": self.max_tokens}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         require(isinstance(self.min_chars, int) and self.min_chars >= 0, self.name,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require
 from memlab.data.schema import Conversation, Session, Turn
+from memlab.spec import Component
 
 
-class TimeGapChunker:
+class TimeGapChunker(Component):
     """A new unit wherever more than ``gap_seconds`` pass between consecutive turns.
 
     The default, 120 s, is OMI's conversation timeout (seeds/omi-memory-extraction-qa.md:
@@ -23,9 +22,6 @@ class TimeGapChunker:
 
     def __init__(self, gap_seconds: float = 120.0) -> None:
         self.gap_seconds = gap_seconds
-
-    def params(self) -> dict[str, Any]:
-        return {"gap_seconds": self.gap_seconds}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         require(isinstance(self.gap_seconds, int | float) and self.gap_seconds >= 0, self.name,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require, turn_line, turns_text
 from memlab.data.schema import Conversation, Session, Turn
+from memlab.spec import Component
 from memlab.tokens import DEFAULT_TOKENIZER, count_tokens, decode, encode
 
 
-class TokenWindowChunker:
+class TokenWindowChunker(Component):
     """Whole turns packed into units of at most ``max_tokens`` Qwen tokens.
 
     Consecutive windows share whole turns: the next window starts with the longest run
@@ -29,10 +28,6 @@ class TokenWindowChunker:
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.tokenizer = tokenizer
-
-    def params(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens, "overlap": self.overlap,
-                "tokenizer": self.tokenizer}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         self._check()

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit
 from memlab.data.schema import Conversation, Session
+from memlab.spec import Component
 
 
-class TurnChunker:
+class TurnChunker(Component):
     """One unit per turn, text ``Speaker: text`` (image captions included)."""
 
     name = "turn"
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         return [make_unit(session, self.name, n, [turn], kind="turn")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require
 from memlab.data.schema import Conversation, Session
+from memlab.spec import Component
 
 
-class WindowChunker:
+class WindowChunker(Component):
     """Windows of ``size`` turns starting every ``stride`` turns; the last may be shorter.
 
     Windows start at turns 0, stride, 2*stride, ... and stop with the first window
@@ -22,9 +21,6 @@ class WindowChunker:
     def __init__(self, size: int = 4, stride: int = 2) -> None:
         self.size = size
         self.stride = stride
-
-    def params(self) -> dict[str, Any]:
-        return {"size": self.size, "stride": self.stride}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         require(isinstance(self.size, int) and self.size >= 1, self.name,

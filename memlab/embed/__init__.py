@@ -13,7 +13,7 @@ Registered lazily so that listing names never imports torch or ``ollama``:
 
 from __future__ import annotations
 
-from memlab.embed.base import Embedder, build_embedder, describe_embedder, normalize_rows
+from memlab.embed.base import Embedder, build_embedder, normalize_rows
 from memlab.embed.cache import CachedEmbedder, EmbeddingCache, default_cache_path
 from memlab.registry import Registry
 
@@ -31,7 +31,6 @@ __all__ = [
     "EmbeddingCache",
     "build_embedder",
     "default_cache_path",
-    "describe_embedder",
     "normalize_rows",
     "registry",
 ]

@@ -46,27 +46,10 @@ EmbedderSpec = str | Mapping[str, Any] | Embedder
 
 def build_embedder(spec: EmbedderSpec) -> Embedder:
     """An embedder from a registry name, a ``{name, params}`` spec or an instance."""
-    from memlab.embed import registry
+    from memlab.spec import build, is_spec
 
-    if isinstance(spec, str):
-        return registry.build(spec)
-    if isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise ConfigError(f"embedder spec {dict(spec)!r} needs a 'name'")
-        extra = set(spec) - {"name", "params"}
-        if extra:
-            raise ConfigError(
-                f"embedder spec has unknown key(s) {', '.join(sorted(extra))}; "
-                "write {name: ..., params: {...}}"
-            )
-        return registry.build(str(spec["name"]), dict(spec.get("params") or {}))
-    if isinstance(spec, Embedder):
-        return spec
-    raise ConfigError(f"cannot use {spec!r} as an embedder: give a name, a spec or an instance")
-
-
-def describe_embedder(spec: EmbedderSpec) -> Any:
-    """A loggable form of an embedder spec (instances become ``{name, params}``)."""
-    if isinstance(spec, str | Mapping):
-        return spec if isinstance(spec, str) else dict(spec)
-    return {"name": type(spec).__name__, "params": spec.params()}
+    if not is_spec(spec) and not isinstance(spec, Embedder):
+        raise ConfigError(f"cannot use {spec!r} as an embedder: give a name, a spec or an "
+                          "instance")
+    embedder: Embedder = build("embedder", spec)
+    return embedder

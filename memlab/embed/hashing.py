@@ -13,17 +13,19 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from memlab.embed.base import normalize_rows
+from memlab.spec import Component
 
 _WORD = re.compile(r"\w+")
 
 
-class HashEmbedder:
+class HashEmbedder(Component):
     """Deterministic hashed bag of words (a test double, not a semantic model)."""
+
+    local_identity = True
 
     cheap = True  # faster to compute than to look up: never worth caching
 
@@ -34,9 +36,6 @@ class HashEmbedder:
     @property
     def model_id(self) -> str:
         return f"hash:blake2b-v2:{self.dim}"
-
-    def params(self) -> dict[str, Any]:
-        return {"dim": self.dim}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self.dim < 1:

@@ -16,12 +16,13 @@ import numpy as np
 
 from memlab.embed.base import normalize_rows
 from memlab.errors import MemlabError
+from memlab.spec import Component
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 T = TypeVar("T")
 
 
-class OllamaEmbedder:
+class OllamaEmbedder(Component):
     """An Ollama embedding model (e.g. ``nomic-embed-text``, ``mxbai-embed-large``)."""
 
     def __init__(
@@ -39,15 +40,6 @@ class OllamaEmbedder:
         self.timeout = timeout
         self._client: Any = None
         self._model_id: str | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "host": self.host,
-            "batch_size": self.batch_size,
-            "truncate": self.truncate,
-            "timeout": self.timeout,
-        }
 
     @property
     def resolved_host(self) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from memlab.embed.base import normalize_rows
 from memlab.errors import ConfigError, MemlabError
+from memlab.spec import Component
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 _BUNDLED_NAMES = {BUNDLED_MODEL.lower(), f"sentence-transformers/{BUNDLED_MODEL}".lower()}
@@ -41,8 +42,10 @@ def bundled_model_dir() -> Path:
     return folder
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(Component):
     """A sentence-transformers model on CPU (default: the bundled all-MiniLM-L6-v2)."""
+
+    local_identity = True
 
     def __init__(
         self, model: str = BUNDLED_MODEL, device: str = "cpu", batch_size: int = 64
@@ -52,9 +55,6 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._model: Any = None
         self._model_id: str | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {"model": self.model, "device": self.device, "batch_size": self.batch_size}
 
     @property
     def bundled(self) -> bool:

@@ -74,6 +74,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    from memlab.eval.report import find_runs
+    from memlab.eval.tracking import log_run
+
+    runs = find_runs(args.runs)
+    if not runs:
+        raise MemlabError(f"no run directories (holding metrics.json) under "
+                          f"{', '.join(map(str, args.runs))}")
+    for run_dir in runs:
+        run_id = log_run(run_dir, pareto=run_dir == runs[-1], uri=args.tracking_uri)
+        print(f"{run_dir}: MLflow run {run_id}")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from memlab.components import describe
 
@@ -138,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--by-category", metavar="METRIC", help="add METRIC per category")
     rep.add_argument("--markdown", action="store_true", help="print a markdown table")
     rep.set_defaults(func=cmd_report)
+    log = sub.add_parser("log", help="mirror finished run directories to MLflow (again)")
+    log.add_argument("runs", nargs="+", type=Path, help="run directories or folders of them")
+    log.add_argument("--tracking-uri", help="default: the run's config, "
+                     "$MLFLOW_TRACKING_URI, or mlflow.db in the project")
+    log.set_defaults(func=cmd_log)
     ls = sub.add_parser("ls", help="list every registered component with its parameters")
     ls.add_argument("kinds", nargs="*", help="only these kinds (chunker, retrieval, ...)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")

@@ -26,6 +26,8 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    identity: dict[str, Any] | None = Field(default=None, description="recorded by resolve "
+                                            "(template version/hash, embedder model id)")
 
 
 class ProbeSelection(BaseModel):
@@ -91,8 +93,10 @@ class ExperimentConfig(BaseModel):
     description: str = ""
     dataset: DatasetSpec
     memory: Spec = Field(default_factory=lambda: Spec(name="flat"))
-    chunker: Spec = Field(default_factory=lambda: Spec(name="turn"))
-    retrieval: Spec = Field(default_factory=lambda: Spec(name="hybrid"))
+    chunker: Spec | None = Field(default=None, description="shorthand for "
+                                 "memory.params.chunker (moved there when loaded)")
+    retrieval: Spec | None = Field(default=None, description="shorthand for "
+                                   "memory.params.retrieval (moved there when loaded)")
     k: int | None = Field(default=10, ge=1, description="units given to the answer prompt "
                           "(null: every retrieved unit, bounded by answer.max_memory_tokens)")
     depth: int = Field(default=100, ge=1, description="units retrieved for retrieval metrics "
@@ -120,12 +124,12 @@ class ExperimentConfig(BaseModel):
 #: Component fields of a config and the registry kind each is checked against.
 COMPONENT_FIELDS: dict[str, str] = {
     "memory": "memory",
-    "chunker": "chunker",
-    "retrieval": "retrieval",
     "answer.llm": "llm",
     "answer.template": "template",
     "judge.llm": "llm",
 }
+#: Top-level shorthands for a parameter of the memory architecture.
+SHORTHANDS = ("chunker", "retrieval")
 
 
 def load_config(
@@ -135,7 +139,7 @@ def load_config(
     raw, where = _read_raw(source)
     for item in overrides or []:
         apply_override(raw, item)
-    config = _validate_shape(raw, where)
+    config = fold_shorthands(_validate_shape(raw, where), where)
     check_components(config, where)
     return config
 
@@ -167,29 +171,48 @@ def _validate_shape(raw: dict[str, Any], where: str) -> ExperimentConfig:
         raise ConfigError(f"{where}: invalid config:\n" + "\n".join(problems)) from None
 
 
-def check_components(config: ExperimentConfig, where: str = "<config>") -> None:
-    """Every component name exists in its registry and accepts its parameters."""
+def fold_shorthands(config: ExperimentConfig, where: str = "<config>") -> ExperimentConfig:
+    """Move top-level ``chunker``/``retrieval`` into the memory's params: they are
+    shorthands for ``memory.params.chunker``/``.retrieval``, for any memory that takes
+    such a parameter (``flat``: both; ``tiered``/``extracted``: ``retrieval``)."""
     from memlab.components import registry
+    from memlab.spec import problems
+
+    given = {key: getattr(config, key) for key in SHORTHANDS if getattr(config, key) is not None}
+    if not given:
+        return config
+    try:
+        accepted = {p.name for p in registry("memory").params(config.memory.name)}
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: invalid components:\n  memory.name: {exc}") from None
+    params = dict(config.memory.params)
+    found = []
+    for key, spec in given.items():
+        if key not in accepted:
+            found.append(f"  {key}: memory '{config.memory.name}' takes no {key} (it would be "
+                         f"ignored); remove it, or set it only where memory is flat")
+        elif key in params:
+            found.append(f"  {key}: set both here and in memory.params.{key}; keep one")
+        found += [f"  {p}" for p in problems(key, spec, key,
+                                             template_dirs=tuple(config.template_dirs))]
+        params[key] = spec.model_dump(exclude_none=True)
+    if found:
+        raise ConfigError(f"{where}: invalid components:\n" + "\n".join(found))
+    memory = config.memory.model_copy(update={"params": params})
+    return config.model_copy(update={"memory": memory, **dict.fromkeys(given)})
+
+
+def check_components(config: ExperimentConfig, where: str = "<config>") -> None:
+    """Every component (nested ones too) exists and accepts its parameters."""
+    from memlab.components import registry
+    from memlab.spec import problems as spec_problems
 
     problems = []
     for dotted, kind in COMPONENT_FIELDS.items():
         spec = _get_dotted(config, dotted)
-        if spec is None:
-            continue
-        try:
-            if kind == "template":
-                _check_template(spec.name, config.template_dirs)
-                accepted = set(TEMPLATE_PARAMS)
-            else:
-                reg = registry(kind)
-                reg.get(spec.name)
-                accepted = {p.name for p in reg.params(spec.name)}
-        except ConfigError as exc:
-            problems.append(f"  {dotted}.name: {exc}")
-            continue
-        for key in sorted(set(spec.params) - accepted):
-            problems.append(f"  {dotted}.params.{key}: not a parameter of {kind} "
-                            f"'{spec.name}' (valid: {', '.join(sorted(accepted)) or 'none'})")
+        if spec is not None:
+            problems += [f"  {p}" for p in spec_problems(
+                kind, spec, dotted, template_dirs=tuple(config.template_dirs))]
     if config.judge is not None:
         try:
             _check_template(config.judge.template, config.template_dirs)
@@ -202,10 +225,6 @@ def check_components(config: ExperimentConfig, where: str = "<config>") -> None:
             problems.append(f"  scorers: {exc}")
     if problems:
         raise ConfigError(f"{where}: invalid components:\n" + "\n".join(problems))
-
-
-#: Parameters an answer template spec accepts (templates take variables, not params).
-TEMPLATE_PARAMS: tuple[str, ...] = ()
 
 
 def _check_template(name: str, template_dirs: list[str]) -> None:
@@ -270,7 +289,7 @@ def expand_grid(source: str | Path | dict[str, Any],
             labels.append(label)
         if labels:
             variant["name"] = f"{raw.get('name', 'sweep')}[{','.join(labels)}]"
-        config = _validate_shape(variant, where)
+        config = fold_shorthands(_validate_shape(variant, where), where)
         check_components(config, where)
         configs.append(config)
     return configs
@@ -301,8 +320,20 @@ def _label(value: Any) -> str:
 
 
 def resolved_dict(config: ExperimentConfig) -> dict[str, Any]:
-    """The config with every default filled in, as plain data (for config.resolved.yaml)."""
-    return config.model_dump(mode="json")
+    """The config with every default filled in, components resolved to their full trees
+    (nested components and identities included), as plain data (config.resolved.yaml)."""
+    from memlab.spec import resolve
+
+    data = config.model_dump(mode="json", exclude={"chunker", "retrieval"})
+    for dotted, kind in COMPONENT_FIELDS.items():
+        spec = _get_dotted(config, dotted)
+        if spec is not None:
+            node = data
+            *parents, last = dotted.split(".")
+            for part in parents:
+                node = node[part]
+            node[last] = resolve(kind, spec, template_dirs=tuple(config.template_dirs))
+    return data
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

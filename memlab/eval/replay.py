@@ -17,7 +17,8 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Conversation, Probe
 from memlab.eval.config import ExperimentConfig
 from memlab.eval.timing import PhaseTimer
-from memlab.memory.base import Memory
+from memlab.llm.calls import ingest_summary
+from memlab.memory.base import Accounted, Memory, Preparable
 from memlab.retrieval.base import Hit
 from memlab.tokens import count_tokens
 
@@ -37,23 +38,22 @@ class ConversationRun:
     model_digests: dict[str, str] = field(default_factory=dict)
     unit_bytes: int = 0
     conversation_id: str = ""
+    ingest: dict[str, Any] = field(default_factory=lambda: ingest_summary(()))
 
     def memory_record(self) -> dict[str, Any]:
-        """The conversation's row of ``memory.jsonl``: footprint and ingest time."""
+        """The conversation's row of ``memory.jsonl``: footprint, ingest time and the LLM
+        calls made while ingesting (calls, errors with messages, tokens, seconds)."""
         return {"conversation_id": self.conversation_id, "probes": len(self.items),
                 "units": self.units, "tokens": self.unit_tokens, "bytes": self.unit_bytes,
-                "ingest_seconds": round(self.ingest_seconds, 6)}
+                "ingest_seconds": round(self.ingest_seconds, 6), "ingest": self.ingest}
 
 
 def build_memory(config: ExperimentConfig) -> Memory:
     """A fresh memory for one conversation, as the config describes it."""
-    from memlab.memory import registry
+    from memlab.spec import build
 
-    params = dict(config.memory.params)
-    if config.memory.name == "flat":
-        params.setdefault("chunker", config.chunker.model_dump())
-        params.setdefault("retrieval", config.retrieval.model_dump())
-    return registry.build(config.memory.name, params)
+    memory: Memory = build("memory", config.memory)
+    return memory
 
 
 def replay_conversation(config: ExperimentConfig, conversation: Conversation,
@@ -63,14 +63,16 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     ``on_session`` is called after each session is ingested (a progress bar)."""
     timer = PhaseTimer()
     memory = build_memory(config)
+    calls: list[dict[str, Any]] = []
     with timer("ingest"):
         for session in conversation.sessions:
             memory.ingest(session, conversation)
+            if isinstance(memory, Accounted):
+                calls += memory.take_calls()
             if on_session is not None:
                 on_session()
-        prepare = getattr(memory, "prepare", None)
-        if callable(prepare):  # build search indexes (embeddings) now, not at the 1st probe
-            prepare()
+        if isinstance(memory, Preparable):  # index (embed) now, not at the first probe
+            memory.prepare()
     ingest_seconds = timer.take().get("ingest", 0.0)
     units = list(memory.units())
     tokens = _TokenCounter()
@@ -83,7 +85,8 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     digests = answerer.digests() if answerer is not None else {}
     return ConversationRun(items, ingest_seconds, len(units),
                            sum(tokens(u) for u in units), digests,
-                           unit_bytes=footprint_bytes(units), conversation_id=conversation.id)
+                           unit_bytes=footprint_bytes(units), conversation_id=conversation.id,
+                           ingest=ingest_summary(calls))
 
 
 def footprint_bytes(units: Sequence[MemoryUnit]) -> int:

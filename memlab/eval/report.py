@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from memlab.eval.summary import HEADLINE
+from memlab.eval.summary import HEADLINE, error_counts
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -36,9 +36,11 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
         row: dict[str, Any] = {
             "run": config["name"], "dataset": summary.get("dataset"),
             "memory": (config.get("memory") or {}).get("name", "flat"),
-            "chunker": config["chunker"]["name"], "retrieval": config["retrieval"]["name"],
+            "chunker": _component_name(config, "chunker"),
+            "retrieval": _component_name(config, "retrieval"),
             "llm": (config.get("answer") or {}).get("llm", {}).get("name", "-"),
-            "probes": summary["probes"], "errors": summary["errors"],
+            "probes": summary["probes"], "errors": error_counts(summary)["probes"],
+            "ingest_errors": error_counts(summary)["ingest"],
         }
         for name in metric or HEADLINE:
             stats = summary["metrics"].get(name, {}).get("all")
@@ -55,6 +57,18 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
         row["dir"] = str(run_dir)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _component_name(config: dict[str, Any], key: str) -> str:
+    """The name of the memory's ``chunker``/``retrieval`` ("-" if it has none); older run
+    directories kept them at the top level."""
+    memory = config.get("memory") or {}
+    spec = (memory.get("params") or {}).get(key)
+    if spec is None and memory.get("name", "flat") == "flat":
+        spec = config.get(key)  # written before the memory held its components
+    if isinstance(spec, dict):
+        return str(spec.get("name", "-"))
+    return str(spec) if spec else "-"
 
 
 def to_markdown(frame: Any, columns: Sequence[str] | None = None) -> str:

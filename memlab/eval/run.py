@@ -93,7 +93,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     if config.tracking.mlflow if track is None else track:
         from memlab.eval.tracking import log_run
 
-        result.mlflow_run_id = log_run(result, dataset, pareto=pareto)
+        result.mlflow_run_id = log_run(run_dir, pareto=pareto)
     return result
 
 
@@ -140,6 +140,7 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
     appended: list[dict[str, Any]] = []
     errors = 0
     written = 0
+    ingest_calls = ingest_errors = 0
     n_sessions = sum(len(c.sessions) for c, _ in todo)
     ingest = tqdm(total=n_sessions, desc=f"{config.name}: ingest", unit="session",
                   disable=not progress or n_probes == 0, position=0)
@@ -153,19 +154,34 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
             digests.update(run.model_digests)
             written += len(run.items)
             errors += sum(bool(row.get("error")) for row in run.items)
+            ingest_calls += run.ingest["calls"]
+            ingest_errors += run.ingest["errors"]
             bar.update(len(run.items))
-            bar.set_postfix(errors=errors)
-            if written and errors / written > config.fail_on_error and written >= 5:
+            bar.set_postfix(errors=errors, ingest_errors=ingest_errors)
+            stop = _stop_reason(config, run_dir, written, errors, ingest_calls, ingest_errors,
+                                run.ingest)
+            if stop:
                 ingest.close()
                 bar.close()
-                raise MemlabError(
-                    f"stopped: {errors} of {written} probes failed (fail_on_error="
-                    f"{config.fail_on_error}); first error: {_first_error(run_dir)}. "
-                    f"Finished items are kept in {run_dir / 'items.jsonl'}."
-                )
+                raise MemlabError(f"stopped: {stop}. Finished items are kept in "
+                                  f"{run_dir / 'items.jsonl'} (and {run_dir / 'memory.jsonl'}).")
     ingest.close()
     bar.close()
     return appended
+
+
+def _stop_reason(config: ExperimentConfig, run_dir: Path, written: int, errors: int,
+                 calls: int, ingest_errors: int, last: dict[str, Any]) -> str:
+    """Why the run must stop (``fail_on_error`` passed by probes or by ingest LLM calls)."""
+    limit = config.fail_on_error
+    if written >= 5 and errors / written > limit:
+        return (f"{errors} of {written} probes failed (fail_on_error={limit}); "
+                f"first error: {_first_error(run_dir)}")
+    if calls and ingest_errors / calls > limit and (calls >= 5 or ingest_errors == calls):
+        first = (last.get("error_messages") or ["?"])[0]
+        return (f"{ingest_errors} of {calls} LLM calls made while ingesting failed "
+                f"(fail_on_error={limit}); e.g. {first}")
+    return ""
 
 
 def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],

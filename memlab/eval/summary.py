@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from memlab.llm.calls import merge_summaries
 from memlab.metrics.stats import groups_of, latency_summary, metric_columns, summarize_table
 
 #: Metrics shown in the CLI's summary table, when present.
@@ -30,16 +31,27 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
     """
     ok = [row for row in items if not row.get("error")]
     metrics = _metric_summaries(ok, seed, n_resamples)
+    ingest = merge_summaries(row.get("ingest") or {} for row in memory)
     return {
         "probes": len(items),
-        "errors": len(items) - len(ok),
+        "errors": {"probes": len(items) - len(ok), "ingest": ingest["errors"]},
         "error_rate": (len(items) - len(ok)) / len(items) if items else 0.0,
         "metrics": metrics,
         "latency_seconds": _latencies(items) | _ingest_latency(memory),
-        "tokens": _tokens(ok),
+        "tokens": _tokens(ok) | _ingest_tokens(ingest, len(items)),
         "cache_hits": sum(bool(row.get("cache_hit")) for row in ok),
         "footprint": _footprint(memory),
+        "ingest": ingest,
     }
+
+
+def _ingest_tokens(ingest: dict[str, Any], probes: int) -> dict[str, Any]:
+    """LLM tokens spent while ingesting (prompt + completion), in total and per probe
+    (what a probe costs beyond its own prompt, for the Pareto cost axis)."""
+    if not ingest["calls"]:
+        return {}
+    total = ingest["prompt_tokens"] + ingest["completion_tokens"]
+    return {"ingest": {"total": total, "mean": total / probes if probes else None}}
 
 
 def _ingest_latency(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -90,6 +102,14 @@ def _tokens(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def error_counts(summary: dict[str, Any]) -> dict[str, int]:
+    """``{"probes": n, "ingest": m}`` (older metrics.json files hold one probe count)."""
+    errors = summary.get("errors", 0)
+    if isinstance(errors, dict):
+        return {"probes": int(errors.get("probes", 0)), "ingest": int(errors.get("ingest", 0))}
+    return {"probes": int(errors), "ingest": 0}
+
+
 def headline(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The headline metrics present in a summary, overall, in display order."""
     metrics = summary["metrics"]
@@ -106,8 +126,14 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
         ci = "-" if s["ci_low"] is None else f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
         mean = "-" if s["mean"] is None else f"{s['mean']:.3f}"
         lines.append(f"{name:<{width}}  {mean:>7}  {ci:>17}  {s['n']:>5}  {s['n_excluded']:>5}")
-    lines.append(f"probes {summary['probes']}, errors {summary['errors']}, "
+    errors = error_counts(summary)
+    lines.append(f"probes {summary['probes']}, errors {errors['probes']}, "
                  f"cache hits {summary['cache_hits']}")
+    ingest = summary.get("ingest") or {}
+    if ingest.get("calls"):
+        lines.append(f"ingest LLM calls {ingest['calls']}, errors {ingest['errors']}"
+                     + (f" (first: {ingest['error_messages'][0]})" if ingest["errors"] else "")
+                     + f", {ingest['seconds']:.1f} s")
     for phase, lat in summary["latency_seconds"].items():
         if lat["p50"] is not None:
             lines.append(f"latency {phase:<15} p50 {lat['p50'] * 1000:9.1f} ms   "

@@ -38,7 +38,7 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
                               progress=progress, dataset=datasets[key])
             if variant.tracking.mlflow if track is None else track:
                 # the across-runs Pareto plot once, at the end, over every logged run
-                logger.submit(result, datasets[key], pareto=n == len(variants))
+                logger.submit(result.run_dir, pareto=n == len(variants))
             dirs.append(result.run_dir)
         logger.wait()
     return report(dirs)

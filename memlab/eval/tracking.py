@@ -10,8 +10,8 @@ else to a SQLite store inside the project (``mlflow.db``, artifacts in ``mlartif
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import pickle
 import queue
 import re
 import subprocess
@@ -19,17 +19,18 @@ import sys
 import tempfile
 import threading
 import time
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import yaml
 
 from memlab.data.paths import PROJECT_ROOT
-from memlab.eval.config import flatten, resolved_dict
+from memlab.errors import MemlabError
+from memlab.eval.config import flatten
+from memlab.eval.summary import error_counts
 from memlab.metrics.base import mlflow_key
-
-if TYPE_CHECKING:
-    from memlab.data.schema import Dataset
-    from memlab.eval.run import RunResult
 
 #: The metric the cross-run Pareto plot puts against prompt tokens, first present wins.
 PARETO_METRICS = ("judge", "locomo_f1", "turn.budget_evidence_recall@1000")
@@ -40,12 +41,55 @@ def tracking_uri(configured: str | None = None) -> str:
             or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}")
 
 
-def experiment_name(result: RunResult, dataset: Dataset | str) -> str:
-    return result.config.tracking.experiment or f"memlab-{_dataset_name(dataset)}"
+#: MLflow accepts at most this many params (and tags) in one log_batch call.
+BATCH_PARAMS = 100
 
 
-def _dataset_name(dataset: Dataset | str) -> str:
-    return dataset if isinstance(dataset, str) else dataset.name
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run directory as the tracker reads it (nothing held in memory)."""
+
+    run_dir: Path
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> RunRecord:
+        path = Path(run_dir)
+        for name in ("config.resolved.yaml", "metrics.json", "items.jsonl"):
+            if not (path / name).is_file():
+                raise MemlabError(f"{path} is not a finished run directory: {name} is missing")
+        return cls(path)
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        data = yaml.safe_load((self.run_dir / "config.resolved.yaml").read_text("utf-8"))
+        return data if isinstance(data, dict) else {}
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.run_dir / "metrics.json").read_text("utf-8"))
+        return data
+
+    @cached_property
+    def items(self) -> list[dict[str, Any]]:
+        from memlab.eval.items import read_items
+
+        return read_items(self.run_dir / "items.jsonl")
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.run_dir.name)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.summary.get("dataset") or (self.config.get("dataset") or {}).get("name"))
+
+    @property
+    def tracking(self) -> dict[str, Any]:
+        return dict(self.config.get("tracking") or {})
+
+
+def experiment_name(record: RunRecord) -> str:
+    return str(record.tracking.get("experiment") or f"memlab-{record.dataset}")
 
 
 def _client(uri: str) -> Any:
@@ -75,33 +119,42 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def log_run(result: RunResult, dataset: Dataset | str, *, pareto: bool = True) -> str:
-    """Log ``result`` as a new MLflow run; returns its run id. With ``pareto``, the
-    accuracy-vs-tokens plot over every run of the experiment is drawn onto it.
-    ``dataset`` is the run's dataset or its name."""
+def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None
+            ) -> str:
+    """Mirror the finished run directory ``run_dir`` as a new MLflow run; returns its run
+    id. Everything comes from the directory, so a run whose logging failed can be
+    mirrored again later (``python -m memlab.eval log RUN_DIR``). With ``pareto``, the
+    accuracy-vs-tokens plot over every run of the experiment is drawn onto it."""
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
-    uri = tracking_uri(result.config.tracking.tracking_uri)
+    record = RunRecord.open(run_dir)
+    uri = tracking_uri(uri or record.tracking.get("tracking_uri"))
     client = _client(uri)
-    experiment_id = _experiment_id(client, experiment_name(result, dataset), uri)
+    experiment_id = _experiment_id(client, experiment_name(record), uri)
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=result.config.name) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=record.name) as run:
         run_id = str(run.info.run_id)
         now = int(time.time() * 1000)
-        tags = {"memlab.run_dir": str(result.run_dir.resolve()),
-                "memlab.dataset": _dataset_name(dataset),
-                "memlab.retrieval_only": str(result.config.retrieval_only)}
-        client.log_batch(  # one call: params, metrics and tags in as few writes as fit
-            run_id,
-            metrics=[Metric(k, v, now, 0) for k, v in run_metrics(result.summary).items()],
-            params=[Param(k, _param(v)) for k, v in
-                    flatten(resolved_dict(result.config)).items()],
-            tags=[RunTag(k, v) for k, v in tags.items()])
-        _log_artifacts(result)
+        tags = {"memlab.run_dir": str(record.run_dir.resolve()),
+                "memlab.dataset": record.dataset,
+                "memlab.retrieval_only": str(record.config.get("answer") is None)}
+        params = [Param(k, _param(v)) for k, v in run_params(record.config).items()]
+        metrics = [Metric(k, v, now, 0) for k, v in run_metrics(record.summary).items()]
+        for start in range(0, max(len(params), 1), BATCH_PARAMS):  # MLflow's batch limit
+            client.log_batch(run_id, params=params[start:start + BATCH_PARAMS],
+                             metrics=metrics if start == 0 else [],
+                             tags=[RunTag(k, v) for k, v in tags.items()] if start == 0
+                             else [])
+        _log_artifacts(record)
     if pareto:
         _log_pareto(client, experiment_id, run_id)
     return run_id
+
+
+def run_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config flattened to MLflow params (``memory.params.retrieval.name``)."""
+    return flatten({k: v for k, v in config.items() if k != "grid"})
 
 
 def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -130,25 +183,27 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
             out[f"footprint.{field}.mean"] = float(footprint[field]["mean"])
             out[f"footprint.{field}.total"] = float(footprint[field]["total"])
     out["probes"] = float(summary["probes"])
-    out["errors"] = float(summary["errors"])
+    errors = error_counts(summary)
+    out["errors"] = float(errors["probes"])
+    out["errors.ingest"] = float(errors["ingest"])
     out["cache_hits"] = float(summary["cache_hits"])
     return out
 
 
-def _log_artifacts(result: RunResult) -> None:
+def _log_artifacts(record: RunRecord) -> None:
     import mlflow
 
+    from memlab.eval.frames import items_frame
     from memlab.eval.plots import category_bars, latency_hist
 
-    mlflow.log_artifacts(str(result.run_dir), artifact_path="run")
-    items = result.items()
+    mlflow.log_artifacts(str(record.run_dir), artifact_path="run")
+    items = record.items
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        frame = result.to_frame()
-        frame.to_parquet(folder / "items.parquet", index=False)
-        category_bars(result.summary, folder / "category_bars.png",
-                      f"{result.config.name}: by category (95% CI)")
-        latency_hist(items, folder / "latency.png", f"{result.config.name}: latency per phase")
+        items_frame(items).to_parquet(folder / "items.parquet", index=False)
+        category_bars(record.summary, folder / "category_bars.png",
+                      f"{record.name}: by category (95% CI)")
+        latency_hist(items, folder / "latency.png", f"{record.name}: latency per phase")
         for path in folder.iterdir():
             mlflow.log_artifact(str(path), artifact_path="tables" if path.suffix == ".parquet"
                                 else "plots")
@@ -174,8 +229,10 @@ def _log_pareto(client: Any, experiment_id: str, run_id: str) -> None:
 
 
 def _cost(metrics: dict[str, float]) -> float:
-    """Prompt tokens per probe; memory tokens shown for retrieval-only runs."""
-    return metrics.get("tokens.prompt.mean", metrics.get("tokens.memory.mean", 0.0))
+    """Prompt tokens per probe plus ingest LLM tokens per probe; memory tokens shown for
+    retrieval-only runs."""
+    return (metrics.get("tokens.prompt.mean", metrics.get("tokens.memory.mean", 0.0))
+            + metrics.get("tokens.ingest.mean", 0.0))
 
 
 def _param(value: Any) -> str:
@@ -202,10 +259,10 @@ class BackgroundLogger:
         self._thread: threading.Thread | None = None
         self._submitted = 0
 
-    def submit(self, result: RunResult, dataset: Dataset | str, *, pareto: bool) -> None:
-        job = (str(result.run_dir), result.config, result.summary, _dataset_name(dataset),
-               pareto)
-        self._jobs.put((str(result.run_dir), pickle.dumps(job)))
+    def submit(self, run_dir: str | Path, *, pareto: bool) -> None:
+        """Mirror the finished run directory ``run_dir`` (its path is all that is sent)."""
+        job = json.dumps({"run_dir": str(run_dir), "pareto": pareto}) + "\n"
+        self._jobs.put((str(run_dir), job.encode("utf-8")))
         self._submitted += 1
         if self._thread is None:
             self._thread = threading.Thread(target=self._feed, name="memlab-mlflow-logger",
@@ -214,8 +271,6 @@ class BackgroundLogger:
 
     def wait(self) -> dict[str, str]:
         """Run directory -> MLflow run id of every submitted run, once all are logged."""
-        from memlab.errors import MemlabError
-
         self.close()
         done = {run_dir: answer for run_dir, status, answer in self._replies if status == "ok"}
         failed = [f"{run_dir}: {answer}" for run_dir, status, answer in self._replies
@@ -251,8 +306,11 @@ class BackgroundLogger:
                 try:
                     worker.stdin.write(job)
                     worker.stdin.flush()
-                    status, answer = pickle.load(worker.stdout)
-                except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                    line = worker.stdout.readline()
+                    if not line:
+                        raise EOFError("no reply")
+                    status, answer = json.loads(line)
+                except (OSError, EOFError, ValueError) as exc:
                     status, answer = "error", f"the logger process died: {exc!r}"
                 self._replies.append((run_dir, status, answer))
         finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from memlab.errors import ConfigError
 from memlab.llm.base import LLM, Completion, Message
 from memlab.registry import Registry
 
@@ -29,20 +28,10 @@ DEFAULT_BACKEND = "llamacpp"
 
 def build_llm(spec: Mapping[str, Any] | str | None = None) -> LLM:
     """An LLM from a spec ``{name, params}`` (or just a name); the embedded model by default."""
-    if spec is None:
-        return registry.build(DEFAULT_BACKEND, {})
-    if isinstance(spec, str):
-        return registry.build(spec, {})
-    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
-        raise ConfigError(
-            f"an llm spec needs a string 'name' (and optional 'params'), got {spec!r}")
-    extra = sorted(set(spec) - {"name", "params"})
-    if extra:
-        raise ConfigError(f"llm spec has unknown key(s) {', '.join(extra)}; use name and params")
-    params = spec.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"llm spec 'params' must be a mapping, got {type(params).__name__}")
-    return registry.build(spec["name"], dict(params))
+    from memlab.spec import build
+
+    llm: LLM = build("llm", DEFAULT_BACKEND if spec is None else spec)
+    return llm
 
 
 __all__ = ["LLM", "Completion", "Message", "build_llm", "registry"]

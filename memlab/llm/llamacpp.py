@@ -32,6 +32,7 @@ from memlab.llm.chatml import QWEN25_DEFAULT_SYSTEM, split_thinking, tokenizer_f
 from memlab.llm.common import check_messages, qwen_counts, resolve_generation
 from memlab.llm.models import EMBEDDED_QWEN, resolve_model_path
 from memlab.llm.retry import LLMCallError, PermanentError, failed
+from memlab.spec import Component
 
 MAX_LOADED = 2
 _LOADED: OrderedDict[tuple[str, int, int, int], Any] = OrderedDict()
@@ -120,7 +121,7 @@ class _Deadline:
         return scores
 
 
-class LlamaCppLLM:
+class LlamaCppLLM(Component):
     """A GGUF model in-process via llama.cpp; the embedded Qwen2.5-Coder-0.5B by default.
 
     ``model_path`` empty means the embedded model, assembled and verified on first use.
@@ -162,13 +163,6 @@ class LlamaCppLLM:
         self.seed = seed
         self.max_tokens = max_tokens
         self.timeout = timeout
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "model_path": self.model_path, "model_name": self.model_name, "n_ctx": self.n_ctx,
-            "n_threads": self.n_threads, "n_batch": self.n_batch, **self._defaults(),
-            "timeout": self.timeout,
-        }
 
     def _defaults(self) -> dict[str, Any]:
         return {

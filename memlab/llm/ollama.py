@@ -17,6 +17,7 @@ from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
 from memlab.llm.common import qwen_counts
 from memlab.llm.remote import RemoteChat
 from memlab.llm.retry import LLMCallError, PermanentError, TransientError
+from memlab.spec import Component
 
 DEFAULT_HOST = "127.0.0.1:11434"
 
@@ -37,7 +38,7 @@ def ollama_url(host: str = "") -> str:
     return f"{scheme}://{hostport}" + (f"/{path}" if path else "")
 
 
-class OllamaLLM(RemoteChat):
+class OllamaLLM(RemoteChat, Component):
     """A model on an Ollama server (default ``qwen3:4b``) through the ``ollama`` package.
 
     ``think``: ``False`` asks Qwen3 to answer directly, ``True`` to reason first (the
@@ -74,11 +75,6 @@ class OllamaLLM(RemoteChat):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-
-    def params(self) -> dict[str, Any]:
-        return {"model": self.model, "host": self.host, **self._defaults(),
-                "keep_alive": self.keep_alive, "timeout": self.timeout,
-                "retries": self.retries, "backoff": self.backoff}
 
     def _defaults(self) -> dict[str, Any]:
         return {"num_ctx": int(self.num_ctx), "temperature": float(self.temperature),

@@ -16,9 +16,10 @@ from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
 from memlab.llm.common import qwen_counts
 from memlab.llm.remote import RemoteChat
 from memlab.llm.retry import LLMCallError, PermanentError, TransientError
+from memlab.spec import Component
 
 
-class OpenAICompatLLM(RemoteChat):
+class OpenAICompatLLM(RemoteChat, Component):
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
     ``model`` empty means the first model the server lists at ``/models``.
@@ -52,11 +53,6 @@ class OpenAICompatLLM(RemoteChat):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-
-    def params(self) -> dict[str, Any]:
-        return {"model": self.model, "base_url": self.base_url,
-                "api_key_env": self.api_key_env, "digest": self.digest, **self._defaults(),
-                "timeout": self.timeout, "retries": self.retries, "backoff": self.backoff}
 
     def _defaults(self) -> dict[str, Any]:
         return {"temperature": float(self.temperature), "top_p": float(self.top_p),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from memlab.llm.base import Completion, Message
@@ -23,14 +23,11 @@ class RemoteChat(ABC):
     cache_exempt: frozenset[str]
     retries: int
     backoff: float
+    params: Callable[[], dict[str, Any]]  # read off the constructor (memlab.spec.Component)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters only (clients and answers from the server are rebuilt)."""
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
-    @abstractmethod
-    def params(self) -> dict[str, Any]:
-        ...
 
     @abstractmethod
     def _defaults(self) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Conversation, Probe, Session
-from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
 
 ComponentSpec = str | Mapping[str, Any]
@@ -37,13 +36,59 @@ class Memory(Protocol):
         ...
 
 
-def spec_parts(spec: ComponentSpec, kind: str) -> tuple[str, dict[str, Any]]:
-    """``"bm25"`` or ``{name: bm25, params: {...}}`` -> (name, params)."""
-    if isinstance(spec, str):
-        return spec, {}
-    if not isinstance(spec, Mapping) or "name" not in spec:
-        raise ConfigError(f"{kind} spec must be a name or {{name, params}}, got {spec!r}")
-    extra = set(spec) - {"name", "params"}
-    if extra:
-        raise ConfigError(f"{kind} spec has unknown key(s) {', '.join(sorted(extra))}")
-    return str(spec["name"]), dict(spec.get("params") or {})
+# Optional verbs a memory may declare (checked with isinstance, never by probing names).
+
+@runtime_checkable
+class Preparable(Protocol):
+    """Builds its search indexes on demand (the harness calls it after ingesting, so the
+    first probe's search does not pay for indexing)."""
+
+    def prepare(self) -> None:
+        ...
+
+
+@runtime_checkable
+class Accounted(Protocol):
+    """Calls an LLM while ingesting; ``take_calls`` hands over the call records made
+    since the last take (see :mod:`memlab.llm.calls`)."""
+
+    def take_calls(self) -> list[dict[str, Any]]:
+        ...
+
+
+@runtime_checkable
+class Consolidating(Protocol):
+    """Summarises old memory into long-term memory; returns the units it wrote."""
+
+    def consolidate(self, as_of: datetime | None = None, min_tokens: int = 0
+                    ) -> list[MemoryUnit]:
+        ...
+
+
+@runtime_checkable
+class Editable(Protocol):
+    """Takes a memory written directly (``memory_type``: ``core``, ``archival`` ...)."""
+
+    def remember(self, text: str, memory_type: str = "archival", at: datetime | None = None,
+                 **kwargs: Any) -> MemoryUnit:
+        ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """Holds resources (a store's connection) to release."""
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class HasContext(Protocol):
+    """Builds its own prompt context (core block, recall buffer, retrieved units) and
+    searches for the live agent with ``find``."""
+
+    def context(self, query: str, as_of: datetime | None = None, **kwargs: Any) -> Any:
+        ...
+
+    def find(self, query: str, k: int, as_of: datetime | None = None) -> list[Hit]:
+        ...

@@ -95,9 +95,8 @@ class Consolidator:
         if self._summary is None:
             self._summary = SummaryChunker(llm=self.llm, max_tokens=self.summary_max_tokens,
                                            template_dirs=self.template_dirs)
-        before = len(self._summary.records)
         units = self._summary.split(session)
-        records = self._summary.records[before:]
+        records = self._summary.take_calls()
         if not units:
             return None, records
         unit = units[0]
@@ -113,7 +112,6 @@ class Consolidator:
             self._facts = FactsChunker(llm=self.llm, max_memories=self.core_facts,
                                        memory_context=0, max_tokens=self.facts_max_tokens,
                                        template_dirs=self.template_dirs)
-        before = len(self._facts.records)
         facts = self._facts.split(session)
         lines = [CoreLine(f.text, f.source_turn_ids, f.at) for f in facts]
-        return lines, self._facts.records[before:]
+        return lines, self._facts.take_calls()

@@ -18,22 +18,27 @@ Memories, their vectors and validity live in one store (``memory`` in the harnes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Conversation, Probe, Session
+from memlab.llm.calls import CallRecords
 from memlab.memory import support
 from memlab.memory.base import ComponentSpec
 from memlab.memory.decisions import MODES, Decider, Decision
 from memlab.retrieval.base import Hit
+from memlab.spec import Component
 
 
-class ExtractedMemory:
+class ExtractedMemory(CallRecords, Component):
     """LLM-extracted facts with ADD / UPDATE / DELETE / NONE and versioned validity."""
+
+    nested: ClassVar[Mapping[str, str]] = {"llm": "llm", "embedder": "embedder",
+                                           "retrieval": "retrieval", "store": "store"}
 
     name = "extracted"
 
@@ -64,25 +69,14 @@ class ExtractedMemory:
         self._chunker: Any = None
         self._decisions: Decider | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {"llm": support.describe(self.llm), "llm_cache": self.llm_cache,
-                "max_memories": self.max_memories, "min_chars": self.min_chars,
-                "embedder": support.describe(self.embedder), "retrieval": self.retrieval,
-                "decide": self.decide, "similar_threshold": self.similar_threshold,
-                "same_threshold": self.same_threshold, "candidates": self.candidates,
-                "store": self.store, "extract_max_tokens": self.extract_max_tokens,
-                "decide_max_tokens": self.decide_max_tokens,
-                "template_dirs": self.template_dirs}
-
     # ------------------------------------------------------------------ Memory protocol
 
     def ingest(self, session: Session, conversation: Conversation | None = None
                ) -> list[MemoryUnit]:
         """Extract this session's facts and fold each into memory; the versions written."""
         chunker = self._extractor()
-        before = len(chunker.records)
         facts = chunker.split(session)
-        self.records.extend(chunker.records[before:])
+        self.records.extend(chunker.take_calls())
         made: list[MemoryUnit] = []
         for fact in facts:
             made += self.integrate(fact.text, fact.source_turn_ids, fact.at,

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from memlab.chunkers.base import Chunker, MemoryUnit
 from memlab.data.schema import Conversation, Probe, Session
-from memlab.memory.base import ComponentSpec, spec_parts
+from memlab.memory.base import ComponentSpec
 from memlab.retrieval.base import Hit, Retriever
+from memlab.spec import Component, build
 
 
-class FlatMemory:
+class FlatMemory(Component):
     """Every session is chunked into units; searches go to one retrieval strategy.
 
     The strategy is (re)indexed lazily on the first search after new units arrived, so
     ingesting a whole conversation and then answering its probes indexes once.
     """
 
+    nested: ClassVar[Mapping[str, str]] = {"chunker": "chunker", "retrieval": "retrieval"}
+
     def __init__(self, chunker: ComponentSpec = "turn",
                  retrieval: ComponentSpec = "hybrid") -> None:
         self.chunker = chunker
         self.retrieval = retrieval
-        self._chunker: Chunker = _build("chunker", chunker)
-        self._retriever: Retriever = _build("retrieval", retrieval)
+        self._chunker: Chunker = build("chunker", chunker)
+        self._retriever: Retriever = build("retrieval", retrieval)
         self._units: list[MemoryUnit] = []
         self._indexed = 0
-
-    def params(self) -> dict[str, Any]:
-        return {"chunker": self.chunker, "retrieval": self.retrieval}
 
     def ingest(self, session: Session, conversation: Conversation | None = None
                ) -> list[MemoryUnit]:
@@ -51,9 +51,8 @@ class FlatMemory:
     def units(self) -> Sequence[MemoryUnit]:
         return tuple(self._units)
 
+    def take_calls(self) -> list[dict[str, Any]]:
+        """The LLM calls the chunker made since the last take (none for most chunkers)."""
+        from memlab.memory.base import Accounted
 
-def _build(kind: str, spec: ComponentSpec) -> Any:
-    from memlab.components import registry
-
-    name, params = spec_parts(spec, kind)
-    return registry(kind).build(name, params)
+        return self._chunker.take_calls() if isinstance(self._chunker, Accounted) else []

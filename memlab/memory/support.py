@@ -15,20 +15,13 @@ from typing import Any
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.errors import ConfigError
-from memlab.memory.base import ComponentSpec, spec_parts
+from memlab.memory.base import ComponentSpec
+from memlab.spec import build
 
 #: The model an architecture uses when ``llm`` is None: the embedded Qwen, with the
 #: answerer's context window so one loaded GGUF serves both.
 DEFAULT_LLM: dict[str, Any] = {"name": "llamacpp", "params": {"n_ctx": 8192}}
 CACHE_MODES = ("off", "read", "readwrite")
-
-
-def build(kind: str, spec: ComponentSpec) -> Any:
-    """A component of ``kind`` from a name or ``{name, params}`` spec."""
-    from memlab.components import registry
-
-    name, params = spec_parts(spec, kind)
-    return registry(kind).build(name, params)
 
 
 def indexed(retriever: Any, spec: ComponentSpec, pending: dict[str, MemoryUnit]) -> Any:

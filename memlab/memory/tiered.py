@@ -22,20 +22,22 @@ core lines keep all their source turn ids, so retrieval is scored against eviden
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit
 from memlab.data.schema import Conversation, Probe, Role, Session, Turn
+from memlab.llm.calls import CallRecords
 from memlab.memory import support
 from memlab.memory.base import ComponentSpec
 from memlab.memory.consolidation import Consolidated, Consolidator, groups
 from memlab.memory.core import CoreLine
 from memlab.memory.tiers import TierState
 from memlab.retrieval.base import Hit
+from memlab.spec import Component
 
 MEMORY_TYPES = ("core", "recall", "archival")
 
@@ -52,8 +54,10 @@ class TieredContext:
         return ([self.core] if self.core else []) + self.retrieved + self.recent
 
 
-class TieredMemory:
+class TieredMemory(CallRecords, Component):
     """Core block + recall buffer + archival store with per-message retrieval."""
+
+    nested: ClassVar[Mapping[str, str]] = {"retrieval": "retrieval", "llm": "llm", "store": "store"}
 
     name = "tiered"
 
@@ -82,18 +86,6 @@ class TieredMemory:
         self.template_dirs = template_dirs
         self.records: list[dict[str, Any]] = []
         self._state: TierState | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {"retrieval": self.retrieval, "top_k": self.top_k,
-                "relevance_threshold": self.relevance_threshold,
-                "recall_tokens": self.recall_tokens, "core_tokens": self.core_tokens,
-                "core_facts": self.core_facts, "auto_consolidate": self.auto_consolidate,
-                "consolidate_min_tokens": self.consolidate_min_tokens,
-                "consolidate_by": self.consolidate_by,
-                "archive_turns": self.archive_turns, "llm": support.describe(self.llm),
-                "llm_cache": self.llm_cache, "store": self.store,
-                "summary_max_tokens": self.summary_max_tokens,
-                "facts_max_tokens": self.facts_max_tokens, "template_dirs": self.template_dirs}
 
     # ------------------------------------------------------------------ Memory protocol
 

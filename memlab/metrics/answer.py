@@ -30,6 +30,8 @@ from collections import Counter
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from memlab.spec import Component
+
 if TYPE_CHECKING:
     from memlab.data.schema import Probe
 
@@ -115,37 +117,28 @@ def abstains(prediction: str) -> bool:
     return _ABSTAINS.search(text) is not None
 
 
-class ExactMatch:
+class ExactMatch(Component):
     """Exact match after SQuAD v1.1 normalisation."""
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def score(self, prediction: str, gold: str, probe: Probe | None = None) -> float:
         return exact_match(prediction, gold)
 
 
-class TokenF1Set:
+class TokenF1Set(Component):
     """Set-based token F1 as A-Mem and Mem0 report it (no stemming, no multiset)."""
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def score(self, prediction: str, gold: str, probe: Probe | None = None) -> float:
         return token_f1_set(prediction, gold)
 
 
-class Bleu1:
+class Bleu1(Component):
     """Sentence BLEU-1 (brevity penalty x unigram precision) as A-Mem and Mem0 report it."""
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def score(self, prediction: str, gold: str, probe: Probe | None = None) -> float:
         return bleu1(prediction, gold)
 
 
-class Abstention:
+class Abstention(Component):
     """Did the answer abstain (say it was never mentioned)? Heuristic phrase match.
 
     On abstention probes it scores 1.0 for an abstaining answer. On answerable probes it
@@ -157,9 +150,6 @@ class Abstention:
         if answerable not in ("skip", "penalize"):
             raise ValueError(f"answerable must be 'skip' or 'penalize', got {answerable!r}")
         self.answerable = answerable
-
-    def params(self) -> dict[str, Any]:
-        return {"answerable": self.answerable}
 
     def score(self, prediction: str, gold: str, probe: Probe | None = None) -> float | None:
         said_never = abstains(prediction)

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
+from memlab.spec import Component
+
 if TYPE_CHECKING:
     from memlab.data.schema import Probe
 
@@ -121,11 +123,8 @@ def locomo_category(probe: Probe | None) -> int | None:
     return code if MULTI_HOP <= code <= ADVERSARIAL else None
 
 
-class LocomoF1:
+class LocomoF1(Component):
     """LoCoMo F1 exactly as LoCoMo's scorer (stemmed; per-category rules 1, 3, 5)."""
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
     def score(self, prediction: str, gold: str, probe: Probe | None = None) -> float:
         abstention = bool(getattr(probe, "abstention", False))

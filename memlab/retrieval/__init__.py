@@ -22,10 +22,8 @@ oracle         1.0 for every evidence unit                  no effect (only > 1 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from memlab.errors import ConfigError
 from memlab.registry import Registry
 from memlab.retrieval.base import Hit, Retriever
 
@@ -40,17 +38,12 @@ registry.register("none", "memlab.retrieval.none:NoneStrategy")
 registry.register("oracle", "memlab.retrieval.oracle:OracleStrategy")
 
 
-def build_strategy(spec: str | Mapping[str, Any]) -> Retriever:
-    """A strategy from its registry name or a ``{name, params}`` spec."""
-    if isinstance(spec, str):
-        return registry.build(spec)
-    if not isinstance(spec, Mapping) or "name" not in spec:
-        raise ConfigError(f"retrieval strategy spec {spec!r} needs a 'name'")
-    extra = set(spec) - {"name", "params"}
-    if extra:
-        raise ConfigError(f"retrieval strategy spec has unknown key(s) "
-                          f"{', '.join(sorted(extra))}; write {{name: ..., params: {{...}}}}")
-    return registry.build(str(spec["name"]), dict(spec.get("params") or {}))
+def build_strategy(spec: Any) -> Retriever:
+    """A strategy from its registry name, a ``{name, params}`` spec or an instance."""
+    from memlab.spec import build
+
+    strategy: Retriever = build("retrieval", spec)
+    return strategy
 
 
 __all__ = ["Hit", "Retriever", "build_strategy", "registry"]

@@ -22,11 +22,12 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.errors import ConfigError
 from memlab.retrieval.ranking import DEFAULT_K
 from memlab.retrieval.scored import ScoredStrategy
+from memlab.spec import Component
 
 _PROGRESS_FROM = 50_000  # bm25s progress bars only for big corpora
 
 
-class Bm25Strategy(ScoredStrategy):
+class Bm25Strategy(ScoredStrategy, Component):
     """BM25 (bm25s) over unit texts; English stopwords and Snowball stemming."""
 
     def __init__(
@@ -48,17 +49,6 @@ class Bm25Strategy(ScoredStrategy):
         self.stemmer = stemmer
         self._engine: Any = None
         self._tokenizer: Any = None
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "threshold": self.threshold,
-            "k1": self.k1,
-            "b": self.b,
-            "method": self.method,
-            "stopwords": self.stopwords,
-            "stemmer": self.stemmer,
-        }
 
     def _added(
         self,

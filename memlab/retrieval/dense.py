@@ -15,23 +15,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.embed.base import Embedder, EmbedderSpec, build_embedder, describe_embedder
+from memlab.embed.base import Embedder, EmbedderSpec, build_embedder
 from memlab.embed.cache import maybe_cached
 from memlab.errors import ConfigError
 from memlab.retrieval.ann import FaissIndex
 from memlab.retrieval.ranking import DEFAULT_K, GrowingMatrix, select_top
 from memlab.retrieval.scored import ScoredStrategy
+from memlab.spec import Component
 
 INDEXES = ("exact", "faiss", "faiss-ivf", "faiss-hnsw")
 
 
-class DenseStrategy(ScoredStrategy):
+class DenseStrategy(ScoredStrategy, Component):
     """Embedder + cosine similarity; exact by default, optional faiss index."""
+
+    nested: ClassVar[Mapping[str, str]] = {"embedder": "embedder"}
+    param_attrs: ClassVar[Mapping[str, str]] = {"index": "index_kind"}
 
     def __init__(
         self,
@@ -52,16 +56,6 @@ class DenseStrategy(ScoredStrategy):
         self._vectors = GrowingMatrix()
         self._matrix: np.ndarray | None = None
         self._ann: FaissIndex | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "threshold": self.threshold,
-            "embedder": describe_embedder(self.embedder),
-            "cache": self.cache,
-            "index": self.index_kind,
-            "index_params": dict(self.index_params or {}),
-        }
 
     @property
     def encoder(self) -> Embedder:

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import UnitTable, resolve_k
+from memlab.spec import Component
 from memlab.tokens import DEFAULT_TOKENIZER, count_tokens
 
 
@@ -39,7 +39,7 @@ class Trim:
         return self.kept_units < self.visible_units
 
 
-class FullContextStrategy:
+class FullContextStrategy(Component):
     """All units up to as_of in time order, newest kept within a Qwen-token budget."""
 
     def __init__(
@@ -55,14 +55,6 @@ class FullContextStrategy:
         self.tokenizer = tokenizer
         self.last_trim: Trim | None = None
         self._tokens: dict[str, int] = {}
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "threshold": self.threshold,
-            "max_tokens": self.max_tokens,
-            "tokenizer": self.tokenizer,
-        }
 
     @cached_property
     def table(self) -> UnitTable:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from memlab.retrieval.base import Hit
 from memlab.retrieval.bm25 import Bm25Strategy
 from memlab.retrieval.dense import DenseStrategy
 from memlab.retrieval.ranking import DEFAULT_K, UnitTable, resolve_k, select_top
+from memlab.spec import Component
 
 FUSIONS = ("rrf", "weighted")
 
@@ -57,8 +58,10 @@ def weighted_scores(
     return fused
 
 
-class HybridStrategy:
+class HybridStrategy(Component):
     """BM25 + dense, fused by reciprocal rank (rrf) or min-max weighted sum."""
+
+    nested: ClassVar[Mapping[str, str]] = {"bm25": "retrieval:bm25", "dense": "retrieval:dense"}
 
     def __init__(
         self,
@@ -79,18 +82,6 @@ class HybridStrategy:
         self.candidates = candidates
         self.bm25 = bm25
         self.dense = dense
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "threshold": self.threshold,
-            "fusion": self.fusion,
-            "rrf_k": self.rrf_k,
-            "alpha": self.alpha,
-            "candidates": self.candidates,
-            "bm25": self.parts[0].params(),
-            "dense": self.parts[1].params(),
-        }
 
     @cached_property
     def parts(self) -> tuple[Bm25Strategy, DenseStrategy]:

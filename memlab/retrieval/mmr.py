@@ -13,16 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.embed.base import EmbedderSpec, describe_embedder
+from memlab.embed.base import EmbedderSpec
 from memlab.retrieval.base import Hit
 from memlab.retrieval.dense import DenseStrategy
 from memlab.retrieval.ranking import DEFAULT_K, resolve_k
+from memlab.spec import Component
 
 
 def mmr_pick(relevance: np.ndarray, similarity: np.ndarray, keys: np.ndarray,
@@ -57,8 +58,11 @@ def mmr_pick(relevance: np.ndarray, similarity: np.ndarray, keys: np.ndarray,
     return order[picked].tolist()
 
 
-class MmrStrategy:
+class MmrStrategy(Component):
     """Dense candidates re-ordered by maximal marginal relevance (lambda_mult)."""
+
+    nested: ClassVar[Mapping[str, str]] = {"embedder": "embedder"}
+    param_attrs: ClassVar[Mapping[str, str]] = {"index": "index_kind"}
 
     def __init__(
         self,
@@ -79,18 +83,6 @@ class MmrStrategy:
         self.cache = cache
         self.index_kind = index
         self.index_params = index_params
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "threshold": self.threshold,
-            "lambda_mult": self.lambda_mult,
-            "candidates": self.candidates,
-            "embedder": describe_embedder(self.embedder),
-            "cache": self.cache,
-            "index": self.index_kind,
-            "index_params": dict(self.index_params or {}),
-        }
 
     @cached_property
     def dense(self) -> DenseStrategy:

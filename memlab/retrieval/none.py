@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 
@@ -12,17 +11,15 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import DEFAULT_K
+from memlab.spec import Component
 
 
-class NoneStrategy:
+class NoneStrategy(Component):
     """No memory (the floor): indexes nothing, returns no hits."""
 
     def __init__(self, k: int | None = DEFAULT_K, threshold: float | None = None) -> None:
         self.k = k
         self.threshold = threshold
-
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "threshold": self.threshold}
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         """Forget ``units`` (this strategy keeps nothing)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
@@ -22,19 +21,17 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import UnitTable, resolve_k
+from memlab.spec import Component
 from memlab.store.codec import at_micros
 
 
-class OracleStrategy:
+class OracleStrategy(Component):
     """The gold evidence units of the probe (the ceiling); needs probe=."""
 
     def __init__(self, k: int | None = None, threshold: float | None = None) -> None:
         self.k = k
         self.threshold = threshold
         self._maps: tuple[int, dict[str, list[int]], dict[str, list[int]]] | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "threshold": self.threshold}
 
     @cached_property
     def table(self) -> UnitTable:

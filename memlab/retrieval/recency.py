@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit, Retriever
 from memlab.retrieval.ranking import DEFAULT_K, UnitTable, resolve_k, select_top
+from memlab.spec import Component
 from memlab.store.codec import at_micros
 
 _DAY_US = 86_400 * 1_000_000
@@ -31,8 +32,10 @@ def decay(age_days: np.ndarray, half_life_days: float) -> np.ndarray:
     return np.power(0.5, np.asarray(age_days, dtype=np.float64) / half_life_days)
 
 
-class RecencyStrategy:
+class RecencyStrategy(Component):
     """A base strategy's scores times exponential time decay (half-life in days)."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
 
     def __init__(
         self,
@@ -47,15 +50,6 @@ class RecencyStrategy:
         self.base = base
         self.half_life_days = half_life_days
         self.candidates = candidates
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "threshold": self.threshold,
-            "base": _describe(self.base),
-            "half_life_days": self.half_life_days,
-            "candidates": self.candidates,
-        }
 
     @cached_property
     def base_strategy(self) -> Retriever:
@@ -103,12 +97,3 @@ class RecencyStrategy:
         picked = select_top(scores, keys, limit, self.threshold)
         values = scores.tolist()
         return [Hit(hits[i].unit, values[i]) for i in picked.tolist()]
-
-
-def _describe(base: str | Mapping[str, Any] | Retriever) -> Any:
-    """A loggable form of the base: its spec, or an instance's class and params."""
-    if isinstance(base, str):
-        return base
-    if isinstance(base, Mapping):
-        return dict(base)
-    return {"name": type(base).__name__, "params": base.params()}

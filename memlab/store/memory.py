@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.errors import MemlabError
+from memlab.spec import Component
 from memlab.store.base import DEFAULT_NAMESPACE, check_unique, check_vectors, missing_error
 
 
@@ -46,17 +47,16 @@ class _Space:
             self.matrix = matrix
 
 
-class MemoryStore:
+class MemoryStore(Component):
     """Units and vectors in numpy arrays in this process (not persistent)."""
+
+    param_attrs: ClassVar[Mapping[str, str]] = {"namespace": "namespace_name"}
 
     persistent = False
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.namespace_name = namespace
         self._spaces: dict[str, _Space] = {}
-
-    def params(self) -> dict[str, Any]:
-        return {"namespace": self.namespace_name}
 
     @property
     def _where(self) -> str:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.errors import MemlabError
+from memlab.spec import Component
 from memlab.store.base import DEFAULT_NAMESPACE, check_unique, check_vectors, missing_error
 from memlab.store.codec import row_unit, unit_row
 
@@ -59,8 +60,10 @@ def default_path() -> Path:
     return Path(root).expanduser() / "memlab" / "archival.db"
 
 
-class SqliteStore:
+class SqliteStore(Component):
     """Units, metadata and vectors in one SQLite file, one namespace per user (persistent)."""
+
+    param_attrs: ClassVar[Mapping[str, str]] = {"namespace": "namespace_name"}
 
     persistent = True
 
@@ -68,9 +71,6 @@ class SqliteStore:
         self.path = path
         self.namespace_name = namespace
         self._conn: sqlite3.Connection | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {"path": self.path, "namespace": self.namespace_name}
 
     @property
     def file(self) -> Path:

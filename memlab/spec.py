@@ -1,0 +1,242 @@
+"""One way to name, build and resolve a component of any kind.
+
+A component is named in YAML or Python as a registry name (``"bm25"``), a
+``{name, params}`` mapping (or the config's pydantic ``Spec``) or an already built
+instance. :func:`build` turns any of these into an object; :func:`resolve` turns any of
+these into the *full* spec — every constructor default filled in, nested components
+(the embedder inside ``dense`` inside ``hybrid`` inside a memory) resolved too — which is
+what a run records, so a change of a default is visible in ``config.resolved.yaml`` and
+MLflow.
+
+Components derive ``params()`` from their constructor signature (scikit-learn's
+``get_params``): a constructor only stores each keyword argument under its own name, and
+:class:`Component` reads them back. A class declares which parameters are components
+themselves in ``nested`` (parameter -> kind) and, rarely, an attribute of another name
+in ``param_attrs``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from memlab.errors import ConfigError
+
+#: A component as a name, a ``{name, params}`` mapping, a pydantic Spec or an instance.
+SpecLike = Any
+SPEC_KEYS = frozenset({"name", "params", "identity"})
+
+
+class Component:
+    """Mixin: ``params()`` read off the constructor's keyword parameters."""
+
+    #: constructor parameter -> attribute holding it, where the names differ
+    param_attrs: ClassVar[Mapping[str, str]] = {}
+    #: constructor parameters that are components themselves: parameter -> kind
+    nested: ClassVar[Mapping[str, str]] = {}
+
+    def params(self) -> dict[str, Any]:
+        return constructor_params(self)
+
+
+def constructor_params(obj: Any) -> dict[str, Any]:
+    """``{parameter: current value}`` for every keyword parameter of ``type(obj)``."""
+    cls: Any = type(obj)
+    attrs = getattr(cls, "param_attrs", {})
+    return {name: getattr(obj, attrs.get(name, name)) for name in _parameter_names(cls)}
+
+
+@lru_cache(maxsize=256)
+def _parameter_names(cls: type) -> tuple[str, ...]:
+    signature = inspect.signature(cls)
+    return tuple(p.name for p in signature.parameters.values()
+                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+def is_spec(value: Any) -> bool:
+    """True for a name, a ``{name, params}`` mapping or a pydantic Spec (not an instance)."""
+    return isinstance(value, str | Mapping) or _is_pydantic(value)
+
+
+def _is_pydantic(value: Any) -> bool:
+    return hasattr(value, "model_dump") and hasattr(type(value), "model_fields")
+
+
+def spec_parts(kind: str, spec: SpecLike) -> tuple[str, dict[str, Any]]:
+    """``"bm25"`` / ``{name: bm25, params: {...}}`` / ``Spec`` -> ``(name, params)``."""
+    if isinstance(spec, str):
+        return spec, {}
+    if _is_pydantic(spec):
+        spec = spec.model_dump()
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        raise ConfigError(f"a {kind} spec needs a 'name': write a name or "
+                          f"{{name: ..., params: {{...}}}}, got {spec!r}")
+    extra = sorted(set(spec) - SPEC_KEYS)
+    if extra:
+        raise ConfigError(f"{kind} spec has unknown key(s) {', '.join(extra)}; "
+                          "write {name: ..., params: {...}}")
+    params = spec.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{kind} spec '{spec['name']}': params must be a mapping, "
+                          f"got {type(params).__name__}")
+    return spec["name"], dict(params)
+
+
+def build(kind: str, spec: SpecLike) -> Any:
+    """The component ``spec`` names (an instance is returned as it is)."""
+    if not is_spec(spec):
+        return spec
+    from memlab.components import registry
+
+    name, params = spec_parts(kind, spec)
+    return registry(kind).build(name, params)
+
+
+def resolve(kind: str, spec: SpecLike, *, template_dirs: tuple[str, ...] = ()
+            ) -> dict[str, Any]:
+    """The full spec ``{name, params}`` with every default filled in, nested components
+    resolved as well; templates, embedders and LLMs add an ``identity``."""
+    if kind == "template":
+        return _resolve_template(spec, template_dirs)
+    from memlab.components import registry
+
+    reg = registry(kind)
+    if is_spec(spec):
+        name, given = spec_parts(kind, spec)
+        reg.check_params(name, given)
+    else:
+        name, given = reg.name_of(spec), spec.params()
+    factory = reg.get(name)
+    full = {p.name: given.get(p.name, p.default) for p in reg.params(name)}
+    full.update({k: v for k, v in given.items() if k not in full})  # **kwargs factories
+    for key, sub_kind in getattr(factory, "nested", {}).items():
+        value = full.get(key)
+        if value is None and ":" in sub_kind:
+            value = {}  # a fixed component's params left out: its defaults
+        if value is not None and (is_spec(value) or _has_params(value)):
+            full[key] = _resolve_nested(sub_kind, value, template_dirs)
+    out: dict[str, Any] = {"name": name, "params": plain(full)}
+    identity = _identity(kind, name, full)
+    if identity:
+        out["identity"] = identity
+    return out
+
+
+def _resolve_nested(sub_kind: str, value: Any, template_dirs: tuple[str, ...]) -> Any:
+    """A nested component's full spec; ``kind:name`` marks a parameter that holds only
+    the params of one fixed component (hybrid's ``bm25``/``dense``)."""
+    kind, _, fixed = sub_kind.partition(":")
+    if not fixed:
+        return resolve(kind, value, template_dirs=template_dirs)
+    if isinstance(value, Mapping):
+        value = {"name": fixed, "params": dict(value)}
+    return resolve(kind, value, template_dirs=template_dirs)["params"]
+
+
+def problems(kind: str, spec: SpecLike, path: str, *,
+             template_dirs: tuple[str, ...] = ()) -> list[str]:
+    """Every problem of ``spec`` and its nested components, each prefixed with its YAML
+    path (``retrieval.params.dense.embedder.name: unknown embedder ...``)."""
+    if kind == "template":
+        try:
+            _resolve_template(spec, template_dirs)
+        except ConfigError as exc:
+            return [f"{path}.name: {exc}"]
+        return []
+    if not is_spec(spec):
+        return []
+    try:
+        name, params = spec_parts(kind, spec)
+    except ConfigError as exc:
+        return [f"{path}: {exc}"]
+    return _param_problems(kind, name, params, path, f"{path}.params", template_dirs)
+
+
+def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, where: str,
+                    template_dirs: tuple[str, ...]) -> list[str]:
+    from memlab.components import registry
+    from memlab.registry import _accepts_var_kwargs
+
+    reg = registry(kind)
+    try:
+        factory = reg.get(name)
+    except ConfigError as exc:
+        return [f"{path}.name: {exc}"]
+    accepted = reg.params(name)
+    names = sorted(p.name for p in accepted)
+    out = []
+    if not _accepts_var_kwargs(factory):
+        unknown = sorted(set(params) - set(names))
+        out += [f"{where}.{key}: not a parameter of {kind} '{name}' "
+                f"(valid: {', '.join(names) or 'none'})" for key in unknown]
+    out += [f"{where}.{p.name}: required by {kind} '{name}'" for p in accepted
+            if p.required and p.name not in params]
+    for key, sub_kind in getattr(factory, "nested", {}).items():
+        value = params.get(key)
+        sub, _, fixed = sub_kind.partition(":")
+        if fixed and isinstance(value, Mapping):
+            out += _param_problems(sub, fixed, dict(value), f"{where}.{key}", f"{where}.{key}",
+                                   template_dirs)
+        elif value is not None and not fixed:
+            out += problems(sub, value, f"{where}.{key}", template_dirs=template_dirs)
+    return out
+
+
+def _has_params(value: Any) -> bool:
+    return callable(getattr(value, "params", None))
+
+
+def _resolve_template(spec: SpecLike, template_dirs: tuple[str, ...]) -> dict[str, Any]:
+    import hashlib
+
+    from memlab.prompts import get_template
+
+    name, params = spec_parts("template", spec)
+    if params:
+        raise ConfigError(f"template '{name}' takes no params (got {', '.join(params)}); "
+                          "templates take variables when rendered")
+    template = get_template(name, template_dirs)
+    return {"name": name, "params": {},
+            "identity": {"version": template.version,
+                         "sha256": hashlib.sha256(template.source.encode()).hexdigest(),
+                         "path": str(template.path)}}
+
+
+def _identity(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What names the weights behind an embedder (local ones only: no network here)."""
+    if kind != "embedder" or not getattr(_factory(kind, name), "local_identity", False):
+        return {}
+    try:
+        return {"model_id": build(kind, {"name": name, "params": params}).model_id}
+    except Exception as exc:  # an unloadable model fails when it is used, with context
+        return {"model_id": f"unknown ({type(exc).__name__})"}
+
+
+def _factory(kind: str, name: str) -> Any:
+    from memlab.components import registry
+
+    return registry(kind).get(name)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as YAML/JSON-safe data (tuples -> lists, instances -> their spec)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [plain(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if _is_pydantic(value):
+        return plain(value.model_dump(mode="json"))
+    if _has_params(value):
+        return {"name": type(value).__name__, "params": plain(value.params())}
+    if callable(value):
+        return repr(value)
+    return str(value)
+
+
+__all__ = ["Component", "build", "constructor_params", "is_spec", "plain", "resolve",
+           "spec_parts"]
