@@ -172,8 +172,8 @@ def test_tidy_runs_and_per_category(tmp_path: Path) -> None:
     runs = pd.DataFrame({
         "run_id": ["2", "1", "3"], "start_time": pd.to_datetime([2, 1, 3], unit="s"),
         "tags.memlab.run_dir": [str(b), str(a), str(other)],
-        "params.chunker.name": ["turn", "turn", "window"],
-        "params.retrieval.name": ["dense", "bm25", "bm25"],
+        "params.memory.params.chunker.name": ["turn", "turn", "window"],
+        "params.memory.params.retrieval.name": ["dense", "bm25", "bm25"],
         "metrics.turn.recall_any_at_10": [0.5, 0.25, 0.9],
         "metrics.turn.recall_any_at_10.single-hop": [1.0, 0.5, 1.0],
         "metrics.turn.recall_any_at_10.adversarial": [None, None, None],

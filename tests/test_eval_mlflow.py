@@ -72,8 +72,13 @@ def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path) ->
     client = served
     run = client.get_run(result.mlflow_run_id)
     assert client.get_experiment(run.info.experiment_id).name == "memlab-test"
-    assert run.data.params["retrieval.name"] == "bm25"
-    assert run.data.params["dataset.name"] == "synthetic"
+    params = run.data.params
+    assert params["memory.params.retrieval.name"] == "bm25"
+    assert params["dataset.name"] == "synthetic"
+    # every resolved default is a param, nested components included
+    bm25 = "memory.params.retrieval.params."
+    assert {params[bm25 + key] for key in ("k1", "b", "method", "stopwords", "stemmer")} == {
+        "1.5", "0.75", "lucene", "en", "snowball"}
     summary = result.summary["metrics"]["turn.recall_any@5"]
     assert run.data.metrics["turn.recall_any_at_5"] == pytest.approx(summary["all"]["mean"])
     assert run.data.metrics["turn.recall_any_at_5.knowledge-update"] == pytest.approx(
@@ -86,6 +91,15 @@ def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path) ->
     local = client.download_artifacts(run.info.run_id, "run/metrics.json", str(tmp_path))
     assert Path(local).read_text() == (tmp_path / "run" / "metrics.json").read_text()
 
+    # mirrored again from the run directory alone, as after a tracking-server outage
+    out = subprocess.run([sys.executable, "-m", "memlab.eval", "log", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    again = client.get_run(out.strip().rsplit(" ", 1)[-1])
+    assert again.info.run_id != run.info.run_id
+    assert again.info.experiment_id == run.info.experiment_id
+    assert again.data.params == run.data.params
+    assert again.data.metrics == run.data.metrics
+    assert len(run.data.params) > 100  # more than one log_batch holds
 
 @pytest.mark.slow
 def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
@@ -103,28 +117,24 @@ def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
     client = served
     experiment = client.get_experiment_by_name("memlab-sweep-test")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.data.params["retrieval.name"] for r in runs) == ["bm25", "none", "recency"]
+    assert sorted(r.data.params["memory.params.retrieval.name"] for r in runs) == [
+        "bm25", "none", "recency"]
     for run in runs:
         run_dir = Path(run.data.tags["memlab.run_dir"])
         summary = json.loads((run_dir / "metrics.json").read_text())
         assert run.data.metrics["turn.recall_any_at_5"] == pytest.approx(
             summary["metrics"]["turn.recall_any@5"]["all"]["mean"])
         assert run.info.status == "FINISHED"
-    last = next(r for r in runs if r.data.params["retrieval.name"] == "none")
+    last = next(r for r in runs if r.data.params["memory.params.retrieval.name"] == "none")
     plots = {a.path for a in client.list_artifacts(last.info.run_id, "plots")}
     assert "plots/pareto.png" in plots  # drawn once, on the last variant, over all three
 
 
 def test_background_logger_names_the_runs_it_could_not_log(tmp_path: Path) -> None:
     from memlab.errors import MemlabError
-    from memlab.eval.config import load_config
-    from memlab.eval.run import RunResult
     from memlab.eval.tracking import BackgroundLogger
 
-    config = load_config({"name": "lost", "dataset": {"name": "synthetic"},
-                          "tracking": {"tracking_uri": "nosuchscheme://nowhere"}})
-    result = RunResult(tmp_path / "run-a", config, {"metrics": {}})
-    with BackgroundLogger() as logger:
-        logger.submit(result, "synthetic", pareto=False)
+    with BackgroundLogger() as logger:  # not a finished run directory: nothing to mirror
+        logger.submit(tmp_path / "run-a", pareto=False)
         with pytest.raises(MemlabError, match=r"1 of 1 runs were not logged.*run-a"):
             logger.wait()

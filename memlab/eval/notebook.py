@@ -90,7 +90,8 @@ def tidy_runs(runs: Any, run_dirs: Iterable[str | Path] | None = None) -> Any:
 
 
 def per_category(runs: Any, metric: str,
-                 label: Sequence[str] = ("params.chunker.name", "params.retrieval.name")
+                 label: Sequence[str] = ("params.memory.params.chunker.name",
+                                          "params.memory.params.retrieval.name")
                  ) -> Any:
     """One row per run, one column per probe category (``all`` first) of ``metric``.
 

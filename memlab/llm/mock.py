@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memlab.llm.base import Completion, Message
+from memlab.llm.retry import failed
 from memlab.tokens import count_tokens
 
 
@@ -16,7 +17,8 @@ class MockLLM:
     ``responses`` is either a list of answers returned in turn (cycling), or a mapping
     from a substring of the last user message to its answer (first match wins), or a
     callable ``messages -> str``. ``default`` answers anything the mapping does not
-    match. Every call is kept in ``calls`` so tests can inspect the prompts.
+    match. Every call is kept in ``calls`` so tests can inspect the prompts. ``error``
+    makes every call fail with that message (a dead backend, for the failure paths).
     """
 
     def __init__(
@@ -24,20 +26,26 @@ class MockLLM:
         responses: Sequence[str] | dict[str, str] | Callable[[Sequence[Message]], str] = (),
         default: str = "I don't know.",
         model: str = "mock",
+        error: str = "",
     ) -> None:
         self.responses = responses
         self.default = default
         self.model = model
+        self.error = error
         self.calls: list[list[Message]] = []
 
     def params(self) -> dict[str, Any]:
         script = self.responses if not callable(self.responses) else repr(self.responses)
-        return {"responses": script, "default": self.default, "model": self.model}
+        return {"responses": script, "default": self.default, "model": self.model,
+                "error": self.error}
 
     def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
         start = time.perf_counter()
         index = len(self.calls)
         self.calls.append(list(messages))
+        if self.error:
+            return failed(self.error, model=self.model, digest="mock",
+                          seconds=time.perf_counter() - start)
         text = self._answer(messages, index)
         prompt = "".join(m["content"] for m in messages)
         return Completion(

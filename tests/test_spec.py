@@ -1,0 +1,169 @@
+"""memlab.spec: one way to build and resolve components, and run records that hold the
+whole resolved tree (every default), the ingest-time LLM calls, and nothing unused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from memlab.errors import ConfigError, MemlabError
+from memlab.eval.config import load_config, resolved_dict
+from memlab.eval.items import read_items
+from memlab.eval.run import evaluate
+from memlab.spec import Component, build, constructor_params, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _config(**extra: Any) -> dict[str, Any]:
+    return {"name": "t", "dataset": {"name": "synthetic"}, "tracking": {"mlflow": False},
+            **extra}
+
+
+def test_locomo_retrieval_config_resolves_every_default_and_the_embedder_identity() -> None:
+    config = load_config(ROOT / "experiments" / "locomo-retrieval.yaml")
+    memory = resolved_dict(config)["memory"]
+    hybrid = memory["params"]["retrieval"]
+    assert hybrid["name"] == "hybrid" and hybrid["params"]["rrf_k"] == 60
+    assert hybrid["params"]["bm25"] == {"k": 5, "threshold": None, "k1": 1.5, "b": 0.75,
+                                        "method": "lucene", "stopwords": "en",
+                                        "stemmer": "snowball"}
+    embedder = hybrid["params"]["dense"]["embedder"]
+    assert embedder["name"] == "sentence-transformers"
+    assert embedder["params"] == {"model": "all-MiniLM-L6-v2", "device": "cpu",
+                                  "batch_size": 64}
+    assert embedder["identity"]["model_id"].startswith(
+        "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2@")
+    assert len(embedder["identity"]["model_id"].rsplit("@", 1)[1]) == 16  # weights digest
+
+
+def test_answer_template_is_recorded_with_version_and_hash() -> None:
+    config = load_config(_config(answer={"llm": {"name": "mock"}}))
+    template = resolved_dict(config)["answer"]["template"]
+    assert template["name"] == "answer_short"
+    assert isinstance(template["identity"]["version"], int)
+    assert len(template["identity"]["sha256"]) == 64
+
+
+def test_build_accepts_a_name_a_spec_or_an_instance_and_params_round_trip() -> None:
+    by_name = build("retrieval", "bm25")
+    by_spec = build("retrieval", {"name": "bm25", "params": {"k1": 0.9}})
+    assert build("retrieval", by_spec) is by_spec
+    assert by_name.params()["k1"] == 1.5 and by_spec.params()["k1"] == 0.9
+    assert resolve("retrieval", by_spec) == resolve("retrieval", {"name": "bm25",
+                                                                  "params": {"k1": 0.9}})
+    with pytest.raises(ConfigError, match="has no parameter"):
+        build("retrieval", {"name": "bm25", "params": {"k_1": 1}})
+
+
+def test_params_are_read_off_the_constructor() -> None:
+    class Thing(Component):
+        def __init__(self, a: int = 1, b: str = "x") -> None:
+            self.a = a
+            self.b = b
+
+    assert Thing(b="y").params() == {"a": 1, "b": "y"} == constructor_params(Thing(b="y"))
+
+
+def test_changing_a_default_through_set_changes_the_resolved_tree_and_the_items(
+        tmp_path: Path) -> None:
+    base = _config(retrieval={"name": "bm25"})
+    plain = evaluate(base, out=tmp_path / "a", progress=False)
+    changed = evaluate(base, out=tmp_path / "b", progress=False,
+                       overrides=["retrieval.params.b=0.0", "retrieval.params.k1=0.2"])
+    trees = [yaml.safe_load((r.run_dir / "config.resolved.yaml").read_text())
+             for r in (plain, changed)]
+    bm25 = [t["memory"]["params"]["retrieval"]["params"] for t in trees]
+    assert (bm25[0]["b"], bm25[0]["k1"]) == (0.75, 1.5)
+    assert (bm25[1]["b"], bm25[1]["k1"]) == (0.0, 0.2)
+    scores = [[[h["score"] for h in row["retrieved"]] for row in r.items()]
+              for r in (plain, changed)]
+    assert scores[0] != scores[1]
+
+
+def test_a_tiered_run_reports_the_retrieval_it_used_not_an_unused_flat_one(
+        tmp_path: Path) -> None:
+    from memlab.eval.report import report
+
+    config = _config(memory={"name": "tiered", "params": {
+        "llm": {"name": "mock"}, "auto_consolidate": False,
+        "retrieval": {"name": "dense", "params": {"embedder": "hash"}}}},
+        dataset={"name": "synthetic", "probes": {"limit": 6}})
+    evaluate(config, out=tmp_path / "tiered", progress=False)
+    row = report([tmp_path / "tiered"]).iloc[0]
+    assert (row["memory"], row["retrieval"], row["chunker"]) == ("tiered", "dense", "-")
+    resolved = yaml.safe_load((tmp_path / "tiered" / "config.resolved.yaml").read_text())
+    assert "retrieval" not in resolved and "chunker" not in resolved
+
+
+def test_a_shorthand_the_memory_would_ignore_is_refused() -> None:
+    with pytest.raises(ConfigError, match="memory 'tiered' takes no chunker"):
+        load_config(_config(memory={"name": "tiered"}, chunker={"name": "window"}))
+    with pytest.raises(ConfigError, match=r"set both here and in memory\.params\.retrieval"):
+        load_config(_config(retrieval={"name": "bm25"},
+                            memory={"name": "flat", "params": {"retrieval": "dense"}}))
+
+
+def _failing_extraction(fail_on_error: float) -> dict[str, Any]:
+    return _config(chunker={"name": "facts", "params": {
+        "llm": {"name": "mock", "params": {"error": "connection refused by the model"}}}},
+        retrieval={"name": "bm25"}, fail_on_error=fail_on_error)
+
+
+def test_failed_ingest_llm_calls_are_counted_and_kept_with_their_messages(
+        tmp_path: Path) -> None:
+    result = evaluate(_failing_extraction(1.0), out=tmp_path / "run", progress=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    memory = read_items(tmp_path / "run" / "memory.jsonl")
+    calls = sum(row["ingest"]["calls"] for row in memory)
+    assert calls > 0 and metrics["errors"]["ingest"] == calls == metrics["ingest"]["errors"]
+    assert metrics["errors"]["probes"] == 0
+    assert all("connection refused by the model" in row["ingest"]["error_messages"][0]
+               for row in memory if row["ingest"]["calls"])
+    assert result.summary["ingest"]["prompt_tokens"] == 0  # failed calls cost no tokens
+
+
+def test_fail_on_error_stops_a_run_whose_ingest_calls_fail(tmp_path: Path) -> None:
+    with pytest.raises(MemlabError, match=r"LLM calls made while ingesting failed.*"
+                                          r"connection refused"):
+        evaluate(_failing_extraction(0.2), out=tmp_path / "run", progress=False)
+
+
+def test_ingest_tokens_are_counted_when_the_calls_succeed(tmp_path: Path) -> None:
+    config = _config(chunker={"name": "summary", "params": {"llm": {"name": "mock", "params": {
+        "default": "Title: A chat\nOverview: They talked."}}}}, retrieval={"name": "bm25"},
+        dataset={"name": "synthetic", "probes": {"limit": 4}})
+    result = evaluate(config, out=tmp_path / "run", progress=False)
+    ingest = result.summary["ingest"]
+    assert ingest["calls"] > 0 and ingest["errors"] == 0
+    total = ingest["prompt_tokens"] + ingest["completion_tokens"]
+    assert result.summary["tokens"]["ingest"]["total"] == total > 0
+
+
+def test_top_level_build_evaluate_and_sweep(tmp_path: Path) -> None:
+    import memlab
+
+    memory = memlab.build(ROOT / "experiments" / "quickstart.yaml")
+    assert type(memory).__name__ == "FlatMemory"
+    assert memlab.build("retrieval", "bm25").params()["k1"] == 1.5
+    assert memlab.resolve("chunker", "window")["params"] == {"size": 4, "stride": 2}
+    with pytest.raises(ConfigError, match="needs a spec"):
+        memlab.build("retrieval")
+    result = memlab.evaluate(_config(retrieval={"name": "bm25"},
+                                     dataset={"name": "synthetic", "probes": {"limit": 3}}),
+                             out=tmp_path / "one", progress=False)
+    assert result.summary["probes"] == 3
+    table = memlab.sweep(_config(dataset={"name": "synthetic", "probes": {"limit": 3}},
+                                 grid={"retrieval.name": ["bm25", "none"]}),
+                         out=tmp_path / "sweep", progress=False)
+    assert list(table["retrieval"]) == ["bm25", "none"]
