@@ -99,7 +99,6 @@ def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path) ->
     assert again.info.experiment_id == run.info.experiment_id
     assert again.data.params == run.data.params
     assert again.data.metrics == run.data.metrics
-    assert len(run.data.params) > 100  # more than one log_batch holds
 
 @pytest.mark.slow
 def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
