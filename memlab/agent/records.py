@@ -19,6 +19,10 @@ class InvalidRequest(MemlabError):
     """The caller asked for something the agent cannot do (HTTP 422)."""
 
 
+class MemoryNotFound(InvalidRequest):
+    """The user has no memory with the id asked for (HTTP 404)."""
+
+
 class BackendUnavailable(MemlabError):
     """The model (or embedding) backend failed or cannot be reached (HTTP 503)."""
 
