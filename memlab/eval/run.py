@@ -99,12 +99,12 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     summary["retried_errors"] = len(failed) if retry_errors else 0
     _write_json(run_dir / "metrics.json", summary)
     _record_environment(run_dir, digests)
-    unlock_run_dir(run_dir)
     result = RunResult(run_dir, config, summary, _rows=all_rows)
     if config.tracking.mlflow if track is None else track:
         from memlab.eval.tracking import log_run
 
         result.mlflow_run_id = log_run(result, dataset, pareto=pareto)
+    unlock_run_dir(run_dir)
     return result
 
 
