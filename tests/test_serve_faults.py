@@ -208,3 +208,24 @@ def test_a_body_shorter_than_its_content_length_gets_408(tmp_path: Path,
         assert "not received within 1 s" in reply_text
         healthy = httpx.get(f"{url}/status", headers=KEY, timeout=30)
         assert healthy.status_code == 200
+
+
+def test_a_failing_store_is_a_503_blaming_storage_not_the_model(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from memlab.agent import load_settings
+    from memlab.llm.mock import MockLLM
+    from memlab.serve import build_app
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    settings = load_settings(env={}, overrides={
+        "model.embedding_model": "hash", "memory.data_dir": str(tmp_path / "data"),
+        "memory.archival.path": str(blocker / "archival.db")})
+    client = TestClient(build_app(settings, llm=MockLLM(["ok"])))
+    for route, body in (("/memory/add", {"content": "x"}), ("/chat", {"message": "hi"}),
+                        ("/memory/search", {"query": "x"})):
+        response = client.post(route, json=body)
+        assert response.status_code == 503, (route, response.text)
+        assert response.json()["backend"] == "storage"
+        assert str(blocker) in response.json()["detail"]

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import MemlabError
+from memlab.errors import StorageError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -52,7 +52,7 @@ class ConversationLog:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
             except (OSError, sqlite3.DatabaseError) as exc:
-                raise MemlabError(f"conversation log {self.path}: cannot open: {exc}") from exc
+                raise StorageError(f"conversation log {self.path}: cannot open: {exc}") from exc
             self._connection = conn
         return self._connection
 

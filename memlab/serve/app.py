@@ -6,7 +6,8 @@
 ``{"detail": ...}`` with a status that says whose fault it is: 400 (unreadable body),
 401 (API key), 404 (no such memory), 408 (body not sent in time), 413 (body too large),
 422 (invalid input, including NaN/Infinity numbers and a core memory over its cap), 503
-(model or embedding backend down, with the reason) - never a traceback.
+(model or embedding backend down, or the data files failing: ``"backend": "storage"``;
+with the reason) - never a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +27,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from memlab.agent import BackendUnavailable, InvalidRequest, MemoryAgent, MemoryNotFound
-from memlab.errors import MemlabError
+from memlab.errors import MemlabError, StorageError
 from memlab.serve import schemas as s
 from memlab.serve.limits import BodySizeLimit
 
@@ -38,7 +40,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     408: {"model": s.ErrorResponse, "description": "request body not received in time"},
     413: {"model": s.ErrorResponse, "description": "request body too large"},
     422: {"description": "invalid input"},
-    503: {"model": s.ErrorResponse, "description": "model or embedding backend unavailable"},
+    503: {"model": s.ErrorResponse,
+          "description": "model or embedding backend unavailable, or storage failing"},
 }
 
 
@@ -154,6 +157,15 @@ def _handlers(app: FastAPI) -> None:
     def unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:
         log.warning("backend unavailable: %s", exc.reason)
         return JSONResponse({"detail": exc.reason, "backend": exc.backend or None},
+                            status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(StorageError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        """The data files failed (disk, permissions, descriptors): not the model's fault."""
+        log.warning("storage failed: %s", exc)
+        return JSONResponse({"detail": f"storage unavailable: {exc}", "backend": "storage"},
                             status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(MemlabError)
