@@ -259,3 +259,14 @@ def test_omi_timestamps_out_of_range_and_non_utf8_jsonl(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not UTF-8") as exc:
         load_omi(path)
     assert str(path) in str(exc.value) and exc.value.record == "line 1"
+
+
+def test_omi_probe_errors_name_the_probes_file(tmp_path: Path) -> None:
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text(json.dumps({"id": "p1", "conversation_id": "user-margaret",
+                                  "question": " ", "answer": "x",
+                                  "evidence_turn_ids": [], "asked_at": "2030-01-01T00:00:00Z"})
+                      + "\n")
+    with pytest.raises(DatasetError, match="empty question") as exc:
+        load_omi(ROOT / "tests" / "data" / "omi" / "transcripts.json", probes_path=probes)
+    assert exc.value.path == str(probes) and exc.value.field == "question"

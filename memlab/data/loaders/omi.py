@@ -421,6 +421,8 @@ def _probe_conversation(f: Fields, by_id: dict[str, Conversation]) -> str:
 def _probe(f: Fields, probe_id: str, conv: Conversation,
            turns: dict[str, tuple[Turn, int]]) -> Probe:
     asked_at = f.datetime("asked_at", parse_iso)
+    if not f.get("question", str).strip():  # here, to name the probes file
+        raise f.error(f"probe {probe_id!r} has an empty question", field="question")
     evidence = f.strings("evidence_turn_ids")
     positions = []
     for i, turn_id in enumerate(evidence):
