@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from memlab.agent.agent import MEMORY_TYPES, ChatReply, MemoryAgent
 from memlab.agent.build import from_config
-from memlab.agent.records import BackendUnavailable, InvalidRequest
+from memlab.agent.records import BackendUnavailable, InvalidRequest, MemoryNotFound
 from memlab.agent.settings import AgentSettings, load_settings
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ChatReply",
     "InvalidRequest",
     "MemoryAgent",
+    "MemoryNotFound",
     "from_config",
     "load_settings",
 ]

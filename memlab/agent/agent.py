@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.agent.log import ConversationLog
+from memlab.agent.open_memories import OpenMemories
 from memlab.agent.records import (
     BackendUnavailable,
     InvalidRequest,
@@ -76,9 +77,9 @@ class MemoryAgent:
         self.data_dir = settings.data_dir()
         self.log = ConversationLog(self.data_dir / "conversations.db")
         self.started = time.time()
-        self._memories: dict[str, Any] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
+        self._memories = OpenMemories(settings.memory.max_open_users, self._lock)
         self._template: Any = None
 
     # ------------------------------------------------------------------ public API
@@ -123,6 +124,8 @@ class MemoryAgent:
             raise InvalidRequest("content must not be empty")
         with self._lock(user_id):
             memory = self._memory(user_id)
+            if memory_type == "core":
+                check_core_size(memory, content)
             at = support.now()
             session_id = f"m{self.log.sessions(user_id) + 1}"
             unit = self._add(memory, user_id, session_id, content, memory_type, at)
@@ -144,6 +147,23 @@ class MemoryAgent:
                 hits = (finder(query, limit, support.now()) if finder is not None
                         else memory.search(query, limit, support.now()))
         return [hit_record(h) for h in hits[:limit]]
+
+    def list_memories(self, user_id: str = DEFAULT_USER, memory_type: str | None = None,
+                      limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """The user's memories, oldest first (current core block first), one page."""
+        from memlab.agent.manage import list_memories
+
+        user_id = check_user(user_id)
+        with self._lock(user_id):
+            return list_memories(self._memory(user_id), user_id, memory_type, limit, offset)
+
+    def delete_memory(self, memory_id: str, user_id: str = DEFAULT_USER) -> dict[str, Any]:
+        """Delete one of the user's memories (a core id clears the whole core block)."""
+        from memlab.agent.manage import delete_memory
+
+        user_id = check_user(user_id)
+        with self._lock(user_id):
+            return delete_memory(self, self._memory(user_id), user_id, memory_id)
 
     def consolidate_memory(self, user_id: str = DEFAULT_USER) -> dict[str, Any]:
         """Summarise old recall memory into archival memory (architectures that have one)."""
@@ -199,12 +219,7 @@ class MemoryAgent:
         with ExitStack() as held:
             for lock in locks:
                 held.enter_context(lock)
-            with self._guard:
-                for memory in self._memories.values():
-                    close = getattr(memory, "close", None)
-                    if close is not None:
-                        close()
-                self._memories.clear()
+            self._memories.close_all()
             self.log.close()
 
     @property
@@ -292,11 +307,14 @@ class MemoryAgent:
             return self._locks.setdefault(user_id, threading.RLock())
 
     def _memory(self, user_id: str) -> Any:
+        """The user's memory, opened (and others closed, see OpenMemories) if need be;
+        the caller holds the user's lock."""
         memory = self._memories.get(user_id)
         if memory is None:
             from memlab.agent.build import open_memory
 
-            memory = self._memories[user_id] = open_memory(self, user_id)
+            memory = open_memory(self, user_id)
+            self._memories.put(user_id, memory)
         return memory
 
     def _chat_template(self) -> Any:
@@ -315,6 +333,20 @@ def check_user(user_id: str | None) -> str:
         raise InvalidRequest(f"user_id must be 1-64 characters of letters, digits and _.@- "
                              f"starting with a letter or digit, got {user_id!r}")
     return user_id
+
+
+def check_core_size(memory: Any, content: str) -> None:
+    """Core memory is in every prompt: a line over the block's budget is refused (one
+    oversized core memory used to make every later chat of the user fail)."""
+    from memlab.tokens import count_tokens
+
+    limit = getattr(memory, "core_tokens", None)
+    if not isinstance(limit, int):
+        return
+    size = count_tokens(f"- {content}")
+    if size > limit:
+        raise InvalidRequest(f"core memory is capped at {limit} tokens and this content has "
+                             f"{size}: shorten it, or store it as archival memory")
 
 
 def _within_tokens(hits: Sequence[Hit], budget: int) -> list[Hit]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import MemlabError
+from memlab.errors import StorageError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -52,7 +52,7 @@ class ConversationLog:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
             except (OSError, sqlite3.DatabaseError) as exc:
-                raise MemlabError(f"conversation log {self.path}: cannot open: {exc}") from exc
+                raise StorageError(f"conversation log {self.path}: cannot open: {exc}") from exc
             self._connection = conn
         return self._connection
 
@@ -84,6 +84,20 @@ class ConversationLog:
             rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
         return [{"user_id": r[0], "session_id": r[1], "kind": r[2], "role": r[3],
                  "content": r[4], "at": r[5], "meta": json.loads(r[6])} for r in rows]
+
+    def forget(self, user_id: str, unit_ids: list[str]) -> int:
+        """Blank the user's explicit-memory rows that stored one of ``unit_ids`` (content
+        ``[deleted]``; the row stays so session numbers, hence new ids, never repeat)."""
+        wanted = set(unit_ids)
+        with self._lock, self._conn:
+            rows = self._conn.execute(
+                "SELECT seq, meta FROM messages WHERE user_id = ? AND kind = 'memory'",
+                (user_id,)).fetchall()
+            gone = [(json.dumps({**json.loads(meta), "deleted": True}), seq)
+                    for seq, meta in rows if json.loads(meta).get("unit_id") in wanted]
+            self._conn.executemany(
+                "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
+        return len(gone)
 
     def users(self) -> list[str]:
         with self._lock:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.errors import MemlabError
+from memlab.errors import MemlabError, StorageError
 from memlab.retrieval.base import Hit
 
 if TYPE_CHECKING:
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 class InvalidRequest(MemlabError):
     """The caller asked for something the agent cannot do (HTTP 422)."""
+
+
+class MemoryNotFound(InvalidRequest):
+    """The user has no memory with the id asked for (HTTP 404)."""
 
 
 class BackendUnavailable(MemlabError):
@@ -34,7 +38,7 @@ def llm_errors(backend: str) -> Iterator[None]:
     :class:`BackendUnavailable` with their message; the agent's own errors pass."""
     try:
         yield
-    except (InvalidRequest, BackendUnavailable):
+    except (InvalidRequest, BackendUnavailable, StorageError):
         raise
     except MemlabError as exc:
         raise BackendUnavailable(str(exc), backend=backend) from exc

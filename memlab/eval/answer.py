@@ -82,6 +82,10 @@ class Answerer:
         if not completion.ok:
             row["error"] = f"llm: {completion.error}"
             return row
+        if not completion.text.strip() and not self.template.allow_empty:
+            row["error"] = ("llm: empty completion (the server answered with no text; "
+                            f"template '{self.template.name}' does not allow empty answers)")
+            return row
         answer = _answer_text(self.template, completion.text)
         row["answer"] = answer
         with timer("score"):

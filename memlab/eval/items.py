@@ -51,6 +51,19 @@ def repair(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def compact(path: Path) -> list[dict[str, Any]]:
+    """Keep only the latest row of each probe (after errored probes were run again), so
+    nothing reading the file counts a probe twice; rewritten atomically."""
+    latest = {row["probe_id"]: row for row in read_items(path)}  # first place, last row
+    rows = list(latest.values())
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(dumps(row))
+    os.replace(tmp, path)
+    return rows
+
+
 def dumps(row: dict[str, Any]) -> str:
     """One items.jsonl line (with its newline)."""
     try:
