@@ -10,8 +10,7 @@ puts the agent behind an HTTP API.
 
 from __future__ import annotations
 
-from memlab.agent.agent import MEMORY_TYPES, ChatReply, MemoryAgent
-from memlab.agent.build import from_config
+from memlab.agent.agent import MEMORY_TYPES, ChatReply, MemoryAgent, from_config
 from memlab.agent.records import BackendUnavailable, InvalidRequest, MemoryNotFound
 from memlab.agent.settings import AgentSettings, load_settings
 

@@ -8,13 +8,10 @@ retrieved again; an explicit memory's row in the conversation log is blanked.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memlab.agent.records import InvalidRequest, MemoryNotFound, tier
 from memlab.chunkers.base import MemoryUnit
-
-if TYPE_CHECKING:
-    from memlab.agent.agent import MemoryAgent
 
 MAX_PAGE = 500
 
@@ -31,13 +28,14 @@ def list_memories(memory: Any, user_id: str, memory_type: str | None, limit: int
             "memories": [_record(u) for u in page]}
 
 
-def delete_memory(agent: MemoryAgent, memory: Any, user_id: str, memory_id: str
+def delete_memory(agent: Any, memory: Any, user_id: str, memory_id: str
                   ) -> dict[str, Any]:
     """Delete ``memory_id`` of the user; :class:`MemoryNotFound` if they have none such."""
-    forget = getattr(memory, "forget", None)
-    if forget is None:
+    from memlab.memory.base import Forgetting
+
+    if not isinstance(memory, Forgetting):
         raise InvalidRequest(f"memory '{agent.memory_name}' cannot delete single memories")
-    deleted = list(forget(memory_id))
+    deleted = list(memory.forget(memory_id))
     if not deleted:
         raise MemoryNotFound(f"user {user_id!r} has no memory {memory_id!r}")
     agent.log.forget(user_id, deleted)

@@ -66,6 +66,7 @@ class OpenMemories:
 
 
 def close_memory(memory: Any) -> None:
-    close = getattr(memory, "close", None)
-    if close is not None:
-        close()
+    from memlab.memory.base import Closable
+
+    if isinstance(memory, Closable):
+        memory.close()
