@@ -15,7 +15,6 @@ import resource
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from memlab.testing import FakeOllama
+from memlab.testing.servers import wait_until_serving
 
 KEY = {"X-API-Key": "k3y"}
 
@@ -61,18 +61,7 @@ def _server(tmp_path: Path, ollama_url: str, *, files: int | None = None,
             preexec_fn=_limit_files(files) if files else None)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited ({proc.returncode}): {log.read_text()}")
-            try:
-                if httpx.get(f"{url}/docs", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server did not start: {log.read_text()}")
-            time.sleep(0.3)
+        wait_until_serving(f"{url}/docs", proc, log, timeout=120)
         yield url, proc
     finally:
         proc.terminate()
