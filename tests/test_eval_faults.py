@@ -55,7 +55,7 @@ def test_llm_errors_keep_retrieval_metrics_and_retry_errors_heals_in_place(
         tmp_path: Path) -> None:
     port, out = _free_port(), tmp_path / "run"
     down = evaluate(_config(port), out=out, progress=False)  # nothing listens on port
-    assert down.summary["errors"] == 48
+    assert down.summary["errors"]["probes"] == 48
     retrieval_only = evaluate(_config(), out=tmp_path / "retrieval", progress=False)
     want = retrieval_only.summary["metrics"][RECALL]["all"]
     assert want["n"] == 44  # 4 probes have no evidence to find
@@ -63,10 +63,10 @@ def test_llm_errors_keep_retrieval_metrics_and_retry_errors_heals_in_place(
     assert (got["n"], got["mean"]) == (want["n"], want["mean"])  # retrieval worked for each
     with FakeOllama(port=port) as server:
         kept = evaluate(_config(port), out=out, progress=False)
-        assert _chats(server) == 0 and kept.summary["errors"] == 48
+        assert _chats(server) == 0 and kept.summary["errors"]["probes"] == 48
         healed = evaluate(_config(port), out=out, progress=False, retry_errors=True)
         assert _chats(server) == 48
-    assert healed.summary["errors"] == 0 and healed.summary["retried_errors"] == 48
+    assert healed.summary["errors"]["probes"] == 0 and healed.summary["retried_errors"] == 48
     assert len(healed.items()) == 48 and all(row["answer"] for row in healed.items())
     assert len(read_items(out / "items.jsonl")) == 48  # no probe counted twice
     metrics = json.loads((out / "metrics.json").read_text())
@@ -78,11 +78,11 @@ def test_an_empty_completion_is_an_error_and_is_not_cached(tmp_path: Path) -> No
     with FakeOllama(port=port) as server:
         server.reply_empty(times=48)
         empty = evaluate(_config(port), out=out, progress=False)
-        assert empty.summary["errors"] == 48
+        assert empty.summary["errors"]["probes"] == 48
         assert all("empty completion" in row["error"] for row in empty.items())
         assert len(ResponseCache(tmp_path / "cache" / "llm" / "responses.sqlite")) == 0
         healed = evaluate(_config(port), out=out, progress=False, retry_errors=True)
-    assert healed.summary["errors"] == 0
+    assert healed.summary["errors"]["probes"] == 0
     assert not any(row["cache_hit"] for row in healed.items())
 
 
@@ -151,5 +151,5 @@ def test_a_template_may_allow_empty_answers(tmp_path: Path) -> None:
         server.reply_empty(times=48)
         run = evaluate(_config(port, template_dirs=[str(templates)]), out=tmp_path / "run",
                        progress=False)
-    assert run.summary["errors"] == 0
+    assert run.summary["errors"]["probes"] == 0
     assert {row["answer"] for row in run.items()} == {""}
