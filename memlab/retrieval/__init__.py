@@ -38,6 +38,10 @@ registry.register("mmr", "memlab.retrieval.mmr:MmrStrategy")
 registry.register("full_context", "memlab.retrieval.full_context:FullContextStrategy")
 registry.register("none", "memlab.retrieval.none:NoneStrategy")
 registry.register("oracle", "memlab.retrieval.oracle:OracleStrategy")
+registry.register("budget", "memlab.retrieval.budget:BudgetStrategy")
+registry.register("hierarchical", "memlab.retrieval.hierarchical:HierarchicalStrategy")
+registry.register("time_aware", "memlab.retrieval.time_aware:TimeAwareStrategy")
+registry.register("keys", "memlab.retrieval.keys:KeyStrategy")
 
 
 def build_strategy(spec: str | Mapping[str, Any]) -> Retriever:
