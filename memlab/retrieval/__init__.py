@@ -17,7 +17,16 @@ mmr            cosine of each picked unit                   as dense
 full_context   1.0 for every unit                           no effect (only > 1 cuts)
 none           (no hits)                                    —
 oracle         1.0 for every evidence unit                  no effect (only > 1 cuts)
+budget         its best hit's base score (packing order)    base's scale, on spans
+hierarchical   1/(rrf_k+rank) + w x session rrf             rrf: nothing passes
+time_aware     1/(rrf_k+rank) (+ time_weight in the span)   rrf: nothing passes
+keys           the base's score on the key                  as the base
 =============  ===========================================  ==========================
+
+``budget``, ``hierarchical``, ``time_aware`` and ``keys`` wrap a ``base`` strategy (any
+spec, nested wrappers included): ``{name: budget, params: {base: {name: time_aware,
+params: {base: bm25}}}}``. ``budget`` is the one strategy whose hits may be new units
+(spans of indexed turns).
 """
 
 from __future__ import annotations

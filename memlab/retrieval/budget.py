@@ -88,7 +88,7 @@ class BudgetStrategy:
         base: BaseSpec = "hybrid",
         budget: int = 1000,
         candidates: int = 100,
-        neighbors: int = 1,
+        neighbors: int = 0,
         neighbor_ranks: int | None = None,
         granularity: str = "hit",
         rrf_k: int = 60,

@@ -51,7 +51,7 @@ class HierarchicalStrategy:
         threshold: float | None = None,
         base: BaseSpec = "hybrid",
         candidates: int = 100,
-        aggregate: str = "sum",
+        aggregate: str = "max",
         session_weight: float = 1.0,
         top_sessions: int | None = None,
         session_depth: int = 20,
