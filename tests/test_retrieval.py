@@ -66,6 +66,9 @@ def fast_params(name: str, **extra: Any) -> dict[str, Any]:
         params["dense"] = {"embedder": "hash"}
     if "base" in names:
         params["base"] = {"name": "dense", "params": {"embedder": "hash"}}
+    if "llm" in names:  # the scripted model, never the real one, in conformance tests
+        params["llm"] = {"name": "mock", "params": {"responses": {"bank": "yes"},
+                                                    "default": "no"}}
     if "budget" in names:  # a budget these tiny units overflow: packed spans and the rest
         params["budget"] = 30
     return {**params, **extra}
@@ -97,8 +100,8 @@ def _private_cache(monkeypatch, tmp_path: Path) -> None:
 
 def test_registry_lists_every_strategy() -> None:
     assert registry.names() == ["bm25", "budget", "dense", "full_context", "hierarchical",
-                                "hybrid", "keys", "mmr", "none", "oracle", "recency",
-                                "time_aware"]
+                                "hybrid", "keys", "llm_rerank", "mmr", "none", "oracle",
+                                "recency", "time_aware"]
 
 
 @pytest.mark.parametrize("name", registry.names())

@@ -285,11 +285,47 @@ def test_llm_keys_with_the_embedded_qwen(locomo_dataset: Dataset) -> None:
     strategy.index(units)
     cost = strategy.ingest_cost()
     assert cost["calls"] == 2 and cost["seconds"] > 0 and cost["completion_tokens"] > 0
-    for unit in units:
-        key = strategy.keys[unit.id]
-        assert key.startswith(unit.text) and len(key) > len(unit.text) + 10
+    assert all(strategy.keys[u.id].startswith(u.text + "\n") for u in units)
+    extracted = [strategy.keys[u.id][len(u.text) + 1:] for u in units]
+    assert any(len(e) > 10 for e in extracted), strategy.records  # the 0.5B may say nothing
     hits = strategy.search("support group", 2)
     assert hits and {h.unit.id for h in hits} <= {u.id for u in units}
+
+
+def rerank(llm: Any, order: Sequence[str], top_n: int = 2) -> Any:
+    strategy = build_strategy({"name": "llm_rerank", "params": {
+        "base": FixedRanking(order), "llm": llm, "top_n": top_n, "k": None}})
+    strategy.index(pet_units())
+    return strategy
+
+
+def test_llm_rerank_orders_the_top_n_by_yes_and_caches_it() -> None:
+    from memlab.llm.mock import MockLLM
+
+    llm = MockLLM({"adopted": "yes"}, default="no")
+    strategy = rerank(llm, ["u1", "u0"])
+    hits = strategy.search("what pet does Ann have", None)
+    assert [(h.unit.id, h.score) for h in hits] == [("u0", 2.0), ("u1", 1.0)]
+    assert len(llm.calls) == 2
+    fresh = MockLLM({"adopted": "yes"}, default="no")  # same model, new process: cached
+    again = rerank(fresh, ["u1", "u0"])
+    assert [h.unit.id for h in again.search("what pet does Ann have", None)] == ["u0", "u1"]
+    assert fresh.calls == [] and all(r["cached"] for r in again.records)
+    other = MockLLM({"weather": "yes"}, default="no")  # another model is not served u0's
+    assert [h.unit.id for h in rerank(other, ["u0", "u1"]).search("q", None)] == ["u1", "u0"]
+    beyond = rerank(MockLLM({"adopted": "yes"}, default="no"), ["u1", "u0"], top_n=1)
+    assert [h.unit.id for h in beyond.search("what pet does Ann have", 2)] == ["u1", "u0"]
+
+
+@pytest.mark.slow
+def test_llm_rerank_reads_p_yes_from_the_embedded_qwen() -> None:
+    strategy = rerank(None, ["u1", "u0"])
+    relevant = strategy.relevance("Which dog did Ann adopt?", "Ann: I adopted Rex last week")
+    other = strategy.relevance("Which dog did Ann adopt?", "Bob: the weather was grey")
+    assert 0.0 <= other < relevant <= 1.0
+    assert strategy.relevance("Which dog did Ann adopt?",
+                              "Ann: I adopted Rex last week") == relevant  # from the cache
+    assert strategy.records[-1]["cached"] and not strategy.records[0]["cached"]
 
 
 # ---------------------------------------------------------------- real data: LoCoMo conv-26

@@ -21,6 +21,7 @@ budget         its best hit's base score (packing order)    base's scale, on spa
 hierarchical   1/(rrf_k+rank) + w x session rrf             rrf: nothing passes
 time_aware     1/(rrf_k+rank) (+ time_weight in the span)   rrf: nothing passes
 keys           the base's score on the key                  as the base
+llm_rerank     1 + P(yes) for the top_n, 1/(1+rank) after   1.5: P(yes) >= 0.5
 =============  ===========================================  ==========================
 
 ``budget``, ``hierarchical``, ``time_aware`` and ``keys`` wrap a ``base`` strategy (any
@@ -51,6 +52,7 @@ registry.register("budget", "memlab.retrieval.budget:BudgetStrategy")
 registry.register("hierarchical", "memlab.retrieval.hierarchical:HierarchicalStrategy")
 registry.register("time_aware", "memlab.retrieval.time_aware:TimeAwareStrategy")
 registry.register("keys", "memlab.retrieval.keys:KeyStrategy")
+registry.register("llm_rerank", "memlab.retrieval.rerank:LlmRerankStrategy")
 
 
 def build_strategy(spec: str | Mapping[str, Any]) -> Retriever:
