@@ -281,7 +281,8 @@ def test_llm_keys_with_the_embedded_qwen(locomo_dataset: Dataset) -> None:
 
     session = locomo_dataset.conversations[0].sessions[0]
     units = chunkers.build("window").split(session)[:2]
-    strategy = llm_keys(None)  # the embedded Qwen2.5-0.5B through llama.cpp
+    # the embedded Qwen2.5-0.5B through llama.cpp; a loaded machine needs > 300 s a call
+    strategy = llm_keys({"name": "llamacpp", "params": {"timeout": 1800.0}})
     strategy.index(units)
     cost = strategy.ingest_cost()
     assert cost["calls"] == 2 and cost["seconds"] > 0 and cost["completion_tokens"] > 0
