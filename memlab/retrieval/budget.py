@@ -29,10 +29,10 @@ Token counts are exact Qwen counts of the span texts (what the metric counts).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,7 +43,8 @@ from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit, Retriever
 from memlab.retrieval.ranking import resolve_k
 from memlab.retrieval.turns import TurnCatalog, turn_lines
-from memlab.retrieval.wrap import BaseSpec, build_base, describe_base, index_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.spec import Component
 from memlab.store.codec import at_micros
 from memlab.tokens import DEFAULT_TOKENIZER
 
@@ -76,8 +77,10 @@ def _turn_unit(tid: str, catalog: TurnCatalog) -> MemoryUnit:
                       session, catalog.known_at[tid])
 
 
-class BudgetStrategy:
+class BudgetStrategy(Wrapper, Component):
     """Any base ranking packed into a token budget: merged spans, neighbours, no repeats."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
 
     composes_units = True  # hits may be new span units, not indexed ones
 
@@ -104,13 +107,6 @@ class BudgetStrategy:
         self.granularity = granularity
         self.rrf_k = rrf_k
         self.tokenizer = tokenizer
-
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "threshold": self.threshold, "base": describe_base(self.base),
-                "budget": self.budget, "candidates": self.candidates,
-                "neighbors": self.neighbors, "neighbor_ranks": self.neighbor_ranks,
-                "granularity": self.granularity, "rrf_k": self.rrf_k,
-                "tokenizer": self.tokenizer}
 
     @cached_property
     def base_strategy(self) -> Retriever:

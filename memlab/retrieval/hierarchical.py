@@ -15,10 +15,10 @@ most ``1 / (rrf_k + 1)``); ties are broken by base rank.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,7 +27,8 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit, Retriever
 from memlab.retrieval.ranking import resolve_k, select_top
-from memlab.retrieval.wrap import BaseSpec, build_base, describe_base, index_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.spec import Component
 
 AGGREGATES = ("sum", "max")
 
@@ -42,8 +43,10 @@ def session_scores(hits: Sequence[Hit], rrf_k: int, aggregate: str) -> dict[str,
     return scores
 
 
-class HierarchicalStrategy:
+class HierarchicalStrategy(Wrapper, Component):
     """Sessions scored from their units' ranks, then units boosted by their session."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
 
     def __init__(
         self,
@@ -66,12 +69,6 @@ class HierarchicalStrategy:
         self.top_sessions = top_sessions
         self.session_depth = session_depth
         self.rrf_k = rrf_k
-
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "threshold": self.threshold, "base": describe_base(self.base),
-                "candidates": self.candidates, "aggregate": self.aggregate,
-                "session_weight": self.session_weight, "top_sessions": self.top_sessions,
-                "session_depth": self.session_depth, "rrf_k": self.rrf_k}
 
     @cached_property
     def base_strategy(self) -> Retriever:

@@ -21,20 +21,22 @@ base strategy on key units (same id, ``at`` and sources; ``text`` = key), and re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
+from memlab.llm.calls import CallRecords
 from memlab.retrieval.base import Hit, Retriever
 from memlab.retrieval.ranking import resolve_k
-from memlab.retrieval.wrap import BaseSpec, build_base, describe_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
+from memlab.spec import Component
 
 KEYS = ("user", "text", "llm")
 
@@ -45,8 +47,10 @@ def speaker_lines(text: str, speakers: Sequence[str]) -> str:
     return "\n".join(line for line in text.split("\n") if line.startswith(prefixes))
 
 
-class KeyStrategy:
+class KeyStrategy(CallRecords, Wrapper, Component):
     """A base strategy that matches units by their key and returns their value."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "llm": "llm"}
 
     def __init__(
         self,
@@ -69,12 +73,7 @@ class KeyStrategy:
         self.template = template
         self.max_tokens = max_tokens
         self.cache = cache
-
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "threshold": self.threshold, "base": describe_base(self.base),
-                "key": self.key, "speakers": list(self.speakers),
-                "llm": _describe_llm(self.llm), "template": self.template,
-                "max_tokens": self.max_tokens, "cache": self.cache}
+        self.records: list[dict[str, Any]] = []  # one per LLM call: tokens, seconds, error
 
     @cached_property
     def base_strategy(self) -> Retriever:
@@ -93,11 +92,6 @@ class KeyStrategy:
     def keys(self) -> dict[str, str]:
         """Key text per unit id (so re-indexing a unit never calls the LLM again)."""
         return {}
-
-    @cached_property
-    def records(self) -> list[dict[str, Any]]:
-        """One record per LLM call: unit id, tokens, seconds, cached, error."""
-        return []
 
     @cached_property
     def model(self) -> Any:
@@ -123,6 +117,10 @@ class KeyStrategy:
                              "seconds": completion.seconds, "cached": completion.cached,
                              "error": completion.error})
         return completion.text.strip() if completion.ok else ""
+
+    def take_calls(self) -> list[dict[str, Any]]:
+        """The key-extraction calls since the last take, then the base's."""
+        return CallRecords.take_calls(self) + Wrapper.take_calls(self)
 
     def ingest_cost(self) -> dict[str, float]:
         """LLM calls, tokens and seconds spent building keys (cache hits count 0 calls)."""
@@ -151,11 +149,3 @@ class KeyStrategy:
         if self.threshold is not None:
             out = [h for h in out if h.score >= self.threshold]
         return out
-
-
-def _describe_llm(llm: Any) -> Any:
-    """A loggable form of the ``llm`` parameter (a spec, or an instance's params)."""
-    if llm is None or isinstance(llm, str | dict):
-        return llm
-    params = getattr(llm, "params", None)
-    return {"name": type(llm).__name__, "params": params() if callable(params) else {}}

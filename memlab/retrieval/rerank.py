@@ -20,10 +20,10 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,11 +32,14 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.retrieval.base import Hit, Retriever
 from memlab.retrieval.ranking import resolve_k, select_top
-from memlab.retrieval.wrap import BaseSpec, build_base, describe_base, index_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.spec import Component
 
 
-class LlmRerankStrategy:
+class LlmRerankStrategy(Wrapper, Component):
     """A base ranking whose best ``top_n`` are re-ordered by an LLM's P(yes)."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "llm": "llm"}
 
     def __init__(
         self,
@@ -55,13 +58,6 @@ class LlmRerankStrategy:
         self.llm = llm
         self.template = template
         self.cache = cache
-
-    def params(self) -> dict[str, Any]:
-        from memlab.retrieval.keys import _describe_llm
-
-        return {"k": self.k, "threshold": self.threshold, "base": describe_base(self.base),
-                "top_n": self.top_n, "llm": _describe_llm(self.llm),
-                "template": self.template, "cache": self.cache}
 
     @cached_property
     def base_strategy(self) -> Retriever:

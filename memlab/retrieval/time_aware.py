@@ -20,10 +20,10 @@ first (the current value of a knowledge update comes before the stale one).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,14 +33,17 @@ from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit, Retriever
 from memlab.retrieval.ranking import resolve_k, select_top
 from memlab.retrieval.timeref import TimeSpan, time_spans
-from memlab.retrieval.wrap import BaseSpec, build_base, describe_base, index_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.spec import Component
 
 MODES = ("boost", "filter")
 _WORD = re.compile(r"\w+")
 
 
-class TimeAwareStrategy:
+class TimeAwareStrategy(Wrapper, Component):
     """A base ranking boosted (or filtered) to the time the question names."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
 
     def __init__(
         self,
@@ -65,13 +68,6 @@ class TimeAwareStrategy:
         self.update_similarity = update_similarity
         self.update_window = update_window
         self.rrf_k = rrf_k
-
-    def params(self) -> dict[str, Any]:
-        return {"k": self.k, "threshold": self.threshold, "base": describe_base(self.base),
-                "candidates": self.candidates, "mode": self.mode,
-                "time_weight": self.time_weight, "slack_days": self.slack_days,
-                "update_similarity": self.update_similarity,
-                "update_window": self.update_window, "rrf_k": self.rrf_k}
 
     @cached_property
     def base_strategy(self) -> Retriever:

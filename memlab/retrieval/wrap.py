@@ -24,18 +24,22 @@ def build_base(base: BaseSpec) -> Retriever:
     """The base strategy of a wrapper: built from its spec, or the instance given."""
     from memlab.retrieval import build_strategy
 
-    if isinstance(base, str | Mapping):
-        return build_strategy(base)
-    return base
+    return build_strategy(base)
 
 
-def describe_base(base: BaseSpec) -> Any:
-    """A loggable form of the base: its spec, or an instance's class and params."""
-    if isinstance(base, str):
-        return base
-    if isinstance(base, Mapping):
-        return dict(base)
-    return {"name": type(base).__name__, "params": base.params()}
+class Wrapper:
+    """Mixin for strategies over a ``base``: hands on the LLM calls the base made while
+    indexing (``take_calls``, e.g. keys built by an LLM), so the harness accounts them."""
+
+    @property
+    def base_strategy(self) -> Retriever:  # each wrapper builds it (a cached_property)
+        raise NotImplementedError
+
+    def take_calls(self) -> list[dict[str, Any]]:
+        from memlab.memory.base import Accounted
+
+        base = self.base_strategy
+        return base.take_calls() if isinstance(base, Accounted) else []
 
 
 def index_base(base: Retriever, units: Sequence[MemoryUnit],
