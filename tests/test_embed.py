@@ -50,7 +50,7 @@ class CountingEmbedder:
 def test_registry_lists_every_embedder() -> None:
     assert registry.names() == ["hash", "ollama", "sentence-transformers", "st"]
     assert {p.name for p in registry.params("sentence-transformers")} == {
-        "model", "device", "batch_size"}
+        "model", "device", "batch_size", "backend"}
 
 
 def test_hash_embedder_is_normalised_deterministic_and_word_based() -> None:
