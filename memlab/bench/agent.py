@@ -7,8 +7,8 @@
    warm = the same texts again for a new user (every embedding a cache hit).
 2. **Search**: ``search_memory`` p50 / p95 end to end (query embedded by the model, never
    cached: each query is new) at 1k / 10k / 100k memories in one user's memory. The
-   memories are filled in bulk (``add_memories``) from LoCoMo turns sampled with
-   replacement, so only the 5,882 distinct turns are ever embedded.
+   memories are filled in bulk (``add_memories``) from ``--fill-texts`` LoCoMo turns
+   sampled with replacement, so only those distinct turns are ever embedded.
 3. **mem0** (only when ``mem0ai`` is installed): the same operations through mem0 OSS,
    fully local — the same bundled MiniLM through its ``huggingface`` embedder, its
    default local vector store, ``infer=False`` (no LLM call). mem0 is filled for the
@@ -109,7 +109,7 @@ def run_memlab(texts: list[str], questions: list[str], args: argparse.Namespace,
     have, asked = 0, 0
     for size in args.sizes:
         _say(f"memlab: search at {size:,} memories ...")
-        fill_memlab(agent, "big", texts, size, have)
+        fill_memlab(agent, "big", texts[: args.fill_texts], size, have)
         have = size
         queries = questions[asked : asked + args.queries + 1]
         asked += len(queries)
@@ -180,7 +180,7 @@ def run_mem0(texts: list[str], questions: list[str], args: argparse.Namespace,
         if size > args.mem0_max:
             continue
         _say(f"mem0: search at {size:,} memories ...")
-        fill_mem0(memory, "big", texts, size, have)
+        fill_mem0(memory, "big", texts[: args.fill_texts], size, have)
         have = size
         queries = questions[asked : asked + args.queries]
         asked += len(queries)
@@ -196,7 +196,9 @@ def render(ours: dict[str, Any], theirs: dict[str, Any] | None, args: argparse.N
         if table is None or key not in table:
             return "—"
         value = table[key]
-        return f"{value[0]:.1f} / {value[1]:.1f}" if isinstance(value, tuple) else f"{value:,.0f}"
+        if isinstance(value, tuple):
+            return f"{value[0]:.1f} / {value[1]:.1f}"
+        return f"{value:,.0f}" if value >= 100 else f"{value:.2g}"
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [f"memlab.bench agent: {os.cpu_count()} cores, load average {load:.1f} at the end "
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1k,10k,100k", help="memories per user")
     parser.add_argument("--queries", type=int, default=100, help="searches per size")
     parser.add_argument("--mem0-max", default="100k", help="largest size searched in mem0")
+    parser.add_argument("--fill-texts", type=int, default=2000,
+                        help="distinct LoCoMo turns the search rows' memories are drawn from")
     parser.add_argument("--no-mem0", action="store_true", help="skip mem0 even if installed")
     parser.add_argument("--backend", default=None, choices=("torch", "onnx", "onnx-int8"),
                         help="MiniLM backend of the agent (default: the embedder's own)")
