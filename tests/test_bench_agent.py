@@ -13,7 +13,9 @@ from memlab.bench.__main__ import main
 @pytest.mark.slow
 def test_agent_bench_prints_ingest_and_search_rows_for_both_systems(capsys, monkeypatch,
                                                                      tmp_path) -> None:
-    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "outer-cache"))
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "outer-cache"))  # restored after
+    monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
+    monkeypatch.setenv("MEM0_TELEMETRY", "False")
     with_mem0 = importlib.util.find_spec("mem0") is not None
     args = ["agent", "--ingest", "4", "--sizes", "30,60", "--queries", "3"]
     assert main(args + ([] if with_mem0 else ["--no-mem0"])) == 0
