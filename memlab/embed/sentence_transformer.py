@@ -7,7 +7,7 @@ to sentence-transformers as usual (a local folder, or a Hub id for users with ne
 
 ``backend`` picks what runs the model: ``onnx`` (default: ONNX Runtime, fp32, exported
 once from the same weights and cached, see :mod:`memlab.embed.onnx_backend`; cosine to
-torch's vectors >= 0.9999 on LoCoMo turns, ~1.9x torch's speed on 2 cores),
+torch's vectors >= 0.9999 on LoCoMo turns, 1.5-1.8x torch's speed on 2 cores),
 ``onnx-int8`` (its int8-quantised copy: faster again, cosine to fp32 ~0.99 on average,
 0.98 at worst) or ``torch`` (sentence-transformers itself). The ONNX backends' vectors
 differ slightly from torch's, so the backend is part of the model id and they never
