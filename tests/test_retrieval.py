@@ -438,6 +438,30 @@ def test_faiss_recall_at_10_against_exact_and_no_future_leakage(index: str) -> N
         assert all(approx.table.sorted_units[r].at <= cut for r in rows)
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.1])
+def test_hnsw_recall_at_10_under_the_as_of_filter(fraction: float) -> None:
+    """Filtered HNSW widens its beam by 1 / visible fraction: recall holds under as_of."""
+    n, dim = 20_000, 64
+    vectors = clustered(n, dim)
+    units = [MemoryUnit(f"u{i}", f"unit {i}", "turn", (f"t{i}",), "s",
+                        T0 + timedelta(minutes=i)) for i in range(n)]
+    exact = DenseStrategy(embedder="hash", k=10)
+    approx = DenseStrategy(embedder="hash", k=10, index="faiss-hnsw",
+                           index_params={"exact_below": 0})
+    exact.index(units, vectors)
+    approx.index(units, vectors)
+    cut = T0 + timedelta(minutes=int(n * fraction) - 1)
+    found = 0
+    for q in clustered(100, dim, seed=2):
+        want = set(exact.ranked_vector(q, 10, cut)[0].tolist())
+        got = approx.ranked_vector(q, 10, cut)[0].tolist()
+        assert max(got) < n * fraction
+        found += len(want & set(got))
+    assert found / 1000 >= 0.98
+    assert approx._ann is not None and approx._ann.beam(10, int(n * fraction)) == min(
+        round(256 / fraction), 2048)
+
+
 # ---------------------------------------------------------------- acceptance: synthetic data
 
 

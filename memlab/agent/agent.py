@@ -155,6 +155,13 @@ class MemoryAgent:
         return {"status": "ok", "id": unit.id, "user_id": user_id, "memory_type": memory_type,
                 "content": content, "timestamp": at.isoformat()}
 
+    def add_memories(self, contents: Sequence[str], memory_type: str = "archival",
+                     user_id: str = DEFAULT_USER) -> list[dict[str, Any]]:
+        """:meth:`add_memory` for each of ``contents``, under one lock: the memories are
+        embedded together, in one batch, at the next search."""
+        with self._lock(check_user(user_id)):
+            return [self.add_memory(c, memory_type, user_id) for c in contents]
+
     def search_memory(self, query: str, limit: int = 5, user_id: str = DEFAULT_USER
                       ) -> list[dict[str, Any]]:
         """The user's memories most relevant to ``query`` (what chat would retrieve)."""

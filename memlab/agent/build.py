@@ -110,13 +110,13 @@ def _memory_spec(config: ExperimentConfig, settings: AgentSettings,
     embedding = settings.model.embedding_model
     if embedding:
         embedder = _embedder(embedding, settings)
-        if not _set_embedders(params, embedder):
+        if not set_embedders(params, embedder):
             raise ConfigError(f"settings model.embedding_model: memory '{name}' embeds nothing")
         overrides["embedding_model"] = embedder
     return name, params
 
 
-def _set_embedders(params: dict[str, Any], embedder: dict[str, Any]) -> int:
+def set_embedders(params: dict[str, Any], embedder: dict[str, Any]) -> int:
     """Replace every embedder in a resolved params tree (nested strategies included);
     returns how many were replaced."""
     replaced = 0
@@ -126,7 +126,7 @@ def _set_embedders(params: dict[str, Any], embedder: dict[str, Any]) -> int:
             replaced += 1
         elif isinstance(value, dict):
             inner = value["params"] if isinstance(value.get("params"), dict) else value
-            replaced += _set_embedders(inner, embedder)
+            replaced += set_embedders(inner, embedder)
     return replaced
 
 

@@ -35,13 +35,16 @@ KINDS = ("chat", "memory")
 class ConversationLog:
     """Append-only messages per user (``kind`` chat or memory) in one SQLite file.
 
-    The file is opened on first use and again after :meth:`close`.
+    The file is opened on first use and again after :meth:`close`. Each user's session
+    ids are read once and then kept in step with :meth:`append` (counting them in SQL on
+    every new memory made ``add_memory`` slower as a memory grew: O(n) per call).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._sessions: dict[str, set[str]] = {}
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -66,6 +69,8 @@ class ConversationLog:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (user_id, session_id, kind, role, content, at.isoformat(),
                  json.dumps(meta or {}, ensure_ascii=False, default=str)))
+            if user_id in self._sessions:
+                self._sessions[user_id].add(session_id)
 
     def messages(self, user_id: str | None = None, kind: str | None = None
                  ) -> list[dict[str, Any]]:
@@ -107,10 +112,12 @@ class ConversationLog:
     def sessions(self, user_id: str) -> int:
         """How many sessions (chat exchanges and explicit memories) the user has."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(DISTINCT session_id) FROM messages WHERE user_id = ?",
-                (user_id,)).fetchone()
-        return int(row[0])
+            known = self._sessions.get(user_id)
+            if known is None:
+                rows = self._conn.execute(
+                    "SELECT DISTINCT session_id FROM messages WHERE user_id = ?", (user_id,))
+                known = self._sessions[user_id] = {r[0] for r in rows}
+            return len(known)
 
     def count(self) -> int:
         with self._lock:
@@ -121,3 +128,4 @@ class ConversationLog:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+            self._sessions.clear()
