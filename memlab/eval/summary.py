@@ -106,6 +106,7 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
         ci = "-" if s["ci_low"] is None else f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
         mean = "-" if s["mean"] is None else f"{s['mean']:.3f}"
         lines.append(f"{name:<{width}}  {mean:>7}  {ci:>17}  {s['n']:>5}  {s['n_excluded']:>5}")
+    lines += judge_lines(summary)
     lines.append(f"probes {summary['probes']}, errors {summary['errors']}, "
                  f"cache hits {summary['cache_hits']}")
     for phase, lat in summary["latency_seconds"].items():
@@ -122,3 +123,24 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
         lines.append(f"tokens {name:<16} total {tok['total']:>9}   mean/probe "
                      f"{tok['mean']:.1f}" if tok["mean"] is not None else f"tokens {name}: -")
     return "\n".join(lines)
+
+
+def judge_lines(summary: dict[str, Any]) -> list[str]:
+    """The judge's measured agreement (shown beside any judged accuracy) and, below the
+    threshold, a loud warning; nothing for an unjudged run."""
+    check = summary.get("judge_check")
+    if not check:
+        return ["judge agreement NOT MEASURED: judged accuracy unverified"] if (
+            "judge" in summary.get("metrics", {})) else []
+    from memlab.eval.judge_check import warning
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    ci = check.get("kappa_ci")
+    line = (f"judge agreement {fmt(check['agreement'])} on {check['n']} labelled cases, "
+            f"kappa {fmt(check['kappa'])}"
+            + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            + f", yes-rate correct {fmt(check['yes_rate_correct'])} / wrong "
+            f"{fmt(check['yes_rate_wrong'])}")
+    return [line] if check.get("ok") else [line, "!" * 78, warning(check), "!" * 78]

@@ -91,7 +91,8 @@ def log_run(result: RunResult, dataset: Dataset | str, *, pareto: bool = True) -
         now = int(time.time() * 1000)
         tags = {"memlab.run_dir": str(result.run_dir.resolve()),
                 "memlab.dataset": _dataset_name(dataset),
-                "memlab.retrieval_only": str(result.config.retrieval_only)}
+                "memlab.retrieval_only": str(result.config.retrieval_only),
+                **summary_tags(result.summary)}
         client.log_batch(  # one call: params, metrics and tags in as few writes as fit
             run_id,
             metrics=[Metric(k, v, now, 0) for k, v in run_metrics(result.summary).items()],
@@ -129,10 +130,24 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
         if footprint.get(field, {}).get("mean") is not None:
             out[f"footprint.{field}.mean"] = float(footprint[field]["mean"])
             out[f"footprint.{field}.total"] = float(footprint[field]["total"])
+    check = summary.get("judge_check") or {}
+    for key in ("agreement", "kappa", "yes_rate_correct", "yes_rate_wrong"):
+        if check.get(key) is not None:
+            out[f"judge_check.{key}"] = float(check[key])
     out["probes"] = float(summary["probes"])
     out["errors"] = float(summary["errors"])
     out["cache_hits"] = float(summary["cache_hits"])
     return out
+
+
+def summary_tags(summary: dict[str, Any]) -> dict[str, str]:
+    """Tags linking a re-judged/re-scored run to its source, and the judge warning."""
+    tags = {f"memlab.{key}": str(summary[key]) for key in ("source_run", "derived_by")
+            if summary.get(key)}
+    check = summary.get("judge_check")
+    if check:
+        tags["memlab.judge_agreement_ok"] = str(bool(check.get("ok")))
+    return tags
 
 
 def _log_artifacts(result: RunResult) -> None:
