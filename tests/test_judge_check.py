@@ -214,3 +214,21 @@ def test_cli_judge_check_rejudge_and_their_errors(tmp_path: Path) -> None:
     bad = subprocess.run([*env_cmd, "rejudge", str(tmp_path), "--judge", "mock"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not a finished run directory" in bad.stderr
+
+
+def test_full_context_cuts_are_recorded_per_item_and_counted(tmp_path: Path) -> None:
+    def run(max_tokens: int, name: str) -> Any:
+        return evaluate({"name": name, "dataset": {"name": "synthetic"}, "k": None,
+                         "depth": 5000, "retrieval": {"name": "full_context",
+                                       "params": {"max_tokens": max_tokens}},
+                         "tracking": {"mlflow": False}}, out=tmp_path / name, progress=False)
+
+    tight, roomy = run(40, "tight"), run(100_000, "roomy")
+    cut = [r["memory_trim"] for r in tight.items() if r["memory_trim"]["trimmed"]]
+    assert cut and all(t["kept_tokens"] <= 40 and t["kept_units"] < t["visible_units"]
+                       for t in cut)
+    assert tight.summary["trimmed"]["memory"] == len(cut)
+    assert "memory cut to fit: " in render_table(tight.summary)
+    assert not any(r["memory_trim"]["trimmed"] for r in roomy.items())
+    assert roomy.summary["trimmed"] == {"memory": 0, "prompt": 0}
+    assert all(r["memory_trim"]["kept_units"] == r["n_retrieved"] for r in roomy.items())

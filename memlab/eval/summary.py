@@ -38,8 +38,17 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
         "latency_seconds": _latencies(items) | _ingest_latency(memory),
         "tokens": _tokens(ok),
         "cache_hits": sum(bool(row.get("cache_hit")) for row in ok),
+        "trimmed": _trimmed(ok),
         "footprint": _footprint(memory),
     }
+
+
+def _trimmed(items: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Probes whose memory was cut: by the strategy's token budget (``full_context``) and
+    by the prompt's context-window fit."""
+    return {"memory": sum(bool((row.get("memory_trim") or {}).get("trimmed")) for row in items),
+            "prompt": sum(bool(((row.get("llm") or {}).get("trim") or {}).get("dropped"))
+                          for row in items)}
 
 
 def _ingest_latency(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -109,6 +118,10 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
     lines += judge_lines(summary)
     lines.append(f"probes {summary['probes']}, errors {summary['errors']}, "
                  f"cache hits {summary['cache_hits']}")
+    trimmed = summary.get("trimmed") or {}
+    if trimmed.get("memory") or trimmed.get("prompt"):
+        lines.append(f"memory cut to fit: {trimmed.get('memory', 0)} probes by the strategy's "
+                     f"token budget, {trimmed.get('prompt', 0)} by the context window")
     for phase, lat in summary["latency_seconds"].items():
         if lat["p50"] is not None:
             lines.append(f"latency {phase:<15} p50 {lat['p50'] * 1000:9.1f} ms   "

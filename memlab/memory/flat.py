@@ -51,6 +51,11 @@ class FlatMemory:
     def units(self) -> Sequence[MemoryUnit]:
         return tuple(self._units)
 
+    @property
+    def last_trim(self) -> Any:
+        """What the strategy's last search had to leave out (``full_context``), or None."""
+        return getattr(self._retriever, "last_trim", None)
+
 
 def _build(kind: str, spec: ComponentSpec) -> Any:
     from memlab.components import registry
