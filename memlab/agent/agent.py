@@ -240,12 +240,14 @@ class MemoryAgent:
 
     def _prompt(self, message: str, user_id: str, asked: datetime, core: Hit | None,
                 retrieved: list[Hit], history: list[dict[str, str]]) -> tuple[Any, list[Hit]]:
+        from memlab.agent.refusals import hits_without_refusals, without_refusals
         from memlab.eval.answer import context_window
         from memlab.llm.budget import ContextOverflowError, fit_context
 
         answer = self.answer
         template = self._chat_template()
-        memories = _within_tokens(retrieved, answer.max_memory_tokens)
+        memories = _within_tokens(hits_without_refusals(retrieved), answer.max_memory_tokens)
+        history = without_refusals(history)
 
         def render(kept: Sequence[Hit]) -> Any:
             return template.render(question=message, memories=list(kept),
