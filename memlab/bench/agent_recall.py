@@ -47,12 +47,17 @@ SCRIPT: tuple[tuple[str, str, tuple[tuple[str, ...], ...]], ...] = (
 )
 
 
-def run_model(model: str, data_dir: Path, experiment: str | None = None) -> dict[str, Any]:
-    """The scripted chat with catalog model ``model``; per-message rows and the rates."""
-    agent = _build(model, data_dir, experiment)
+def run_model(model: str, data_dir: Path, experiment: str | None = None,
+              llm: Any = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scripted chat with catalog model ``model``; per-message rows and the rates.
+    Tests replace the model (``llm``) and settings (``{"model.embedding_model": "hash"}``)."""
+    overrides = {"memory.data_dir": str(data_dir), "model.type": "llamacpp",
+                 "model.name": model, **({"experiment": experiment} if experiment else {}),
+                 **(settings or {})}
+    agent = _build(overrides, llm)
     told = [_chat(agent, message) for message, _, _ in SCRIPT]
     agent.close()
-    agent = _build(model, data_dir, experiment)  # a restart: everything from disk
+    agent = _build(overrides, llm)  # a restart: everything from disk
     asked = [_chat(agent, question) for _, question, _ in SCRIPT]
     agent.close()
     rows = []
@@ -68,15 +73,11 @@ def run_model(model: str, data_dir: Path, experiment: str | None = None) -> dict
     return {"model": model, "rows": rows, **rates(rows)}
 
 
-def _build(model: str, data_dir: Path, experiment: str | None) -> Any:
+def _build(overrides: dict[str, Any], llm: Any) -> Any:
     from memlab.agent import from_config
     from memlab.agent.settings import load_settings
 
-    overrides: dict[str, Any] = {"memory.data_dir": str(data_dir), "model.type": "llamacpp",
-                                 "model.name": model}
-    if experiment:
-        overrides["experiment"] = experiment
-    return from_config(settings=load_settings(env={}, overrides=overrides))
+    return from_config(settings=load_settings(env={}, overrides=overrides), llm=llm)
 
 
 def _chat(agent: Any, message: str) -> dict[str, Any]:
@@ -105,6 +106,8 @@ def recalled(answer: str, keys: tuple[tuple[str, ...], ...]) -> bool:
 
 def user_voice(answer: str) -> bool:
     """An answer about the user spoken as the user: it opens with I/my (I am, my name ...)."""
+    if is_refusal(answer):
+        return False
     return bool(re.match(r"^\W*(i am|i'm|i work|i drive|i have|my )", answer.lower()))
 
 
