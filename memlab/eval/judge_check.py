@@ -134,7 +134,7 @@ def _ci(stat: Any, n: int, seed: int, n_resamples: int) -> list[float] | None:
     kept = np.array([v for v in values if v is not None], dtype=float)
     if len(kept) == 0:
         return None
-    return [float(np.percentile(kept, 2.5)), float(np.percentile(kept, 97.5))]
+    return [round(float(np.percentile(kept, q)), 10) + 0.0 for q in (2.5, 97.5)]
 
 
 def parse_judge(text: str, template: str | None = None) -> JudgeSpec:
