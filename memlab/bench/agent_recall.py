@@ -23,13 +23,16 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
 from memlab.agent.refusals import is_refusal
+from memlab.data.paths import PROJECT_ROOT
 
 USER = "dana"
+DEFAULT_EXPERIMENT = str(PROJECT_ROOT / "experiments" / "agent.yaml")
 #: (message telling a fact, recall question, key-word groups: each group needs one match)
 SCRIPT: tuple[tuple[str, str, tuple[tuple[str, ...], ...]], ...] = (
     ("Hi! My name is Dana and I keep bees.", "What is my name?", (("dana",),)),
@@ -48,16 +51,20 @@ SCRIPT: tuple[tuple[str, str, tuple[tuple[str, ...], ...]], ...] = (
 
 
 def run_model(model: str, data_dir: Path, experiment: str | None = None,
-              llm: Any = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+              llm: Any = None, settings: dict[str, Any] | None = None,
+              config_overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The scripted chat with catalog model ``model``; per-message rows and the rates.
-    Tests replace the model (``llm``) and settings (``{"model.embedding_model": "hash"}``)."""
+    Tests replace the model (``llm``) and settings (``{"model.embedding_model": "hash"}``);
+    ``config_overrides`` are ``--set`` items for the agent's experiment config."""
+    from memlab.eval.config import load_config
+
     overrides = {"memory.data_dir": str(data_dir), "model.type": "llamacpp",
-                 "model.name": model, **({"experiment": experiment} if experiment else {}),
-                 **(settings or {})}
-    agent = _build(overrides, llm)
+                 "model.name": model, **(settings or {})}
+    config = load_config(experiment or DEFAULT_EXPERIMENT, list(config_overrides))
+    agent = _build(config, overrides, llm)
     told = [_chat(agent, message) for message, _, _ in SCRIPT]
     agent.close()
-    agent = _build(overrides, llm)  # a restart: everything from disk
+    agent = _build(config, overrides, llm)  # a restart: everything from disk
     asked = [_chat(agent, question) for _, question, _ in SCRIPT]
     agent.close()
     rows = []
@@ -73,11 +80,11 @@ def run_model(model: str, data_dir: Path, experiment: str | None = None,
     return {"model": model, "rows": rows, **rates(rows)}
 
 
-def _build(overrides: dict[str, Any], llm: Any) -> Any:
+def _build(config: Any, overrides: dict[str, Any], llm: Any) -> Any:
     from memlab.agent import from_config
     from memlab.agent.settings import load_settings
 
-    return from_config(settings=load_settings(env={}, overrides=overrides), llm=llm)
+    return from_config(config, settings=load_settings(env={}, overrides=overrides), llm=llm)
 
 
 def _chat(agent: Any, message: str) -> dict[str, Any]:
@@ -141,13 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="catalog model(s) (default: both)")
     parser.add_argument("--experiment", help="agent config (default experiments/agent.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the agent config, e.g. answer.llm.params.n_threads=1")
     parser.add_argument("--transcript", action="store_true", help="print every exchange")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     results = []
     for model in args.model or ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]:
         with tempfile.TemporaryDirectory(prefix="memlab-agent-recall-") as tmp:
-            results.append(run_model(model, Path(tmp), args.experiment))
+            results.append(run_model(model, Path(tmp), args.experiment,
+                                     config_overrides=args.set))
         if args.transcript:
             for row in results[-1]["rows"]:
                 print(f"[{model}] > {row['fact']}\n  < {row['reply']}\n"
