@@ -172,6 +172,13 @@ def test_agent_chat_says_who_is_who_and_never_primes_a_refusal() -> None:
     assert "This is the start of your conversation with dana" in first.messages[0]["content"]
     anonymous = templates.render("agent_chat", question="Hi", memories=[], user="default")
     assert "chatting with the user" in anonymous.messages[0]["content"]
+    later = templates.render("agent_chat", question="What is my job?", memories=[],
+                             user="dana", history=[{"role": "user", "content": "I'm a vet."},
+                                                   {"role": "assistant", "content": "Nice!"}])
+    assert [m["role"] for m in later.messages] == ["system", "user", "assistant", "system",
+                                                   "user"]
+    assert '"I work", "I have", "my" into "you are"' in later.messages[3]["content"]
+    assert "penicillin" not in templates.get("agent_chat").path.read_text()  # no bench leak
 
 
 def test_reasoning_template_extends_the_short_one_and_parses_final_answer() -> None:
