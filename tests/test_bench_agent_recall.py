@@ -17,6 +17,10 @@ def test_echo_recall_and_voice_measures() -> None:
     assert is_echo(fact, "My name is Dana and I keep bees!")
     assert is_echo("I'm allergic to penicillin.", "I'm allergic to penicillin.")
     assert not is_echo(fact, "Nice to meet you, Dana! How many hives do you have?")
+    # what the 0.5B did: every later fact answered with the first one, in Dana's voice
+    assert is_echo("I drive a blue Honda Jazz.", "Hello Dana! I'm Dana, and I keep bees.",
+                   earlier=[fact])
+    assert not is_echo("I drive a blue Honda Jazz.", "You drive a blue Honda Jazz.")
     assert recalled("You are allergic to penicillin.", (("penicillin",),))
     assert recalled("Your birthday is on 14 March.", (("14",), ("march",)))
     assert not recalled("Your birthday is in March.", (("14",), ("march",)))

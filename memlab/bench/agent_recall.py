@@ -7,7 +7,7 @@ facts, one message (one session) each; the agent is closed and built again from 
 restart); then ten questions ask for the facts back. Reported per model:
 
 - recall accuracy: answers that contain the fact's key words;
-- echo rate: replies to a fact that repeat the user's message back (near-verbatim);
+- echo rate: replies to a fact that say a user message back in the user's voice;
 - user-voice rate: recall answers spoken as the user ("I am allergic to ...");
 - refusal rate: replies that open by saying the agent does not know or remember;
 - latency per reply (p50, max) on this machine.
@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +67,11 @@ def run_model(model: str, data_dir: Path, experiment: str | None = None,
     asked = [_chat(agent, question) for _, question, _ in SCRIPT]
     agent.close()
     rows = []
-    for (message, question, keys), tell, ask in zip(SCRIPT, told, asked, strict=True):
-        rows.append({"fact": message, "reply": tell["reply"], "echo": is_echo(message,
-                                                                              tell["reply"]),
+    for i, ((message, question, keys), tell, ask) in enumerate(zip(SCRIPT, told, asked,
+                                                                   strict=True)):
+        earlier = [m for m, _, _ in SCRIPT[:i]]
+        rows.append({"fact": message, "reply": tell["reply"],
+                     "echo": is_echo(message, tell["reply"], earlier),
                      "question": question, "answer": ask["reply"],
                      "recalled": recalled(ask["reply"], keys),
                      "user_voice": user_voice(ask["reply"]),
@@ -97,13 +98,27 @@ def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def is_echo(message: str, reply: str) -> bool:
-    """Whether ``reply`` repeats ``message`` back: it contains it, or its opening is a
-    near copy of it (SequenceMatcher ratio >= 0.8)."""
-    said, answer = _norm(message), _norm(reply)
-    if said in answer:
-        return True
-    return SequenceMatcher(None, said, answer[: int(len(said) * 1.2)]).ratio() >= 0.8
+def is_echo(message: str, reply: str, earlier: Sequence[str] = ()) -> bool:
+    """Whether ``reply`` says a user message back in the user's voice: one of its first-person
+    sentences ("I ...", "My ...") holds >= 60 % of the words of a sentence of ``message`` or
+    of an ``earlier`` user message. Restating in the assistant's voice ("You drive a blue
+    Honda Jazz.") is not an echo."""
+    said = [_words(t) for m in (message, *earlier) for t in _sentences(m)]
+    for sentence in _sentences(reply):
+        if not re.match(r"^(i|i m|my)\b", _norm(sentence)):
+            continue
+        words = _words(sentence)
+        if any(len(t) >= 3 and len(words & t) / len(t) >= 0.6 for t in said):
+            return True
+    return False
+
+
+def _sentences(text: str) -> list[str]:
+    return [t for t in re.split(r"[.!?]+", text) if t.strip()]
+
+
+def _words(text: str) -> set[str]:
+    return set(_norm(text).split())
 
 
 def recalled(answer: str, keys: tuple[tuple[str, ...], ...]) -> bool:
