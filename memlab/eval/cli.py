@@ -89,6 +89,44 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge_check(args: argparse.Namespace) -> int:
+    from memlab.data import load_dataset
+    from memlab.eval.judge_check import judge_check, parse_judge, render_check
+
+    template = args.template or ("judge_locomo" if args.dataset == "locomo" else None)
+    judge = parse_judge(args.judge, template)
+    dataset = load_dataset(args.dataset, path=args.dataset_path)
+    result = judge_check(judge, dataset, per_type=args.per_type, seed=args.seed,
+                         threshold=args.threshold)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2, default=str) if args.json else render_check(result))
+    return 0
+
+
+def cmd_rejudge(args: argparse.Namespace) -> int:
+    from memlab.eval.judge_check import parse_judge
+    from memlab.eval.rejudge import default_judge_template, rejudge
+    from memlab.eval.summary import render_table
+
+    template = args.template or default_judge_template(args.run_dir)
+    result = rejudge(args.run_dir, parse_judge(args.judge, template), out=args.out,
+                     track=not args.no_mlflow)
+    print(render_table(result.summary, f"\n{result.config.name} (re-judged)"))
+    print(f"\nrun directory: {result.run_dir}")
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from memlab.eval.rejudge import rescore
+    from memlab.eval.summary import render_table
+
+    result = rescore(args.run_dir, args.scorer, out=args.out, track=not args.no_mlflow)
+    print(render_table(result.summary, f"\n{result.config.name} (re-scored)"))
+    print(f"\nrun directory: {result.run_dir}")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from memlab.components import describe
 
@@ -160,11 +198,41 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--tracking-uri", help="default: the run's config, "
                      "$MLFLOW_TRACKING_URI, or mlflow.db in the project")
     log.set_defaults(func=cmd_log)
+    _add_judge_commands(sub)
     ls = sub.add_parser("ls", help="list every registered component with its parameters")
     ls.add_argument("kinds", nargs="*", help="only these kinds (chunker, retrieval, ...)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_ls)
     return parser
+
+
+def _add_judge_commands(sub: Any) -> None:
+    judge_help = ("a catalog model (qwen2.5-coder-1.5b), a .gguf path, a backend name, or "
+                  "YAML: '{name: ollama, params: {model: qwen3:4b}}'")
+    jc = sub.add_parser("judge-check", help="measure a judge's agreement with known labels")
+    jc.add_argument("--judge", required=True, metavar="SPEC", help=judge_help)
+    jc.add_argument("--template", help="judge template (default: the dataset's)")
+    jc.add_argument("--dataset", default="longmemeval", help="dataset the cases come from")
+    jc.add_argument("--dataset-path", help="file of the dataset (default: where memlab finds it)")
+    jc.add_argument("--per-type", type=int, default=2, help="probes per question type")
+    jc.add_argument("--seed", type=int, default=0)
+    jc.add_argument("--threshold", type=float, default=0.9, help="warn below this agreement")
+    jc.add_argument("--out", type=Path, help="also write the full result (with cases) as JSON")
+    jc.add_argument("--json", action="store_true")
+    jc.set_defaults(func=cmd_judge_check)
+    rj = sub.add_parser("rejudge", help="judge a finished run's answers again, as a new run")
+    rj.add_argument("run_dir", type=Path)
+    rj.add_argument("--judge", required=True, metavar="SPEC", help=judge_help)
+    rj.add_argument("--template", help="judge template (default: the run's)")
+    rj.add_argument("--out", type=Path, help="new run directory")
+    rj.add_argument("--no-mlflow", action="store_true")
+    rj.set_defaults(func=cmd_rejudge)
+    rs = sub.add_parser("rescore", help="score a finished run's answers again, as a new run")
+    rs.add_argument("run_dir", type=Path)
+    rs.add_argument("--scorer", action="append", required=True, help="scorer name(s)")
+    rs.add_argument("--out", type=Path, help="new run directory")
+    rs.add_argument("--no-mlflow", action="store_true")
+    rs.set_defaults(func=cmd_rescore)
 
 
 def main(argv: list[str] | None = None) -> int:

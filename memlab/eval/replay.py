@@ -116,6 +116,8 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         shown = hits[: config.k] if config.k is not None else hits
         row["retrieved"] = [covers.record(h, tokens) for h in shown]
         row["n_retrieved"] = len(hits)
+        if getattr(memory, "last_trim", None) is not None:  # full_context: what was cut
+            row["memory_trim"] = memory_trim(memory.last_trim)  # type: ignore[attr-defined]
         row["tokens"] = {"memory": sum(tokens(h.unit) for h in shown)}  # answers refine it
         if answerer is not None:
             row.update(answerer.answer(conversation, probe, shown, timer))
@@ -127,6 +129,13 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         row.setdefault("metrics", {})
     row["latency_seconds"] = {k: round(v, 6) for k, v in timer.take().items()}
     return row
+
+
+def memory_trim(trim: Any) -> dict[str, Any]:
+    """A strategy's trim (units/tokens visible and kept) as item data."""
+    return {"visible_units": trim.visible_units, "kept_units": trim.kept_units,
+            "visible_tokens": trim.visible_tokens, "kept_tokens": trim.kept_tokens,
+            "trimmed": trim.trimmed}
 
 
 def _probe_fields(conversation: Conversation, probe: Probe) -> dict[str, Any]:

@@ -52,6 +52,11 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
                 if group != "all":
                     row[f"{by_category} [{group}]"] = (None if stats["mean"] is None
                                                        else round(stats["mean"], 4))
+        check = summary.get("judge_check")
+        if check or "judge" in row:
+            row["judge_agreement"] = check["agreement"] if check else None
+            row["judge_kappa"] = check["kappa"] if check else None
+            row["judge_warning"] = "" if check and check["ok"] else "LOW/UNMEASURED AGREEMENT"
         prompt = summary["tokens"].get("prompt")
         row["prompt_tokens/probe"] = None if not prompt else round(prompt["mean"] or 0, 1)
         row["dir"] = str(run_dir)

@@ -82,6 +82,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
         dataset = load_dataset(config.dataset.name, path=config.dataset.path,
                                **config.dataset.params)
     pairs = select_probes(dataset, config.dataset.probes)
+    judge_check = _check_judge(config, dataset, run_dir)  # before any answer is judged
     all_rows = item_file.repair(run_dir / "items.jsonl")  # the finished probes' rows
     failed = {row["probe_id"] for row in _ordered(all_rows, pairs) if row.get("error")}
     done = {row["probe_id"] for row in all_rows} - (failed if retry_errors else set())
@@ -97,6 +98,8 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     summary["config_name"] = config.name
     summary["dataset"] = dataset.name
     summary["retried_errors"] = len(failed) if retry_errors else 0
+    if judge_check is not None:
+        summary["judge_check"] = judge_check
     _write_json(run_dir / "metrics.json", summary)
     _record_environment(run_dir, digests)
     result = RunResult(run_dir, config, summary, _rows=all_rows)
@@ -248,6 +251,17 @@ def _memory_rows(run_dir: Path, conversations: set[str]) -> list[dict[str, Any]]
     latest = {row["conversation_id"]: row
               for row in item_file.read_items(run_dir / "memory.jsonl")}
     return [row for cid, row in sorted(latest.items()) if cid in conversations]
+
+
+def _check_judge(config: ExperimentConfig, dataset: Dataset,
+                 run_dir: Path) -> dict[str, Any] | None:
+    """The judge's agreement on labelled cases (cached calls), written to the run and
+    warned about on stderr when below the threshold; None without a judge."""
+    if config.judge is None:
+        return None
+    from memlab.eval.judge_check import check_for_run
+
+    return check_for_run(config, dataset, run_dir)
 
 
 def _first_error(run_dir: Path) -> str:

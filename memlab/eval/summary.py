@@ -42,6 +42,7 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
         "latency_seconds": _latencies(items) | _ingest_latency(memory),
         "tokens": _tokens(ok) | _ingest_tokens(ingest, len(items)),
         "cache_hits": sum(bool(row.get("cache_hit")) for row in ok),
+        "trimmed": _trimmed(ok),
         "footprint": _footprint(memory),
         "ingest": ingest,
     }
@@ -54,6 +55,14 @@ def _ingest_tokens(ingest: dict[str, Any], probes: int) -> dict[str, Any]:
         return {}
     total = ingest["prompt_tokens"] + ingest["completion_tokens"]
     return {"ingest": {"total": total, "mean": total / probes if probes else None}}
+
+
+def _trimmed(items: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Probes whose memory was cut: by the strategy's token budget (``full_context``) and
+    by the prompt's context-window fit."""
+    return {"memory": sum(bool((row.get("memory_trim") or {}).get("trimmed")) for row in items),
+            "prompt": sum(bool(((row.get("llm") or {}).get("trim") or {}).get("dropped"))
+                          for row in items)}
 
 
 def _ingest_latency(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -128,6 +137,7 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
         ci = "-" if s["ci_low"] is None else f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
         mean = "-" if s["mean"] is None else f"{s['mean']:.3f}"
         lines.append(f"{name:<{width}}  {mean:>7}  {ci:>17}  {s['n']:>5}  {s['n_excluded']:>5}")
+    lines += judge_lines(summary)
     errors = error_counts(summary)
     lines.append(f"probes {summary['probes']}, errors {errors['probes']}, "
                  f"cache hits {summary['cache_hits']}")
@@ -136,6 +146,10 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
         lines.append(f"ingest LLM calls {ingest['calls']}, errors {ingest['errors']}"
                      + (f" (first: {ingest['error_messages'][0]})" if ingest["errors"] else "")
                      + f", {ingest['seconds']:.1f} s")
+    trimmed = summary.get("trimmed") or {}
+    if trimmed.get("memory") or trimmed.get("prompt"):
+        lines.append(f"memory cut to fit: {trimmed.get('memory', 0)} probes by the strategy's "
+                     f"token budget, {trimmed.get('prompt', 0)} by the context window")
     for phase, lat in summary["latency_seconds"].items():
         if lat["p50"] is not None:
             lines.append(f"latency {phase:<15} p50 {lat['p50'] * 1000:9.1f} ms   "
@@ -150,3 +164,24 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
         lines.append(f"tokens {name:<16} total {tok['total']:>9}   mean/probe "
                      f"{tok['mean']:.1f}" if tok["mean"] is not None else f"tokens {name}: -")
     return "\n".join(lines)
+
+
+def judge_lines(summary: dict[str, Any]) -> list[str]:
+    """The judge's measured agreement (shown beside any judged accuracy) and, below the
+    threshold, a loud warning; nothing for an unjudged run."""
+    check = summary.get("judge_check")
+    if not check:
+        return ["judge agreement NOT MEASURED: judged accuracy unverified"] if (
+            "judge" in summary.get("metrics", {})) else []
+    from memlab.eval.judge_check import warning
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    ci = check.get("kappa_ci")
+    line = (f"judge agreement {fmt(check['agreement'])} on {check['n']} labelled cases, "
+            f"kappa {fmt(check['kappa'])}"
+            + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            + f", yes-rate correct {fmt(check['yes_rate_correct'])} / wrong "
+            f"{fmt(check['yes_rate_wrong'])}")
+    return [line] if check.get("ok") else [line, "!" * 78, warning(check), "!" * 78]

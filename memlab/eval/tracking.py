@@ -138,7 +138,8 @@ def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None
         now = int(time.time() * 1000)
         tags = {"memlab.run_dir": str(record.run_dir.resolve()),
                 "memlab.dataset": record.dataset,
-                "memlab.retrieval_only": str(record.config.get("answer") is None)}
+                "memlab.retrieval_only": str(record.config.get("answer") is None),
+                **summary_tags(record.summary)}
         params = [Param(k, _param(v)) for k, v in run_params(record.config).items()]
         metrics = [Metric(k, v, now, 0) for k, v in run_metrics(record.summary).items()]
         for start in range(0, max(len(params), 1), BATCH_PARAMS):  # MLflow's batch limit
@@ -182,12 +183,26 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
         if footprint.get(field, {}).get("mean") is not None:
             out[f"footprint.{field}.mean"] = float(footprint[field]["mean"])
             out[f"footprint.{field}.total"] = float(footprint[field]["total"])
+    check = summary.get("judge_check") or {}
+    for key in ("agreement", "kappa", "yes_rate_correct", "yes_rate_wrong"):
+        if check.get(key) is not None:
+            out[f"judge_check.{key}"] = float(check[key])
     out["probes"] = float(summary["probes"])
     errors = error_counts(summary)
     out["errors"] = float(errors["probes"])
     out["errors.ingest"] = float(errors["ingest"])
     out["cache_hits"] = float(summary["cache_hits"])
     return out
+
+
+def summary_tags(summary: dict[str, Any]) -> dict[str, str]:
+    """Tags linking a re-judged/re-scored run to its source, and the judge warning."""
+    tags = {f"memlab.{key}": str(summary[key]) for key in ("source_run", "derived_by")
+            if summary.get(key)}
+    check = summary.get("judge_check")
+    if check:
+        tags["memlab.judge_agreement_ok"] = str(bool(check.get("ok")))
+    return tags
 
 
 def _log_artifacts(record: RunRecord) -> None:

@@ -30,7 +30,7 @@ from memlab.errors import MemlabError
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import QWEN25_DEFAULT_SYSTEM, split_thinking, tokenizer_for
 from memlab.llm.common import check_messages, qwen_counts, resolve_generation
-from memlab.llm.models import EMBEDDED_QWEN, resolve_model_path
+from memlab.llm.models import catalog_model, resolve_model_path
 from memlab.llm.retry import LLMCallError, PermanentError, failed
 from memlab.spec import Component
 
@@ -124,18 +124,21 @@ class _Deadline:
 class LlamaCppLLM(Component):
     """A GGUF model in-process via llama.cpp; the embedded Qwen2.5-Coder-0.5B by default.
 
-    ``model_path`` empty means the embedded model, assembled and verified on first use.
+    ``model`` names an embedded model of the catalog (``qwen2.5-coder-0.5b``, the default,
+    or ``qwen2.5-coder-1.5b``), assembled and verified on first use; ``model_path``, a GGUF
+    file, takes precedence over it.
     ``n_threads`` 0 means one per CPU core. ``timeout`` bounds one call's wall time: when
     it passes, generation is stopped and the call is recorded as an error.
     """
 
     backend = "llamacpp"
     # Left out of the cache key's params: the weights are identified by digest and name
-    # (``model_path``, ``model_name``); threads and timeout do not change the output.
-    cache_exempt = frozenset({"model_path", "model_name", "n_threads", "timeout"})
+    # (``model``, ``model_path``, ``model_name``); threads and timeout do not change the output.
+    cache_exempt = frozenset({"model", "model_path", "model_name", "n_threads", "timeout"})
 
     def __init__(
         self,
+        model: str = "",
         model_path: str = "",
         model_name: str = "",
         n_ctx: int = 8192,
@@ -150,6 +153,7 @@ class LlamaCppLLM(Component):
         max_tokens: int = 256,
         timeout: float = 300.0,
     ) -> None:
+        self.model = model
         self.model_path = model_path
         self.model_name = model_name
         self.n_ctx = n_ctx
@@ -179,11 +183,11 @@ class LlamaCppLLM(Component):
         """The model's name: ``model_name``, else the embedded name or the file's stem."""
         if self.model_name:
             return self.model_name
-        return Path(self.model_path).stem if self.model_path else EMBEDDED_QWEN.name
+        return Path(self.model_path).stem if self.model_path else catalog_model(self.model).name
 
     def digest(self) -> str:
         """sha256 of the GGUF file (assembles the embedded model if needed)."""
-        return resolve_model_path(self.model_path or None)[1]
+        return resolve_model_path(self.model_path or None, model=self.model)[1]
 
     def cache_identity(self, **overrides: Any) -> dict[str, Any]:
         """What identifies this call's output apart from the messages (for the cache key)."""
@@ -197,7 +201,7 @@ class LlamaCppLLM(Component):
 
     def llama(self) -> tuple[Any, threading.Lock, str]:
         """The loaded Llama, its lock and the model digest."""
-        path, digest = resolve_model_path(self.model_path or None)
+        path, digest = resolve_model_path(self.model_path or None, model=self.model)
         llama, lock = load_llama(path, self.n_ctx, self.threads(), self.n_batch)
         return llama, lock, digest
 

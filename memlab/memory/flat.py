@@ -51,6 +51,11 @@ class FlatMemory(Component):
     def units(self) -> Sequence[MemoryUnit]:
         return tuple(self._units)
 
+    @property
+    def last_trim(self) -> Any:
+        """What the strategy's last search had to leave out (``full_context``), or None."""
+        return getattr(self._retriever, "last_trim", None)
+
     def take_calls(self) -> list[dict[str, Any]]:
         """The LLM calls the chunker and the strategy (keys built by an LLM while indexing)
         made since the last take; none for most."""

@@ -126,7 +126,8 @@ class TemplateLibrary:
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
             finalize=defuse_markers,
         )
-        env.filters.update(date=format_date, datetime=format_datetime, weekday=format_weekday)
+        env.filters.update(date=format_date, datetime=format_datetime, weekday=format_weekday,
+                           memories_json=memories_json)
         env.globals["fail"] = _fail
         return env
 
@@ -169,3 +170,14 @@ def format_weekday(value: Any) -> str:
 def _fail(message: str) -> None:
     """Jinja global: stop rendering with ``message`` (e.g. an unknown question type)."""
     raise jinja2.TemplateRuntimeError(message)
+
+
+def memories_json(memories: Any) -> str:
+    """Memories as a JSON array, one object per memory (``rank``, ``date``, ``session``,
+    ``text``): LongMemEval's structured presentation (§5.5), readable by small models.
+    Plain ``json.dumps`` (not jinja's ``tojson``, which escapes ``<``, ``>``, ``&``, ``'``)."""
+    import json
+
+    rows = [{"rank": m.rank, "date": format_date(m.at), "session": m.session_id or None,
+             "text": m.text} for m in memories]
+    return json.dumps(rows, ensure_ascii=False, indent=1)

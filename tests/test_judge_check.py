@@ -1,0 +1,234 @@
+"""Judge calibration: the labelled set from real datasets, agreement/kappa, judged runs,
+re-judging and re-scoring without re-answering."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memlab.data.schema import Dataset
+from memlab.eval.config import JudgeSpec, Spec
+from memlab.eval.items import read_items
+from memlab.eval.judge_check import (
+    agreement_figures,
+    cohen_kappa,
+    judge_check,
+    parse_judge,
+    render_check,
+)
+from memlab.eval.judge_set import build_judge_set, near_miss
+from memlab.eval.rejudge import rejudge, rescore
+from memlab.eval.run import evaluate
+from memlab.eval.summary import render_table
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _mock_judge(responses: Any, template: str = "judge_longmemeval") -> JudgeSpec:
+    return JudgeSpec(llm=Spec(name="mock", params={"responses": responses}), template=template)
+
+
+def test_labelled_set_from_longmemeval_covers_every_type_and_abstention(
+        longmemeval_dataset: Dataset) -> None:
+    cases = build_judge_set(longmemeval_dataset, per_type=2, seed=0)
+    groups = sorted({c.group for c in cases})
+    assert groups == ["abstention", "knowledge-update", "multi-session",
+                      "single-session-assistant", "single-session-preference",
+                      "single-session-user", "temporal-reasoning"]
+    assert len(cases) == 6 * 2 * 3 + 4 * 2 == 44
+    assert sum(c.correct for c in cases) == 12 + 4
+    for case in cases:
+        if case.kind == "gold":
+            assert case.correct and case.response == case.probe.answer
+        if case.kind in ("near_miss", "other"):
+            assert not case.correct and case.response.strip().lower() != case.probe.answer.lower()
+        assert case.probe.abstention == (case.kind in ("abstain", "other")
+                                         and case.group == "abstention")
+    again = build_judge_set(longmemeval_dataset, per_type=2, seed=0)
+    assert [c.key() for c in again] == [c.key() for c in cases]
+    assert [c.key() for c in build_judge_set(longmemeval_dataset, seed=1)] != [
+        c.key() for c in cases]
+
+
+def test_near_misses_change_numbers_beyond_off_by_one_months_and_weekdays() -> None:
+    assert near_miss("18 days") == "28 days"
+    assert near_miss("3 weeks") == "6 weeks"
+    assert near_miss("7 May 2023") == "10 May 2020"
+    assert near_miss("in May") == "in September"
+    assert near_miss("last Friday") == "last Monday"
+    assert near_miss("Five") == "Eight"
+    assert near_miss("TechCorp") is None
+
+
+def test_kappa_and_agreement_on_known_rows() -> None:
+    labels = np.array([True, True, False, False])
+    assert cohen_kappa(labels, labels) == 1.0
+    assert cohen_kappa(labels, ~labels) == -1.0
+    assert cohen_kappa(labels, np.array([False] * 4)) == 0.0
+    assert cohen_kappa(np.array([True, True]), np.array([True, True])) is None
+    rows = [{"correct": True, "verdict": True, "group": "a", "kind": "gold"},
+            {"correct": True, "verdict": None, "group": "a", "kind": "gold"},
+            {"correct": False, "verdict": False, "group": "b", "kind": "other"},
+            {"correct": False, "verdict": True, "group": "b", "kind": "other"}]
+    figures = agreement_figures(rows, n_resamples=200)
+    assert figures["agreement"] == 0.5 and figures["unparsed"] == 1
+    assert figures["yes_rate_correct"] == 0.5 and figures["yes_rate_wrong"] == 0.5
+    # unparsed counts as the opposite of its label: predicted [T, F, F, T] vs [T, T, F, F]
+    assert figures["kappa"] == 0.0
+    assert figures["by_kind"]["other"]["agreement"] == 0.5
+    low, high = figures["agreement_ci"]
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
+
+
+def test_a_judge_that_always_says_no_agrees_only_on_wrong_answers(
+        longmemeval_dataset: Dataset) -> None:
+    result = judge_check(_mock_judge(["no"]), longmemeval_dataset, cache="off",
+                         n_resamples=100)
+    assert result["n"] == 44
+    assert result["agreement"] == pytest.approx(28 / 44)
+    assert result["yes_rate_correct"] == 0.0 and result["yes_rate_wrong"] == 0.0
+    assert result["kappa"] == 0.0 and not result["ok"]
+    assert result["judge"]["model"] == "mock" and result["judge"]["template_hash"]
+    text = render_check(result)
+    assert "agreement 0.636" in text and "WARNING: judge agreement 0.636 < 0.90" in text
+
+
+def test_a_judge_that_knows_the_labels_agrees_fully(longmemeval_dataset: Dataset) -> None:
+    cases = build_judge_set(longmemeval_dataset)
+    answers = {f"Model Response: {c.response}\n": "yes" for c in cases if c.correct}
+    wrong = {c.response for c in cases if not c.correct}
+    assert not any(a.removeprefix("Model Response: ").strip() in wrong for a in answers)
+    result = judge_check(_mock_judge({**answers}), longmemeval_dataset, cache="off",
+                         n_resamples=100)
+    result_no = {r["key"] for r in result["cases"] if r["verdict"] != r["correct"]}
+    assert result_no == set()
+    assert result["agreement"] == 1.0 and result["kappa"] == 1.0 and result["ok"]
+    assert result["kappa_ci"] == [1.0, 1.0]
+
+
+def test_judge_specs_from_the_command_line() -> None:
+    assert parse_judge("qwen2.5-coder-1.5b").llm.params == {"model": "qwen2.5-coder-1.5b"}
+    assert parse_judge("/m/x.gguf").llm.params == {"model_path": "/m/x.gguf"}
+    assert parse_judge("ollama").llm.name == "ollama"
+    spec = parse_judge("{name: mock, params: {responses: [yes]}}", "judge_locomo")
+    assert spec.llm.name == "mock" and spec.template == "judge_locomo"
+    whole = parse_judge("{llm: {name: mock}, template: judge_locomo, max_tokens: 4}")
+    assert whole.max_tokens == 4
+
+
+def _judged_run(tmp_path: Path, judge_answer: str) -> Any:
+    config = {"name": "judged", "dataset": {"name": "synthetic", "probes": {"limit": 12}},
+              "retrieval": {"name": "bm25"}, "tracking": {"mlflow": False},
+              "cache": {"llm": "off"},
+              "answer": {"llm": {"name": "mock", "params": {"responses": ["blue", "2"]}}},
+              "judge": {"llm": {"name": "mock", "params": {"responses": [judge_answer]}},
+                        "template": "judge_locomo"}}
+    return evaluate(config, out=tmp_path / "judged", progress=False)
+
+
+def test_a_judged_run_checks_its_judge_first_and_warns_in_its_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = _judged_run(tmp_path, '{"label": "CORRECT"}')
+    check = json.loads((result.run_dir / "metrics.json").read_text())["judge_check"]
+    assert check["yes_rate_correct"] == 1.0 and check["yes_rate_wrong"] == 1.0
+    assert check["kappa"] == 0.0 and check["ok"] is False and "cases" not in check
+    cases = json.loads((result.run_dir / "judge_check.json").read_text())["cases"]
+    assert len(cases) == check["n"] > 0
+    assert "WARNING: judge agreement" in capsys.readouterr().err
+    table = render_table(result.summary)
+    assert f"judge agreement {check['agreement']:.3f}" in table
+    assert "judged accuracy is NOT trustworthy" in table
+    from memlab.eval.report import report
+    from memlab.eval.tracking import run_metrics, summary_tags
+
+    frame = report([result.run_dir])
+    assert frame["judge_agreement"][0] == pytest.approx(check["agreement"])
+    assert frame["judge_warning"][0] == "LOW/UNMEASURED AGREEMENT"
+    metrics = run_metrics(result.summary)
+    assert metrics["judge_check.agreement"] == pytest.approx(check["agreement"])
+    assert metrics["judge_check.kappa"] == 0.0
+    assert summary_tags(result.summary) == {"memlab.judge_agreement_ok": "False"}
+
+
+def _without(row: dict[str, Any], fields: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    out = json.loads(json.dumps(row))
+    for top, subs in fields.items():
+        if not subs:
+            out.pop(top, None)
+        for sub in subs:
+            out.get(top, {}).pop(sub, None)
+    return out
+
+
+def test_rejudge_changes_only_the_judge_fields_and_links_the_source(tmp_path: Path) -> None:
+    source = _judged_run(tmp_path, '{"label": "CORRECT"}')
+    new = rejudge(source.run_dir, _mock_judge(['{"label": "WRONG"}'], "judge_locomo"),
+                  out=tmp_path / "rejudged", track=False)
+    old_rows, new_rows = source.items(), read_items(new.run_dir / "items.jsonl")
+    assert [r["probe_id"] for r in new_rows] == [r["probe_id"] for r in old_rows]
+    judged = [r for r in old_rows if not r.get("error")]
+    assert judged and all(r["metrics"]["judge"] == 1.0 for r in judged)
+    assert all(r["metrics"]["judge"] == 0.0 for r in new_rows if not r.get("error"))
+    judge_fields = {"judge_record": (), "metrics": ("judge",), "latency_seconds": ("judge",)}
+    for old, row in zip(old_rows, new_rows, strict=True):
+        assert _without(row, judge_fields) == _without(old, judge_fields)
+    assert new.summary["source_run"] == str(source.run_dir.resolve())
+    assert new.summary["derived_by"] == "rejudge"
+    assert new.summary["judge_check"]["yes_rate_correct"] == 0.0
+    assert new.summary["metrics"]["judge"]["all"]["mean"] == 0.0
+    assert new.config.name == "judged+rejudge"
+    from memlab.eval.tracking import summary_tags
+
+    assert summary_tags(new.summary)["memlab.source_run"] == str(source.run_dir.resolve())
+
+
+def test_rescore_adds_a_scorer_and_changes_only_its_fields(tmp_path: Path) -> None:
+    source = _judged_run(tmp_path, '{"label": "CORRECT"}')
+    new = rescore(source.run_dir, ["abstention"], out=tmp_path / "rescored", track=False)
+    fields = {"metrics": ("abstention",), "latency_seconds": ("score",)}
+    for old, row in zip(source.items(), new.items(), strict=True):
+        assert _without(row, fields) == _without(old, fields)
+        if not row.get("error"):
+            assert "abstention" in row["metrics"]
+    assert new.config.scorers[-1] == "abstention"
+
+
+def test_cli_judge_check_rejudge_and_their_errors(tmp_path: Path) -> None:
+    env_cmd = [sys.executable, "-m", "memlab.eval"]
+    judge = "{name: mock, params: {responses: ['{\"label\": \"CORRECT\"}']}}"
+    out = subprocess.run([*env_cmd, "judge-check", "--judge", judge, "--dataset", "synthetic",
+                          "--template", "judge_locomo", "--out", str(tmp_path / "jc.json")],
+                         capture_output=True, text=True, check=True)
+    assert "labelled synthetic-small cases" in out.stdout and "WARNING" in out.stdout
+    assert json.loads((tmp_path / "jc.json").read_text())["yes_rate_wrong"] == 1.0
+    bad = subprocess.run([*env_cmd, "rejudge", str(tmp_path), "--judge", "mock"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a finished run directory" in bad.stderr
+
+
+def test_full_context_cuts_are_recorded_per_item_and_counted(tmp_path: Path) -> None:
+    def run(max_tokens: int, name: str) -> Any:
+        return evaluate({"name": name, "dataset": {"name": "synthetic"}, "k": None,
+                         "depth": 5000, "retrieval": {"name": "full_context",
+                                       "params": {"max_tokens": max_tokens}},
+                         "tracking": {"mlflow": False}}, out=tmp_path / name, progress=False)
+
+    tight, roomy = run(40, "tight"), run(100_000, "roomy")
+    cut = [r["memory_trim"] for r in tight.items() if r["memory_trim"]["trimmed"]]
+    assert cut and all(t["kept_tokens"] <= 40 and t["kept_units"] < t["visible_units"]
+                       for t in cut)
+    assert tight.summary["trimmed"]["memory"] == len(cut)
+    assert "memory cut to fit: " in render_table(tight.summary)
+    assert not any(r["memory_trim"]["trimmed"] for r in roomy.items())
+    assert roomy.summary["trimmed"] == {"memory": 0, "prompt": 0}
+    assert all(r["memory_trim"]["kept_units"] == r["n_retrieved"] for r in roomy.items())
