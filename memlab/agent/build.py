@@ -3,11 +3,12 @@
 The experiment config is validated exactly as ``python -m memlab.eval`` validates it.
 Settings override only what they name; each override is listed in ``agent.overrides``
 (and ``/status``). Every user's memory is built from the same spec with two things
-filled in: the store (the SQLite archival file, namespace = user id, whatever the config
-says - the agent's memory always persists) and, when the spec leaves ``llm`` unset, the
-agent's own model (one backend for chat and consolidation). An architecture without a
-store (``flat``) is rebuilt from the conversation log, in order and with the original
-timestamps, when the user is first seen after a start.
+filled in: the store (``memory.store`` from the settings, else the SQLite archival file;
+namespace = user id, whatever the config says - the agent's memory always persists) and,
+when the spec leaves ``llm`` unset, the agent's own model (one backend for chat and
+consolidation). An architecture without a store (``flat``) is rebuilt from the
+conversation log, in order and with the original timestamps, when the user is first seen
+after a start.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from memlab.agent.settings import AgentSettings, load_settings
 from memlab.data.schema import Role, Session, Turn
 from memlab.errors import ConfigError
 from memlab.eval.config import ExperimentConfig, load_config
+from memlab.spec import spec_parts
 
 if TYPE_CHECKING:
     from memlab.agent.agent import MemoryAgent
@@ -146,14 +148,22 @@ def open_memory(agent: MemoryAgent, user_id: str) -> Any:
     name, params = agent.memory_name, dict(agent.memory_params)
     accepted = {p.name for p in registry.params(name)}
     if "store" in accepted:
-        params["store"] = {"name": "sqlite", "params": {
-            "path": str(agent.settings.archival_path()), "namespace": user_id}}
+        params["store"] = user_store(agent.settings, user_id)
     if "llm" in accepted and params.get("llm") is None:
         params["llm"] = agent.llm
     memory = registry.build(name, params)
     if "store" not in accepted:
         replay_log(agent, memory, user_id)
     return memory
+
+
+def user_store(settings: AgentSettings, user_id: str) -> dict[str, Any]:
+    """The store spec of ``user_id``'s memory: ``memory.store`` or the archival file."""
+    if settings.memory.store is None:
+        return {"name": "sqlite", "params": {"path": str(settings.archival_path()),
+                                             "namespace": user_id}}
+    name, params = spec_parts("store", settings.memory.store)
+    return {"name": name, "params": {**params, "namespace": user_id}}
 
 
 def replay_log(agent: MemoryAgent, memory: Any, user_id: str) -> None:

@@ -68,6 +68,8 @@ def history_rows(units: Iterable[MemoryUnit]) -> list[dict[str, str]]:
 
 def status(agent: MemoryAgent) -> dict[str, Any]:
     """What ``GET /status`` shows: config, model and whether its backend answers, memory."""
+    from memlab.agent.build import user_store
+
     answer = agent.config.answer
     assert answer is not None
     return {
@@ -83,6 +85,7 @@ def status(agent: MemoryAgent) -> dict[str, Any]:
                    "params": _jsonable(agent.memory_params),
                    "data_dir": str(agent.data_dir),
                    "archival_path": str(agent.settings.archival_path()),
+                   "store": user_store(agent.settings, "")["name"],
                    "users": len(agent.users()), "messages": agent.log.count()},
     }
 

@@ -9,7 +9,8 @@ The file (every key optional)::
                 "max_tokens": 256, "host": "http://127.0.0.1:11434",
                 "embedding_model": "all-minilm", "embedding_dim": 384},
       "memory": {"data_dir": "data/memlab",
-                 "archival": {"type": "sqlite", "path": "data/memlab/archival.db"}},
+                 "archival": {"type": "sqlite", "path": "data/memlab/archival.db"},
+                 "store": null},
       "retrieval": {"top_k": 3, "relevance_threshold": 0.5},
       "server": {"host": "127.0.0.1", "port": 8888, "api_key": null,
                  "max_body_bytes": 65536}
@@ -17,7 +18,10 @@ The file (every key optional)::
 
 The experiment config (YAML, validated like any evaluation config) names the memory
 architecture, the answer model and the chat template: it is the configuration that was
-evaluated. The ``model`` and ``retrieval`` keys, when set, override it (and ``/status``
+evaluated. ``memory.store``, when set, is the store spec every user's memory uses instead
+of the SQLite archival file (namespace = user id), e.g. ``{"name": "pgvector", "params":
+{"dsn": "postgresql://memlab@db:5432/memlab"}}`` so several server processes share one
+PostgreSQL. The ``model`` and ``retrieval`` keys, when set, override it (and ``/status``
 lists every override). Relative paths in the file are relative to the file's folder.
 
 Environment variables (they win over the file):
@@ -27,6 +31,8 @@ Environment variables (they win over the file):
 ``MEMLAB_AGENT_CONFIG``        ``experiment``
 ``MEMLAB_DATA_DIR``            ``memory.data_dir``
 ``MEMLAB_ARCHIVAL_PATH``       ``memory.archival.path``
+``MEMLAB_STORE``               ``memory.store`` (a store name; ``pgvector`` reads
+                               ``MEMLAB_PG_DSN``)
 ``MEMLAB_MODEL_BACKEND``       ``model.type`` (llamacpp, ollama, openai, mock)
 ``MEMLAB_MODEL``               ``model.name``
 ``MEMLAB_MODEL_HOST``          ``model.host`` (Ollama also reads ``OLLAMA_HOST``)
@@ -61,6 +67,7 @@ ENV_VARS: dict[str, str] = {
     "MEMLAB_AGENT_CONFIG": "experiment",
     "MEMLAB_DATA_DIR": "memory.data_dir",
     "MEMLAB_ARCHIVAL_PATH": "memory.archival.path",
+    "MEMLAB_STORE": "memory.store",
     "MEMLAB_MODEL_BACKEND": "model.type",
     "MEMLAB_MODEL": "model.name",
     "MEMLAB_MODEL_HOST": "model.host",
@@ -99,6 +106,7 @@ class ArchivalSettings(_Strict):
 class MemorySettings(_Strict):
     data_dir: str | None = None
     archival: ArchivalSettings = Field(default_factory=ArchivalSettings)
+    store: str | dict[str, Any] | None = None
 
 
 class RetrievalSettings(_Strict):
