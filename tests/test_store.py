@@ -224,3 +224,21 @@ def test_pgvector_errors_name_the_store(postgres, pg_table, monkeypatch) -> None
         store.add([unit(0, bad={1, 2})])
     monkeypatch.setenv("MEMLAB_PG_DSN", postgres.dsn)
     assert PgvectorStore(table=pg_table).count() == 0
+
+
+def test_bench_rows_for_pgvector_measure_recall_against_exact_search(postgres) -> None:
+    from memlab.bench.search import QueryEmbedder, bench_pgvector, synthesise
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((40, 32)).astype(np.float32)
+    units, vectors = synthesise(600, [f"text {i}" for i in range(40)], base, 0.5, 0)
+    queries = [f"q{i}" for i in range(20)]
+    table = {q: vectors[i * 7] for i, q in enumerate(queries)}
+    exact = [[units[j].id for j in np.argsort(-(vectors @ table[q]), kind="stable")[:10]]
+             for q in queries]
+    ctx = {"embedder": QueryEmbedder(None, table), "queries": queries, "exact": exact,
+           "as_of": units[-1].at}
+    search, store = bench_pgvector(600, units, vectors, ctx, postgres.dsn)
+    assert search.recall_at_10 is not None and search.recall_at_10 >= 0.9
+    assert search.queries == store.queries == 20 and store.name == "pgvector"
+    assert search.p50_ms is not None and store.p95_ms is not None
