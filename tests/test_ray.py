@@ -72,15 +72,17 @@ def test_a_sweep_through_ray_equals_the_local_sweep(cluster: LocalRay, tmp_path:
 
 
 def test_a_killed_worker_is_retried_and_the_sweep_still_equals_the_local_one(
-        cluster: LocalRay, tmp_path: Path) -> None:
-    config = _config("ray-kill", ["dense", "bm25"])  # dense loads MiniLM: a long task
+        cluster: LocalRay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config("ray-kill", ["dense", "bm25"])
     sweep(config, out=tmp_path / "local", progress=False)
+    # a cold cache: the Ray workers load MiniLM and embed, so a task runs for seconds
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cold-cache"))
     killed: list[int] = []
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            with RayExecutor(address=cluster.address) as executor:
+            with RayExecutor(address=cluster.address, shard_size=2) as executor:
                 sweep(config, out=tmp_path / "ray", progress=False, executor=executor)
         except BaseException as exc:  # re-raised by the test thread below
             failure.append(exc)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +80,8 @@ class MemoryAgent:
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
         self._template: Any = None
+        self._versions: dict[str, int | None] = {}
+        self._probe: Any = None
 
     # ------------------------------------------------------------------ public API
 
@@ -89,8 +91,7 @@ class MemoryAgent:
         user_id = check_user(user_id)
         if not message.strip():
             raise InvalidRequest("message must not be empty")
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             asked = support.now()
             core, retrieved, recent, history = self._context(
                 memory, user_id, message, asked, include_memory_search)
@@ -121,8 +122,7 @@ class MemoryAgent:
                                  f"got {memory_type!r}")
         if not content.strip():
             raise InvalidRequest("content must not be empty")
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             at = support.now()
             session_id = f"m{self.log.sessions(user_id) + 1}"
             unit = self._add(memory, user_id, session_id, content, memory_type, at)
@@ -137,8 +137,7 @@ class MemoryAgent:
         user_id = check_user(user_id)
         if limit < 1:
             raise InvalidRequest(f"limit must be >= 1, got {limit}")
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             finder = getattr(memory, "find", None)
             with llm_errors(self.backend):
                 hits = (finder(query, limit, support.now()) if finder is not None
@@ -148,8 +147,7 @@ class MemoryAgent:
     def consolidate_memory(self, user_id: str = DEFAULT_USER) -> dict[str, Any]:
         """Summarise old recall memory into archival memory (architectures that have one)."""
         user_id = check_user(user_id)
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             consolidate = getattr(memory, "consolidate", None)
             if consolidate is None:
                 return {"user_id": user_id, "consolidated": [],
@@ -205,6 +203,10 @@ class MemoryAgent:
                     if close is not None:
                         close()
                 self._memories.clear()
+                self._versions.clear()
+                if self._probe is not None:
+                    self._probe.close()
+                    self._probe = None
             self.log.close()
 
     @property
@@ -291,8 +293,37 @@ class MemoryAgent:
         with self._guard:
             return self._locks.setdefault(user_id, threading.RLock())
 
+    @contextmanager
+    def _using(self, user_id: str) -> Iterator[Any]:
+        """The user's memory under their lock, reloaded first if another process (a
+        second server worker on a shared PostgreSQL store) changed it since; the
+        version after this request's own writes is remembered."""
+        with self._lock(user_id):
+            memory = self._memory(user_id)
+            try:
+                yield memory
+            finally:
+                self._versions[user_id] = self._store_version(user_id)
+
+    def _store_version(self, user_id: str) -> int | None:
+        """The shared store's write counter for ``user_id`` (None: the store has none)."""
+        if self._probe is None:
+            from memlab.agent.build import user_store
+            from memlab.spec import build
+
+            self._probe = build("store", user_store(self.settings, DEFAULT_USER))
+        if not hasattr(self._probe, "version"):
+            return None
+        return int(self._probe.namespace(user_id).version())
+
     def _memory(self, user_id: str) -> Any:
         memory = self._memories.get(user_id)
+        if memory is not None and user_id in self._versions and \
+                self._store_version(user_id) != self._versions[user_id]:
+            close = getattr(memory, "close", None)
+            if close is not None:
+                close()
+            memory = None
         if memory is None:
             from memlab.agent.build import open_memory
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -75,6 +76,7 @@ def status(agent: MemoryAgent) -> dict[str, Any]:
     return {
         "status": "ok",
         "uptime_seconds": round(time.time() - agent.started, 3),
+        "process": os.getpid(),
         "config": agent.config.name,
         "experiment": agent.settings.experiment,
         "overrides": agent.overrides,

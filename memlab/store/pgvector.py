@@ -78,6 +78,7 @@ class PgvectorStore(Component):
                "metadata = excluded.metadata, dim = excluded.dim, vector = excluded.vector")
         with self._tx() as cur:
             cur.executemany(sql, rows)
+            self._bump(cur)
 
     def get(self, ids: Sequence[str]) -> list[MemoryUnit]:
         found = {row[0]: row_unit(row) for row in self._select(_FIELDS, ids)}
@@ -135,7 +136,20 @@ class PgvectorStore(Component):
                 cur.execute(f"DELETE FROM {self.table} WHERE namespace = %s AND id = ANY(%s)",
                             (self.namespace_name, chunk))
                 removed += cur.rowcount
+            self._bump(cur)
         return removed
+
+    def version(self) -> int:
+        """A counter of this namespace's writes, so a process holding its units in RAM
+        can tell that another one (a uvicorn worker) changed them."""
+        sql = f"SELECT version FROM {self.table}_versions WHERE namespace = %s"
+        rows = self._query(sql, (self.namespace_name,))
+        return int(rows[0][0]) if rows else 0
+
+    def _bump(self, cur: Any) -> None:
+        cur.execute(f"INSERT INTO {self.table}_versions VALUES (%s, 1) ON CONFLICT (namespace) "
+                    f"DO UPDATE SET version = {self.table}_versions.version + 1",
+                    (self.namespace_name,))
 
     def count(self) -> int:
         sql = f"SELECT COUNT(*) FROM {self.table} WHERE namespace = %s"
@@ -278,6 +292,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     UNIQUE (namespace, id)
 );
 CREATE INDEX IF NOT EXISTS {table}_by_time ON {table} (namespace, at_us);
+CREATE TABLE IF NOT EXISTS {table}_versions (namespace TEXT PRIMARY KEY, version BIGINT NOT NULL);
 """
 
 

@@ -97,20 +97,24 @@ class LocalRay:
                 if " ".join(_cmdline(p)).startswith(f"ray::{name}")]
 
     def _processes(self) -> list[Any]:
-        """Every live process of this cluster: the ``ray start`` session (GCS, raylet...)
-        and the workers, which start sessions of their own but name our temp dir."""
+        """Every live process of this cluster: the ``ray start`` process group (GCS,
+        raylet...), their descendants (workers start sessions of their own and retitle
+        themselves ``ray::...``) and orphans that still name our temp dir."""
         import psutil
 
         assert self._proc is not None
-        mine = []
+        mine: dict[int, Any] = {}
         for proc in psutil.process_iter():
             try:
                 if os.getpgid(proc.pid) == self._proc.pid or \
                         any(str(self._dir) in part for part in _cmdline(proc)):
-                    mine.append(proc)
+                    mine[proc.pid] = proc
+                    for child in proc.children(recursive=True):
+                        mine[child.pid] = child
             except (ProcessLookupError, psutil.Error):
                 continue
-        return [p for p in mine if p.pid != os.getpid()]
+        mine.pop(os.getpid(), None)
+        return list(mine.values())
 
     def __enter__(self) -> LocalRay:
         return self.start()
@@ -124,8 +128,9 @@ class LocalRay:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 text = (self._dir / "head.log").read_text(errors="replace")[-3000:]
+                code = self._proc.returncode
                 self.stop()
-                raise MemlabError(f"ray start exited ({self._proc.returncode}): {text}")
+                raise MemlabError(f"ray start exited ({code}): {text}")
             if "will now block forever" in (self._dir / "head.log").read_text(errors="replace"):
                 with socket.socket() as sock:
                     if sock.connect_ex(("127.0.0.1", self._port)) == 0:
