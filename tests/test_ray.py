@@ -31,8 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalRay]:
-    with LocalRay(num_cpus=2) as head:
-        yield head
+    with pytest.MonkeyPatch.context() as patch:
+        # a loopback test cluster; the driver (this process, CLI children) must match it
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        with LocalRay(num_cpus=2) as head:
+            yield head
 
 
 @pytest.fixture(autouse=True)
@@ -74,31 +77,39 @@ def test_a_sweep_through_ray_equals_the_local_sweep(cluster: LocalRay, tmp_path:
 def test_a_killed_worker_is_retried_and_the_sweep_still_equals_the_local_one(
         cluster: LocalRay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = _config("ray-kill", ["dense", "bm25"])
-    sweep(config, out=tmp_path / "local", progress=False)
+    path = tmp_path / "kill.yaml"
+    path.write_text(json.dumps(config))
+    # The reference: a local sweep with one torch thread, as a Ray task with 1 CPU gets
+    # (OMP_NUM_THREADS=1); MiniLM's vectors differ at 1e-7 between thread counts.
+    local = subprocess.run([sys.executable, "-m", "memlab.eval", "sweep", str(path), "--out",
+                            str(tmp_path / "local"), "--no-mlflow"], cwd=ROOT, timeout=900,
+                           capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert local.returncode == 0, local.stderr
     # a cold cache: the Ray workers load MiniLM and embed, so a task runs for seconds
     monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cold-cache"))
     killed: list[int] = []
     failure: list[BaseException] = []
 
-    def run() -> None:
+    def run(executor: RayExecutor) -> None:
         try:
-            with RayExecutor(address=cluster.address, shard_size=2) as executor:
-                sweep(config, out=tmp_path / "ray", progress=False, executor=executor)
+            sweep(config, out=tmp_path / "ray", progress=False, executor=executor)
         except BaseException as exc:  # re-raised by the test thread below
             failure.append(exc)
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 300
-    while not killed and thread.is_alive() and time.monotonic() < deadline:
-        for pid in cluster.worker_pids("memlab:ray-kill"):
-            os.kill(pid, signal.SIGKILL)  # a worker dies mid-task, as on a lost node
-            killed.append(pid)
-            break
-        time.sleep(0.05)
-    thread.join(timeout=600)
-    assert killed, "the kill must land while a task runs"
+    with RayExecutor(address=cluster.address, shard_size=2) as executor:
+        thread = threading.Thread(target=run, args=(executor,))
+        thread.start()
+        deadline = time.monotonic() + 300
+        while not killed and thread.is_alive() and time.monotonic() < deadline:
+            for pid in cluster.worker_pids("memlab:ray-kill"):
+                os.kill(pid, signal.SIGKILL)  # a worker dies mid-task, as on a lost node
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+        thread.join(timeout=600)
     assert not failure, failure
+    assert killed, "the kill must land while a task runs"
     _same_runs(tmp_path / "local", tmp_path / "ray")
 
 

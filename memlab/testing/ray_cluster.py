@@ -69,7 +69,11 @@ class LocalRay:
         self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                       env={**os.environ, **(self.env or {})},
                                       start_new_session=True)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self._proc is None:
@@ -128,15 +132,12 @@ class LocalRay:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 text = (self._dir / "head.log").read_text(errors="replace")[-3000:]
-                code = self._proc.returncode
-                self.stop()
-                raise MemlabError(f"ray start exited ({code}): {text}")
+                raise MemlabError(f"ray start exited ({self._proc.returncode}): {text}")
             if "will now block forever" in (self._dir / "head.log").read_text(errors="replace"):
                 with socket.socket() as sock:
                     if sock.connect_ex(("127.0.0.1", self._port)) == 0:
                         return
             time.sleep(0.5)
-        self.stop()
         raise MemlabError("ray start did not come up in 180 s")
 
 
