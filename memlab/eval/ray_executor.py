@@ -15,6 +15,11 @@ into the same ``--out`` resumes. Per-task resources: ``task_cpus``, ``task_gpus`
 ``resources`` (e.g. ``{"llm": 1}`` with ``ray start --resources '{"llm": 4}'`` caps
 concurrent calls to a remote LLM host at 4).
 
+Items are those of a local run bit for bit when the worker computes what the local run
+computed the same way; one exception: a task with ``task_cpus=1`` gets
+``OMP_NUM_THREADS=1`` from Ray, and embeddings computed (not cached) with another torch
+thread count differ at ~1e-7, which can reorder near-tied scores.
+
 Workers see the driver's ``MEMLAB_*``, ``OLLAMA_*``, ``HF_*`` and ``MLFLOW_*`` environment
 (a Ray ``runtime_env``): ``MEMLAB_CACHE_DIR`` points every worker of a machine at one
 cache (SQLite in WAL mode, safe for many processes on one machine; across machines give
@@ -58,7 +63,8 @@ class RayExecutor:
             raise ConfigError(f"ray executor: shard_size must be >= 1, got {self.shard_size}")
         if not ray.is_initialized():
             env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED)}
-            ray.init(address=self.address, num_cpus=None if self.address else self.num_cpus,
+            joining = self.address or os.environ.get("RAY_ADDRESS")
+            ray.init(address=self.address, num_cpus=None if joining else self.num_cpus,
                      runtime_env={"env_vars": env}, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
             self._started = True
