@@ -27,7 +27,7 @@ from memlab.errors import MemlabError
 from memlab.testing.postgres import free_port
 
 #: ``ray start`` gives the raylet a fixed 30 s to register, which two busy cores can miss.
-_ATTEMPTS = 3
+_ATTEMPTS = 4
 
 
 class LocalRay:
