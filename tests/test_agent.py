@@ -47,9 +47,16 @@ def _flat_config() -> dict[str, Any]:
             "answer": {"template": {"name": "agent_chat"}}}
 
 
-def test_users_never_see_each_other_and_memory_survives_a_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "pgvector"])
+def test_users_never_see_each_other_and_memory_survives_a_restart(
+        tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
+    extra: dict[str, Any] = {"retrieval.relevance_threshold": 0.2}
+    if store == "pgvector":  # memory.store: a real PostgreSQL instead of the archival file
+        extra["memory.store"] = {"name": "pgvector", "params": {
+            "dsn": request.getfixturevalue("postgres").dsn,
+            "table": request.getfixturevalue("pg_table")}}
     llm = MockLLM(["Noted."])
-    agent = _agent(tmp_path, llm, **{"retrieval.relevance_threshold": 0.2})
+    agent = _agent(tmp_path, llm, **extra)
     agent.chat("My project is about machine learning models", user_id="alice")
     agent.chat("My project is about web development with React", user_id="bob")
     agent.add_memory("Alice prefers async programming in Python", "archival", "alice")
@@ -64,11 +71,18 @@ def test_users_never_see_each_other_and_memory_survives_a_restart(tmp_path: Path
     before = {u: agent.search_memory("project", 5, u) for u in ("alice", "bob")}
     agent.close()
 
-    again = _agent(tmp_path, **{"retrieval.relevance_threshold": 0.2})
+    again = _agent(tmp_path, **extra)
     assert again.users() == ["alice", "bob"]
     assert {u: again.search_memory("project", 5, u) for u in ("alice", "bob")} == before
     assert again.memory("bob").context("x").core.unit.text == "- Bob likes gardening on weekends"
     assert again.status()["memory"]["users"] == 2
+    assert again.status()["memory"]["store"] == store
+    if store == "pgvector":
+        assert not (tmp_path / "data" / "archival.db").exists()
+        from memlab.spec import build
+
+        rows = build("store", extra["memory.store"])
+        assert rows.namespaces() == ["alice", "bob"] and rows.namespace("bob").count() > 0
 
 
 def test_chat_reply_records_tokens_time_and_memories(tmp_path: Path) -> None:

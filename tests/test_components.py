@@ -19,7 +19,7 @@ EXPECTED = {
     "dataset": {"locomo", "longmemeval", "memlab", "omi", "synthetic"},
     "chunker": {"turn", "window", "session", "token_window", "time_gap", "facts", "summary"},
     "embedder": {"sentence-transformers", "st", "ollama", "hash"},
-    "store": {"memory", "sqlite"},
+    "store": {"memory", "pgvector", "sqlite"},
     "retrieval": {"bm25", "dense", "hybrid", "recency", "mmr", "full_context", "none",
                   "oracle", "budget", "hierarchical", "time_aware", "keys", "llm_rerank"},
     "template": {"answer_short", "answer_reasoning", "extract_facts", "extract_keys",

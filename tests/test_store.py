@@ -1,4 +1,5 @@
-"""Stores: both backends round-trip units and vectors, isolate namespaces; sqlite persists."""
+"""Stores: every backend round-trips units and vectors and isolates namespaces; sqlite and
+pgvector persist; pgvector searches in SQL (HNSW, ``as_of``) on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -33,19 +34,22 @@ def vecs(n: int, dim: int = 4, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "pgvector"])
 def make_store(request, tmp_path: Path) -> Callable[..., Store]:
     def make(namespace: str = "default") -> Store:
         params: dict[str, object] = {"namespace": namespace}
         if request.param == "sqlite":
             params["path"] = str(tmp_path / "archival.db")
+        if request.param == "pgvector":
+            pg = request.getfixturevalue("postgres")
+            params.update(dsn=pg.dsn, table=request.getfixturevalue("pg_table"))
         return registry.build(request.param, params)
 
     return make
 
 
 def test_registry_names() -> None:
-    assert registry.names() == ["memory", "sqlite"]
+    assert registry.names() == ["memory", "pgvector", "sqlite"]
 
 
 def test_round_trip_keeps_units_and_vectors_exactly(make_store) -> None:
@@ -159,3 +163,82 @@ def test_sqlite_default_path_and_unopenable_file(monkeypatch, tmp_path: Path) ->
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(MemlabError, match=f"sqlite store {bad}: cannot open"):
         SqliteStore(path=str(bad)).count()
+
+
+def test_pgvector_search_ranks_in_sql_and_never_returns_a_later_unit(postgres, pg_table) -> None:
+    from memlab.store.pgvector import PgvectorStore
+
+    store = PgvectorStore(dsn=postgres.dsn, table=pg_table, namespace="alice")
+    vectors = vecs(300, dim=16, seed=3)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    units = [unit(i) for i in range(300)]
+    store.add(units, vectors)
+    store.namespace("bob").add([unit(0)], vectors[:1] * -1)
+    query = vectors[123] + 0.01 * vecs(1, dim=16, seed=4)[0]
+    exact = np.argsort(-(vectors @ query), kind="stable")[:10]
+    hits = store.search(query, 10)
+    assert [h[0] for h in hits] == [units[i].id for i in exact]
+    np.testing.assert_allclose([h[1] for h in hits], (vectors @ query)[exact], rtol=1e-5)
+    as_of = units[49].at  # inclusive: units 0..49 are visible
+    visible = np.argsort(-(vectors[:50] @ query), kind="stable")[:10]
+    cut = store.search(query, 10, as_of)
+    assert [h[0] for h in cut] == [units[i].id for i in visible]
+    assert len(store.search(query, 10, units[2].at)) == 3
+    assert store.namespace("bob").search(query, 10) == [(units[0].id, pytest.approx(
+        float(-(vectors[0] @ query)), rel=1e-5))]
+    with store._tx() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (pg_table,))
+        defs = " ".join(r[0] for r in cur.fetchall())
+    assert "USING hnsw" in defs and "vector_ip_ops" in defs
+    store.close()
+
+
+def test_pgvector_survives_reopening_and_another_process_sees_it(postgres, pg_table) -> None:
+    from memlab.store.pgvector import PgvectorStore
+
+    first = PgvectorStore(dsn=postgres.dsn, table=pg_table, namespace="alice")
+    units = [unit(i, n=i) for i in range(50)]
+    vectors = vecs(50, dim=384)
+    first.add(units, vectors)
+    first.close()
+    again = registry.build("pgvector", {"dsn": postgres.dsn, "table": pg_table,
+                                        "namespace": "alice"})
+    assert again.all() == units
+    np.testing.assert_array_equal(again.vectors(), vectors)
+    assert again.params()["namespace"] == "alice" and again.params()["dsn"] == postgres.dsn
+
+
+def test_pgvector_errors_name_the_store(postgres, pg_table, monkeypatch) -> None:
+    from memlab.errors import ConfigError
+    from memlab.store.pgvector import PgvectorStore
+
+    monkeypatch.delenv("MEMLAB_PG_DSN", raising=False)
+    with pytest.raises(ConfigError, match="no dsn"):
+        PgvectorStore().count()
+    with pytest.raises(ConfigError, match="not a plain SQL name"):
+        PgvectorStore(dsn=postgres.dsn, table="x; DROP TABLE y").count()
+    with pytest.raises(MemlabError, match=r"pgvector store postgresql://u:\*\*\*@127.0.0.1:9/"):
+        PgvectorStore(dsn="postgresql://u:secret@127.0.0.1:9/db").count()
+    store = PgvectorStore(dsn=postgres.dsn, table=pg_table)
+    with pytest.raises(MemlabError, match=r"unit 's1/turn/0': metadata.bad: set value"):
+        store.add([unit(0, bad={1, 2})])
+    monkeypatch.setenv("MEMLAB_PG_DSN", postgres.dsn)
+    assert PgvectorStore(table=pg_table).count() == 0
+
+
+def test_bench_rows_for_pgvector_measure_recall_against_exact_search(postgres) -> None:
+    from memlab.bench.search import QueryEmbedder, bench_pgvector, synthesise
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((40, 32)).astype(np.float32)
+    units, vectors = synthesise(600, [f"text {i}" for i in range(40)], base, 0.5, 0)
+    queries = [f"q{i}" for i in range(20)]
+    table = {q: vectors[i * 7] for i, q in enumerate(queries)}
+    exact = [[units[j].id for j in np.argsort(-(vectors @ table[q]), kind="stable")[:10]]
+             for q in queries]
+    ctx = {"embedder": QueryEmbedder(None, table), "queries": queries, "exact": exact,
+           "as_of": units[-1].at}
+    search, store = bench_pgvector(600, units, vectors, ctx, postgres.dsn)
+    assert search.recall_at_10 is not None and search.recall_at_10 >= 0.9
+    assert search.queries == store.queries == 20 and store.name == "pgvector"
+    assert search.p50_ms is not None and store.p95_ms is not None

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from memlab.memory import support
 from memlab.memory.base import Accounted, Consolidating, Editable, HasContext
 from memlab.prompts.builder import PromptBuilder, context_window
 from memlab.retrieval.base import Hit
+from memlab.store.base import Versioned
 
 HISTORY_TOKENS = 1000
 __all__ = ["DEFAULT_USER", "MEMORY_TYPES", "ChatReply", "MemoryAgent", "check_user",
@@ -101,6 +102,8 @@ class MemoryAgent:
         self._guard = threading.Lock()
         self._memories = OpenMemories(settings.memory.max_open_users, self._lock)
         self._prompts: PromptBuilder | None = None
+        self._versions: dict[str, int | None] = {}
+        self._probe: Any = None
 
     # ------------------------------------------------------------------ public API
 
@@ -110,8 +113,7 @@ class MemoryAgent:
         user_id = check_user(user_id)
         if not message.strip():
             raise InvalidRequest("message must not be empty")
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             asked = support.now()
             core, retrieved, recent, history = self._context(
                 memory, user_id, message, asked, include_memory_search)
@@ -143,8 +145,7 @@ class MemoryAgent:
                                  f"got {memory_type!r}")
         if not content.strip():
             raise InvalidRequest("content must not be empty")
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             if memory_type == "core":
                 check_core_size(memory, content)
             at = support.utc(at) or support.now()
@@ -168,11 +169,9 @@ class MemoryAgent:
         user_id = check_user(user_id)
         if limit < 1:
             raise InvalidRequest(f"limit must be >= 1, got {limit}")
-        with self._lock(user_id):
-            memory = self._memory(user_id)
-            with llm_errors(self.backend):
-                hits = (memory.find(query, limit, support.now()) if isinstance(memory, HasContext)
-                        else memory.search(query, limit, support.now()))
+        with self._using(user_id) as memory, llm_errors(self.backend):
+            hits = (memory.find(query, limit, support.now()) if isinstance(memory, HasContext)
+                    else memory.search(query, limit, support.now()))
         return [hit_record(h) for h in hits[:limit]]
 
     def list_memories(self, user_id: str = DEFAULT_USER, memory_type: str | None = None,
@@ -181,22 +180,21 @@ class MemoryAgent:
         from memlab.agent.manage import list_memories
 
         user_id = check_user(user_id)
-        with self._lock(user_id):
-            return list_memories(self._memory(user_id), user_id, memory_type, limit, offset)
+        with self._using(user_id) as memory:
+            return list_memories(memory, user_id, memory_type, limit, offset)
 
     def delete_memory(self, memory_id: str, user_id: str = DEFAULT_USER) -> dict[str, Any]:
         """Delete one of the user's memories (a core id clears the whole core block)."""
         from memlab.agent.manage import delete_memory
 
         user_id = check_user(user_id)
-        with self._lock(user_id):
-            return delete_memory(self, self._memory(user_id), user_id, memory_id)
+        with self._using(user_id) as memory:
+            return delete_memory(self, memory, user_id, memory_id)
 
     def consolidate_memory(self, user_id: str = DEFAULT_USER) -> dict[str, Any]:
         """Summarise old recall memory into archival memory (architectures that have one)."""
         user_id = check_user(user_id)
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             if not isinstance(memory, Consolidating):
                 return {"user_id": user_id, "consolidated": [],
                         "note": f"memory '{self.memory_name}' has no consolidation"}
@@ -228,8 +226,7 @@ class MemoryAgent:
         """Ingest logged chat messages (``role``, ``content``, ISO ``at``) as one session
         of the user's memory with their original times, and log them; the session id."""
         user_id = check_user(user_id)
-        with self._lock(user_id):
-            memory = self._memory(user_id)
+        with self._using(user_id) as memory:
             session_id = f"s{self.log.sessions(user_id) + 1}"
             session = session_from_rows(session_id, user_id, rows)
             with llm_errors(self.backend):
@@ -265,6 +262,10 @@ class MemoryAgent:
             for lock in locks:
                 held.enter_context(lock)
             self._memories.close_all()
+            self._versions.clear()
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
             self.log.close()
 
     @property
@@ -343,15 +344,43 @@ class MemoryAgent:
         with self._guard:
             return self._locks.setdefault(user_id, threading.RLock())
 
+    @contextmanager
+    def _using(self, user_id: str) -> Iterator[Any]:
+        """The user's memory under their lock, reloaded first if another process (a
+        second server worker on a shared PostgreSQL store) changed it since; the
+        version after this request's own writes is remembered."""
+        with self._lock(user_id):
+            memory = self._memory(user_id)
+            try:
+                yield memory
+            finally:
+                self._versions[user_id] = self._store_version(user_id)
+
+    def _store_version(self, user_id: str) -> int | None:
+        """The shared store's write counter for ``user_id`` (None: the store has none)."""
+        if self._probe is None:
+            from memlab.agent.build import user_store
+            from memlab.spec import build
+
+            self._probe = build("store", user_store(self.settings, DEFAULT_USER))
+        if not isinstance(self._probe, Versioned):
+            return None
+        space: Any = self._probe.namespace(user_id)
+        return int(space.version())
+
     def _memory(self, user_id: str) -> Any:
         """The user's memory, opened (and others closed, see OpenMemories) if need be;
         the caller holds the user's lock."""
         memory = self._memories.get(user_id)
+        if memory is not None and user_id in self._versions and \
+                self._store_version(user_id) != self._versions[user_id]:
+            self._memories.discard(user_id)  # another process wrote to it: reload
+            memory = None
         if memory is None:
-            from memlab.agent.build import open_memory
+            from memlab.agent.build import open_memory, user_store
 
             memory = open_memory(self.memory_name, self.memory_params, user_id,
-                                 archival_path=self.settings.archival_path(), llm=self.llm,
+                                 store=user_store(self.settings, user_id), llm=self.llm,
                                  log=self.log)
             self._memories.put(user_id, memory)
         return memory

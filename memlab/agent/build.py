@@ -3,11 +3,12 @@
 The experiment config is validated exactly as ``python -m memlab.eval`` validates it.
 Settings override only what they name; each override is listed in ``agent.overrides``
 (and ``/status``). Every user's memory is built from the same spec with two things
-filled in: the store (the SQLite archival file, namespace = user id, whatever the config
-says - the agent's memory always persists) and, when the spec leaves ``llm`` unset, the
-agent's own model (one backend for chat and consolidation). An architecture without a
-store (``flat``) is rebuilt from the conversation log, in order and with the original
-timestamps, when the user is first seen after a start.
+filled in: the store (``memory.store`` from the settings, else the SQLite archival file;
+namespace = user id, whatever the config says - the agent's memory always persists) and,
+when the spec leaves ``llm`` unset, the agent's own model (one backend for chat and
+consolidation). An architecture without a store (``flat``) is rebuilt from the
+conversation log, in order and with the original timestamps, when the user is first seen
+after a start.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from memlab.agent.records import session_from_rows
 from memlab.agent.settings import AgentSettings, load_settings
 from memlab.errors import ConfigError
 from memlab.eval.config import ExperimentConfig, load_config
+from memlab.spec import spec_parts
 
 #: settings.model.type -> (parameter for model.name, for context_window, for host)
 _MODEL_KEYS: dict[str, tuple[str, str | None, str | None]] = {
@@ -170,23 +172,32 @@ def _embedder(model: str, settings: AgentSettings) -> dict[str, Any]:
     return {"name": "sentence-transformers", "params": {"model": model}}
 
 
-def open_memory(name: str, params: dict[str, Any], user_id: str, *, archival_path: Path,
+def open_memory(name: str, params: dict[str, Any], user_id: str, *, store: dict[str, Any],
                 llm: Any, log: ConversationLog) -> Any:
-    """The user's memory, reloaded from the store (namespace = user id) or rebuilt from
-    the conversation log; ``llm`` serves an architecture whose spec leaves it unset."""
+    """The user's memory, reloaded from ``store`` (its namespace = the user id, see
+    :func:`user_store`) or rebuilt from the conversation log; ``llm`` serves an
+    architecture whose spec leaves it unset."""
     from memlab.memory import registry
 
     params = dict(params)
     accepted = {p.name for p in registry.params(name)}
     if "store" in accepted:
-        params["store"] = {"name": "sqlite", "params": {
-            "path": str(archival_path), "namespace": user_id}}
+        params["store"] = dict(store)
     if "llm" in accepted and params.get("llm") is None:
         params["llm"] = llm
     memory = registry.build(name, params)
     if "store" not in accepted:
         replay_log(log, memory, user_id)
     return memory
+
+
+def user_store(settings: AgentSettings, user_id: str) -> dict[str, Any]:
+    """The store spec of ``user_id``'s memory: ``memory.store`` or the archival file."""
+    if settings.memory.store is None:
+        return {"name": "sqlite", "params": {"path": str(settings.archival_path()),
+                                             "namespace": user_id}}
+    name, params = spec_parts("store", settings.memory.store)
+    return {"name": name, "params": {**params, "namespace": user_id}}
 
 
 def replay_log(log: ConversationLog, memory: Any, user_id: str) -> None:

@@ -42,6 +42,12 @@ class OpenMemories:
         for victim in victims:
             self._close_idle(victim)
 
+    def discard(self, user_id: str) -> None:
+        """Close the user's memory now (the caller holds the user's lock)."""
+        with self._guard:
+            memory = self._open.pop(user_id, None)
+        close_memory(memory)
+
     def _close_idle(self, user_id: str) -> None:
         lock = self.lock_of(user_id)
         if not lock.acquire(blocking=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -98,11 +99,14 @@ def history_rows(units: Iterable[MemoryUnit]) -> list[dict[str, str]]:
 
 def status(agent: Any) -> dict[str, Any]:
     """What ``GET /status`` shows: config, model and whether its backend answers, memory."""
+    from memlab.agent.build import user_store
+
     answer = agent.config.answer
     assert answer is not None
     return {
         "status": "ok",
         "uptime_seconds": round(time.time() - agent.started, 3),
+        "process": os.getpid(),
         "config": agent.config.name,
         "experiment": agent.settings.experiment,
         "overrides": agent.overrides,
@@ -114,6 +118,7 @@ def status(agent: Any) -> dict[str, Any]:
                    "params": _jsonable(agent.memory_params),
                    "data_dir": str(agent.data_dir),
                    "archival_path": str(agent.settings.archival_path()),
+                   "store": user_store(agent.settings, "")["name"],
                    "users": len(agent.users()), "messages": agent.log.count()},
     }
 

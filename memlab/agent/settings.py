@@ -9,7 +9,8 @@ The file (every key optional)::
                 "max_tokens": 256, "host": "http://127.0.0.1:11434",
                 "embedding_model": "all-minilm", "embedding_dim": 384},
       "memory": {"data_dir": "data/memlab", "max_open_users": 64,
-                 "archival": {"type": "sqlite", "path": "data/memlab/archival.db"}},
+                 "archival": {"type": "sqlite", "path": "data/memlab/archival.db"},
+                 "store": null},
       "retrieval": {"top_k": 3, "relevance_threshold": 0.5},
       "server": {"host": "127.0.0.1", "port": 8888, "api_key": null,
                  "max_body_bytes": 65536, "body_timeout": 30}
@@ -17,7 +18,10 @@ The file (every key optional)::
 
 The experiment config (YAML, validated like any evaluation config) names the memory
 architecture, the answer model and the chat template: it is the configuration that was
-evaluated. The ``model`` and ``retrieval`` keys, when set, override it (and ``/status``
+evaluated. ``memory.store``, when set, is the store spec every user's memory uses instead
+of the SQLite archival file (namespace = user id), e.g. ``{"name": "pgvector", "params":
+{"dsn": "postgresql://memlab@db:5432/memlab"}}`` so several server processes share one
+PostgreSQL. The ``model`` and ``retrieval`` keys, when set, override it (and ``/status``
 lists every override). Relative paths in the file are relative to the file's folder.
 
 Environment variables (they win over the file):
@@ -28,6 +32,8 @@ Environment variables (they win over the file):
 ``MEMLAB_DATA_DIR``            ``memory.data_dir``
 ``MEMLAB_ARCHIVAL_PATH``       ``memory.archival.path``
 ``MEMLAB_MAX_OPEN_USERS``      ``memory.max_open_users`` (default 64)
+``MEMLAB_STORE``               ``memory.store`` (a store name; ``pgvector`` reads
+                               ``MEMLAB_PG_DSN``)
 ``MEMLAB_MODEL_BACKEND``       ``model.type`` (llamacpp, ollama, openai, mock)
 ``MEMLAB_MODEL``               ``model.name``
 ``MEMLAB_MODEL_HOST``          ``model.host`` (Ollama also reads ``OLLAMA_HOST``)
@@ -64,6 +70,7 @@ ENV_VARS: dict[str, str] = {
     "MEMLAB_DATA_DIR": "memory.data_dir",
     "MEMLAB_ARCHIVAL_PATH": "memory.archival.path",
     "MEMLAB_MAX_OPEN_USERS": "memory.max_open_users",
+    "MEMLAB_STORE": "memory.store",
     "MEMLAB_MODEL_BACKEND": "model.type",
     "MEMLAB_MODEL": "model.name",
     "MEMLAB_MODEL_HOST": "model.host",
@@ -105,6 +112,7 @@ class MemorySettings(_Strict):
     max_open_users: int = Field(default=64, ge=1, description="memories held open at "
                                 "once (each holds SQLite file descriptors); others reopen")
     archival: ArchivalSettings = Field(default_factory=ArchivalSettings)
+    store: str | dict[str, Any] | None = None
 
 
 class RetrievalSettings(_Strict):

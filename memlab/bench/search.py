@@ -20,7 +20,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -167,6 +168,7 @@ def built(factory: Callable[[], Any], units: list[Any], vectors: np.ndarray,
 
 def bench_strategies(size: int, units: list[Any], vectors: np.ndarray,
                      ctx: dict[str, Any], hnsw_max: int) -> list[Row]:
+    """Every strategy's rows; ``ctx["exact"]`` gets exact search's top-10 ids per query."""
     from memlab.retrieval.bm25 import Bm25Strategy
     from memlab.retrieval.dense import DenseStrategy
     from memlab.retrieval.full_context import FullContextStrategy
@@ -191,6 +193,7 @@ def bench_strategies(size: int, units: list[Any], vectors: np.ndarray,
     if not ctx["dense_only"]:
         bm25, _ = run("bm25", Bm25Strategy, False)
     dense, exact = run("dense (exact)", partial(DenseStrategy, embedder=emb, cache=False), True)
+    ctx["exact"] = exact
     if not ctx["dense_only"]:
         shared = rows[0].build_s + rows[1].build_s
         for fusion in ("rrf", "weighted"):
@@ -198,6 +201,7 @@ def bench_strategies(size: int, units: list[Any], vectors: np.ndarray,
                 dense=dense), True, shared, "build includes bm25 + dense")
         run("recency (dense)", partial(RecencyStrategy, base=dense), True, rows[1].build_s,
             "build includes dense")
+        del dense
         run("mmr", partial(MmrStrategy, embedder=emb, cache=False), True)
     kinds = ["faiss-ivf"] + (["faiss-hnsw"] if size <= hnsw_max else [])
     for kind in kinds:
@@ -281,6 +285,54 @@ def bench_stores(size: int, units: list[Any], vectors: np.ndarray, queries: int,
     return rows
 
 
+def bench_pgvector(size: int, units: list[Any], vectors: np.ndarray, ctx: dict[str, Any],
+                   dsn: str) -> list[Row]:
+    """The pgvector store: insert rate (HNSW maintained while inserting), SQL search
+    p50/p95 with ``as_of`` and recall@10 against exact search, reload and lookups."""
+    from memlab.store.pgvector import PgvectorStore
+
+    _say(f"  {size:>9,} store pgvector: inserting")
+    table = f"bench_{size}"
+    store = PgvectorStore(dsn=dsn, table=table)
+    with store._tx() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+    store.close()
+    store = PgvectorStore(dsn=dsn, table=table)
+    start = time.perf_counter()
+    for first in range(0, size, 5_000):
+        store.add(units[first : first + 5_000], vectors[first : first + 5_000])
+    write_s = time.perf_counter() - start
+    table_q = ctx["embedder"].table
+    seconds, results = [], []
+    for query in ctx["queries"]:
+        begin = time.perf_counter()
+        hits = store.search(table_q[query], K, ctx["as_of"])
+        seconds.append(time.perf_counter() - begin)
+        results.append([h[0] for h in hits])
+    search = Row("strategy", "pgvector store (HNSW in SQL)", size, write_s,
+                 *percentiles(seconds), recall_at_10=recall(results, ctx["exact"]),
+                 queries=len(seconds), note=f"build = insert {size / write_s:,.0f} units/s "
+                 f"with the index; ef_search {store.ef_search}; search alone, no embedding")
+    rng = np.random.default_rng(size)
+    lookups = [[units[i].id for i in rng.integers(0, size, 10)] for _ in ctx["queries"]]
+    store.close()
+    store = PgvectorStore(dsn=dsn, table=table)
+    begin = time.perf_counter()
+    assert len(store.all()) == size and store.vectors().shape == vectors.shape
+    load_s = time.perf_counter() - begin
+    gets = []
+    for ids in lookups:
+        begin = time.perf_counter()
+        store.get(ids)
+        gets.append(time.perf_counter() - begin)
+    with store._tx() as cur:
+        cur.execute(f"DROP TABLE {table}")
+    store.close()
+    return [search, Row("store", "pgvector", size, write_s, *percentiles(gets),
+                        queries=len(gets), note=f"reload all()+vectors() {load_s:.2f} s; "
+                        f"{size / write_s:,.0f} units/s inserted")]
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -332,6 +384,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="10k units, 50 queries, 256-turn throughput sample")
     parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", action="append", default=[], choices=["pgvector"],
+                        help="also measure this store (pgvector: $MEMLAB_PG_DSN, or a "
+                        "local PostgreSQL started for the bench)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.queries, args.embed_queries = "10k", 50, 20
@@ -356,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     picked = [questions[i] for i in rng.permutation(len(questions))[: args.queries]]
     embedder = QueryEmbedder(model, dict(zip(picked, cached.encode(picked), strict=True)))
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="memlab-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="memlab-bench-") as folder, _postgres(args) as dsn:
+        args.dsn = dsn
         for size in [parse_size(s) for s in args.sizes.split(",")]:
             rows += bench_size(size, texts, base, picked, embedder, args, Path(folder))
     header = _header(args, rate, len(texts))
@@ -383,7 +439,24 @@ def bench_size(size: int, texts: list[str], base: np.ndarray, questions: list[st
     rows = bench_strategies(size, units, vectors, ctx, parse_size(args.hnsw_max))
     if args.dense_only:
         return rows
-    return rows + bench_stores(size, units, vectors, n_queries, folder)
+    rows += bench_stores(size, units, vectors, n_queries, folder)
+    if args.dsn:
+        rows += bench_pgvector(size, units, vectors, ctx, args.dsn)
+    return rows
+
+
+@contextmanager
+def _postgres(args: argparse.Namespace) -> Iterator[str | None]:
+    """The DSN pgvector is measured on: ``$MEMLAB_PG_DSN`` or a local server (or None)."""
+    if "pgvector" not in args.store:
+        yield None
+    elif os.environ.get("MEMLAB_PG_DSN"):
+        yield os.environ["MEMLAB_PG_DSN"]
+    else:
+        from memlab.testing.postgres import LocalPostgres
+
+        with LocalPostgres() as pg:
+            yield pg.dsn
 
 
 def _header(args: argparse.Namespace, rate: float, turns: int) -> dict[str, Any]:

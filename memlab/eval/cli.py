@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from memlab.eval.run import evaluate
     from memlab.eval.summary import render_table
 
-    result = evaluate(args.config, out=args.out, overrides=args.set, workers=args.workers,
-                      track=False if args.no_mlflow else None,
-                      retry_errors=args.retry_errors)
+    with _executor(args) as executor:
+        result = evaluate(args.config, out=args.out, overrides=args.set, workers=args.workers,
+                          track=False if args.no_mlflow else None,
+                          retry_errors=args.retry_errors, executor=executor)
     print(render_table(result.summary, f"\n{result.config.name} ({result.summary['dataset']})"))
     print(f"\nrun directory: {result.run_dir}")
     if result.mlflow_run_id:
@@ -29,8 +31,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from memlab.eval.sweep import sweep
 
-    table = sweep(args.config, out=args.out, overrides=args.set, workers=args.workers,
-                  track=False if args.no_mlflow else None)
+    with _executor(args) as executor:
+        table = sweep(args.config, out=args.out, overrides=args.set, workers=args.workers,
+                      track=False if args.no_mlflow else None, executor=executor)
     print(table.to_string(index=False))
     return 0
 
@@ -150,6 +153,20 @@ def _param(p: dict[str, Any]) -> str:
     return p["name"] if p["required"] else f"{p['name']}={p['default']!r}"
 
 
+def _executor(args: argparse.Namespace) -> Any:
+    """``--executor ray``: an entered RayExecutor for the command's duration; else none."""
+    if args.executor == "local":
+        if args.address:
+            raise MemlabError("--address needs --executor ray")
+        return nullcontext()
+    from memlab.eval.ray_executor import RayExecutor
+
+    return RayExecutor(address=args.address, shard_size=args.shard_size,
+                       task_cpus=args.task_cpus, task_gpus=args.task_gpus,
+                       resources=json.loads(args.task_resources) if args.task_resources
+                       else None, retries=args.retries)
+
+
 def _f(value: float | None, fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -161,6 +178,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="run directory (re-use one to resume it)")
     p.add_argument("--workers", type=int, help="processes over conversations")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where conversations are replayed: this machine (default) or Ray")
+    p.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 "
+                   "(default: $RAY_ADDRESS, else a local Ray started for the command)")
+    p.add_argument("--shard-size", type=int, default=1,
+                   help="Ray: conversations per task (default 1)")
+    p.add_argument("--task-cpus", type=float, default=1.0, help="Ray: CPUs per task")
+    p.add_argument("--task-gpus", type=float, default=0.0, help="Ray: GPUs per task")
+    p.add_argument("--task-resources", metavar="JSON",
+                   help='Ray: custom resources per task, e.g. \'{"llm": 1}\'')
+    p.add_argument("--retries", type=int, default=3,
+                   help="Ray: retries of a task whose worker died (default 3)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,13 +65,16 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
              out: str | Path | None = None, overrides: Sequence[str] | None = None,
              workers: int | None = None, progress: bool = True,
              track: bool | None = None, pareto: bool = True,
-             dataset: Dataset | None = None, retry_errors: bool = False) -> RunResult:
+             dataset: Dataset | None = None, retry_errors: bool = False,
+             executor: Any = None) -> RunResult:
     """Run one experiment and return its summary (``python -m memlab.eval run``).
 
     ``pareto=False`` skips the across-runs Pareto plot (a sweep draws it once, at the
     end); ``dataset`` is the already loaded ``config.dataset`` (a sweep loads it once).
     ``retry_errors`` runs again the probes whose rows hold an error (the new rows win;
-    how many is recorded as ``retried_errors`` in ``metrics.json``).
+    how many is recorded as ``retried_errors`` in ``metrics.json``); ``executor`` (e.g.
+    :class:`memlab.eval.ray_executor.RayExecutor`, entered) replays the conversations
+    instead of this process or its pool.
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, list(overrides or []))
@@ -89,7 +92,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     todo = _pending(dataset, pairs, done)
     digests: dict[str, str] = {}
     all_rows += _replay_all(config, todo, run_dir, len(pairs) - len(done & _ids(pairs)),
-                            progress, digests, _counts(all_rows, done))
+                            progress, digests, _counts(all_rows, done), executor)
     if retry_errors and failed:
         all_rows = item_file.compact(run_dir / "items.jsonl")  # the new rows replace them
     rows = _ordered(all_rows, pairs)
@@ -155,8 +158,8 @@ def _counts(rows: list[dict[str, Any]], done: set[str]) -> dict[str, int]:
 
 
 def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],
-                run_dir: Path, n_probes: int, progress: bool,
-                digests: dict[str, str], earlier: dict[str, int]) -> list[dict[str, Any]]:
+                run_dir: Path, n_probes: int, progress: bool, digests: dict[str, str],
+                earlier: dict[str, int], executor: Any = None) -> list[dict[str, Any]]:
     """Replay pending conversations (in a pool when workers > 1), appending items;
     returns the appended rows as ``items.jsonl`` holds them and fills ``digests``;
     ``earlier`` counts each conversation's probes finished before."""
@@ -171,7 +174,7 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
                disable=not progress or n_probes == 0, position=1)
     with item_file.ItemWriter(run_dir / "items.jsonl") as writer, \
             item_file.ItemWriter(run_dir / "memory.jsonl") as memory_log:
-        for run in _runs(config, todo, lambda: ingest.update(1)):
+        for run in _runs(config, todo, lambda: ingest.update(1), executor):
             record = run.memory_record()  # first: a resumed conversation rewrites it
             record["probes"] += earlier.get(run.conversation_id, 0)
             memory_log.write(record)
@@ -210,7 +213,11 @@ def _stop_reason(config: ExperimentConfig, run_dir: Path, written: int, errors: 
 
 
 def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],
-          on_session: Callable[[], object] | None = None) -> Iterator[ConversationRun]:
+          on_session: Callable[[], object] | None = None,
+          executor: Any = None) -> Iterator[ConversationRun]:
+    if executor is not None:
+        yield from executor.runs(config, todo, on_session)
+        return
     if config.workers <= 1 or len(todo) <= 1:
         answerer = _answerer(config)
         for conversation, probes in todo:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,35 +14,55 @@ from memlab.eval.config import expand_grid
 
 def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
           overrides: Sequence[str] | None = None, workers: int | None = None,
-          track: bool | None = None, progress: bool = True) -> Any:
+          track: bool | None = None, progress: bool = True, executor: Any = None) -> Any:
     """Evaluate each grid variant (each in its own run directory); returns a report table.
 
     Finished runs are mirrored into MLflow by a background process while the next
-    variant replays; the sweep returns once every run is logged.
+    variant replays; the sweep returns once every run is logged. With an ``executor``
+    (a :class:`memlab.eval.ray_executor.RayExecutor`, entered) every variant's tasks are
+    submitted at once, one driver thread per variant writing its run directory.
     """
-    from memlab.data import load_dataset
     from memlab.eval.report import report
     from memlab.eval.run import evaluate
     from memlab.eval.tracking import BackgroundLogger
 
-    dirs = []
     variants = expand_grid(config, list(overrides or []))
-    datasets: dict[str, Any] = {}  # variants sharing a dataset spec share the loaded data
+    datasets = _datasets(variants)
+    outs = [None if out is None else Path(out) / _slug(v.name) for v in variants]
+    dirs = []
     with BackgroundLogger() as logger:
-        for n, variant in enumerate(variants, 1):
-            spec = variant.dataset
-            key = json.dumps([spec.name, spec.path, spec.params], sort_keys=True, default=str)
-            if key not in datasets:
-                datasets[key] = load_dataset(spec.name, path=spec.path, **spec.params)
-            run_out = None if out is None else Path(out) / _slug(variant.name)
-            result = evaluate(variant, out=run_out, workers=workers, track=False,
-                              progress=progress, dataset=datasets[key])
+        if executor is None:
+            results: Iterable[Any] = (
+                evaluate(v, out=o, workers=workers, track=False, progress=progress,
+                         dataset=d) for v, o, d in zip(variants, outs, datasets, strict=True))
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, len(variants))) as pool:
+                futures = [pool.submit(evaluate, v, out=o, track=False, progress=False,
+                                       dataset=d, executor=executor)
+                           for v, o, d in zip(variants, outs, datasets, strict=True)]
+                results = [future.result() for future in futures]
+        for n, (variant, result) in enumerate(zip(variants, results, strict=True), 1):
             if variant.tracking.mlflow if track is None else track:
                 # the across-runs Pareto plot once, at the end, over every logged run
                 logger.submit(result.run_dir, pareto=n == len(variants))
             dirs.append(result.run_dir)
         logger.wait()
     return report(dirs)
+
+
+def _datasets(variants: Sequence[Any]) -> list[Any]:
+    """Each variant's dataset, loaded once per distinct dataset spec."""
+    from memlab.data import load_dataset
+
+    loaded: dict[str, Any] = {}
+    out = []
+    for variant in variants:
+        spec = variant.dataset
+        key = json.dumps([spec.name, spec.path, spec.params], sort_keys=True, default=str)
+        if key not in loaded:
+            loaded[key] = load_dataset(spec.name, path=spec.path, **spec.params)
+        out.append(loaded[key])
+    return out
 
 
 def _slug(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 
 from memlab.errors import MemlabError
@@ -39,6 +40,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--context-window", dest="context_window", type=int)
     parser.add_argument("--embedding-model", dest="embedding_model")
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes (more than 1 needs a shared store that "
+                        "tracks changes: memory.store pgvector)")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -54,15 +58,48 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, overrides={
             key: getattr(args, flag) for flag, key in _FLAGS.items()})
         _check_exposure(settings.server.host, settings.server.api_key)
-        app = build_app(settings)
+        _check_workers(args.workers, settings)
+        app = build_app(settings) if args.workers == 1 else None
     except MemlabError as exc:
         print(f"memlab.serve: {exc}", file=sys.stderr)
         return 2
     server = settings.server
     print(f"memlab agent on http://{server.host}:{server.port} (docs: /docs, /redoc); "
           f"data in {settings.data_dir()}", flush=True)
-    uvicorn.run(app, host=server.host, port=server.port, log_level=args.log_level)
+    if app is not None:
+        uvicorn.run(app, host=server.host, port=server.port, log_level=args.log_level)
+        return 0
+    # each worker process builds its own agent from the same (already validated) settings
+    os.environ[SETTINGS_VAR] = settings.model_dump_json()
+    uvicorn.run("memlab.serve.__main__:worker_app", factory=True, workers=args.workers,
+                host=server.host, port=server.port, log_level=args.log_level)
     return 0
+
+
+SETTINGS_VAR = "MEMLAB_SERVE_SETTINGS_JSON"
+
+
+def worker_app() -> object:
+    """The app of one of several worker processes (settings from the parent process)."""
+    from memlab.agent.settings import AgentSettings
+    from memlab.serve import build_app
+
+    return build_app(AgentSettings.model_validate_json(os.environ[SETTINGS_VAR]))
+
+
+def _check_workers(workers: int, settings: object) -> None:
+    """Several workers hold users' memories in RAM each: only a store that counts its
+    writes (pgvector) lets a worker see what another one wrote."""
+    from memlab.agent.build import user_store
+    from memlab.errors import ConfigError
+    from memlab.spec import build
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    store = build("store", user_store(settings, "check"))  # type: ignore[arg-type]
+    if workers > 1 and not hasattr(store, "version"):
+        raise ConfigError(f"--workers {workers} needs memory.store set to a shared store "
+                          f"that tracks changes (pgvector); {type(store).__name__} does not")
 
 
 def _check_exposure(host: str, api_key: str | None) -> None:

@@ -143,6 +143,7 @@ class StatusResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: str
     uptime_seconds: float
+    process: int = Field(description="pid of the server worker that answered")
     config: str
     experiment: str
     overrides: dict[str, Any]

@@ -63,6 +63,18 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
+class Versioned(Protocol):
+    """A store shared by processes that counts writes per namespace (``pgvector``), so a
+    process holding a namespace's units in memory knows when to reload them."""
+
+    def version(self) -> int:
+        ...
+
+    def namespace(self, name: str) -> Store:
+        ...
+
+
 def check_vectors(
     units: Sequence[MemoryUnit], vectors: np.ndarray | None, where: str
 ) -> np.ndarray | None:

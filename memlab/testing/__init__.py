@@ -1,4 +1,6 @@
-"""Test doubles that ship with memlab: a loopback server speaking Ollama's HTTP API.
+"""Test doubles that ship with memlab: a loopback server speaking Ollama's HTTP API, and
+real servers started and stopped by tests (:mod:`memlab.testing.postgres`: PostgreSQL with
+pgvector; :mod:`memlab.testing.ray_cluster`: a Ray head), all on 127.0.0.1.
 
 Imported lazily so ``python -m memlab.testing.fake_ollama`` runs the module only once.
 """

@@ -1,0 +1,101 @@
+"""Several ``python -m memlab.serve --workers`` processes over one real PostgreSQL store:
+every worker sees what another wrote (it reloads a user's memory when the store's write
+counter moved), users stay apart across workers, and a store that cannot tell is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from memlab.testing.postgres import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(f"{url}{path}", json=body, timeout=300)  # a new connection each
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _search(url: str, query: str, user: str) -> list[str]:
+    found = _post(url, "/memory/search", {"query": query, "limit": 5, "user_id": user})
+    return [r["content"] for r in found["results"]]
+
+
+def _settings(tmp_path: Path, store: dict[str, Any] | None) -> Path:
+    path = tmp_path / "letta_config.json"
+    memory: dict[str, Any] = {"data_dir": "data"}
+    if store is not None:
+        memory["store"] = store
+    path.write_text(json.dumps({"memory": memory,
+                                "model": {"type": "mock", "embedding_model": "hash"}}))
+    return path
+
+
+def _wait(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited ({proc.returncode}): {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/status", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"server did not start: {log.read_text()}")
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_postgres_store(postgres, pg_table, tmp_path: Path) -> None:
+    store = {"name": "pgvector", "params": {"dsn": postgres.dsn, "table": pg_table}}
+    port, log = free_port(), tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "memlab.serve", "--config", str(_settings(tmp_path, store)),
+             "--port", str(port), "--workers", "2"], cwd=ROOT, stdout=out,
+            stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(proc, url, log)
+        _post(url, "/memory/add", {"content": "Alice keeps three beehives",
+                                   "memory_type": "archival", "user_id": "alice"})
+        _post(url, "/memory/add", {"content": "Bob restores old motorbikes",
+                                   "memory_type": "archival", "user_id": "bob"})
+        for _ in range(12):  # both workers load both users' memories
+            assert "Alice keeps three beehives" in _search(url, "Alice keeps three beehives",
+                                                            "alice")
+            assert "Bob restores old motorbikes" in _search(url, "Bob restores old motorbikes",
+                                                             "bob")
+        _post(url, "/memory/add", {"content": "Alice moved to Lyon in May",
+                                   "memory_type": "archival", "user_id": "alice"})
+        pids = set()
+        for _ in range(12):  # whichever worker answers has seen the write of the other
+            assert "Alice moved to Lyon in May" in _search(url, "Alice moved to Lyon in May",
+                                                            "alice")
+            seen = " ".join(_search(url, "Alice moved to Lyon beehives", "bob"))
+            assert "Alice" not in seen and "Lyon" not in seen
+            pids.add(httpx.get(f"{url}/status", timeout=60).json()["process"])
+        assert len(pids) == 2, "requests reached only one worker"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_several_workers_without_a_shared_store_are_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "memlab.serve", "--config", str(_settings(tmp_path, None)),
+         "--port", str(free_port()), "--workers", "2"], cwd=ROOT, capture_output=True,
+        text=True, timeout=300)
+    assert done.returncode == 2
+    assert "--workers 2 needs memory.store set to a shared store" in done.stderr
+    assert "SqliteStore" in done.stderr
