@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-#: Evaluation datasets already present in this process: (uri, experiment, name) -> True.
+#: Inputs logged and evaluation datasets present, in this process: (uri, run or
+#: experiment id, name@sha256).
 _SEEN: set[tuple[str, str, str]] = set()
 
 
@@ -50,10 +52,11 @@ def dataset_name(dataset: str, config: dict[str, Any]) -> str:
     return f"{dataset}[{','.join(f'{k}={_short(v)}' for k, v in chosen.items())}]"
 
 
-def log_dataset(client: Any, run_id: str, experiment_id: str, dataset: str,
+def log_dataset(client: Any, run_ids: Sequence[str], experiment_id: str, dataset: str,
                 config: dict[str, Any], items: list[dict[str, Any]]) -> str:
-    """Log the run's dataset input and make sure the experiment's evaluation dataset
-    exists; returns the dataset's MLflow name."""
+    """Log the run's dataset as an input of each of ``run_ids`` (the run, and its sweep's
+    parent the first time) and make sure the experiment's evaluation dataset exists;
+    returns the dataset's MLflow name."""
     import pandas as pd
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
@@ -69,8 +72,12 @@ def log_dataset(client: Any, run_id: str, experiment_id: str, dataset: str,
     tags = {"mlflow.data.context": "eval", "memlab.file_sha256": sha,
             "memlab.source_path": str(path or ""), "memlab.probes": str(len(items)),
             "memlab.selection": json.dumps(selection(config), sort_keys=True)}
-    client.log_inputs(run_id, datasets=[DatasetInput(
-        data._to_mlflow_entity(), [InputTag(k, v) for k, v in tags.items()])])
+    entry = DatasetInput(data._to_mlflow_entity(), [InputTag(k, v) for k, v in tags.items()])
+    for run_id in run_ids:
+        key = (str(client.tracking_uri), run_id, f"{name}@{sha}")
+        if key not in _SEEN:
+            client.log_inputs(run_id, datasets=[entry])
+            _SEEN.add(key)
     _evaluation_dataset(client, experiment_id, name, items, tags)
     return name
 

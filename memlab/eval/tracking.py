@@ -121,13 +121,13 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
 
 
 def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
-            sweep: str | None = None) -> str:
+            sweep: str | None = None, traces: str | None = None) -> str:
     """Mirror the finished run directory ``run_dir`` as a new MLflow run; returns its run
     id. Everything comes from the directory, so a run whose logging failed can be
     mirrored again later (``python -m memlab.eval log RUN_DIR``). With ``pareto``, the
     accuracy-vs-tokens plot over every run of the experiment is drawn onto it (and onto
     its sweep's parent). ``sweep`` names the sweep the run belongs to: its runs become
-    children of one parent run.
+    children of one parent run; ``traces`` overrides the run's ``tracking.traces``.
 
     Besides params, metrics and artifacts, the run gets its dataset as an MLflow input,
     the templates it rendered in the Prompt Registry, and one trace per probe as
@@ -136,8 +136,10 @@ def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
     import mlflow
 
     from memlab.eval import mlflow_runs
+    from memlab.eval.mlflow_traces import check_policy
 
     record = RunRecord.open(run_dir)
+    policy = check_policy(traces or str(record.tracking.get("traces") or "auto"))
     uri = tracking_uri(uri or record.tracking.get("tracking_uri"))
     client = _client(uri)
     experiment_id = _experiment_id(client, experiment_name(record), uri)
@@ -150,9 +152,10 @@ def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
         run_id = str(run.info.run_id)
         _log_batch(client, run_id, record, parent)
         prompts = _log_prompts(client, record, run_id, experiment_id)
-        _log_dataset(client, run_id, experiment_id, record)
+        _log_dataset(client, [run_id] if parent is None else [run_id, parent],
+                     experiment_id, record)
         _log_artifacts(record)
-        traced = _log_traces(client, record, experiment_id, run_id, prompts)
+        traced = _log_traces(client, record, experiment_id, run_id, prompts, policy)
     mlflow_runs.set_experiment_kind(client, experiment_id, traced=traced > 0)
     if pareto:
         _log_pareto(client, experiment_id, run_id)
@@ -192,18 +195,19 @@ def _log_prompts(client: Any, record: RunRecord, run_id: str, experiment_id: str
     return register_templates(client, record.config, record.items, run_id, experiment_id)
 
 
-def _log_dataset(client: Any, run_id: str, experiment_id: str, record: RunRecord) -> None:
+def _log_dataset(client: Any, run_ids: list[str], experiment_id: str, record: RunRecord
+                 ) -> None:
     from memlab.eval.mlflow_datasets import log_dataset
 
-    log_dataset(client, run_id, experiment_id, record.dataset, record.config, record.items)
+    log_dataset(client, run_ids, experiment_id, record.dataset, record.config, record.items)
 
 
 def _log_traces(client: Any, record: RunRecord, experiment_id: str, run_id: str,
-                prompts: dict[str, Any]) -> int:
-    """One trace per probe ``tracking.traces`` selects; returns how many."""
+                prompts: dict[str, Any], policy: str) -> int:
+    """One trace per probe ``policy`` selects; returns how many."""
     from memlab.eval.mlflow_traces import log_traces, traced_items
 
-    items = traced_items(str(record.tracking.get("traces") or "auto"), record.items,
+    items = traced_items(policy, record.items,
                          answered=record.config.get("answer") is not None)
     if not items:
         return 0
