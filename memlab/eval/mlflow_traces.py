@@ -7,8 +7,8 @@ the trim record), ``generate`` (LLM: backend, model, digest, token usage, cache 
 ``judge`` (LLM, judged runs) and ``score`` (EVALUATOR: the probe's answer metrics).
 Spans carry the phase latencies the run measured, laid end to end, so MLflow's GenAI
 overview shows the run's real latency, token usage and errors. Traces are linked to the
-run (``mlflow.sourceRun``), grouped by conversation (MLflow's trace session) and tagged
-with conversation, category, probe and correctness.
+run, grouped by conversation (MLflow's trace session), tagged with conversation,
+category, probe and correctness, and name the prompt versions they rendered.
 
 ``tracking.traces`` chooses the probes: ``auto`` (every probe of an answered run, none
 of a retrieval-only one: a 32-configuration LoCoMo sweep would add 63,552 traces),
