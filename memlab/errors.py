@@ -46,6 +46,11 @@ class DatasetError(MemlabError, ValueError):
         return ": ".join([*where, self.reason]) if where else self.reason
 
 
+class StorageError(MemlabError):
+    """A data file (a SQLite store, the agent's conversation log) that cannot be opened or
+    used: the disk, permissions or file descriptors, not the model backend."""
+
+
 class ConfigError(MemlabError, ValueError):
     """An experiment configuration or component spec that is not valid."""
 

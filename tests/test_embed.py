@@ -50,7 +50,7 @@ class CountingEmbedder:
 def test_registry_lists_every_embedder() -> None:
     assert registry.names() == ["hash", "ollama", "sentence-transformers", "st"]
     assert {p.name for p in registry.params("sentence-transformers")} == {
-        "model", "device", "batch_size"}
+        "model", "device", "batch_size", "backend"}
 
 
 def test_hash_embedder_is_normalised_deterministic_and_word_based() -> None:
@@ -200,4 +200,5 @@ def test_bundled_minilm_loads_offline_and_ranks_paraphrases(monkeypatch) -> None
     assert paraphrase > 0.6 > 0.2 > unrelated
     assert embedder.model_id.startswith(
         "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2@")
-    assert len(embedder.model_id.rsplit("@", 1)[1]) == 16
+    assert embedder.model_id.endswith("+onnx-v1")  # the default backend
+    assert len(embedder.model_id.rsplit("@", 1)[1].split("+")[0]) == 16

@@ -146,6 +146,7 @@ def test_answered_run_has_a_trace_per_probe_its_prompts_and_its_dataset(
     assert len(client.search_prompt_versions("memlab.answer_short")) == 1
     assert len(mlflow.genai.datasets.search_datasets(experiment_ids=[experiment_id])) == 1
 
+
 @pytest.mark.slow
 def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
                                                              tmp_path: Path) -> None:

@@ -118,13 +118,13 @@ def test_server_errors_are_retried_then_recorded(server: FakeOllama) -> None:
     assert not c.ok and c.metadata["attempts"] == 1 and c.metadata["error_type"] == "permanent"
 
 
-def test_timeout_per_call_is_transient(server: FakeOllama) -> None:
+def test_timeout_per_call_is_transient_and_not_retried(server: FakeOllama) -> None:
     llm = OllamaLLM(host=server.url, timeout=0.3, retries=1, backoff=0.01)
     llm.check()
     server.set_delay(1.0)
     c = llm.generate(CHAT)
     assert not c.ok and "did not answer /api/chat within 0.3 s" in c.error
-    assert c.metadata["attempts"] == 2
+    assert c.metadata["attempts"] == 1 and c.metadata["error_type"] == "transient"
 
 
 def test_host_comes_from_ollama_host(server: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:

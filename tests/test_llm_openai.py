@@ -144,7 +144,7 @@ def test_timeouts_and_server_errors_are_retried(ollama_v1: FakeOllama) -> None:
     finally:
         ollama_v1.set_delay(0.0)
     assert not c.ok and "did not answer within 0.3 s" in c.error
-    assert c.metadata["attempts"] == 2
+    assert c.metadata["attempts"] == 1  # a hung server is not waited on twice
 
 
 def test_api_key_comes_from_the_named_variable(

@@ -55,6 +55,9 @@ EXAMPLES: dict[str, dict] = {
     "extract_facts": {"turns": TURNS, "existing_memories": ["Caroline likes hiking"],
                       "session_date": MAY8},
     "session_summary": {"turns": TURNS, "session_date": MAY8},
+    "extract_keys": {"text": "Caroline: I went to a LGBTQ support group yesterday."},
+    "rerank_yesno": {"question": "When did Caroline go to the support group?",
+                     "memory": "Caroline: I went to a LGBTQ support group yesterday."},
     "judge_longmemeval": {"question": "How many days passed?", "answer": "18 days",
                           "response": "19 days", "question_type": "temporal-reasoning"},
     "judge_locomo": {"question": "What did Caroline get?", "answer": "A shell necklace",
@@ -199,7 +202,8 @@ def test_unknown_template_lists_choices() -> None:
     message = str(info.value)
     assert "unknown prompt template 'answer_shrt'. Did you mean 'answer_short'" in message
     assert ("Valid choices: agent_chat, answer_reasoning, answer_short, extract_facts, "
-            "judge_locomo, judge_longmemeval, memory_update, session_summary") in message
+            "extract_keys, judge_locomo, judge_longmemeval, memory_update, rerank_yesno, "
+            "session_summary") in message
 
 
 @pytest.mark.parametrize(

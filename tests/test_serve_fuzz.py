@@ -9,13 +9,16 @@ bounded number of examples per operation so the test stays fast.
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, settings
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -54,3 +57,46 @@ def test_api_never_fails_on_any_input(case: Any) -> None:
         headers={"X-API-Key": API_KEY},
         checks=[not_a_server_error, status_code_conformance, content_type_conformance,
                 response_schema_conformance])
+
+
+_FIELDS = {
+    "/chat": ("message", "user_id", "include_memory_search"),
+    "/memory/add": ("content", "memory_type", "user_id"),
+    "/memory/search": ("query", "limit", "user_id"),
+    "/memory/consolidate": ("user_id",),
+}
+_NON_FINITE = ("NaN", "Infinity", "-Infinity", "1e400", "-1e999")
+_values = st.one_of(
+    st.sampled_from(_NON_FINITE),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda f: json.dumps(f)),
+    st.sampled_from(["core", "recall", "archival"]).map(json.dumps),
+    st.text(max_size=30).map(json.dumps),
+    st.integers(-10, 100).map(str),
+    st.sampled_from([f'"{"记" * n}"' for n in (300, 2000, 8000)]),  # oversized core memories
+)
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> tuple[str, str]:
+    route = draw(st.sampled_from(sorted(_FIELDS)))
+    names = draw(st.lists(st.sampled_from(_FIELDS[route]), unique=True, min_size=1))
+    if route == "/memory/add" and draw(st.booleans()):
+        names = [n for n in names if n != "memory_type"]
+        return route, "{" + ", ".join(
+            [f'"{n}": {draw(_values)}' for n in names] + ['"memory_type": "core"']) + "}"
+    return route, "{" + ", ".join(f'"{n}": {draw(_values)}' for n in names) + "}"
+
+
+_client = TestClient(_app())
+
+
+@given(_bodies())
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_non_finite_numbers_and_oversized_core_memories_never_give_a_5xx(
+        body: tuple[str, str]) -> None:
+    route, text = body
+    response = _client.post(route, content=text, headers={
+        "X-API-Key": API_KEY, "content-type": "application/json"})
+    assert response.status_code < 500, (route, text[:200], response.text[:300])
+    assert response.status_code in (200, 413, 422), (route, text[:200], response.text[:300])
+    response.json()  # always a JSON body

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from memlab.testing.servers import wait_until_serving
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -35,18 +37,7 @@ def _server(config: Path, port: int, log: Path) -> Iterator[str]:
             stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited ({proc.returncode}): {log.read_text()}")
-            try:
-                if httpx.get(f"{url}/docs", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server did not start: {log.read_text()}")
-            time.sleep(0.5)
+        wait_until_serving(f"{url}/docs", proc, log, timeout=180)
         yield url
     finally:
         proc.terminate()

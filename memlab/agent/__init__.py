@@ -10,9 +10,8 @@ puts the agent behind an HTTP API.
 
 from __future__ import annotations
 
-from memlab.agent.agent import MEMORY_TYPES, ChatReply, MemoryAgent
-from memlab.agent.build import from_config
-from memlab.agent.records import BackendUnavailable, InvalidRequest
+from memlab.agent.agent import MEMORY_TYPES, ChatReply, MemoryAgent, from_config
+from memlab.agent.records import BackendUnavailable, InvalidRequest, MemoryNotFound
 from memlab.agent.settings import AgentSettings, load_settings
 
 __all__ = [
@@ -22,6 +21,7 @@ __all__ = [
     "ChatReply",
     "InvalidRequest",
     "MemoryAgent",
+    "MemoryNotFound",
     "from_config",
     "load_settings",
 ]

@@ -14,7 +14,6 @@ recorded with every message and memory.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -25,23 +24,45 @@ from pathlib import Path
 from typing import Any
 
 from memlab.agent.log import ConversationLog
+from memlab.agent.open_memories import OpenMemories
 from memlab.agent.records import (
+    DEFAULT_USER,
+    MEMORY_TYPES,
     BackendUnavailable,
     InvalidRequest,
+    check_user,
     history_rows,
     hit_record,
     llm_errors,
+    session_from_rows,
 )
 from memlab.agent.settings import AgentSettings
 from memlab.data.schema import Role, Session, Turn
 from memlab.eval.config import ExperimentConfig
 from memlab.memory import support
+from memlab.memory.base import Accounted, Consolidating, Editable, HasContext
+from memlab.prompts.builder import PromptBuilder, context_window
 from memlab.retrieval.base import Hit
 
-MEMORY_TYPES = ("core", "recall", "archival")
-USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-DEFAULT_USER = "default"
 HISTORY_TOKENS = 1000
+__all__ = ["DEFAULT_USER", "MEMORY_TYPES", "ChatReply", "MemoryAgent", "check_user",
+           "from_config"]
+
+
+def from_config(source: str | Path | dict[str, Any] | ExperimentConfig | None = None, *,
+                data_dir: str | Path | None = None, settings: AgentSettings | None = None,
+                llm: Any = None) -> MemoryAgent:
+    """The live agent for an experiment config (default ``experiments/agent.yaml``).
+
+    ``settings`` default to :func:`~memlab.agent.settings.load_settings` (file named by
+    ``$MEMLAB_SERVE_CONFIG``, then environment). ``llm`` replaces the configured model
+    (tests pass a mock). ``data_dir`` wins over the settings.
+    """
+    from memlab.agent.build import agent_parts
+
+    parts = agent_parts(source, data_dir=data_dir, settings=settings, llm=llm)
+    return MemoryAgent(parts.config, parts.settings, parts.llm, parts.memory_spec,
+                       parts.overrides)
 
 
 @dataclass
@@ -76,10 +97,10 @@ class MemoryAgent:
         self.data_dir = settings.data_dir()
         self.log = ConversationLog(self.data_dir / "conversations.db")
         self.started = time.time()
-        self._memories: dict[str, Any] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
-        self._template: Any = None
+        self._memories = OpenMemories(settings.memory.max_open_users, self._lock)
+        self._prompts: PromptBuilder | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -113,8 +134,9 @@ class MemoryAgent:
             seconds=round(completion.seconds, 4))
 
     def add_memory(self, content: str, memory_type: str = "archival",
-                   user_id: str = DEFAULT_USER) -> dict[str, Any]:
-        """Store ``content`` in one tier of the user's memory (``core``/``recall``/``archival``)."""
+                   user_id: str = DEFAULT_USER, at: datetime | None = None) -> dict[str, Any]:
+        """Store ``content`` in one tier of the user's memory (``core``/``recall``/``archival``),
+        as of ``at`` (now by default; an import passes the original time)."""
         user_id = check_user(user_id)
         if memory_type not in MEMORY_TYPES:
             raise InvalidRequest(f"memory_type must be one of {', '.join(MEMORY_TYPES)}, "
@@ -123,13 +145,22 @@ class MemoryAgent:
             raise InvalidRequest("content must not be empty")
         with self._lock(user_id):
             memory = self._memory(user_id)
-            at = support.now()
+            if memory_type == "core":
+                check_core_size(memory, content)
+            at = support.utc(at) or support.now()
             session_id = f"m{self.log.sessions(user_id) + 1}"
             unit = self._add(memory, user_id, session_id, content, memory_type, at)
             self.log.append(user_id, session_id, "memory", memory_type, content, at,
                             {"unit_id": unit.id})
         return {"status": "ok", "id": unit.id, "user_id": user_id, "memory_type": memory_type,
                 "content": content, "timestamp": at.isoformat()}
+
+    def add_memories(self, contents: Sequence[str], memory_type: str = "archival",
+                     user_id: str = DEFAULT_USER) -> list[dict[str, Any]]:
+        """:meth:`add_memory` for each of ``contents``, under one lock: the memories are
+        embedded together, in one batch, at the next search."""
+        with self._lock(check_user(user_id)):
+            return [self.add_memory(c, memory_type, user_id) for c in contents]
 
     def search_memory(self, query: str, limit: int = 5, user_id: str = DEFAULT_USER
                       ) -> list[dict[str, Any]]:
@@ -139,26 +170,41 @@ class MemoryAgent:
             raise InvalidRequest(f"limit must be >= 1, got {limit}")
         with self._lock(user_id):
             memory = self._memory(user_id)
-            finder = getattr(memory, "find", None)
             with llm_errors(self.backend):
-                hits = (finder(query, limit, support.now()) if finder is not None
+                hits = (memory.find(query, limit, support.now()) if isinstance(memory, HasContext)
                         else memory.search(query, limit, support.now()))
         return [hit_record(h) for h in hits[:limit]]
+
+    def list_memories(self, user_id: str = DEFAULT_USER, memory_type: str | None = None,
+                      limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """The user's memories, oldest first (current core block first), one page."""
+        from memlab.agent.manage import list_memories
+
+        user_id = check_user(user_id)
+        with self._lock(user_id):
+            return list_memories(self._memory(user_id), user_id, memory_type, limit, offset)
+
+    def delete_memory(self, memory_id: str, user_id: str = DEFAULT_USER) -> dict[str, Any]:
+        """Delete one of the user's memories (a core id clears the whole core block)."""
+        from memlab.agent.manage import delete_memory
+
+        user_id = check_user(user_id)
+        with self._lock(user_id):
+            return delete_memory(self, self._memory(user_id), user_id, memory_id)
 
     def consolidate_memory(self, user_id: str = DEFAULT_USER) -> dict[str, Any]:
         """Summarise old recall memory into archival memory (architectures that have one)."""
         user_id = check_user(user_id)
         with self._lock(user_id):
             memory = self._memory(user_id)
-            consolidate = getattr(memory, "consolidate", None)
-            if consolidate is None:
+            if not isinstance(memory, Consolidating):
                 return {"user_id": user_id, "consolidated": [],
                         "note": f"memory '{self.memory_name}' has no consolidation"}
-            records = getattr(memory, "records", [])
-            before = len(records)
-            made = consolidate(support.now())
-            failed = [r for r in records[before:] if str(r.get("error") or "")
-                      .startswith("llm error")]
+            if isinstance(memory, Accounted):
+                memory.take_calls()  # earlier calls are not this request's
+            made = memory.consolidate(support.now())
+            calls = memory.take_calls() if isinstance(memory, Accounted) else []
+            failed = [r for r in calls if str(r.get("error") or "").startswith("llm error")]
         if failed:
             raise BackendUnavailable(str(failed[0]["error"]), backend=self.backend)
         return {"user_id": user_id, "consolidated": [u.id for u in made],
@@ -177,6 +223,25 @@ class MemoryAgent:
         from memlab.agent.export import read_export
 
         return read_export(self, Path(path))
+
+    def replay_session(self, user_id: str, rows: Sequence[dict[str, Any]]) -> str:
+        """Ingest logged chat messages (``role``, ``content``, ISO ``at``) as one session
+        of the user's memory with their original times, and log them; the session id."""
+        user_id = check_user(user_id)
+        with self._lock(user_id):
+            memory = self._memory(user_id)
+            session_id = f"s{self.log.sessions(user_id) + 1}"
+            session = session_from_rows(session_id, user_id, rows)
+            with llm_errors(self.backend):
+                memory.ingest(session)
+            for turn, row in zip(session.turns, rows, strict=True):
+                self.log.append(user_id, session_id, "chat", row["role"], row["content"],
+                                turn.at)
+        return session_id
+
+    def memory_units(self, user_id: str = DEFAULT_USER) -> list[Any]:
+        """Every unit the user's memory holds (for exports)."""
+        return list(self.memory(user_id).units())
 
     def status(self) -> dict[str, Any]:
         from memlab.agent.records import status
@@ -199,12 +264,7 @@ class MemoryAgent:
         with ExitStack() as held:
             for lock in locks:
                 held.enter_context(lock)
-            with self._guard:
-                for memory in self._memories.values():
-                    close = getattr(memory, "close", None)
-                    if close is not None:
-                        close()
-                self._memories.clear()
+            self._memories.close_all()
             self.log.close()
 
     @property
@@ -218,7 +278,7 @@ class MemoryAgent:
                  ) -> tuple[Hit | None, list[Hit], list[Hit], list[dict[str, str]]]:
         """(core hit, retrieved hits, recent-turn hits, recent turns as chat messages)."""
         with llm_errors(self.backend):
-            if hasattr(memory, "context"):  # tiered: its own tiers
+            if isinstance(memory, HasContext):  # tiered: its own tiers
                 ctx = memory.context(message if search else "", asked)
                 return (ctx.core, ctx.retrieved, ctx.recent,
                         history_rows(h.unit for h in ctx.recent))
@@ -240,28 +300,18 @@ class MemoryAgent:
 
     def _prompt(self, message: str, user_id: str, asked: datetime, core: Hit | None,
                 retrieved: list[Hit], history: list[dict[str, str]]) -> tuple[Any, list[Hit]]:
-        from memlab.eval.answer import context_window
-        from memlab.llm.budget import ContextOverflowError, fit_context
-
-        answer = self.answer
-        template = self._chat_template()
-        memories = _within_tokens(retrieved, answer.max_memory_tokens)
-
-        def render(kept: Sequence[Hit]) -> Any:
-            return template.render(question=message, memories=list(kept),
-                                   core_memory=core.unit.text if core else "",
-                                   history=history, asked_at=asked, user=user_id).messages
+        """The chat prompt, built as the evaluator builds its prompts (same budget, same
+        trim policy, same template machinery)."""
+        from memlab.llm.budget import ContextOverflowError
 
         try:
-            fitted = fit_context(render, memories, context_window=context_window(self.llm),
-                                 answer_budget=answer.max_answer_tokens,
-                                 policy=answer.trim_policy)
+            rendered, fitted = self._prompt_builder().build(
+                retrieved, question=message, core_memory=core.unit.text if core else "",
+                history=history, asked_at=asked, user=user_id)
         except ContextOverflowError as exc:
             raise InvalidRequest(f"message too long for the model's context window: {exc}"
                                  ) from None
-        return template.render(question=message, memories=list(fitted.kept),
-                               core_memory=core.unit.text if core else "", history=history,
-                               asked_at=asked, user=user_id), list(fitted.kept)
+        return rendered, list(fitted.kept)
 
     def _remember_exchange(self, memory: Any, user_id: str, session_id: str, message: str,
                            reply: str, asked: datetime, answered: datetime) -> None:
@@ -276,9 +326,9 @@ class MemoryAgent:
     def _add(self, memory: Any, user_id: str, session_id: str, content: str,
              memory_type: str, at: datetime) -> Any:
         with llm_errors(self.backend):
-            remember = getattr(memory, "remember", None)
-            if remember is not None:
-                return remember(content, memory_type, at, speaker=user_id, source_id=session_id)
+            if isinstance(memory, Editable):
+                return memory.remember(content, memory_type, at, speaker=user_id,
+                                       source_id=session_id)
             turn = Turn(f"{session_id}:t1", session_id, user_id, Role.USER, content, at)
             units = memory.ingest(Session(session_id, at, (turn,)))
         if not units:
@@ -292,38 +342,41 @@ class MemoryAgent:
             return self._locks.setdefault(user_id, threading.RLock())
 
     def _memory(self, user_id: str) -> Any:
+        """The user's memory, opened (and others closed, see OpenMemories) if need be;
+        the caller holds the user's lock."""
         memory = self._memories.get(user_id)
         if memory is None:
             from memlab.agent.build import open_memory
 
-            memory = self._memories[user_id] = open_memory(self, user_id)
+            memory = open_memory(self.memory_name, self.memory_params, user_id,
+                                 archival_path=self.settings.archival_path(), llm=self.llm,
+                                 log=self.log)
+            self._memories.put(user_id, memory)
         return memory
 
-    def _chat_template(self) -> Any:
-        if self._template is None:
+    def _prompt_builder(self) -> PromptBuilder:
+        if self._prompts is None:
             from memlab.prompts import get_template
 
-            self._template = get_template(self.answer.template.name,
-                                          self.config.template_dirs)
-        return self._template
+            answer = self.answer
+            template = get_template(answer.template.name, self.config.template_dirs)
+            self._prompts = PromptBuilder(template, context_window(self.llm),
+                                          answer.max_memory_tokens, answer.max_answer_tokens,
+                                          answer.trim_policy)
+        return self._prompts
 
 
-def check_user(user_id: str | None) -> str:
-    """A valid user id (letters, digits, ``_.@-``; at most 64 characters)."""
-    user_id = DEFAULT_USER if user_id is None else user_id
-    if not isinstance(user_id, str) or not USER_ID.match(user_id):
-        raise InvalidRequest(f"user_id must be 1-64 characters of letters, digits and _.@- "
-                             f"starting with a letter or digit, got {user_id!r}")
-    return user_id
-
-
-def _within_tokens(hits: Sequence[Hit], budget: int) -> list[Hit]:
+def check_core_size(memory: Any, content: str) -> None:
+    """Core memory is in every prompt: a line over the block's budget is refused (one
+    oversized core memory used to make every later chat of the user fail)."""
     from memlab.tokens import count_tokens
 
-    kept, used = [], 0
-    for hit in hits:
-        used += count_tokens(hit.unit.text)
-        if used > budget:
-            break
-        kept.append(hit)
-    return kept
+    limit = getattr(memory, "core_tokens", None)
+    if not isinstance(limit, int):
+        return
+    size = count_tokens(f"- {content}")
+    if size > limit:
+        raise InvalidRequest(f"core memory is capped at {limit} tokens and this content has "
+                             f"{size}: shorten it, or store it as archival memory")
+
+

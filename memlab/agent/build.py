@@ -13,17 +13,15 @@ timestamps, when the user is first seen after a start.
 from __future__ import annotations
 
 import copy
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from memlab.agent.log import ConversationLog
+from memlab.agent.records import session_from_rows
 from memlab.agent.settings import AgentSettings, load_settings
-from memlab.data.schema import Role, Session, Turn
 from memlab.errors import ConfigError
 from memlab.eval.config import ExperimentConfig, load_config
-
-if TYPE_CHECKING:
-    from memlab.agent.agent import MemoryAgent
 
 #: settings.model.type -> (parameter for model.name, for context_window, for host)
 _MODEL_KEYS: dict[str, tuple[str, str | None, str | None]] = {
@@ -34,17 +32,22 @@ _MODEL_KEYS: dict[str, tuple[str, str | None, str | None]] = {
 }
 
 
-def from_config(source: str | Path | dict[str, Any] | ExperimentConfig | None = None, *,
+@dataclass(frozen=True)
+class AgentParts:
+    """What an agent is made of: the validated config with the settings folded in, the
+    settings, the model, the memory's resolved ``(name, params)`` and the overrides."""
+
+    config: ExperimentConfig
+    settings: AgentSettings
+    llm: Any
+    memory_spec: tuple[str, dict[str, Any]]
+    overrides: dict[str, Any]
+
+
+def agent_parts(source: str | Path | dict[str, Any] | ExperimentConfig | None = None, *,
                 data_dir: str | Path | None = None, settings: AgentSettings | None = None,
-                llm: Any = None) -> MemoryAgent:
-    """The live agent for an experiment config (default ``experiments/agent.yaml``).
-
-    ``settings`` default to :func:`~memlab.agent.settings.load_settings` (file named by
-    ``$MEMLAB_SERVE_CONFIG``, then environment). ``llm`` replaces the configured model
-    (tests pass a mock). ``data_dir`` wins over the settings.
-    """
-    from memlab.agent.agent import MemoryAgent
-
+                llm: Any = None) -> AgentParts:
+    """The parts of the live agent for an experiment config (see ``from_config``)."""
     settings = settings or load_settings()
     if data_dir is not None:
         settings = settings.model_copy(update={"memory": settings.memory.model_copy(
@@ -60,10 +63,10 @@ def from_config(source: str | Path | dict[str, Any] | ExperimentConfig | None = 
     if llm is None:
         from memlab.llm import build_llm
 
-        llm = build_llm(config.answer.llm.model_dump())  # type: ignore[union-attr]
+        llm = build_llm(config.answer.llm.model_dump(exclude_none=True))  # type: ignore[union-attr]
     else:
         overrides["llm"] = type(llm).__name__
-    return MemoryAgent(config, settings, llm, memory_spec, overrides)
+    return AgentParts(config, settings, llm, memory_spec, overrides)
 
 
 def _apply_model(config: ExperimentConfig, settings: AgentSettings,
@@ -107,13 +110,13 @@ def _memory_spec(config: ExperimentConfig, settings: AgentSettings,
     embedding = settings.model.embedding_model
     if embedding:
         embedder = _embedder(embedding, settings)
-        if not _set_embedders(params, embedder):
+        if not set_embedders(params, embedder):
             raise ConfigError(f"settings model.embedding_model: memory '{name}' embeds nothing")
         overrides["embedding_model"] = embedder
     return name, params
 
 
-def _set_embedders(params: dict[str, Any], embedder: dict[str, Any]) -> int:
+def set_embedders(params: dict[str, Any], embedder: dict[str, Any]) -> int:
     """Replace every embedder in a resolved params tree (nested strategies included);
     returns how many were replaced."""
     replaced = 0
@@ -123,7 +126,7 @@ def _set_embedders(params: dict[str, Any], embedder: dict[str, Any]) -> int:
             replaced += 1
         elif isinstance(value, dict):
             inner = value["params"] if isinstance(value.get("params"), dict) else value
-            replaced += _set_embedders(inner, embedder)
+            replaced += set_embedders(inner, embedder)
     return replaced
 
 
@@ -139,33 +142,29 @@ def _embedder(model: str, settings: AgentSettings) -> dict[str, Any]:
     return {"name": "sentence-transformers", "params": {"model": model}}
 
 
-def open_memory(agent: MemoryAgent, user_id: str) -> Any:
-    """The user's memory, reloaded from the store or rebuilt from the log."""
+def open_memory(name: str, params: dict[str, Any], user_id: str, *, archival_path: Path,
+                llm: Any, log: ConversationLog) -> Any:
+    """The user's memory, reloaded from the store (namespace = user id) or rebuilt from
+    the conversation log; ``llm`` serves an architecture whose spec leaves it unset."""
     from memlab.memory import registry
 
-    name, params = agent.memory_name, dict(agent.memory_params)
+    params = dict(params)
     accepted = {p.name for p in registry.params(name)}
     if "store" in accepted:
         params["store"] = {"name": "sqlite", "params": {
-            "path": str(agent.settings.archival_path()), "namespace": user_id}}
+            "path": str(archival_path), "namespace": user_id}}
     if "llm" in accepted and params.get("llm") is None:
-        params["llm"] = agent.llm
+        params["llm"] = llm
     memory = registry.build(name, params)
     if "store" not in accepted:
-        replay_log(agent, memory, user_id)
+        replay_log(log, memory, user_id)
     return memory
 
 
-def replay_log(agent: MemoryAgent, memory: Any, user_id: str) -> None:
+def replay_log(log: ConversationLog, memory: Any, user_id: str) -> None:
     """Feed the user's logged sessions into a memory that keeps nothing on disk."""
     sessions: dict[str, list[dict[str, Any]]] = {}
-    for row in agent.log.messages(user_id):
+    for row in log.messages(user_id):
         sessions.setdefault(row["session_id"], []).append(row)
     for session_id, rows in sessions.items():
-        turns = tuple(
-            Turn(f"{session_id}:t{n}", session_id,
-                 "assistant" if row["role"] == "assistant" else user_id,
-                 Role.ASSISTANT if row["role"] == "assistant" else Role.USER,
-                 row["content"], datetime.fromisoformat(row["at"]))
-            for n, row in enumerate(rows, start=1))
-        memory.ingest(Session(session_id, turns[0].at, turns))
+        memory.ingest(session_from_rows(session_id, user_id, rows))

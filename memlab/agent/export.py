@@ -14,42 +14,41 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memlab.agent.records import InvalidRequest, llm_errors
-from memlab.data.schema import Role, Session, Turn
+from memlab.agent.records import MEMORY_TYPES, InvalidRequest, check_user
 from memlab.errors import MemlabError
-
-if TYPE_CHECKING:
-    from memlab.agent.agent import MemoryAgent
 
 FORMAT = "memlab-agent-export"
 VERSION = 1
 
 
-def write_export(agent: MemoryAgent, path: Path, users: list[str]) -> Path:
+def write_export(agent: Any, path: Path, users: list[str]) -> Path:
+    """Every logged message and the units each user's memory holds, as one JSON file."""
     data: dict[str, Any] = {"format": FORMAT, "version": VERSION,
                             "exported_at": datetime.now(UTC).isoformat(),
                             "config": agent.config.name, "memory": agent.memory_name,
                             "users": {}}
     for user in users:
-        units = agent.memory(user).units()
         data["users"][user] = {
             "messages": agent.log.messages(user),
             "memory_units": [{"id": u.id, "kind": u.kind, "text": u.text,
                               "at": u.at.isoformat(),
-                              "source_turn_ids": list(u.source_turn_ids)} for u in units],
+                              "source_turn_ids": list(u.source_turn_ids)}
+                             for u in agent.memory_units(user)],
         }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 
 
-def read_export(agent: MemoryAgent, path: Path) -> int:
-    """Replay ``path`` into ``agent``; the number of sessions imported."""
+def read_export(agent: Any, path: Path) -> int:
+    """Replay ``path`` into ``agent`` through its public verbs (``replay_session``,
+    ``add_memory`` with the original time); the number of sessions imported."""
     data = _read(path)
     imported = 0
     for user, content in data["users"].items():
+        user = check_user(user)
         known = {(m["role"], m["content"], m["at"]) for m in agent.log.messages(user)}
         sessions: dict[str, list[dict[str, Any]]] = {}
         for row in content.get("messages", []):
@@ -73,39 +72,12 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _replay(agent: MemoryAgent, user: str, rows: list[dict[str, Any]]) -> None:
-    from memlab.agent.agent import check_user
-
-    check_user(user)
-    first = rows[0]
-    if first["kind"] == "memory":
-        for row in rows:
-            agent_add(agent, user, row["content"], row["role"],
-                      datetime.fromisoformat(row["at"]))
+def _replay(agent: Any, user: str, rows: list[dict[str, Any]]) -> None:
+    if rows[0]["kind"] != "memory":
+        agent.replay_session(user, rows)
         return
-    with agent._lock(user):
-        memory = agent._memory(user)
-        session_id = f"s{agent.log.sessions(user) + 1}"
-        turns = tuple(
-            Turn(f"{session_id}:t{n}", session_id,
-                 "assistant" if row["role"] == "assistant" else user,
-                 Role.ASSISTANT if row["role"] == "assistant" else Role.USER,
-                 row["content"], datetime.fromisoformat(row["at"]))
-            for n, row in enumerate(rows, start=1))
-        with llm_errors(agent.backend):
-            memory.ingest(Session(session_id, turns[0].at, turns))
-        for turn, row in zip(turns, rows, strict=True):
-            agent.log.append(user, session_id, "chat", row["role"], row["content"], turn.at)
-
-
-def agent_add(agent: MemoryAgent, user: str, content: str, memory_type: str,
-              at: datetime) -> None:
-    """An explicit memory with its original time."""
-    if memory_type not in ("core", "recall", "archival"):
-        raise InvalidRequest(f"export: unknown memory_type {memory_type!r}")
-    with agent._lock(user):
-        memory = agent._memory(user)
-        session_id = f"m{agent.log.sessions(user) + 1}"
-        unit = agent._add(memory, user, session_id, content, memory_type, at)
-        agent.log.append(user, session_id, "memory", memory_type, content, at,
-                         {"unit_id": unit.id})
+    for row in rows:
+        if row["role"] not in MEMORY_TYPES:
+            raise InvalidRequest(f"export: unknown memory_type {row['role']!r}")
+        agent.add_memory(row["content"], row["role"], user,
+                         at=datetime.fromisoformat(row["at"]))

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import MemlabError
+from memlab.errors import StorageError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -35,13 +35,16 @@ KINDS = ("chat", "memory")
 class ConversationLog:
     """Append-only messages per user (``kind`` chat or memory) in one SQLite file.
 
-    The file is opened on first use and again after :meth:`close`.
+    The file is opened on first use and again after :meth:`close`. Each user's session
+    ids are read once and then kept in step with :meth:`append` (counting them in SQL on
+    every new memory made ``add_memory`` slower as a memory grew: O(n) per call).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._sessions: dict[str, set[str]] = {}
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -52,7 +55,7 @@ class ConversationLog:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
             except (OSError, sqlite3.DatabaseError) as exc:
-                raise MemlabError(f"conversation log {self.path}: cannot open: {exc}") from exc
+                raise StorageError(f"conversation log {self.path}: cannot open: {exc}") from exc
             self._connection = conn
         return self._connection
 
@@ -66,6 +69,8 @@ class ConversationLog:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (user_id, session_id, kind, role, content, at.isoformat(),
                  json.dumps(meta or {}, ensure_ascii=False, default=str)))
+            if user_id in self._sessions:
+                self._sessions[user_id].add(session_id)
 
     def messages(self, user_id: str | None = None, kind: str | None = None
                  ) -> list[dict[str, Any]]:
@@ -85,6 +90,20 @@ class ConversationLog:
         return [{"user_id": r[0], "session_id": r[1], "kind": r[2], "role": r[3],
                  "content": r[4], "at": r[5], "meta": json.loads(r[6])} for r in rows]
 
+    def forget(self, user_id: str, unit_ids: list[str]) -> int:
+        """Blank the user's explicit-memory rows that stored one of ``unit_ids`` (content
+        ``[deleted]``; the row stays so session numbers, hence new ids, never repeat)."""
+        wanted = set(unit_ids)
+        with self._lock, self._conn:
+            rows = self._conn.execute(
+                "SELECT seq, meta FROM messages WHERE user_id = ? AND kind = 'memory'",
+                (user_id,)).fetchall()
+            gone = [(json.dumps({**json.loads(meta), "deleted": True}), seq)
+                    for seq, meta in rows if json.loads(meta).get("unit_id") in wanted]
+            self._conn.executemany(
+                "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
+        return len(gone)
+
     def users(self) -> list[str]:
         with self._lock:
             rows = self._conn.execute("SELECT DISTINCT user_id FROM messages ORDER BY user_id")
@@ -93,10 +112,12 @@ class ConversationLog:
     def sessions(self, user_id: str) -> int:
         """How many sessions (chat exchanges and explicit memories) the user has."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT COUNT(DISTINCT session_id) FROM messages WHERE user_id = ?",
-                (user_id,)).fetchone()
-        return int(row[0])
+            known = self._sessions.get(user_id)
+            if known is None:
+                rows = self._conn.execute(
+                    "SELECT DISTINCT session_id FROM messages WHERE user_id = ?", (user_id,))
+                known = self._sessions[user_id] = {r[0] for r in rows}
+            return len(known)
 
     def count(self) -> int:
         with self._lock:
@@ -107,3 +128,4 @@ class ConversationLog:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+            self._sessions.clear()

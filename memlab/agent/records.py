@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.errors import MemlabError
+from memlab.data.schema import Role, Session, Turn
+from memlab.errors import MemlabError, StorageError
 from memlab.retrieval.base import Hit
 
-if TYPE_CHECKING:
-    from memlab.agent.agent import MemoryAgent
+MEMORY_TYPES = ("core", "recall", "archival")
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+DEFAULT_USER = "default"
+
+
+def session_from_rows(session_id: str, user_id: str, rows: Sequence[dict[str, Any]]
+                      ) -> Session:
+    """Logged chat messages (``role``, ``content``, ISO ``at``) as one session of the user
+    (assistant turns spoken by ``assistant``) with their original times."""
+    turns = tuple(
+        Turn(f"{session_id}:t{n}", session_id,
+             "assistant" if row["role"] == "assistant" else user_id,
+             Role.ASSISTANT if row["role"] == "assistant" else Role.USER,
+             row["content"], datetime.fromisoformat(row["at"]))
+        for n, row in enumerate(rows, start=1))
+    return Session(session_id, turns[0].at, turns)
+
+
+def check_user(user_id: str | None) -> str:
+    """A valid user id (letters, digits, ``_.@-``; at most 64 characters)."""
+    user_id = DEFAULT_USER if user_id is None else user_id
+    if not isinstance(user_id, str) or not USER_ID.match(user_id):
+        raise InvalidRequest(f"user_id must be 1-64 characters of letters, digits and _.@- "
+                             f"starting with a letter or digit, got {user_id!r}")
+    return user_id
 
 
 class InvalidRequest(MemlabError):
     """The caller asked for something the agent cannot do (HTTP 422)."""
+
+
+class MemoryNotFound(InvalidRequest):
+    """The user has no memory with the id asked for (HTTP 404)."""
 
 
 class BackendUnavailable(MemlabError):
@@ -34,7 +64,7 @@ def llm_errors(backend: str) -> Iterator[None]:
     :class:`BackendUnavailable` with their message; the agent's own errors pass."""
     try:
         yield
-    except (InvalidRequest, BackendUnavailable):
+    except (InvalidRequest, BackendUnavailable, StorageError):
         raise
     except MemlabError as exc:
         raise BackendUnavailable(str(exc), backend=backend) from exc
@@ -66,7 +96,7 @@ def history_rows(units: Iterable[MemoryUnit]) -> list[dict[str, str]]:
     return rows
 
 
-def status(agent: MemoryAgent) -> dict[str, Any]:
+def status(agent: Any) -> dict[str, Any]:
     """What ``GET /status`` shows: config, model and whether its backend answers, memory."""
     answer = agent.config.answer
     assert answer is not None
@@ -87,7 +117,7 @@ def status(agent: MemoryAgent) -> dict[str, Any]:
     }
 
 
-def backend_health(agent: MemoryAgent) -> dict[str, Any]:
+def backend_health(agent: Any) -> dict[str, Any]:
     """Whether the model backend answers, without generating (servers are asked for the
     model; the embedded model reports whether it is loaded)."""
     check = getattr(agent.llm, "check", None)

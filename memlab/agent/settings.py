@@ -8,11 +8,11 @@ The file (every key optional)::
       "model": {"type": "ollama", "name": "qwen3:4b", "context_window": 8192,
                 "max_tokens": 256, "host": "http://127.0.0.1:11434",
                 "embedding_model": "all-minilm", "embedding_dim": 384},
-      "memory": {"data_dir": "data/memlab",
+      "memory": {"data_dir": "data/memlab", "max_open_users": 64,
                  "archival": {"type": "sqlite", "path": "data/memlab/archival.db"}},
       "retrieval": {"top_k": 3, "relevance_threshold": 0.5},
       "server": {"host": "127.0.0.1", "port": 8888, "api_key": null,
-                 "max_body_bytes": 65536}
+                 "max_body_bytes": 65536, "body_timeout": 30}
     }
 
 The experiment config (YAML, validated like any evaluation config) names the memory
@@ -27,6 +27,7 @@ Environment variables (they win over the file):
 ``MEMLAB_AGENT_CONFIG``        ``experiment``
 ``MEMLAB_DATA_DIR``            ``memory.data_dir``
 ``MEMLAB_ARCHIVAL_PATH``       ``memory.archival.path``
+``MEMLAB_MAX_OPEN_USERS``      ``memory.max_open_users`` (default 64)
 ``MEMLAB_MODEL_BACKEND``       ``model.type`` (llamacpp, ollama, openai, mock)
 ``MEMLAB_MODEL``               ``model.name``
 ``MEMLAB_MODEL_HOST``          ``model.host`` (Ollama also reads ``OLLAMA_HOST``)
@@ -39,6 +40,7 @@ Environment variables (they win over the file):
 ``MEMLAB_PORT``                ``server.port``
 ``MEMLAB_API_KEY``             ``server.api_key``
 ``MEMLAB_MAX_BODY_BYTES``      ``server.max_body_bytes``
+``MEMLAB_BODY_TIMEOUT``        ``server.body_timeout`` (seconds, default 30)
 =============================  ==========================================
 """
 
@@ -61,6 +63,7 @@ ENV_VARS: dict[str, str] = {
     "MEMLAB_AGENT_CONFIG": "experiment",
     "MEMLAB_DATA_DIR": "memory.data_dir",
     "MEMLAB_ARCHIVAL_PATH": "memory.archival.path",
+    "MEMLAB_MAX_OPEN_USERS": "memory.max_open_users",
     "MEMLAB_MODEL_BACKEND": "model.type",
     "MEMLAB_MODEL": "model.name",
     "MEMLAB_MODEL_HOST": "model.host",
@@ -73,6 +76,7 @@ ENV_VARS: dict[str, str] = {
     "MEMLAB_PORT": "server.port",
     "MEMLAB_API_KEY": "server.api_key",
     "MEMLAB_MAX_BODY_BYTES": "server.max_body_bytes",
+    "MEMLAB_BODY_TIMEOUT": "server.body_timeout",
 }
 _PATH_KEYS = ("experiment", "memory.data_dir", "memory.archival.path")
 
@@ -98,6 +102,8 @@ class ArchivalSettings(_Strict):
 
 class MemorySettings(_Strict):
     data_dir: str | None = None
+    max_open_users: int = Field(default=64, ge=1, description="memories held open at "
+                                "once (each holds SQLite file descriptors); others reopen")
     archival: ArchivalSettings = Field(default_factory=ArchivalSettings)
 
 
@@ -111,6 +117,8 @@ class ServerSettings(_Strict):
     port: int = Field(default=8888, ge=0, le=65535)
     api_key: str | None = None
     max_body_bytes: int = Field(default=65536, ge=1024)
+    body_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for the "
+                                "rest of a request body before a 408")
 
 
 class AgentSettings(_Strict):

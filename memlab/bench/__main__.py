@@ -10,6 +10,7 @@ TARGETS = {
     "search": "memlab.bench.search",
     "eval": "memlab.bench.eval",
     "metrics": "memlab.bench.metrics",
+    "agent": "memlab.bench.agent",
 }
 
 

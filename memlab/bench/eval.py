@@ -67,12 +67,24 @@ def _print(title: str, rows: list[tuple[str, str]]) -> None:
         print(f"{name:<{width}}  {value}")
 
 
+def retrieval_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The strategy, with the MiniLM backend set where it embeds (dense, hybrid, mmr)."""
+    if not args.backend:
+        return {"name": args.retrieval}
+    embedder = {"name": "sentence-transformers", "params": {"backend": args.backend}}
+    if args.retrieval == "hybrid":
+        return {"name": "hybrid", "params": {"dense": {"embedder": embedder}}}
+    return {"name": args.retrieval, "params": {"embedder": embedder}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="locomo")
     parser.add_argument("--retrieval", default="hybrid")
     parser.add_argument("--limit", type=int, default=None, help="only the first N probes")
+    parser.add_argument("--backend", default=None, choices=("torch", "onnx", "onnx-int8"),
+                        help="the MiniLM embedder's backend (default: the embedder's own)")
     parser.add_argument("--sweep", metavar="CONFIG", default=None,
                         help="time this experiment's whole sweep cold and warm instead")
     parser.add_argument("--workers", type=int, default=None, help="with --sweep: processes")
@@ -82,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return bench_sweep(args.sweep, args.workers)
     probes: dict[str, Any] = {"limit": args.limit} if args.limit else {}
     base = {"name": "bench", "dataset": {"name": args.dataset, "probes": probes},
-            "chunker": {"name": "turn"}, "retrieval": {"name": args.retrieval},
+            "chunker": {"name": "turn"}, "retrieval": retrieval_spec(args),
             "tracking": {"mlflow": False}}
     with tempfile.TemporaryDirectory(prefix="memlab-bench-") as tmp:
         root = Path(tmp)
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if phase in lat and lat[phase]["p50"] is not None:
             rows.append((f"  {phase} p50 / p95 (ms)",
                          f"{1000 * lat[phase]['p50']:.2f} / {1000 * lat[phase]['p95']:.2f}"))
-    _print(f"memlab.bench eval: {args.dataset}, turn units, {args.retrieval}, "
+    backend = f", embedder backend {args.backend}" if args.backend else ""
+    _print(f"memlab.bench eval: {args.dataset}, turn units, {args.retrieval}{backend}, "
            f"{os.cpu_count()} cores", rows)
     return 0

@@ -187,34 +187,61 @@ def bench_strategies(size: int, units: list[Any], vectors: np.ndarray,
         rows.append(row)
         return strategy, results
 
-    bm25, _ = run("bm25", Bm25Strategy, False)
+    bm25: Any = None
+    if not ctx["dense_only"]:
+        bm25, _ = run("bm25", Bm25Strategy, False)
     dense, exact = run("dense (exact)", partial(DenseStrategy, embedder=emb, cache=False), True)
-    shared = rows[0].build_s + rows[1].build_s
-    for fusion in ("rrf", "weighted"):
-        run(f"hybrid ({fusion})", partial(HybridStrategy, fusion=fusion, bm25=bm25,
-            dense=dense), True, shared, "build includes bm25 + dense")
-    run("recency (dense)", partial(RecencyStrategy, base=dense), True, rows[1].build_s,
-        "build includes dense")
-    del dense
-    run("mmr", partial(MmrStrategy, embedder=emb, cache=False), True)
+    if not ctx["dense_only"]:
+        shared = rows[0].build_s + rows[1].build_s
+        for fusion in ("rrf", "weighted"):
+            run(f"hybrid ({fusion})", partial(HybridStrategy, fusion=fusion, bm25=bm25,
+                dense=dense), True, shared, "build includes bm25 + dense")
+        run("recency (dense)", partial(RecencyStrategy, base=dense), True, rows[1].build_s,
+            "build includes dense")
+        run("mmr", partial(MmrStrategy, embedder=emb, cache=False), True)
     kinds = ["faiss-ivf"] + (["faiss-hnsw"] if size <= hnsw_max else [])
     for kind in kinds:
+        params = {"exact_below": 0, **(ctx["hnsw_params"] if kind == "faiss-hnsw" else {})}
         approx_dense, approx = run(f"dense ({kind})", partial(
-            DenseStrategy, embedder=emb, cache=False, index=kind,
-            index_params={"exact_below": 0}), True)
+            DenseStrategy, embedder=emb, cache=False, index=kind, index_params=params), True)
         rows[-1].recall_at_10 = recall(approx, exact)
-        if kind == "faiss-ivf":
+        rows += filtered_rows(kind, size, units, dense, approx_dense, ctx)
+        if kind == "faiss-ivf" and not ctx["dense_only"]:
             both = rows[0].build_s + rows[-1].build_s
             run("hybrid (rrf) on faiss-ivf", partial(HybridStrategy, bm25=bm25,
                 dense=approx_dense), True, both, "build includes bm25 + dense (faiss-ivf)")
             run("recency on faiss-ivf", partial(RecencyStrategy, base=approx_dense), True,
                 rows[-2].build_s, "build includes dense (faiss-ivf)")
         del approx_dense
-    del bm25
+    del bm25, dense
+    if ctx["dense_only"]:
+        return rows
     run("full_context", FullContextStrategy, False, note="6,000-token budget")
     run("none", NoneStrategy, False)
     run("oracle", OracleStrategy, False)
     return rows
+
+
+def filtered_rows(kind: str, size: int, units: list[Any], exact: Any, approx: Any,
+                  ctx: dict[str, Any]) -> list[Row]:
+    """Exact and approximate search with ``as_of`` letting only a fraction of units be
+    seen, and the approximate index's recall@10 against exact search under that filter."""
+    out = []
+    queries = ctx["queries"]
+    for fraction in ctx["fractions"]:
+        visible = max(1, int(size * fraction))
+        as_of = units[visible - 1].at
+        note = f"as_of: {fraction:.0%} of units visible"
+        want_s, want = time_queries(exact, queries, as_of, ctx["probe"])
+        got_s, got = time_queries(approx, queries, as_of, ctx["probe"])
+        if kind == "faiss-ivf":  # the exact row once per fraction
+            out.append(Row("strategy", "dense (exact), filtered", size, 0.0,
+                           *percentiles(want_s), queries=len(queries), note=note))
+        out.append(Row("strategy", f"dense ({kind}), filtered", size, 0.0,
+                       *percentiles(got_s), recall_at_10=recall(got, want),
+                       queries=len(queries), note=note))
+        assert all(int(u[1:]) < visible for hits in got for u in hits), "future unit leaked"
+    return out
 
 
 def bench_stores(size: int, units: list[Any], vectors: np.ndarray, queries: int,
@@ -291,8 +318,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="LoCoMo turns embedded to measure sentences/s")
     parser.add_argument("--noise", type=float, default=0.5,
                         help="norm of the Gaussian noise added to each real embedding")
-    parser.add_argument("--hnsw-max", default="100k",
+    parser.add_argument("--hnsw-max", default="1M",
                         help="largest size that also builds the (slow) faiss HNSW index")
+    parser.add_argument("--hnsw-threads", type=int, default=1,
+                        help="threads building HNSW (1 = a reproducible graph)")
+    parser.add_argument("--fractions", default="0.5,0.1",
+                        help="visible fractions of units for the as_of-filtered rows")
+    parser.add_argument("--dense-only", action="store_true",
+                        help="only dense rows (exact, faiss, filtered) and no stores")
+    parser.add_argument("--backend", default="onnx", choices=("torch", "onnx", "onnx-int8"),
+                        help="the MiniLM backend embedding corpus and queries")
     parser.add_argument("--quick", action="store_true",
                         help="10k units, 50 queries, 256-turn throughput sample")
     parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
@@ -311,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
 
     texts, questions = load_locomo()
-    model = SentenceTransformerEmbedder()
+    model = SentenceTransformerEmbedder(backend=args.backend)
     _say(f"embedding throughput on {args.throughput_sample} LoCoMo turns ...")
     rate = throughput(model, texts[: args.throughput_sample])
     _say("embedding all LoCoMo turns and questions (cached after the first run) ...")
@@ -342,8 +377,12 @@ def bench_size(size: int, texts: list[str], base: np.ndarray, questions: list[st
     probe = Probe("bench", questions[0], "", tuple(f"t{i}" for i in range(0, size, size // 5)),
                   (), "bench", as_of)
     ctx = {"embedder": embedder, "queries": questions[:n_queries], "as_of": as_of,
-           "probe": probe, "embed_queries": min(n_queries, args.embed_queries)}
+           "probe": probe, "embed_queries": min(n_queries, args.embed_queries),
+           "dense_only": args.dense_only, "hnsw_params": {"threads": args.hnsw_threads},
+           "fractions": [float(f) for f in args.fractions.split(",") if f]}
     rows = bench_strategies(size, units, vectors, ctx, parse_size(args.hnsw_max))
+    if args.dense_only:
+        return rows
     return rows + bench_stores(size, units, vectors, n_queries, folder)
 
 
@@ -352,7 +391,7 @@ def _header(args: argparse.Namespace, rate: float, turns: int) -> dict[str, Any]
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, load average {load:.1f} at the end (shared)",
-        "embedder": "all-MiniLM-L6-v2 (bundled), CPU, batch 64",
+        "embedder": f"all-MiniLM-L6-v2 (bundled), CPU, batch 64, backend {args.backend}",
         "embedding throughput": f"{rate:,.0f} sentences/s on {args.throughput_sample} "
                                 f"LoCoMo turns",
         "corpus": f"SYNTHESISED: unit texts sampled with replacement from {turns:,} real "
@@ -361,5 +400,9 @@ def _header(args: argparse.Namespace, rate: float, turns: int) -> dict[str, Any]
                   "LoCoMo questions embedded by MiniLM",
         "search": f"k={K}, as_of = newest unit (every unit visible), one query at a time; "
                   "'+embed' adds embedding the query with the real model (uncached)",
-        "build": "index() plus the first search (indexes are built lazily)",
+        "build": "index() plus the first search (indexes are built lazily); HNSW "
+                 f"built with {args.hnsw_threads} thread(s)",
+        "filtered": "'filtered' rows: as_of lets only the stated fraction of units (the "
+                    "oldest) be seen; their recall@10 is against exact search under the "
+                    "same filter",
     }

@@ -2,12 +2,19 @@
 
 Loaders never index raw JSON directly; they go through :func:`read_json` /
 :func:`read_jsonl` and a :class:`Fields` view of each record, which raise
-:class:`~memlab.errors.DatasetError` with the full location.
+:class:`~memlab.errors.DatasetError` with the full location. A field holding ``NaN`` or
+``Infinity`` (or ``1e400``, read as infinity) is an error at that field (metadata is
+checked by :mod:`memlab.data.checks`); text that is not UTF-8 and nesting too deep for
+the parser are errors naming the file and line. :func:`located` turns
+whatever else a loader trips over into a DatasetError naming the file, so a malformed
+file never ends in a bare traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,30 +54,60 @@ def read_json(path: str | Path) -> Any:
     """Parse a whole JSON file; invalid JSON names line and column."""
     p = open_path(path)
     try:
-        with p.open("rb") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=p
-        ) from None
+        text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", path=p) from None
+    return loads_strict(text, p, None)
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Parse a JSON Lines file (blank lines skipped); records are numbered by line."""
-    p = open_path(path)
-    out = []
-    with p.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                message = f"invalid JSON at column {exc.colno}: {exc.msg}"
-                raise DatasetError(message, path=p, record=f"line {lineno}") from None
-    return out
+    return [record for _, record in jsonl_lines(open_path(path))]
+
+
+def jsonl_lines(p: Path) -> Iterable[tuple[int, Any]]:
+    """``(line number, record)`` of a JSON Lines file, blank lines skipped."""
+    lineno = 0
+    try:
+        with p.open("r", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if line.strip():
+                    yield lineno, loads_strict(line, p, f"line {lineno}")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"not UTF-8 text: {exc.reason}", path=p,
+                           record=f"line {lineno + 1}") from None
+
+
+def loads_strict(text: str, path: Path, record: str | None) -> Any:
+    """One JSON document; errors (with line and column for a whole file) name ``path``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = (f"line {exc.lineno}, column {exc.colno}" if record is None
+              else f"column {exc.colno}")
+        raise DatasetError(f"invalid JSON at {at}: {exc.msg}", path=path,
+                           record=record) from None
+    except RecursionError:
+        raise DatasetError("JSON nested too deeply to read", path=path, record=record) from None
+
+
+def located(load: Callable[..., T]) -> Callable[..., T]:
+    """A loader whose unexpected failures (dates out of range, nesting, bad bytes) become
+    DatasetErrors naming the file it was given, instead of bare tracebacks."""
+    @functools.wraps(load)
+    def wrapper(path: Any = None, *args: Any, **kwargs: Any) -> T:
+        try:
+            return load(*([] if path is None else [path]), *args, **kwargs)
+        except DatasetError:
+            raise
+        except (RecursionError, OverflowError, UnicodeError, ValueError, KeyError,
+                IndexError, AttributeError) as exc:
+            if isinstance(exc, ValueError) and type(exc).__module__.startswith("memlab"):
+                raise  # ConfigError: an option, not the file
+            raise DatasetError(f"cannot be read ({type(exc).__name__}: {exc})",
+                               path=path) from exc
+
+    return wrapper
 
 
 class Fields:
@@ -114,6 +151,9 @@ class Fields:
                 f"expected {_expected(types)}, got {_type_name(value)} ({_short(value)})",
                 field=self.where(key),
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(f"non-finite number {value} (expected a finite number)",
+                             field=self.where(key))
         return value
 
     def child(self, key: str, value: Any | None = None) -> Fields:
@@ -147,7 +187,7 @@ class Fields:
 def parse_with(parse: Callable[[str], datetime], raw: str, fields: Fields, field: str) -> datetime:
     try:
         return as_utc(parse(raw))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise fields.error(f"unparseable date {raw!r} ({exc})", field=field) from None
 
 

@@ -15,11 +15,10 @@ from memlab.data.schema import Conversation, Probe
 from memlab.eval.config import ExperimentConfig, JudgeSpec
 from memlab.eval.timing import PhaseTimer
 from memlab.llm.base import LLM, Completion, Message
+from memlab.prompts.builder import PromptBuilder, context_window
 from memlab.prompts.template import Template
 from memlab.retrieval.base import Hit
 from memlab.tokens import count_tokens
-
-DEFAULT_CONTEXT_WINDOW = 8192
 
 
 def build_cached_llm(spec: dict[str, Any], config: ExperimentConfig) -> tuple[LLM, Any]:
@@ -30,15 +29,6 @@ def build_cached_llm(spec: dict[str, Any], config: ExperimentConfig) -> tuple[LL
     raw = build_llm(spec)
     cached = CachedLLM(raw, mode=config.cache.llm)  # $MEMLAB_CACHE_DIR/llm/responses.sqlite
     return cached, raw
-
-
-def context_window(llm: Any) -> int:
-    """The backend's context window from its parameters (n_ctx / num_ctx)."""
-    params = llm.params()
-    for key in ("n_ctx", "num_ctx", "context_window"):
-        if isinstance(params.get(key), int):
-            return int(params[key])
-    return DEFAULT_CONTEXT_WINDOW
 
 
 class Answerer:
@@ -53,6 +43,8 @@ class Answerer:
         self.llm, raw = build_cached_llm(self.spec.llm.model_dump(), config)
         self.window = context_window(raw)
         self.template: Template = get_template(self.spec.template.name, config.template_dirs)
+        self.prompts = PromptBuilder(self.template, self.window, self.spec.max_memory_tokens,
+                                     self.spec.max_answer_tokens, self.spec.trim_policy)
         self.scorers = {name: scorers.build(name) for name in config.scorers}
         self.judge = _Judge(config.judge, config) if config.judge is not None else None
         self._digests: dict[str, str] = {}
@@ -63,24 +55,20 @@ class Answerer:
     def answer(self, conversation: Conversation, probe: Probe, hits: Sequence[Hit],
                timer: PhaseTimer) -> dict[str, Any]:
         """Item fields for ``probe``: answer, scores, tokens, model and prompt records."""
-        from memlab.llm.budget import fit_context
-
         with timer("prompt"):
-            memories = _within_tokens(hits, self.spec.max_memory_tokens)
-
-            def render(kept: Sequence[Hit]) -> list[Message]:
-                return self._render(conversation, probe, kept).messages
-
-            fitted = fit_context(render, memories, context_window=self.window,
-                                 answer_budget=self.spec.max_answer_tokens,
-                                 policy=self.spec.trim_policy)
-            rendered = self._render(conversation, probe, fitted.kept)
+            rendered, fitted = self.prompts.build(
+                hits, question=probe.question, asked_at=probe.asked_at,
+                speakers=list(conversation.speakers))
         with timer("generate"):
-            completion = self.llm.generate(rendered.messages,
-                                           max_tokens=self.spec.max_answer_tokens)
+            messages: list[Message] = rendered.messages  # type: ignore[assignment]
+            completion = self.llm.generate(messages, max_tokens=self.spec.max_answer_tokens)
         row = self._record(completion, rendered.record(), fitted.record(), fitted.kept)
         if not completion.ok:
             row["error"] = f"llm: {completion.error}"
+            return row
+        if not completion.text.strip() and not self.template.allow_empty:
+            row["error"] = ("llm: empty completion (the server answered with no text; "
+                            f"template '{self.template.name}' does not allow empty answers)")
             return row
         answer = _answer_text(self.template, completion.text)
         row["answer"] = answer
@@ -92,11 +80,6 @@ class Answerer:
                 row.update(self.judge.judge(probe, answer))
             row["answer_metrics"]["judge"] = row.pop("judge_score")
         return row
-
-    def _render(self, conversation: Conversation, probe: Probe, kept: Sequence[Hit]) -> Any:
-        return self.template.render(question=probe.question, memories=list(kept),
-                                    asked_at=probe.asked_at,
-                                    speakers=list(conversation.speakers))
 
     def _record(self, completion: Completion, prompt: dict[str, Any], trim: dict[str, Any],
                 kept: Sequence[Hit]) -> dict[str, Any]:
@@ -146,18 +129,6 @@ class _Judge:
                       "raw": completion.text, "error": completion.error,
                       "cache_hit": completion.cached, **rendered.record()},
         }
-
-
-def _within_tokens(hits: Sequence[Hit], budget: int) -> list[Hit]:
-    """The longest rank-order prefix of ``hits`` whose texts fit ``budget`` tokens."""
-    kept, used = [], 0
-    for hit in hits:
-        n = count_tokens(hit.unit.text)
-        if used + n > budget:
-            break
-        kept.append(hit)
-        used += n
-    return kept
 
 
 def _answer_text(template: Template, text: str) -> str:

@@ -18,7 +18,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from memlab.eval.summary import render_table
 
     result = evaluate(args.config, out=args.out, overrides=args.set, workers=args.workers,
-                      track=False if args.no_mlflow else None)
+                      track=False if args.no_mlflow else None,
+                      retry_errors=args.retry_errors)
     print(render_table(result.summary, f"\n{result.config.name} ({result.summary['dataset']})"))
     print(f"\nrun directory: {result.run_dir}")
     if result.mlflow_run_id:
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one experiment config")
     _add_run_options(run)
+    run.add_argument("--retry-errors", dest="retry_errors", action="store_true",
+                     help="resuming --out: run the probes that failed (LLM errors) again")
     run.set_defaults(func=cmd_run)
     sw = sub.add_parser("sweep", help="run every combination of a config's grid")
     _add_run_options(sw)

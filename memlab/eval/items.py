@@ -43,12 +43,26 @@ def repair(path: Path) -> list[dict[str, Any]]:
     """Read complete rows and rewrite the file without any partial final line."""
     rows = read_items(path)
     if path.exists():
-        tmp = path.with_suffix(".jsonl.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(dumps(row))
-        os.replace(tmp, path)
+        _rewrite(path, rows)
     return rows
+
+
+def compact(path: Path) -> list[dict[str, Any]]:
+    """Keep only the latest row of each probe (after errored probes were run again), so
+    nothing reading the file counts a probe twice; rewritten atomically."""
+    latest = {row["probe_id"]: row for row in read_items(path)}  # first place, last row
+    rows = list(latest.values())
+    _rewrite(path, rows)
+    return rows
+
+
+def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace ``path`` with ``rows`` atomically (a temporary file, then a rename)."""
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(dumps(row))
+    os.replace(tmp, path)
 
 
 def dumps(row: dict[str, Any]) -> str:

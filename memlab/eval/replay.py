@@ -73,6 +73,8 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
                 on_session()
         if isinstance(memory, Preparable):  # index (embed) now, not at the first probe
             memory.prepare()
+            if isinstance(memory, Accounted):  # LLM calls made while indexing (keys)
+                calls += memory.take_calls()
     ingest_seconds = timer.take().get("ingest", 0.0)
     units = list(memory.units())
     tokens = _TokenCounter()

@@ -3,7 +3,9 @@
 The run directory holds ``config.resolved.yaml``, ``environment.json``, ``items.jsonl``
 (one row per probe, appended as conversations finish) and ``metrics.json``. Re-running
 into the same directory resumes: finished probes are skipped, so a killed run loses at
-most the conversation in flight and ends with the same ``metrics.json``.
+most the conversation in flight and ends with the same ``metrics.json``;
+``retry_errors=True`` (``--retry-errors``) also runs the probes that failed again. A run
+directory is locked while a process works in it (:mod:`memlab.eval.lock`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from memlab.errors import ConfigError, MemlabError
 from memlab.eval import items as item_file
 from memlab.eval.config import ExperimentConfig, load_config, resolved_dict
 from memlab.eval.environment import environment
+from memlab.eval.lock import lock_run_dir, unlock_run_dir
 from memlab.eval.replay import ConversationRun, replay_conversation
 from memlab.eval.select import select_probes
 from memlab.eval.summary import summarize_run
@@ -61,11 +65,13 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
              out: str | Path | None = None, overrides: Sequence[str] | None = None,
              workers: int | None = None, progress: bool = True,
              track: bool | None = None, pareto: bool = True,
-             dataset: Dataset | None = None) -> RunResult:
+             dataset: Dataset | None = None, retry_errors: bool = False) -> RunResult:
     """Run one experiment and return its summary (``python -m memlab.eval run``).
 
     ``pareto=False`` skips the across-runs Pareto plot (a sweep draws it once, at the
     end); ``dataset`` is the already loaded ``config.dataset`` (a sweep loads it once).
+    ``retry_errors`` runs again the probes whose rows hold an error (the new rows win;
+    how many is recorded as ``retried_errors`` in ``metrics.json``).
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, list(overrides or []))
@@ -77,16 +83,20 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
                                **config.dataset.params)
     pairs = select_probes(dataset, config.dataset.probes)
     all_rows = item_file.repair(run_dir / "items.jsonl")  # the finished probes' rows
-    done = {row["probe_id"] for row in all_rows}
+    failed = {row["probe_id"] for row in _ordered(all_rows, pairs) if row.get("error")}
+    done = {row["probe_id"] for row in all_rows} - (failed if retry_errors else set())
     todo = _pending(dataset, pairs, done)
     digests: dict[str, str] = {}
     all_rows += _replay_all(config, todo, run_dir, len(pairs) - len(done & _ids(pairs)),
-                            progress, digests)
+                            progress, digests, _counts(all_rows, done))
+    if retry_errors and failed:
+        all_rows = item_file.compact(run_dir / "items.jsonl")  # the new rows replace them
     rows = _ordered(all_rows, pairs)
     summary = summarize_run(rows, seed=config.seed,
                             memory=_memory_rows(run_dir, {c.id for c, _ in pairs}))
     summary["config_name"] = config.name
     summary["dataset"] = dataset.name
+    summary["retried_errors"] = len(failed) if retry_errors else 0
     _write_json(run_dir / "metrics.json", summary)
     _record_environment(run_dir, digests)
     result = RunResult(run_dir, config, summary, _rows=all_rows)
@@ -94,6 +104,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
         from memlab.eval.tracking import log_run
 
         result.mlflow_run_id = log_run(run_dir, pareto=pareto)
+    unlock_run_dir(run_dir)
     return result
 
 
@@ -101,6 +112,7 @@ def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
     """Create (or reopen, to resume) the run directory and write the resolved config."""
     run_dir = Path(out) if out is not None else _default_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(run_dir)
     resolved = yaml.safe_dump(resolved_dict(config), sort_keys=True, allow_unicode=True)
     path = run_dir / "config.resolved.yaml"
     if path.exists() and path.read_text(encoding="utf-8") != resolved:
@@ -132,11 +144,19 @@ def _pending(dataset: Dataset, pairs: Sequence[tuple[Conversation, Probe]],
     return [(c, by_conversation[c.id]) for c in dataset if c.id in by_conversation]
 
 
+def _counts(rows: list[dict[str, Any]], done: set[str]) -> dict[str, int]:
+    """Finished probes per conversation (a resumed conversation's memory.jsonl row
+    counts them with the probes it runs now)."""
+    ids = {row["probe_id"]: row["conversation_id"] for row in rows if row["probe_id"] in done}
+    return dict(Counter(ids.values()))
+
+
 def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]],
                 run_dir: Path, n_probes: int, progress: bool,
-                digests: dict[str, str]) -> list[dict[str, Any]]:
+                digests: dict[str, str], earlier: dict[str, int]) -> list[dict[str, Any]]:
     """Replay pending conversations (in a pool when workers > 1), appending items;
-    returns the appended rows as ``items.jsonl`` holds them and fills ``digests``."""
+    returns the appended rows as ``items.jsonl`` holds them and fills ``digests``;
+    ``earlier`` counts each conversation's probes finished before."""
     appended: list[dict[str, Any]] = []
     errors = 0
     written = 0
@@ -149,7 +169,9 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
     with item_file.ItemWriter(run_dir / "items.jsonl") as writer, \
             item_file.ItemWriter(run_dir / "memory.jsonl") as memory_log:
         for run in _runs(config, todo, lambda: ingest.update(1)):
-            memory_log.write(run.memory_record())  # first: a resumed conversation rewrites it
+            record = run.memory_record()  # first: a resumed conversation rewrites it
+            record["probes"] += earlier.get(run.conversation_id, 0)
+            memory_log.write(record)
             appended += writer.write_all(run.items)
             digests.update(run.model_digests)
             written += len(run.items)

@@ -28,9 +28,11 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
 
     ``memory`` holds one ``memory.jsonl`` row per conversation (units, tokens, bytes,
     ingest seconds): they give the memory footprint and the ``ingest_per_unit`` latency.
+    A probe whose answer failed keeps the retrieval metrics it has (retrieval succeeded);
+    its answer metrics are missing, so they count in ``n_excluded``.
     """
     ok = [row for row in items if not row.get("error")]
-    metrics = _metric_summaries(ok, seed, n_resamples)
+    metrics = _metric_summaries(items, seed, n_resamples)
     ingest = merge_summaries(row.get("ingest") or {} for row in memory)
     return {
         "probes": len(items),

@@ -8,7 +8,9 @@ timeout, retries) are left out: they do not change the answer.
 
 Storage is one SQLite file in WAL mode: many processes of a run may read and write it at
 once; each write is one short transaction, and a busy database is waited for, not failed.
-Failed calls are never stored.
+Failed calls are never stored, nor are empty answers (an HTTP 200 with no text is a
+glitch more often than an answer; replaying it forever would hide it), and a stored empty
+answer is generated again.
 """
 
 from __future__ import annotations
@@ -177,13 +179,13 @@ class CachedLLM:
             return self.llm.generate(messages, **overrides)
         key = hashlib.sha256(canonical_json(material).encode()).hexdigest()
         stored = self.cache.get(key)
-        if stored is not None:
+        if stored is not None and stored.text.strip():
             self.hits += 1
             meta = {**stored.metadata, "generation_seconds": stored.seconds, "cache_key": key}
             return replace(stored, cached=True, seconds=time.perf_counter() - start,
                            metadata=meta)
         self.misses += 1
         completion = self.llm.generate(messages, **overrides)
-        if self.mode == "readwrite" and completion.ok:
+        if self.mode == "readwrite" and completion.ok and completion.text.strip():
             self.cache.put(key, material, completion)
         return replace(completion, metadata={**completion.metadata, "cache_key": key})

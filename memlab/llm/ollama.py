@@ -16,7 +16,15 @@ from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
 from memlab.llm.common import qwen_counts
 from memlab.llm.remote import RemoteChat
-from memlab.llm.retry import LLMCallError, PermanentError, TransientError
+from memlab.llm.retry import (
+    CHECK_TIMEOUT,
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    HungServer,
+    LLMCallError,
+    PermanentError,
+    TransientError,
+)
 from memlab.spec import Component
 
 DEFAULT_HOST = "127.0.0.1:11434"
@@ -60,7 +68,7 @@ class OllamaLLM(RemoteChat, Component):
         max_tokens: int = 256,
         think: bool | None = False,
         keep_alive: str = "",
-        timeout: float = 300.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retries: int = 2,
         backoff: float = 0.5,
     ) -> None:
@@ -86,12 +94,19 @@ class OllamaLLM(RemoteChat, Component):
 
     # ------------------------------------------------------------------ server calls
 
-    def _client(self) -> Any:
+    def _client(self, timeout: float | None = None) -> Any:
+        """The client (``timeout`` seconds per read, CONNECT_TIMEOUT to connect); one
+        with another ``timeout`` is made for that call only (health checks)."""
+        import httpx
+        import ollama
+
+        wait = self.timeout if timeout is None else timeout
+        limits = httpx.Timeout(wait, connect=min(wait, CONNECT_TIMEOUT))
+        if timeout is not None:
+            return ollama.Client(host=self.url, timeout=limits)
         client = self.__dict__.get("_ollama_client")
         if client is None:
-            import ollama
-
-            client = ollama.Client(host=self.url, timeout=self.timeout)
+            client = ollama.Client(host=self.url, timeout=limits)
             self.__dict__["_ollama_client"] = client
         return client
 
@@ -110,9 +125,9 @@ class OllamaLLM(RemoteChat, Component):
                 f"with `ollama serve`, or point OLLAMA_HOST / the `host` parameter at it."
             ) from None
         except httpx.TimeoutException:
-            raise TransientError(
-                f"Ollama at {self.url} did not answer {what} within {self.timeout:g} s"
-            ) from None
+            raise HungServer(
+                f"Ollama at {self.url} did not answer {what} within {self.timeout:g} s "
+                "(the timeout parameter; a hung server is not retried)") from None
         except httpx.TransportError as exc:
             raise TransientError(f"Ollama at {self.url} failed during {what}: {exc}") from None
 
@@ -144,8 +159,13 @@ class OllamaLLM(RemoteChat, Component):
         return info
 
     def check(self) -> None:
-        """Raise a MemlabError unless the server answers and has the model."""
-        self.model_info()
+        """Raise a MemlabError unless the server answers now (asked every time, within
+        CHECK_TIMEOUT s: ``/status`` must not report a health that was true once) and
+        lists the model."""
+        listed = self._call("/api/tags", self._client(min(self.timeout, CHECK_TIMEOUT)).list)
+        if not _listed(listed, self.model):
+            raise PermanentError(f"model '{self.model}' is not on the Ollama server at "
+                                 f"{self.url}. Pull it with: ollama pull {self.model}")
 
     def digest(self) -> str:
         return str(self.model_info()["digest"])
@@ -202,12 +222,18 @@ class OllamaLLM(RemoteChat, Component):
 
 
 def _digest_of(listed: Any, model: str) -> str:
+    entry = _listed(listed, model)
+    return str(entry.digest or "") if entry is not None else ""
+
+
+def _listed(listed: Any, model: str) -> Any:
+    """The ``/api/tags`` entry of ``model``, or None."""
     wanted = {model, model if ":" in model else model + ":latest"}
     for entry in listed.models or []:
         names = {getattr(entry, "model", None), getattr(entry, "name", None)}
         if names & wanted:
-            return str(entry.digest or "")
-    return ""
+            return entry
+    return None
 
 
 __all__ = ["OllamaLLM", "ollama_url"]

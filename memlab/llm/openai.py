@@ -15,7 +15,15 @@ from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
 from memlab.llm.common import qwen_counts
 from memlab.llm.remote import RemoteChat
-from memlab.llm.retry import LLMCallError, PermanentError, TransientError
+from memlab.llm.retry import (
+    CHECK_TIMEOUT,
+    CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    HungServer,
+    LLMCallError,
+    PermanentError,
+    TransientError,
+)
 from memlab.spec import Component
 
 
@@ -38,7 +46,7 @@ class OpenAICompatLLM(RemoteChat, Component):
         top_p: float = 1.0,
         seed: int = 0,
         max_tokens: int = 256,
-        timeout: float = 300.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retries: int = 2,
         backoff: float = 0.5,
     ) -> None:
@@ -63,25 +71,28 @@ class OpenAICompatLLM(RemoteChat, Component):
     def _url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None,
+                 timeout: float | None = None) -> Any:
         """One HTTP exchange; failures become Transient/PermanentError with a clear message."""
         import httpx
 
+        wait = self.timeout if timeout is None else timeout
         headers = {}
         key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
         if key:
             headers["Authorization"] = f"Bearer {key}"
         try:
             response = httpx.request(method, self._url(path), json=body, headers=headers,
-                                     timeout=self.timeout)
+                                     timeout=httpx.Timeout(wait, connect=min(
+                                         wait, CONNECT_TIMEOUT)))
         except httpx.ConnectError:
             raise TransientError(
                 f"cannot reach the OpenAI-compatible server at {self.base_url} (connection "
                 f"refused); start it (e.g. `python -m memlab.llm.server`) or fix base_url"
             ) from None
         except httpx.TimeoutException:
-            raise TransientError(f"{self._url(path)} did not answer within "
-                                 f"{self.timeout:g} s") from None
+            raise HungServer(f"{self._url(path)} did not answer within {wait:g} s (the "
+                             "timeout parameter; a hung server is not retried)") from None
         except httpx.TransportError as exc:
             raise TransientError(f"{self._url(path)} failed: {exc}") from None
         if response.status_code >= 400:
@@ -122,8 +133,9 @@ class OpenAICompatLLM(RemoteChat, Component):
         return name
 
     def check(self) -> None:
-        """Raise a MemlabError unless the server answers ``/models``."""
-        self._request("GET", "/models")
+        """Raise a MemlabError unless the server answers ``/models`` (within
+        CHECK_TIMEOUT s)."""
+        self._request("GET", "/models", timeout=min(self.timeout, CHECK_TIMEOUT))
 
     def _identity(self) -> tuple[str, str]:
         return self.served_model(), self.digest

@@ -1,8 +1,11 @@
 """Retries with exponential backoff, and the shape of a failed call.
 
 Backends raise :class:`TransientError` for failures worth retrying (connection refused or
-reset, timeouts, HTTP 5xx) and :class:`PermanentError` for the rest (a missing model, HTTP
-4xx, a bad request). :func:`with_retries` retries only the former; whatever still fails
+reset, HTTP 5xx) and :class:`PermanentError` for the rest (a missing model, HTTP 4xx, a bad
+request). A server that accepted the request but did not answer within the timeout raises
+:class:`HungServer`: transient, but not retried, as waiting again on a hung server doubled
+the cost of every probe (300 s x 3 attempts was 15 minutes per probe).
+:func:`with_retries` retries only transient errors; whatever still fails
 becomes a Completion whose ``error`` holds the message, because per-call errors are data
 the harness records, not exceptions that end a run.
 """
@@ -35,6 +38,17 @@ class TransientError(LLMCallError):
     transient = True
 
 
+class HungServer(TransientError):
+    """No answer within the timeout: recorded as transient, never retried."""
+
+
+#: Default seconds to wait for one generation (a 4B model on a slow CPU answers 256
+#: tokens well within it) and to connect; a health check gets CHECK_TIMEOUT.
+DEFAULT_TIMEOUT = 120.0
+CONNECT_TIMEOUT = 10.0
+CHECK_TIMEOUT = 5.0
+
+
 class PermanentError(LLMCallError):
     """A failure retrying cannot fix: missing model, HTTP 4xx, invalid request."""
 
@@ -56,7 +70,7 @@ def with_retries(
         try:
             return call(), None, attempts
         except TransientError as exc:
-            if attempts > retries:
+            if attempts > retries or isinstance(exc, HungServer):
                 return None, exc, attempts
             sleep(backoff * 2 ** (attempts - 1))
         except LLMCallError as exc:

@@ -75,6 +75,14 @@ class Editable(Protocol):
 
 
 @runtime_checkable
+class Forgetting(Protocol):
+    """Deletes one memory (and what depends on it); the ids it removed."""
+
+    def forget(self, unit_id: str) -> list[str]:
+        ...
+
+
+@runtime_checkable
 class Closable(Protocol):
     """Holds resources (a store's connection) to release."""
 

@@ -52,7 +52,9 @@ class FlatMemory(Component):
         return tuple(self._units)
 
     def take_calls(self) -> list[dict[str, Any]]:
-        """The LLM calls the chunker made since the last take (none for most chunkers)."""
+        """The LLM calls the chunker and the strategy (keys built by an LLM while indexing)
+        made since the last take; none for most."""
         from memlab.memory.base import Accounted
 
-        return self._chunker.take_calls() if isinstance(self._chunker, Accounted) else []
+        return [call for part in (self._chunker, self._retriever)
+                if isinstance(part, Accounted) for call in part.take_calls()]

@@ -218,6 +218,17 @@ class TieredMemory(CallRecords, Component):
         state.put([unit], archival=True)
         return unit
 
+    def forget(self, unit_id: str) -> list[str]:
+        """Delete a memory by id (any core version id clears the core block: every
+        version); the ids deleted, none if there is no such memory."""
+        state = self._ready()
+        cores = [v.id for v in state.core.versions]
+        ids = cores if unit_id in cores else [unit_id] if state.holds(unit_id) else []
+        if ids:
+            state.store.delete(ids)
+            state.drop(ids)
+        return ids
+
     def close(self) -> None:
         if self._state is not None:
             self._state.store.close()

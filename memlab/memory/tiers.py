@@ -70,6 +70,21 @@ class TierState:
         if archival:
             self.pending[unit.id] = unit
 
+    def holds(self, unit_id: str) -> bool:
+        return unit_id in self._turns or unit_id in self._others
+
+    def drop(self, ids: Sequence[str]) -> None:
+        """Forget ``ids`` (already deleted from the store); the archival index is rebuilt."""
+        gone = set(ids)
+        for table in (self._turns, self._others):
+            for unit_id in gone & table.keys():
+                del table[unit_id]
+        self._sorted = None
+        self.core.versions = [v for v in self.core.versions if v.id not in gone]
+        self._retriever = None
+        self.pending = {u.id: u for u in (*self._turns.values(), *self._others.values())
+                        if u.metadata.get("archived", True)}
+
     def retriever(self) -> Any:
         self._retriever = support.indexed(self._retriever, self.retrieval, self.pending)
         return self._retriever

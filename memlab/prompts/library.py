@@ -112,6 +112,7 @@ class TemplateLibrary:
             variables=tuple(header.get("variables") or ()),
             defaults=dict(header.get("defaults") or {}), source=str(header.get("source", "")),
             overrides=tuple(paths[1:]), jinja=compiled,
+            allow_empty=bool(header.get("allow_empty", False)),
         )
 
     def _environment(self) -> jinja2.Environment:

@@ -103,6 +103,8 @@ class Template:
     source: str = ""
     overrides: tuple[Path, ...] = ()
     jinja: jinja2.Template | None = field(default=None, compare=False, repr=False)
+    #: header ``allow_empty: true``: an empty model answer is valid (else it is an error)
+    allow_empty: bool = False
 
     @property
     def id(self) -> str:

@@ -17,7 +17,17 @@ mmr            cosine of each picked unit                   as dense
 full_context   1.0 for every unit                           no effect (only > 1 cuts)
 none           (no hits)                                    —
 oracle         1.0 for every evidence unit                  no effect (only > 1 cuts)
+budget         its best hit's base score (packing order)    base's scale, on spans
+hierarchical   1/(rrf_k+rank) + w x session rrf             rrf: nothing passes
+time_aware     1/(rrf_k+rank) (+ time_weight in the span)   rrf: nothing passes
+keys           the base's score on the key                  as the base
+llm_rerank     1 + P(yes) for the top_n, 1/(1+rank) after   1.5: P(yes) >= 0.5
 =============  ===========================================  ==========================
+
+``budget``, ``hierarchical``, ``time_aware`` and ``keys`` wrap a ``base`` strategy (any
+spec, nested wrappers included): ``{name: budget, params: {base: {name: time_aware,
+params: {base: bm25}}}}``. ``budget`` is the one strategy whose hits may be new units
+(spans of indexed turns).
 """
 
 from __future__ import annotations
@@ -36,6 +46,11 @@ registry.register("mmr", "memlab.retrieval.mmr:MmrStrategy")
 registry.register("full_context", "memlab.retrieval.full_context:FullContextStrategy")
 registry.register("none", "memlab.retrieval.none:NoneStrategy")
 registry.register("oracle", "memlab.retrieval.oracle:OracleStrategy")
+registry.register("budget", "memlab.retrieval.budget:BudgetStrategy")
+registry.register("hierarchical", "memlab.retrieval.hierarchical:HierarchicalStrategy")
+registry.register("time_aware", "memlab.retrieval.time_aware:TimeAwareStrategy")
+registry.register("keys", "memlab.retrieval.keys:KeyStrategy")
+registry.register("llm_rerank", "memlab.retrieval.rerank:LlmRerankStrategy")
 
 
 def build_strategy(spec: Any) -> Retriever:

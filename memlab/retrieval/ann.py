@@ -3,11 +3,17 @@
 ``kind: "ivf"`` (default) is an inverted-file index (IVF-Flat, inner product): k-means
 cells, then exact scoring inside the ``nprobe`` nearest cells. Its build is cheap (a
 k-means on a sample, seeded) and its results are deterministic. ``kind: "hnsw"`` is an
-HNSW graph: faster queries at high recall, but a slow build — single-threaded, because
-faiss's parallel HNSW construction is not reproducible and memlab's results must be.
+HNSW graph: faster queries at high recall, but a slow build — single-threaded by default
+(``threads: 1``), because faiss's parallel HNSW construction is not reproducible and
+memlab's results must be; more threads build faster with slightly different graphs.
 
 Vectors are added in time order, so units visible at ``as_of`` are the id range
-``[0, visible)`` and faiss filters with an ``IDSelectorRange`` *during* the search.
+``[0, visible)`` and faiss filters with an ``IDSelectorRange`` *during* the search. An
+HNSW search walks filtered-out nodes too but keeps only visible ones, so with a fraction
+``f`` of the units visible it widens its beam to ``ef_search / f`` (at most
+``max_ef_search``); the caller falls back to exact search over the visible prefix when
+an index returns fewer than ``k`` rows. (faiss HNSW was measured against usearch before
+it was chosen: see the README's search benchmark; hnswlib ships no wheel for this Python.)
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ class FaissIndex:
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 256,
+        max_ef_search: int = 2048,
         exact_below: int = 10_000,
         seed: int = 1234,
+        threads: int = 1,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"faiss index kind {kind!r} is not known; valid: {', '.join(KINDS)}")
@@ -44,8 +52,10 @@ class FaissIndex:
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
+        self.max_ef_search = max_ef_search
         self.exact_below = exact_below
         self.seed = seed
+        self.threads = threads
         self._index: Any = None
         self._size = 0
 
@@ -71,7 +81,7 @@ class FaissIndex:
             index.train(data)
         threads = faiss.omp_get_max_threads()
         if self.kind == "hnsw":
-            faiss.omp_set_num_threads(1)  # a reproducible graph
+            faiss.omp_set_num_threads(self.threads)  # 1: a reproducible graph
         try:
             index.add(data)
         finally:
@@ -85,13 +95,19 @@ class FaissIndex:
 
         selector = faiss.IDSelectorRange(0, visible) if visible < self._size else None
         if self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
+            params = faiss.SearchParametersHNSW(efSearch=self.beam(k, visible), sel=selector)
         else:
             params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector)
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         scores, rows = self._index.search(q, k, params=params)
         found = rows[0] >= 0
         return rows[0][found].astype(np.int64), scores[0][found]
+
+
+    def beam(self, k: int, visible: int) -> int:
+        """HNSW ``efSearch`` for a query that may see ``visible`` of the indexed rows."""
+        widened = math.ceil(self.ef_search * self._size / max(1, visible))
+        return max(k, min(widened, max(self.ef_search, self.max_ef_search)))
 
 
 def _faiss() -> Any:

@@ -20,4 +20,5 @@ def build_app(settings: Any = None, *, llm: Any = None) -> Any:
     settings = settings or load_settings()
     agent = from_config(settings=settings, llm=llm)
     return create_app(agent, api_key=settings.server.api_key,
-                      max_body_bytes=settings.server.max_body_bytes)
+                      max_body_bytes=settings.server.max_body_bytes,
+                      body_timeout=settings.server.body_timeout)

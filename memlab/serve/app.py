@@ -1,16 +1,21 @@
 """The FastAPI app: the Letta seed's endpoints over a :class:`~memlab.agent.MemoryAgent`.
 
 ``POST /chat``, ``POST /memory/add``, ``POST /memory/search``, ``POST /memory/consolidate``,
-``GET /status``; OpenAPI at ``/openapi.json``, Swagger UI at ``/docs``, ReDoc at
-``/redoc``. Errors are JSON ``{"detail": ...}`` with a status that says whose fault it
-is: 400 (unreadable body), 401 (API key), 413 (body too large), 422 (invalid input),
-503 (model or embedding backend down, with the reason) - never a traceback.
+``GET /memory/list``, ``DELETE /memory/{id}``, ``GET /status``; OpenAPI at
+``/openapi.json``, Swagger UI at ``/docs``, ReDoc at ``/redoc``. Errors are JSON
+``{"detail": ...}`` with a status that says whose fault it is: 400 (unreadable body),
+401 (API key), 404 (no such memory), 408 (body not sent in time), 413 (body too large),
+422 (invalid input, including NaN/Infinity numbers and a core memory over its cap), 503
+(model or embedding backend down, or the data files failing: ``"backend": "storage"``;
+with the reason) - never a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,8 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
-from memlab.agent import BackendUnavailable, InvalidRequest, MemoryAgent
-from memlab.errors import MemlabError
+from memlab.agent import BackendUnavailable, InvalidRequest, MemoryAgent, MemoryNotFound
+from memlab.errors import MemlabError, StorageError
 from memlab.serve import schemas as s
 from memlab.serve.limits import BodySizeLimit
 
@@ -32,14 +37,16 @@ log = logging.getLogger("memlab.serve")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": s.ErrorResponse, "description": "body is not readable (bad encoding)"},
     401: {"model": s.ErrorResponse, "description": "missing or wrong API key"},
+    408: {"model": s.ErrorResponse, "description": "request body not received in time"},
     413: {"model": s.ErrorResponse, "description": "request body too large"},
     422: {"description": "invalid input"},
-    503: {"model": s.ErrorResponse, "description": "model or embedding backend unavailable"},
+    503: {"model": s.ErrorResponse,
+          "description": "model or embedding backend unavailable, or storage failing"},
 }
 
 
 def create_app(agent: MemoryAgent, *, api_key: str | None = None,
-               max_body_bytes: int = 65536) -> FastAPI:
+               max_body_bytes: int = 65536, body_timeout: float = 30.0) -> FastAPI:
     """The HTTP API for ``agent``; ``api_key`` (if set) is required in ``X-API-Key``."""
     import memlab
 
@@ -57,7 +64,7 @@ def create_app(agent: MemoryAgent, *, api_key: str | None = None,
     guard = [Depends(_key_check(api_key))]
     _routes(app, agent, guard)
     _handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, body_timeout=body_timeout)
     return app
 
 
@@ -103,6 +110,22 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
         """Summarise old recall memory into archival memory."""
         return agent.consolidate_memory(body.user_id)
 
+    @app.get("/memory/list", response_model=s.ListResponse, dependencies=guard,
+             tags=["memory"])
+    def list_memories(user_id: s.UserQuery = "default",
+                      memory_type: s.MemoryType | None = None,
+                      limit: s.ListLimit = 100, offset: s.ListOffset = 0) -> dict[str, Any]:
+        """The user's memories, oldest first (the current core block first), one page."""
+        return agent.list_memories(user_id, memory_type, limit, offset)
+
+    @app.delete("/memory/{memory_id:path}", response_model=s.DeleteResponse,
+                dependencies=guard, tags=["memory"],
+                responses={404: {"model": s.ErrorResponse, "description": "no such memory"}})
+    def delete_memory(memory_id: s.MemoryId, user_id: s.UserQuery = "default"
+                      ) -> dict[str, Any]:
+        """Delete one of the user's memories (a core id clears the whole core block)."""
+        return agent.delete_memory(memory_id, user_id)
+
     @app.get("/status", response_model=s.StatusResponse, dependencies=guard, tags=["status"])
     def status() -> dict[str, Any]:
         """Configuration, model backend health and memory counts."""
@@ -122,6 +145,10 @@ def _handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": f"missing or invalid API key (header {API_KEY_HEADER})"},
                             status_code=401, headers={"WWW-Authenticate": API_KEY_HEADER})
 
+    @app.exception_handler(MemoryNotFound)
+    def not_found(request: Request, exc: MemoryNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
     @app.exception_handler(InvalidRequest)
     def invalid(request: Request, exc: InvalidRequest) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
@@ -132,6 +159,15 @@ def _handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": exc.reason, "backend": exc.backend or None},
                             status_code=503, headers={"Retry-After": "5"})
 
+    @app.exception_handler(StorageError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        """The data files failed (disk, permissions, descriptors): not the model's fault."""
+        log.warning("storage failed: %s", exc)
+        return JSONResponse({"detail": f"storage unavailable: {exc}", "backend": "storage"},
+                            status_code=503, headers={"Retry-After": "5"})
+
     @app.exception_handler(MemlabError)
     def memlab_error(request: Request, exc: MemlabError) -> JSONResponse:
         log.warning("request failed: %s", exc)
@@ -140,7 +176,8 @@ def _handlers(app: FastAPI) -> None:
 
 
 def _printable(value: Any, limit: int = 200) -> Any:
-    """Strings valid UTF-8 and at most ``limit`` characters, recursively."""
+    """Strings valid UTF-8 and at most ``limit`` characters, non-finite numbers as
+    strings, recursively."""
     if isinstance(value, str):
         text = value.encode("utf-8", "backslashreplace").decode("utf-8")
         return text if len(text) <= limit else text[:limit] + "..."
@@ -148,4 +185,6 @@ def _printable(value: Any, limit: int = 200) -> Any:
         return [_printable(v, limit) for v in value]
     if isinstance(value, dict):
         return {k: _printable(v, limit) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN / Infinity / 1e400 in the body: JSON has no such number
     return value

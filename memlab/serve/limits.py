@@ -1,12 +1,15 @@
-"""Request-size limit as plain ASGI middleware: bodies over ``max_bytes`` get a 413.
+"""Request-size and body-time limits as plain ASGI middleware.
 
-A declared ``Content-Length`` over the limit is refused before anything is read; a body
-sent without one (chunked) is read up to the limit and refused as soon as it passes it.
-A body within the limit is buffered and handed to the app unchanged.
+A declared ``Content-Length`` over ``max_bytes`` is refused (413) before anything is
+read; a body sent without one (chunked) is read up to the limit and refused as soon as it
+passes it. A body whose next part does not arrive within ``body_timeout`` seconds (say,
+shorter than its ``Content-Length``: uvicorn would wait for the rest forever) gets a 408.
+A body within the limits is buffered and handed to the app unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -21,9 +24,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class BodySizeLimit:
     """Reject HTTP request bodies larger than ``max_bytes`` with 413."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = 65536) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = 65536, body_timeout: float = 30.0
+                 ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,7 +43,12 @@ class BodySizeLimit:
             return
         body = bytearray()
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                await _reply(send, 408, f"request body not received within "
+                                        f"{self.body_timeout:g} s")
+                return
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_MESSAGE_CHARS = 16_000
 MAX_QUERY_CHARS = 2_000
 MAX_SEARCH_LIMIT = 50
+MAX_LIST_LIMIT = 500
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 
@@ -33,6 +35,11 @@ Text = Annotated[str, AfterValidator(_encodable)]
 UserId = Annotated[str, Field(default="default", pattern=USER_ID_PATTERN,
                               description="whose memory (letters, digits, _.@-; <= 64)")]
 MemoryType = Literal["core", "recall", "archival"]
+MemoryId = Annotated[str, AfterValidator(_encodable),
+                     Path(min_length=1, max_length=200, description="a memory's id")]
+UserQuery = Annotated[str, Query(pattern=USER_ID_PATTERN, description="whose memory")]
+ListLimit = Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)]
+ListOffset = Annotated[int, Query(ge=0, le=10**9)]
 
 
 class _Request(BaseModel):
@@ -98,6 +105,30 @@ class SearchResponse(BaseModel):
     user_id: str
     results: list[MemoryItem]
     count: int
+
+
+class StoredMemory(BaseModel):
+    """One stored memory as ``GET /memory/list`` shows it."""
+
+    id: str
+    content: str
+    memory_type: str
+    kind: str
+    timestamp: str
+    source_turn_ids: list[str]
+
+
+class ListResponse(BaseModel):
+    user_id: str
+    total: int
+    offset: int
+    memories: list[StoredMemory]
+
+
+class DeleteResponse(BaseModel):
+    status: Literal["deleted"]
+    user_id: str
+    deleted: list[str]
 
 
 class ConsolidateResponse(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.errors import MemlabError
+from memlab.errors import MemlabError, StorageError
 from memlab.spec import Component
 from memlab.store.base import DEFAULT_NAMESPACE, check_unique, check_vectors, missing_error
 from memlab.store.codec import row_unit, unit_row
@@ -165,7 +165,7 @@ class SqliteStore(Component):
                 conn.executescript(_SCHEMA)
                 self._check_version(conn)
             except (OSError, sqlite3.DatabaseError) as exc:
-                raise MemlabError(f"sqlite store {self.file}: cannot open: {exc}") from exc
+                raise StorageError(f"sqlite store {self.file}: cannot open: {exc}") from exc
             self._conn = conn
         return self._conn
 

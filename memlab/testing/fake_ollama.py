@@ -86,6 +86,11 @@ class FakeOllama:
         """Answer the next ``times`` requests with HTTP ``status`` and an Ollama error body."""
         self.state.failures.append(Injected(status, json.dumps({"error": error}), times))
 
+    def reply_empty(self, times: int = 1) -> None:
+        """Answer the next ``times`` chat requests with HTTP 200 and empty content."""
+        with self.state.lock:
+            self.state.empty = times
+
     def set_delay(self, seconds: float) -> None:
         """Sleep this long before answering each generation request (timeout tests)."""
         self.state.delay = seconds

@@ -215,6 +215,10 @@ class OllamaHandler(BaseHTTPRequestHandler):
         if result is None:
             return
         _, thinking, content = result
+        with self.state.lock:
+            if self.state.empty > 0:  # an HTTP 200 with no answer (a misbehaving server)
+                self.state.empty -= 1
+                thinking, content = "", ""
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if thinking:
             message["thinking"] = thinking

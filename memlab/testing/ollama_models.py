@@ -68,6 +68,7 @@ class FakeState:
     models: dict[str, FakeModel]
     version: str = "0.12.6"
     delay: float = 0.0
+    empty: int = 0  # the next this many chat replies have empty content
     failures: list[Injected] = field(default_factory=list)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -55,7 +55,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.data.fields import Fields, read_json, strptime_any
+from memlab.data.checks import check_dataset
+from memlab.data.fields import Fields, located, read_json, strptime_any
 from memlab.data.paths import benchmark_file
 from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
 from memlab.errors import DatasetError
@@ -80,6 +81,7 @@ _MALFORMED_ID = re.compile(r"D[:._\-]*(\d+)[:._\-]+(\d+)")
 _SEPARATORS = re.compile(r"[;,\s]+")
 
 
+@located
 def load_locomo(path: str | Path = DEFAULT_PATH) -> Dataset:
     """Load ``locomo10.json``: 10 conversations, 272 sessions, 5,882 turns, 1,986 probes."""
     raw = read_json(path)
@@ -88,8 +90,10 @@ def load_locomo(path: str | Path = DEFAULT_PATH) -> Dataset:
                            path=path)
     issues: list[DataIssue] = []
     conversations = tuple(_conversation(item, i, path, issues) for i, item in enumerate(raw))
-    return Dataset("locomo", conversations, source=str(path), issues=tuple(issues),
-                   metadata={"evidence": _evidence_counts(conversations, issues)})
+    return check_dataset(Dataset("locomo", conversations, source=str(path),
+                                 issues=tuple(issues),
+                                 metadata={"evidence": _evidence_counts(conversations,
+                                                                        issues)}), path)
 
 
 def _conversation(raw: Any, index: int, path: str | Path,
@@ -108,7 +112,7 @@ def _conversation(raw: Any, index: int, path: str | Path,
                 raise rec.error(f"duplicate turn id {turn.id!r}",
                                 field=f"conversation.{session.id}")
             turn_sessions[turn.id] = session.id
-    asked_at = sessions[-1].started_at
+    asked_at = max(s.started_at for s in sessions)  # after the last session, by date
     probes = tuple(_probe(q, i, sample_id, asked_at, turn_sessions, issues)
                    for i, q in enumerate(rec.children("qa")))
     return Conversation(sample_id, speakers, sessions, probes,

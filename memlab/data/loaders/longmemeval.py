@@ -44,7 +44,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from memlab.data.fields import Fields, parse_with, read_json
+from memlab.data.checks import check_dataset
+from memlab.data.fields import Fields, located, parse_with, read_json
 from memlab.data.paths import benchmark_file
 from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
 from memlab.errors import DatasetError
@@ -68,6 +69,7 @@ _EVIDENCE = MappingProxyType({"has_answer": True})
 _PLAIN = MappingProxyType({"has_answer": False})
 
 
+@located
 def load_longmemeval(path: str | Path = DEFAULT_PATH, clamp_asked_at: bool = False) -> Dataset:
     """Load a LongMemEval file (oracle, S or M): one conversation and probe per question."""
     raw = read_json(path)
@@ -76,8 +78,10 @@ def load_longmemeval(path: str | Path = DEFAULT_PATH, clamp_asked_at: bool = Fal
     issues: list[DataIssue] = []
     conversations = tuple(_conversation(item, i, path, clamp_asked_at, issues)
                           for i, item in enumerate(raw))
-    return Dataset("longmemeval", conversations, source=str(path), issues=tuple(issues),
-                   metadata={"variant": Path(path).stem, "clamp_asked_at": clamp_asked_at})
+    return check_dataset(Dataset("longmemeval", conversations, source=str(path),
+                                 issues=tuple(issues), metadata={
+                                     "variant": Path(path).stem,
+                                     "clamp_asked_at": clamp_asked_at}), path)
 
 
 def parse_date(raw: str) -> datetime:

@@ -31,12 +31,21 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.data.fields import Fields, as_utc, open_path, parse_iso, read_json
+from memlab.data.checks import check_dataset
+from memlab.data.fields import (
+    Fields,
+    as_utc,
+    jsonl_lines,
+    located,
+    open_path,
+    parse_iso,
+    read_json,
+)
 from memlab.data.paths import SYNTHETIC_DEFAULT
 from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
 from memlab.errors import DatasetError
@@ -56,6 +65,7 @@ _KEYS = {
 }
 
 
+@located
 def load_native(path: str | Path) -> Dataset:
     """Read a memlab-conversations file (``.json`` or ``.jsonl``) into a Dataset."""
     p = open_path(path)
@@ -73,7 +83,7 @@ def load_native(path: str | Path) -> Dataset:
         metadata=_decode(header.get("metadata", dict, {}), header, "metadata"),
     )
     _check_unique_conversations(dataset, p, [r for r, _ in records])
-    return dataset
+    return check_dataset(dataset, p)
 
 
 def load_synthetic(path: str | Path = SYNTHETIC_DEFAULT) -> Dataset:
@@ -117,19 +127,8 @@ def _jsonl_records(p: Path) -> tuple[Fields, list[tuple[str, Any]]]:
     return header, [(f"line {n}", obj) for n, obj in lines[1:]]
 
 
-def _jsonl_lines(p: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        with p.open("r", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"invalid JSON at column {exc.colno}: {exc.msg}",
-                                       path=p, record=f"line {lineno}") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text: {exc.reason}", path=p) from None
+def _jsonl_lines(p: Path) -> Iterable[tuple[int, Any]]:
+    return jsonl_lines(p)
 
 
 def _json_records(p: Path) -> tuple[Fields, list[tuple[str, Any]]]:

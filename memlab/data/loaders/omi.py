@@ -75,7 +75,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from memlab.data.fields import Fields, as_utc, open_path, parse_iso, read_json, read_jsonl
+from memlab.data.checks import check_dataset
+from memlab.data.fields import (
+    Fields,
+    as_utc,
+    located,
+    open_path,
+    parse_iso,
+    read_json,
+    read_jsonl,
+)
 from memlab.data.schema import Conversation, Dataset, Probe, Role, Session, Turn
 from memlab.errors import ConfigError, DatasetError
 
@@ -83,6 +92,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TIMEOUT = 120
 MAX_TIMEOUT = 4 * 60 * 60
 STOP_MARKER = "stop_conversation"
+MAX_SECONDS = 3.2e9  # ~100 years of offsets from the stream's start
 _SPEAKER = re.compile(r"SPEAKER_(\d+)")
 
 
@@ -111,6 +121,7 @@ def effective_timeout(conversation_timeout: float) -> float:
     return min(max(value, MIN_TIMEOUT), MAX_TIMEOUT)
 
 
+@located
 def load_omi(
     path: str | Path,
     probes_path: str | Path | None = None,
@@ -131,13 +142,13 @@ def load_omi(
     _check_unique_ids(conversations, path)
     if probes_path is not None:
         conversations = _attach_probes(conversations, open_path(probes_path))
-    return Dataset(
+    return check_dataset(Dataset(
         name="omi",
         conversations=tuple(conversations),
         source=str(path),
         metadata={"conversation_timeout": timeout,
                   "probes_path": None if probes_path is None else str(probes_path)},
-    )
+    ), path)
 
 
 # --- reading the transcript file ---------------------------------------------------------
@@ -229,7 +240,7 @@ def _segment(f: Fields, index: int) -> _Segment | None:
 
 def _seconds(f: Fields, key: str) -> float:
     value = float(f.get(key, (int, float)))
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
         raise f.error(f"expected a finite number of seconds >= 0, got {value}", field=f.where(key))
     return value
 
@@ -410,6 +421,8 @@ def _probe_conversation(f: Fields, by_id: dict[str, Conversation]) -> str:
 def _probe(f: Fields, probe_id: str, conv: Conversation,
            turns: dict[str, tuple[Turn, int]]) -> Probe:
     asked_at = f.datetime("asked_at", parse_iso)
+    if not f.get("question", str).strip():  # here, to name the probes file
+        raise f.error(f"probe {probe_id!r} has an empty question", field="question")
     evidence = f.strings("evidence_turn_ids")
     positions = []
     for i, turn_id in enumerate(evidence):

@@ -1,0 +1,56 @@
+"""Listing and deleting a user's memories (``GET /memory/list``, ``DELETE /memory/{id}``).
+
+A user can see every memory the agent keeps for them and remove any of it: a turn, a
+note, a summary, or the core block (core memory is one versioned block; deleting any of
+its ids deletes every version). Deleted memories leave the store at once and are never
+retrieved again; an explicit memory's row in the conversation log is blanked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memlab.agent.records import InvalidRequest, MemoryNotFound, tier
+from memlab.chunkers.base import MemoryUnit
+
+MAX_PAGE = 500
+
+
+def list_memories(memory: Any, user_id: str, memory_type: str | None, limit: int,
+                  offset: int) -> dict[str, Any]:
+    """One page of the user's memories: ``{user_id, total, offset, memories}``."""
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise InvalidRequest(f"limit must be 1-{MAX_PAGE} and offset >= 0, got {limit}, "
+                             f"{offset}")
+    units = [u for u in _current(memory) if memory_type is None or tier(u) == memory_type]
+    page = units[offset : offset + limit]
+    return {"user_id": user_id, "total": len(units), "offset": offset,
+            "memories": [_record(u) for u in page]}
+
+
+def delete_memory(agent: Any, memory: Any, user_id: str, memory_id: str
+                  ) -> dict[str, Any]:
+    """Delete ``memory_id`` of the user; :class:`MemoryNotFound` if they have none such."""
+    from memlab.memory.base import Forgetting
+
+    if not isinstance(memory, Forgetting):
+        raise InvalidRequest(f"memory '{agent.memory_name}' cannot delete single memories")
+    deleted = list(memory.forget(memory_id))
+    if not deleted:
+        raise MemoryNotFound(f"user {user_id!r} has no memory {memory_id!r}")
+    agent.log.forget(user_id, deleted)
+    return {"status": "deleted", "user_id": user_id, "deleted": deleted}
+
+
+def _current(memory: Any) -> list[MemoryUnit]:
+    """Memories as the user has them now: the current core version, then the rest."""
+    units = list(memory.units())
+    cores = [u for u in units if u.kind == "core"]
+    rest = sorted((u for u in units if u.kind != "core"), key=lambda u: u.at)
+    return cores[-1:] + rest if cores and cores[-1].text else rest
+
+
+def _record(unit: MemoryUnit) -> dict[str, Any]:
+    return {"id": unit.id, "content": unit.text, "memory_type": tier(unit),
+            "kind": unit.kind, "timestamp": unit.at.isoformat(),
+            "source_turn_ids": list(unit.source_turn_ids)}

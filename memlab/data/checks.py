@@ -1,0 +1,107 @@
+"""Checks every loader applies to what it read, so all four treat bad data alike.
+
+After a loader builds its Dataset, :func:`check_dataset` enforces what evaluation relies
+on, each as an error naming file, record and field, or as a reported repair:
+
+- ids are unique: conversations in the file, probes in the file, turns and sessions in a
+  conversation (a repeated id used to be counted twice: 796 rows for 199 probes);
+- every probe has a question (an empty one is an error);
+- every turn's speaker is one of the conversation's ``speakers``;
+- no metadata value is a non-finite number (NaN cannot be written back as JSON);
+- a probe asked before its evidence (LongMemEval has 43 such questions) is kept and
+  reported as ``kept: asked before evidence`` unless the loader already reported the
+  conversation's question date (the OMI loader rejects such probes while reading);
+- sessions in date order: out-of-order sessions are sorted (stable) and reported in
+  ``ds.issues`` as ``sorted sessions by date`` (memlab's native format, which must be
+  written in order, rejects them while reading).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from memlab.data.schema import Conversation, DataIssue, Dataset
+from memlab.errors import DatasetError
+
+
+def check_dataset(dataset: Dataset, path: str | Path) -> Dataset:
+    """``dataset`` read from ``path``, checked (see the module docstring), with sessions
+    sorted if need be."""
+    path = str(path)
+    _unique(((c.id, c.id, "id") for c in dataset.conversations), "conversation id", path)
+    _unique(((p.id, c.id, f"probes[{k}].id") for c in dataset.conversations
+             for k, p in enumerate(c.probes)), "probe id", path)
+    issues: list[DataIssue] = []
+    dated = {i.conversation_id for i in dataset.issues
+             if i.field in ("question_date", "asked_at")}
+    conversations = tuple(_conversation(c, path, c.id not in dated, issues)
+                          for c in dataset.conversations)
+    _finite(dataset.metadata, path, "header", "metadata")
+    if not issues:
+        return dataset
+    return dataclasses.replace(dataset, conversations=conversations,
+                               issues=(*dataset.issues, *issues))
+
+
+def _conversation(c: Conversation, path: str, report_late: bool,
+                  issues: list[DataIssue]) -> Conversation:
+    def fail(message: str, field: str) -> DatasetError:
+        return DatasetError(message, path=path, record=c.id, field=field)
+
+    _unique(((s.id, c.id, f"sessions[{i}].id") for i, s in enumerate(c.sessions)),
+            "session id", path)
+    _unique(((t.id, c.id, f"sessions[{i}].turns[{j}].id") for i, s in enumerate(c.sessions)
+             for j, t in enumerate(s.turns)), "turn id", path)
+    _finite(c.metadata, path, c.id, "metadata")
+    turn_at = {}
+    for i, s in enumerate(c.sessions):
+        _finite(s.metadata, path, c.id, f"sessions[{i}].metadata")
+        for j, t in enumerate(s.turns):
+            where = f"sessions[{i}].turns[{j}]"
+            if c.speakers and t.speaker not in c.speakers:
+                raise fail(f"speaker {t.speaker!r} is not in the conversation's speakers "
+                           f"{list(c.speakers)}", f"{where}.speaker")
+            _finite(t.metadata, path, c.id, f"{where}.metadata")
+            turn_at[t.id] = t.at
+    for k, p in enumerate(c.probes):
+        if not p.question.strip():
+            raise fail(f"probe {p.id!r} has an empty question", f"probes[{k}].question")
+        _finite(p.metadata, path, c.id, f"probes[{k}].metadata")
+        late = [t for t in p.evidence_turn_ids if t in turn_at and turn_at[t] > p.asked_at]
+        if report_late and late:
+            issues.append(DataIssue(c.id, p.id, "asked_at", f"{p.asked_at.isoformat()} < "
+                                    f"{late[0]} at {turn_at[late[0]].isoformat()}",
+                                    "kept: asked before evidence"))
+    order = sorted(range(len(c.sessions)), key=lambda i: c.sessions[i].started_at)
+    if order == list(range(len(c.sessions))):
+        return c
+    issues.append(DataIssue(c.id, c.id, "sessions", ", ".join(c.sessions[i].id for i in order),
+                            "sorted sessions by date"))
+    return dataclasses.replace(c, sessions=tuple(c.sessions[i] for i in order))
+
+
+def _unique(entries: Iterable[tuple[str, str, str]], what: str, path: str) -> None:
+    seen: set[str] = set()
+    for value, record, field in entries:
+        if value in seen:
+            raise DatasetError(f"duplicate {what} {value!r} (ids must be unique; a repeated "
+                               "one would be counted twice)", path=path, record=record,
+                               field=field)
+        seen.add(value)
+
+
+def _finite(value: Any, path: str, record: str, field: str) -> None:
+    """No NaN or infinity anywhere inside ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DatasetError(f"non-finite number {value} (cannot be written as JSON)",
+                           path=path, record=record, field=field)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _finite(item, path, record, f"{field}.{key}")
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            _finite(item, path, record, f"{field}[{n}]")

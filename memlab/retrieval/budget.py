@@ -1,0 +1,264 @@
+"""Budget-aware selection: fill a memory-token budget with as much evidence as it holds.
+
+The headline metric (``budget_evidence_recall@B``) shows the reader the ranking's longest
+prefix that fits ``B`` tokens. A plain ranking wastes that budget: overlapping windows
+repeat turns, and one long unit ends the prefix although smaller ones would still fit.
+This wrapper takes any base ranking (its best ``candidates``) and, in rank order:
+
+1. re-packages hits turn by turn (:mod:`memlab.retrieval.turns`): a turn already shown is
+   never shown again, and the turns chosen in one session are merged into contiguous
+   spans (overlapping or adjacent windows become one unit, one line per turn);
+2. adds up to ``neighbors`` turns on each side of a hit (the reply to a question, the
+   question to an answer) when hit and neighbours fit, for hits ranked below
+   ``neighbor_ranks`` (all if None); a hit that only fits alone is taken alone;
+3. skips a hit that does not fit and keeps going, so later, smaller hits fill the budget;
+4. after the budget, lists the remaining hits' unseen turns as further spans (ranks past
+   the budget, for recall@k and larger budgets), never repeating a turn.
+
+With ``granularity: turn`` the hits are first split into their turns, each scored by the
+reciprocal ranks (``rrf_k``) of the hits holding it, so overlapping windows vote for the
+turns they share and packing picks turns, not whole windows.
+
+Spans come in the rank of their best hit; a span's ``score`` is that hit's base score, so
+scores are not monotone and ``threshold`` (on the base's scale) filters the final spans.
+A span equal to an indexed unit is that unit; otherwise a ``window`` unit with id
+``{session}/span/{first turn}..{last turn}`` and ``at`` the newest of its turns' known
+times — never after ``as_of``, since only turns of units visible at ``as_of`` are used.
+Token counts are exact Qwen counts of the span texts (what the metric counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+
+from memlab.chunkers.base import MemoryUnit
+from memlab.data.schema import Probe
+from memlab.errors import ConfigError
+from memlab.metrics.budget import text_tokens
+from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.ranking import resolve_k
+from memlab.retrieval.turns import TurnCatalog, turn_lines
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.spec import Component
+from memlab.store.codec import at_micros
+from memlab.tokens import DEFAULT_TOKENIZER
+
+GRANULARITIES = ("hit", "turn")
+
+
+def turn_hits(hits: list[Hit], catalog: TurnCatalog, rrf_k: int) -> list[Hit]:
+    """The turns of ``hits`` as one-turn hits, scored ``sum of 1 / (rrf_k + rank)`` over
+    the hits holding them (a turn inside two good windows beats a window's edge turn);
+    hits not made of whole turns keep their own reciprocal rank. Ties: first seen."""
+    score: dict[str, float] = {}
+    whole: dict[str, Hit] = {}
+    for rank, hit in enumerate(hits, start=1):
+        part = 1.0 / (rrf_k + rank)
+        unit = hit.unit
+        if turn_lines(unit) is None or unit.source_turn_ids[0] not in catalog.where:
+            whole[unit.id] = hit
+            score[unit.id] = score.get(unit.id, 0.0) + part
+            continue
+        for tid in unit.source_turn_ids:
+            score["\0" + tid] = score.get("\0" + tid, 0.0) + part
+    order = sorted(score, key=lambda key: -score[key])  # stable: first seen wins ties
+    return [Hit(_turn_unit(key[1:], catalog) if key[0] == "\0" else whole[key].unit,
+                score[key]) for key in order]
+
+
+def _turn_unit(tid: str, catalog: TurnCatalog) -> MemoryUnit:
+    session = catalog.where[tid][0]
+    return MemoryUnit(f"{session}/span/{tid}..{tid}", catalog.line[tid], "turn", (tid,),
+                      session, catalog.known_at[tid])
+
+
+class BudgetStrategy(Wrapper, Component):
+    """Any base ranking packed into a token budget: merged spans, neighbours, no repeats."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
+
+    composes_units = True  # hits may be new span units, not indexed ones
+
+    def __init__(
+        self,
+        k: int | None = None,
+        threshold: float | None = None,
+        base: BaseSpec = "hybrid",
+        budget: int = 1000,
+        candidates: int = 100,
+        neighbors: int = 0,
+        neighbor_ranks: int | None = None,
+        granularity: str = "hit",
+        rrf_k: int = 60,
+        tokenizer: str = DEFAULT_TOKENIZER,
+    ) -> None:
+        self.k = k
+        self.threshold = threshold
+        self.base = base
+        self.budget = budget
+        self.candidates = candidates
+        self.neighbors = neighbors
+        self.neighbor_ranks = neighbor_ranks
+        self.granularity = granularity
+        self.rrf_k = rrf_k
+        self.tokenizer = tokenizer
+
+    @cached_property
+    def base_strategy(self) -> Retriever:
+        if not isinstance(self.budget, int) or self.budget < 0:
+            raise ConfigError(f"budget: budget must be an integer >= 0, got {self.budget!r}")
+        if not isinstance(self.neighbors, int) or self.neighbors < 0:
+            raise ConfigError(f"budget: neighbors must be an integer >= 0, "
+                              f"got {self.neighbors!r}")
+        if self.granularity not in GRANULARITIES:
+            raise ConfigError(f"budget: granularity {self.granularity!r} is not known; "
+                              f"valid choices: {', '.join(GRANULARITIES)}")
+        return build_base(self.base)
+
+    @cached_property
+    def catalog(self) -> TurnCatalog:
+        return TurnCatalog()
+
+    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        index_base(self.base_strategy, units, vectors)
+        self.catalog.add(units)
+
+    def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
+               probe: Probe | None = None) -> list[Hit]:
+        limit = resolve_k(k, self.k)
+        if limit == 0:
+            return []
+        pool = self.candidates if limit is None else max(self.candidates, limit)
+        hits = self.base_strategy.search(query, pool, as_of, probe=probe)
+        self.catalog.refresh()
+        if self.granularity == "turn":
+            hits = turn_hits(hits, self.catalog, self.rrf_k)
+        packer = _Packer(self, hits, None if as_of is None else at_micros(as_of))
+        out = packer.pack()
+        if self.threshold is not None:
+            out = [h for h in out if h.score >= self.threshold]
+        return out if limit is None else out[:limit]
+
+
+class _Packer:
+    """One search's selection: chosen turn positions per session, with their ranks."""
+
+    def __init__(self, owner: BudgetStrategy, hits: list[Hit], as_of_us: int | None) -> None:
+        self.owner = owner
+        self.catalog = owner.catalog
+        self.hits = hits
+        self.as_of_us = as_of_us
+        self.chosen: dict[str, dict[int, int]] = {}  # session -> position -> rank
+        self.cost: dict[str, int] = {}
+        self.used = 0
+        self.whole: list[tuple[int, MemoryUnit]] = []  # (rank, unit) of undecomposable hits
+
+    def pack(self) -> list[Hit]:
+        left: list[int] = []
+        for rank, hit in enumerate(self.hits):
+            if not self._take(rank, hit):
+                left.append(rank)
+        packed = self._spans(self.chosen) + self.whole
+        packed.sort(key=lambda pair: pair[0])
+        extra = self._leftovers(left)
+        return [Hit(unit, self.hits[rank].score) for rank, unit in packed + extra]
+
+    def _take(self, rank: int, hit: Hit) -> bool:
+        """Add the hit (with neighbours if they fit) within the budget; False if not."""
+        unit = hit.unit
+        if turn_lines(unit) is None or unit.source_turn_ids[0] not in self.catalog.where:
+            cost = text_tokens(unit.text, self.owner.tokenizer)
+            if self.used + cost > self.owner.budget:
+                return False
+            self.used += cost
+            self.whole.append((rank, unit))
+            return True
+        session = unit.session_id
+        have = self.chosen.get(session, {})
+        core = [self.catalog.where[t][1] for t in unit.source_turn_ids]
+        new = [p for p in core if p not in have]
+        if not new:
+            return True
+        ranks = self.owner.neighbor_ranks
+        trials = [new]
+        if self.owner.neighbors and (ranks is None or rank < ranks):
+            trials.insert(0, new + self._neighbours(session, core, have))
+        for positions in trials:
+            trial = {**have, **dict.fromkeys(positions, rank)}
+            cost = self._session_cost(session, trial)
+            if self.used - self.cost.get(session, 0) + cost <= self.owner.budget:
+                self.used += cost - self.cost.get(session, 0)
+                self.cost[session] = cost
+                self.chosen[session] = trial
+                return True
+        return False
+
+    def _neighbours(self, session: str, core: list[int], have: dict[int, int]) -> list[int]:
+        order = self.catalog.sessions[session]
+        n = self.owner.neighbors
+        out: list[int] = []
+        for p in range(min(core) - n, max(core) + n + 1):
+            if (0 <= p < len(order) and p not in have and p not in core and p not in out
+                    and self.catalog.visible(order[p], self.as_of_us)):
+                out.append(p)
+        return out
+
+    def _session_cost(self, session: str, positions: dict[int, int]) -> int:
+        order = self.catalog.sessions[session]
+        return sum(text_tokens(self._text(order, run), self.owner.tokenizer)
+                   for run in _runs(sorted(positions)))
+
+    def _text(self, order: list[str], run: list[int]) -> str:
+        return "\n".join(self.catalog.line[order[p]] for p in run)
+
+    def _spans(self, chosen: dict[str, dict[int, int]]) -> list[tuple[int, MemoryUnit]]:
+        out = []
+        for session, positions in chosen.items():
+            order = self.catalog.sessions[session]
+            for run in _runs(sorted(positions)):
+                out.append((min(positions[p] for p in run), self._unit(session, order, run)))
+        return out
+
+    def _unit(self, session: str, order: list[str], run: list[int]) -> MemoryUnit:
+        tids = tuple(order[p] for p in run)
+        known = self.catalog.exact.get(tids)
+        if known is not None:
+            return known
+        when = self.catalog.known_at[max(tids, key=self.catalog.known.__getitem__)]
+        return MemoryUnit(f"{session}/span/{tids[0]}..{tids[-1]}", self._text(order, run),
+                          "window", tids, session, when)
+
+    def _leftovers(self, ranks: list[int]) -> list[tuple[int, MemoryUnit]]:
+        """Hits past the budget: their turns not shown yet, as spans in rank order."""
+        seen = {s: dict(p) for s, p in self.chosen.items()}
+        shown_whole = {u.id for _, u in self.whole}
+        out: list[tuple[int, MemoryUnit]] = []
+        for rank in ranks:
+            unit = self.hits[rank].unit
+            if turn_lines(unit) is None or unit.source_turn_ids[0] not in self.catalog.where:
+                if unit.id not in shown_whole:
+                    shown_whole.add(unit.id)
+                    out.append((rank, unit))
+                continue
+            have = seen.setdefault(unit.session_id, {})
+            new = {self.catalog.where[t][1]: rank for t in unit.source_turn_ids}
+            new = {p: r for p, r in new.items() if p not in have}
+            have.update(new)
+            out.extend(self._spans({unit.session_id: new}))
+        return out
+
+
+def _runs(positions: list[int]) -> list[list[int]]:
+    """Sorted positions cut into runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for p in positions:
+        if runs and runs[-1][-1] == p - 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs

@@ -1,0 +1,164 @@
+"""LLM reranking: the base strategy's best ``top_n`` units re-ordered by an LLM's relevance.
+
+Pointwise: each (question, unit) pair is rendered with the ``rerank_yesno`` template and
+the model's probability of answering "yes" is the unit's relevance. With the embedded
+llama.cpp backend that probability is read from the logits of the first answer token
+(softmax over the "yes"/"Yes"/"no"/"No" tokens; one token generated, the prompt prefix
+reused from llama.cpp's KV cache). Backends without logits (Ollama, OpenAI-compatible,
+the mock) fall back to their generated answer: 1.0 if it starts with "yes", else 0.0.
+Every probability is cached on disk (``$MEMLAB_CACHE_DIR/rerank.sqlite``), keyed by the
+model's identity, the template and the exact messages, so a rerun costs no LLM call;
+``records`` keeps calls, seconds and whether each came from the cache.
+
+Scores: the reranked units ``1 + P(yes)`` (in [1, 2]), the rest of the base ranking
+``1 / (1 + rank)`` below them, so hits stay best-first. Ties keep base order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+
+from memlab.cache import cache_root
+from memlab.chunkers.base import MemoryUnit
+from memlab.data.schema import Probe
+from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.ranking import resolve_k, select_top
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.spec import Component
+
+
+class LlmRerankStrategy(Wrapper, Component):
+    """A base ranking whose best ``top_n`` are re-ordered by an LLM's P(yes)."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "llm": "llm"}
+
+    def __init__(
+        self,
+        k: int | None = 10,
+        threshold: float | None = None,
+        base: BaseSpec = "hybrid",
+        top_n: int = 20,
+        llm: Any = None,
+        template: str = "rerank_yesno",
+        cache: bool = True,
+    ) -> None:
+        self.k = k
+        self.threshold = threshold
+        self.base = base
+        self.top_n = top_n
+        self.llm = llm
+        self.template = template
+        self.cache = cache
+
+    @cached_property
+    def base_strategy(self) -> Retriever:
+        return build_base(self.base)
+
+    @cached_property
+    def model(self) -> Any:
+        from memlab.chunkers.llm_support import resolve_llm
+
+        return resolve_llm(self.llm, "llm_rerank")
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        return []
+
+    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        index_base(self.base_strategy, units, vectors)
+
+    def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
+               probe: Probe | None = None) -> list[Hit]:
+        limit = resolve_k(k, self.k)
+        if limit == 0:
+            return []
+        pool = self.top_n if limit is None else max(self.top_n, limit)
+        hits = self.base_strategy.search(query, pool, as_of, probe=probe)
+        scores = np.asarray([1.0 + self.relevance(query, h.unit.text) if i < self.top_n
+                             else 1.0 / (1 + i) for i, h in enumerate(hits)])
+        picked = select_top(scores, np.arange(len(hits)), limit, self.threshold)
+        values = scores.tolist()
+        return [Hit(hits[i].unit, values[i]) for i in picked.tolist()]
+
+    def relevance(self, question: str, text: str) -> float:
+        """P(yes) that ``text`` helps answer ``question`` (cached)."""
+        from memlab.prompts import get_template
+
+        messages = get_template(self.template).render(question=question, memory=text).messages
+        key = self._key(messages)
+        start = time.perf_counter()
+        stored = self._store.get(key) if self.cache else None
+        if stored is None:
+            stored = yes_probability(self.model, messages)
+            if self.cache:
+                self._store.put(key, stored)
+        self.records.append({"cached": key in self._store.seen,
+                             "seconds": time.perf_counter() - start})
+        return stored
+
+    def _key(self, messages: list[dict[str, str]]) -> str:
+        identity = getattr(self.model, "cache_identity", None)
+        who = identity() if callable(identity) else {"params": self.model.params()}
+        material = json.dumps([who, self.template, messages], sort_keys=True, default=str)
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    @cached_property
+    def _store(self) -> _Scores:
+        return _Scores()
+
+
+def yes_probability(model: Any, messages: list[dict[str, str]]) -> float:
+    """P(yes) of the first answer token (llama.cpp), else 1/0 from the generated text."""
+    llama_of = getattr(model, "llama", None)
+    if not callable(llama_of):
+        answer = model.generate(messages, max_tokens=2, temperature=0.0).text
+        return 1.0 if answer.strip().lower().startswith("yes") else 0.0
+    from llama_cpp import LogitsProcessorList
+
+    llama, lock, _ = llama_of()
+    seen: list[np.ndarray] = []
+
+    def grab(input_ids: Any, scores: Any) -> Any:
+        if not seen:
+            seen.append(np.array(scores, dtype=np.float64))
+        return scores
+
+    with lock:
+        llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0,
+                                     logits_processor=LogitsProcessorList([grab]))
+    logits = seen[0]
+    ids = {word: llama.tokenize(word.encode(), add_bos=False, special=False)[0]
+           for word in ("yes", "Yes", "no", "No")}
+    picked = np.asarray([logits[ids[w]] for w in ("yes", "Yes", "no", "No")])
+    odds = np.exp(picked - picked.max())
+    return float(odds[:2].sum() / odds.sum())
+
+
+class _Scores:
+    """An on-disk key -> probability table (sqlite), read and written per call."""
+
+    def __init__(self) -> None:
+        path = cache_root() / "rerank.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, p REAL)")
+        self.seen: set[str] = set()
+
+    def get(self, key: str) -> float | None:
+        row = self.db.execute("SELECT p FROM scores WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            self.seen.add(key)
+        return None if row is None else float(row[0])
+
+    def put(self, key: str, value: float) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?)", (key, value))

@@ -1,0 +1,74 @@
+"""The turns behind indexed units, so wrappers can re-package hits turn by turn.
+
+Units made of whole turns (kinds ``turn``, ``window``, ``session``: one ``Speaker: text``
+line per source turn, the chunkers' convention) are *decomposable*: each of their lines is
+one turn. :class:`TurnCatalog` records, per turn, its session, its position in that
+session (the order in which indexed units first showed it — chunkers emit units in turn
+order), its line and when it became known: the earliest ``at`` among the units holding it
+(a unit's ``at`` is its newest turn's, so a turn is never shown before a unit that
+contains it is visible). Other units (facts, summaries) are kept whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from memlab.chunkers.base import MemoryUnit
+from memlab.store.codec import at_micros
+
+#: Unit kinds whose text is one line per source turn.
+TURN_KINDS = ("turn", "window", "session")
+
+
+def turn_lines(unit: MemoryUnit) -> list[str] | None:
+    """The unit's per-turn lines, or None if it is not made of whole turns."""
+    if unit.kind not in TURN_KINDS:
+        return None
+    lines = unit.text.split("\n")
+    return lines if len(lines) == len(unit.source_turn_ids) else None
+
+
+@dataclass
+class TurnCatalog:
+    """Turns of the indexed units: session order, line, time known; rebuilt lazily."""
+
+    units: dict[str, MemoryUnit] = field(default_factory=dict)
+    sessions: dict[str, list[str]] = field(default_factory=dict)
+    where: dict[str, tuple[str, int]] = field(default_factory=dict)
+    line: dict[str, str] = field(default_factory=dict)
+    known: dict[str, int] = field(default_factory=dict)
+    known_at: dict[str, datetime] = field(default_factory=dict)
+    exact: dict[tuple[str, ...], MemoryUnit] = field(default_factory=dict)
+    fresh: bool = True
+
+    def add(self, units: Sequence[MemoryUnit]) -> None:
+        for unit in units:
+            if self.units.get(unit.id) != unit:
+                self.units[unit.id] = unit
+                self.fresh = False
+
+    def refresh(self) -> None:
+        if self.fresh:
+            return
+        self.sessions, self.where, self.line, self.exact = {}, {}, {}, {}
+        self.known, self.known_at = {}, {}
+        for unit in self.units.values():
+            lines = turn_lines(unit)
+            if lines is None:
+                continue
+            self.exact.setdefault(unit.source_turn_ids, unit)
+            order = self.sessions.setdefault(unit.session_id, [])
+            moment = at_micros(unit.at)
+            for tid, text in zip(unit.source_turn_ids, lines, strict=True):
+                if tid not in self.where:
+                    self.where[tid] = (unit.session_id, len(order))
+                    order.append(tid)
+                    self.line[tid] = text
+                if moment < self.known.get(tid, moment + 1):
+                    self.known[tid], self.known_at[tid] = moment, unit.at
+        self.fresh = True
+
+    def visible(self, tid: str, as_of_us: int | None) -> bool:
+        return as_of_us is None or self.known[tid] <= as_of_us

@@ -1,0 +1,52 @@
+"""Nested base strategies: the one place wrapper strategies turn a ``base`` into a strategy.
+
+Wrappers (``budget``, ``sessions``, ``timed``, ``keys``) re-rank, filter or re-package the
+hits of a *base* strategy given as a registry name, a ``{name, params}`` spec (nested
+wrappers included, e.g. ``{name: budget, params: {base: {name: timed, params: {base:
+hybrid}}}}``) or an already built instance (so several wrappers can share one index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from memlab.chunkers.base import MemoryUnit
+from memlab.retrieval.base import Retriever
+
+#: What a wrapper's ``base`` parameter accepts.
+BaseSpec = str | Mapping[str, Any] | Retriever
+
+
+def build_base(base: BaseSpec) -> Retriever:
+    """The base strategy of a wrapper: built from its spec, or the instance given."""
+    from memlab.retrieval import build_strategy
+
+    return build_strategy(base)
+
+
+class Wrapper:
+    """Mixin for strategies over a ``base``: hands on the LLM calls the base made while
+    indexing (``take_calls``, e.g. keys built by an LLM), so the harness accounts them."""
+
+    @property
+    def base_strategy(self) -> Retriever:  # each wrapper builds it (a cached_property)
+        raise NotImplementedError
+
+    def take_calls(self) -> list[dict[str, Any]]:
+        from memlab.memory.base import Accounted
+
+        base = self.base_strategy
+        return base.take_calls() if isinstance(base, Accounted) else []
+
+
+def index_base(base: Retriever, units: Sequence[MemoryUnit],
+               vectors: np.ndarray | None = None) -> None:
+    """Index ``units`` in ``base``, passing precomputed ``vectors`` only when given."""
+    index: Any = base.index
+    if vectors is None:
+        index(units)
+    else:
+        index(units, vectors)

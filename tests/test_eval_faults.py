@@ -1,0 +1,155 @@
+"""Evaluation runs against a misbehaving model server (memlab's fake Ollama on 127.0.0.1):
+a server that is down, one that answers HTTP 200 with no text, a resume after a kill
+mid-write, healing errored probes in place, and two processes on one run directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from memlab.errors import ConfigError
+from memlab.eval.items import read_items
+from memlab.eval.run import evaluate
+from memlab.llm.cache import ResponseCache
+from memlab.testing import FakeOllama
+
+ROOT = Path(__file__).resolve().parents[1]
+RECALL = "turn.recall_any@10"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _config(port: int | None = None, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {"name": "faults", "dataset": {"name": "synthetic"},
+                              "retrieval": {"name": "bm25"}, "tracking": {"mlflow": False},
+                              "fail_on_error": 1.0}
+    if port is not None:
+        config["answer"] = {"llm": {"name": "ollama", "params": {
+            "model": "qwen3:4b", "host": f"http://127.0.0.1:{port}", "retries": 0,
+            "timeout": 10}}, "max_answer_tokens": 16}
+    return {**config, **extra}
+
+
+def _chats(server: FakeOllama) -> int:
+    return sum(path == "/api/chat" for _, path, _ in server.requests)
+
+
+def test_llm_errors_keep_retrieval_metrics_and_retry_errors_heals_in_place(
+        tmp_path: Path) -> None:
+    port, out = _free_port(), tmp_path / "run"
+    down = evaluate(_config(port), out=out, progress=False)  # nothing listens on port
+    assert down.summary["errors"]["probes"] == 48
+    retrieval_only = evaluate(_config(), out=tmp_path / "retrieval", progress=False)
+    want = retrieval_only.summary["metrics"][RECALL]["all"]
+    assert want["n"] == 44  # 4 probes have no evidence to find
+    got = down.summary["metrics"][RECALL]["all"]
+    assert (got["n"], got["mean"]) == (want["n"], want["mean"])  # retrieval worked for each
+    with FakeOllama(port=port) as server:
+        kept = evaluate(_config(port), out=out, progress=False)
+        assert _chats(server) == 0 and kept.summary["errors"]["probes"] == 48
+        healed = evaluate(_config(port), out=out, progress=False, retry_errors=True)
+        assert _chats(server) == 48
+    assert healed.summary["errors"]["probes"] == 0 and healed.summary["retried_errors"] == 48
+    assert len(healed.items()) == 48 and all(row["answer"] for row in healed.items())
+    assert len(read_items(out / "items.jsonl")) == 48  # no probe counted twice
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["retried_errors"] == 48 and metrics["metrics"]["exact_match"]["all"]["n"] == 48
+
+
+def test_an_empty_completion_is_an_error_and_is_not_cached(tmp_path: Path) -> None:
+    port, out = _free_port(), tmp_path / "run"
+    with FakeOllama(port=port) as server:
+        server.reply_empty(times=48)
+        empty = evaluate(_config(port), out=out, progress=False)
+        assert empty.summary["errors"]["probes"] == 48
+        assert all("empty completion" in row["error"] for row in empty.items())
+        assert len(ResponseCache(tmp_path / "cache" / "llm" / "responses.sqlite")) == 0
+        healed = evaluate(_config(port), out=out, progress=False, retry_errors=True)
+    assert healed.summary["errors"]["probes"] == 0
+    assert not any(row["cache_hit"] for row in healed.items())
+
+
+def test_resume_after_a_partial_line_counts_every_probe_in_memory_jsonl(tmp_path: Path) -> None:
+    full = evaluate(_config(), out=tmp_path / "full", progress=False)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    shutil.copy(tmp_path / "full" / "config.resolved.yaml", killed)
+    lines = (tmp_path / "full" / "items.jsonl").read_text().splitlines(keepends=True)
+    (killed / "items.jsonl").write_text("".join(lines[:17]) + lines[17][:40])
+    memory = (tmp_path / "full" / "memory.jsonl").read_text().splitlines(keepends=True)
+    (killed / "memory.jsonl").write_text("".join(memory[:2]))
+    resumed = evaluate(_config(), out=killed, progress=False)
+    latest = {row["conversation_id"]: row for row in read_items(killed / "memory.jsonl")}
+    assert {cid: row["probes"] for cid, row in latest.items()} == {
+        row["conversation_id"]: row["probes"] for row in read_items(
+            tmp_path / "full" / "memory.jsonl")}
+    assert all(row["probes"] == 12 for row in latest.values())
+    assert resumed.summary["metrics"] == full.summary["metrics"]
+
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from memlab.eval.lock import lock_run_dir
+lock_run_dir(Path(sys.argv[1]))
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_process_on_a_run_directory_fails_clearly(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=rf"in use by another memlab process "
+                                              rf"\(pid {holder.pid}\)"):
+            evaluate(_config(), out=out, progress=False)
+        config = tmp_path / "faults.yaml"
+        config.write_text(yaml.safe_dump(_config()))
+        cli = subprocess.run([sys.executable, "-m", "memlab.eval", "run", str(config),
+                              "--out", str(out), "--no-mlflow"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 2 and f"pid {holder.pid}" in cli.stderr
+        assert not (out / "items.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    done = evaluate(_config(), out=out, progress=False)  # the lock died with its process
+    assert done.summary["probes"] == 48
+    again = evaluate(_config(), out=out, progress=False)  # the same process may reopen it
+    assert again.summary == done.summary
+
+
+def test_a_template_may_allow_empty_answers(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    builtin = (ROOT / "memlab" / "prompts" / "builtin" / "answer_short.j2").read_text()
+    (templates / "answer_short.j2").write_text(
+        builtin.replace("output: text\n", "output: text\nallow_empty: true\n", 1))
+    port = _free_port()
+    with FakeOllama(port=port) as server:
+        server.reply_empty(times=48)
+        run = evaluate(_config(port, template_dirs=[str(templates)]), out=tmp_path / "run",
+                       progress=False)
+    assert run.summary["errors"]["probes"] == 0
+    assert {row["answer"] for row in run.items()} == {""}
