@@ -200,7 +200,7 @@ def _resolve_template(spec: SpecLike, template_dirs: tuple[str, ...]) -> dict[st
     template = get_template(name, template_dirs)
     return {"name": name, "params": {},
             "identity": {"version": template.version,
-                         "sha256": hashlib.sha256(template.source.encode()).hexdigest(),
+                         "sha256": hashlib.sha256(template.path.read_bytes()).hexdigest(),
                          "path": str(template.path)}}
 
 

@@ -1,12 +1,18 @@
-"""Shared fixtures: the real benchmark files and each dataset loaded once per test run."""
+"""Shared fixtures: the real benchmark files and each dataset loaded once per test run; a
+real ``mlflow server`` on 127.0.0.1 (one per test module) and a client of it."""
 
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from memlab.data.loaders.locomo import load_locomo
@@ -57,3 +63,49 @@ def postgres() -> Iterator[Any]:
 def pg_table(request: pytest.FixtureRequest) -> str:
     """A table name of its own for each test sharing the session's PostgreSQL."""
     return "t_" + re.sub(r"\W", "_", request.node.name).lower()[:50]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("w"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("mlflow server did not become healthy in 120 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def served(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An MLflow client of the test server, which runs of this test log to (own cache)."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    return mlflow.MlflowClient(tracking_uri=mlflow_server)

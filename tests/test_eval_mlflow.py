@@ -1,71 +1,27 @@
-"""Runs logged to a real ``mlflow server`` on 127.0.0.1 and read back through the client."""
+"""Runs logged to a real ``mlflow server`` on 127.0.0.1 and read back through the client
+(the server and client fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
-import socket
+import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from memlab.eval.run import evaluate
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("w"))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("mlflow server did not become healthy in 120 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture
-def served(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """An MLflow client of the test server, which runs of this test log to (own cache)."""
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
-    return mlflow.MlflowClient(tracking_uri=mlflow_server)
-
-
 @pytest.mark.slow
-def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path) -> None:
+def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlab.eval import tracking
+
     config = {"name": "served", "dataset": {"name": "synthetic"},
               "retrieval": {"name": "bm25"}, "tracking": {"experiment": "memlab-test"}}
+    monkeypatch.setattr(tracking, "BATCH_PARAMS", 10)  # params in several log_batch calls
     result = evaluate(config, out=tmp_path / "run", progress=False)
     assert result.mlflow_run_id
 
@@ -99,6 +55,97 @@ def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path) ->
     assert again.info.experiment_id == run.info.experiment_id
     assert again.data.params == run.data.params
     assert again.data.metrics == run.data.metrics
+    resolved = tracking.run_params(tracking.RunRecord.open(tmp_path / "run").config)
+    assert len(run.data.params) == len(resolved) > 30  # every batch arrived
+
+
+ANSWERED = {"name": "answered", "dataset": {"name": "synthetic"}, "retrieval": {"name": "bm25"},
+            "k": 5, "tracking": {"experiment": "memlab-genai-test"},
+            "answer": {"llm": {"name": "mock", "params": {"responses": ["blue", "2"]}},
+                       "template": {"name": "answer_short"}},
+            "judge": {"llm": {"name": "mock", "params": {"responses": ["yes", "no"]}}}}
+
+
+@pytest.mark.slow
+def test_answered_run_has_a_trace_per_probe_its_prompts_and_its_dataset(
+        served: Any, tmp_path: Path) -> None:
+    import hashlib
+
+    import mlflow
+
+    from memlab.data.paths import SYNTHETIC_DEFAULT
+    from memlab.eval import mlflow_datasets, mlflow_prompts
+    from memlab.eval.tracking import log_run
+    from memlab.prompts import get_template
+
+    result = evaluate(ANSWERED, out=tmp_path / "run", progress=False)
+    client = served
+    run = client.get_run(result.mlflow_run_id)
+    experiment_id = run.info.experiment_id
+    assert run.info.run_name == "turn / bm25 k5 / mock"
+    assert run.data.tags["memlab.judge"] == "mock (judge_longmemeval)"
+
+    # one trace per probe, linked to the run, with the probe's phases as spans
+    traces = client.search_traces(locations=[experiment_id], run_id=run.info.run_id,
+                                  max_results=100)
+    items = {row["probe_id"]: row for row in result.items()}
+    assert len(traces) == 48
+    by_probe = {t.info.tags["probe_id"]: t for t in traces}
+    assert set(by_probe) == set(items)
+    for probe_id, trace in by_probe.items():
+        row = items[probe_id]
+        spans = {s.name: s for s in trace.data.spans}
+        assert sorted(spans) == ["generate", "judge", "probe", "prompt", "score", "search"]
+        assert spans["search"].span_type == "RETRIEVER"
+        assert [d["id"] for d in spans["search"].outputs] == [h["id"] for h in row["retrieved"]]
+        assert spans["generate"].span_type == "LLM"
+        assert spans["generate"].attributes["mlflow.chat.tokenUsage"]["input_tokens"] == \
+            row["tokens"]["prompt"]
+        assert trace.info.token_usage["output_tokens"] == row["tokens"]["completion"]
+        assert spans["prompt"].attributes["memlab.prompt_sha256"] == row["llm"]["prompt_sha256"]
+        assert spans["probe"].inputs == {"question": row["question"]}
+        assert spans["probe"].outputs == {"answer": row["answer"]}
+        assert trace.info.tags["conversation"] == row["conversation_id"]
+        assert trace.info.tags["category"] == row["category"]
+        assert trace.info.tags["correct"] == str(row["metrics"]["judge"] == 1.0).lower()
+        assert trace.info.trace_metadata["mlflow.trace.session"] == row["conversation_id"]
+        took = (spans["score"].end_time_ns - spans["search"].start_time_ns) / 1e9
+        assert took == pytest.approx(sum(row["latency_seconds"].values()), abs=1e-5)
+
+    # the templates it rendered, registered once per file content, linked to the run
+    linked = {p["name"] for p in json.loads(run.data.tags["mlflow.linkedPrompts"])}
+    assert linked == {"memlab.answer_short", "memlab.judge_longmemeval"}
+    template = get_template("answer_short")
+    versions = client.search_prompt_versions("memlab.answer_short")
+    assert len(versions) == 1
+    assert versions[0].tags["memlab.sha256"] == hashlib.sha256(
+        template.path.read_bytes()).hexdigest()
+    assert versions[0].template == template.path.read_text()
+    assert f",{experiment_id}," in client.get_prompt("memlab.answer_short").tags[
+        "_mlflow_experiment_ids"]
+
+    # the dataset: a run input naming the file, and the experiment's evaluation dataset
+    [entry] = run.inputs.dataset_inputs
+    sha = hashlib.sha256(SYNTHETIC_DEFAULT.read_bytes()).hexdigest()
+    assert (entry.dataset.name, entry.dataset.digest) == ("synthetic-small", sha[:16])
+    tags = {t.key: t.value for t in entry.tags}
+    assert tags["memlab.file_sha256"] == sha and tags["mlflow.data.context"] == "eval"
+    assert json.loads(entry.dataset.source)["uri"] == str(SYNTHETIC_DEFAULT)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    [dataset] = mlflow.genai.datasets.search_datasets(experiment_ids=[experiment_id])
+    assert dataset.name == "synthetic-small" and len(dataset.to_df()) == 48
+    assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == \
+        "genai_development"
+
+    # mirrored again with a trace sample: no new prompt version, no second dataset (as
+    # from a new process: what this one remembers is forgotten)
+    mlflow_prompts._SEEN.clear()
+    mlflow_datasets._SEEN.clear()
+    again = log_run(tmp_path / "run", traces="sample 5", uri=client.tracking_uri)
+    assert len(client.search_traces(locations=[experiment_id], run_id=again)) == 5
+    assert len(client.search_prompt_versions("memlab.answer_short")) == 1
+    assert len(mlflow.genai.datasets.search_datasets(experiment_ids=[experiment_id])) == 1
+
 
 @pytest.mark.slow
 def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
@@ -115,9 +162,21 @@ def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
 
     client = served
     experiment = client.get_experiment_by_name("memlab-sweep-test")
-    runs = client.search_runs([experiment.experiment_id])
+    everything = client.search_runs([experiment.experiment_id])
+    parents = [r for r in everything if "memlab.sweep_id" in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.run_name == "swept (sweep)"
+    assert parents[0].info.status == "FINISHED"
+    runs = [r for r in everything if r not in parents]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
+    assert sorted(r.info.run_name for r in runs) == [
+        "turn / bm25 / retrieval only", "turn / none / retrieval only",
+        "turn / recency / retrieval only"]
     assert sorted(r.data.params["memory.params.retrieval.name"] for r in runs) == [
         "bm25", "none", "recency"]
+    # the parent shows the sweep's dataset; a retrieval sweep writes no traces by default
+    assert [d.dataset.name for d in parents[0].inputs.dataset_inputs] == ["synthetic-small"]
+    assert client.search_traces(locations=[experiment.experiment_id]) == []
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     for run in runs:
         run_dir = Path(run.data.tags["memlab.run_dir"])
         summary = json.loads((run_dir / "metrics.json").read_text())
@@ -127,6 +186,8 @@ def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
     last = next(r for r in runs if r.data.params["memory.params.retrieval.name"] == "none")
     plots = {a.path for a in client.list_artifacts(last.info.run_id, "plots")}
     assert "plots/pareto.png" in plots  # drawn once, on the last variant, over all three
+    parent_plots = {a.path for a in client.list_artifacts(parents[0].info.run_id, "plots")}
+    assert parent_plots == {"plots/pareto.png"}
 
 
 def test_background_logger_names_the_runs_it_could_not_log(tmp_path: Path) -> None:

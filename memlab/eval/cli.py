@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -86,8 +87,10 @@ def cmd_log(args: argparse.Namespace) -> int:
     if not runs:
         raise MemlabError(f"no run directories (holding metrics.json) under "
                           f"{', '.join(map(str, args.runs))}")
+    sweep = uuid.uuid4().hex if args.sweep else None
     for run_dir in runs:
-        run_id = log_run(run_dir, pareto=run_dir == runs[-1], uri=args.tracking_uri)
+        run_id = log_run(run_dir, pareto=run_dir == runs[-1], uri=args.tracking_uri,
+                         traces=args.traces, sweep=sweep)
         print(f"{run_dir}: MLflow run {run_id}")
     return 0
 
@@ -226,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("runs", nargs="+", type=Path, help="run directories or folders of them")
     log.add_argument("--tracking-uri", help="default: the run's config, "
                      "$MLFLOW_TRACKING_URI, or mlflow.db in the project")
+    log.add_argument("--traces", help="traces per probe: auto, on, off or 'sample N' "
+                     "(default: the run's tracking.traces)")
+    log.add_argument("--sweep", action="store_true",
+                     help="log the runs as one sweep: children of one parent run")
     log.set_defaults(func=cmd_log)
     _add_judge_commands(sub)
     ls = sub.add_parser("ls", help="list every registered component with its parameters")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from memlab.errors import ConfigError
 
@@ -83,6 +83,15 @@ class TrackingSpec(BaseModel):
     experiment: str | None = Field(default=None, description="default: memlab-<dataset>")
     tracking_uri: str | None = Field(default=None, description="default: $MLFLOW_TRACKING_URI "
                                      "or a local store in the project")
+    traces: str = Field(default="auto", pattern=r"^\s*(?i:auto|on|off|sample\s+\d+)\s*$",
+                        description="MLflow traces per probe: auto (answered runs only), "
+                        "on, off or 'sample N'")
+
+    @field_validator("traces", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        """YAML reads a bare ``on`` / ``off`` as a boolean."""
+        return ("on" if value else "off") if isinstance(value, bool) else value
 
 
 class ExperimentConfig(BaseModel):

@@ -1,9 +1,10 @@
 """``python -m memlab.eval.log_worker``: the background MLflow logger of a sweep.
 
-Reads one JSON job per line from stdin, ``{"run_dir": ..., "pareto": ...}``, mirrors
-that finished run directory with :func:`memlab.eval.tracking.log_run` and answers each
-with one JSON line ``["ok", run_id]`` or ``["error", message]`` on the stdout it started
-with (everything the libraries print goes to stderr). It runs as its own ``python -m``
+Reads one JSON job per line from stdin, ``{"run_dir": ..., "pareto": ..., "sweep": ...}``,
+mirrors that finished run directory with :func:`memlab.eval.tracking.log_run` (as a
+child of the sweep's parent run) and answers each with one JSON line ``["ok", run_id]``
+or ``["error", message]`` on the stdout it started with (everything the libraries print
+goes to stderr). It runs as its own ``python -m``
 process, so the caller's main module is never re-imported (a script without an
 ``if __name__ == "__main__"`` guard is safe).
 """
@@ -25,7 +26,8 @@ def main() -> int:
             continue
         try:
             job = json.loads(line)
-            reply = ["ok", log_run(job["run_dir"], pareto=bool(job.get("pareto")))]
+            reply = ["ok", log_run(job["run_dir"], pareto=bool(job.get("pareto")),
+                                   sweep=job.get("sweep"))]
         except Exception as exc:  # reported to the sweep, which names the run
             reply = ["error", f"{type(exc).__name__}: {exc}"]
         replies.write(json.dumps(reply) + "\n")

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -119,38 +120,101 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None
-            ) -> str:
+def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
+            sweep: str | None = None, traces: str | None = None) -> str:
     """Mirror the finished run directory ``run_dir`` as a new MLflow run; returns its run
     id. Everything comes from the directory, so a run whose logging failed can be
     mirrored again later (``python -m memlab.eval log RUN_DIR``). With ``pareto``, the
-    accuracy-vs-tokens plot over every run of the experiment is drawn onto it."""
+    accuracy-vs-tokens plot over every run of the experiment is drawn onto it (and onto
+    its sweep's parent). ``sweep`` names the sweep the run belongs to: its runs become
+    children of one parent run; ``traces`` overrides the run's ``tracking.traces``.
+
+    Besides params, metrics and artifacts, the run gets its dataset as an MLflow input,
+    the templates it rendered in the Prompt Registry, and one trace per probe as
+    ``tracking.traces`` chooses (see :mod:`memlab.eval.mlflow_traces`).
+    """
     import mlflow
-    from mlflow.entities import Metric, Param, RunTag
+
+    from memlab.eval import mlflow_runs
+    from memlab.eval.mlflow_traces import check_policy
 
     record = RunRecord.open(run_dir)
+    policy = check_policy(traces or str(record.tracking.get("traces") or "auto"))
     uri = tracking_uri(uri or record.tracking.get("tracking_uri"))
     client = _client(uri)
     experiment_id = _experiment_id(client, experiment_name(record), uri)
+    parent = None if sweep is None else mlflow_runs.sweep_parent(
+        client, experiment_id, sweep, record.name)
+    items = record.items
+    name = mlflow_runs.run_name(record.config, items)
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=record.name) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         run_id = str(run.info.run_id)
-        now = int(time.time() * 1000)
-        tags = {"memlab.run_dir": str(record.run_dir.resolve()),
-                "memlab.dataset": record.dataset,
-                "memlab.retrieval_only": str(record.config.get("answer") is None),
-                **summary_tags(record.summary)}
-        params = [Param(k, _param(v)) for k, v in run_params(record.config).items()]
-        metrics = [Metric(k, v, now, 0) for k, v in run_metrics(record.summary).items()]
-        for start in range(0, max(len(params), 1), BATCH_PARAMS):  # MLflow's batch limit
-            client.log_batch(run_id, params=params[start:start + BATCH_PARAMS],
-                             metrics=metrics if start == 0 else [],
-                             tags=[RunTag(k, v) for k, v in tags.items()] if start == 0
-                             else [])
+        _log_batch(client, run_id, record, parent)
+        prompts = _log_prompts(client, record, run_id, experiment_id)
+        _log_dataset(client, [run_id] if parent is None else [run_id, parent],
+                     experiment_id, record)
         _log_artifacts(record)
+        traced = _log_traces(client, record, experiment_id, run_id, prompts, policy)
+    mlflow_runs.set_experiment_kind(client, experiment_id, traced=traced > 0)
     if pareto:
         _log_pareto(client, experiment_id, run_id)
+        if parent is not None:
+            _log_pareto(client, experiment_id, parent)
+    if parent is not None:
+        client.set_terminated(parent)  # ends when its latest child is logged
     return run_id
+
+
+def _log_batch(client: Any, run_id: str, record: RunRecord, parent: str | None) -> None:
+    """Params, metrics and tags in as few calls as MLflow's batch limit allows."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from memlab.eval.mlflow_runs import run_tags
+
+    now = int(time.time() * 1000)
+    tags = {"memlab.run_dir": str(record.run_dir.resolve()),
+            "memlab.dataset": record.dataset,
+            "memlab.retrieval_only": str(record.config.get("answer") is None),
+            **run_tags(record.config, record.items, record.summary),
+            **summary_tags(record.summary)}
+    if parent is not None:
+        tags["mlflow.parentRunId"] = parent
+    params = [Param(k, _param(v)) for k, v in run_params(record.config).items()]
+    metrics = [Metric(k, v, now, 0) for k, v in run_metrics(record.summary).items()]
+    for start in range(0, max(len(params), 1), BATCH_PARAMS):  # MLflow's batch limit
+        client.log_batch(run_id, params=params[start:start + BATCH_PARAMS],
+                         metrics=metrics if start == 0 else [],
+                         tags=[RunTag(k, v) for k, v in tags.items()] if start == 0
+                         else [])
+
+
+def _log_prompts(client: Any, record: RunRecord, run_id: str, experiment_id: str
+                 ) -> dict[str, Any]:
+    from memlab.eval.mlflow_prompts import register_templates
+
+    return register_templates(client, record.config, record.items, run_id, experiment_id)
+
+
+def _log_dataset(client: Any, run_ids: list[str], experiment_id: str, record: RunRecord
+                 ) -> None:
+    from memlab.eval.mlflow_datasets import log_dataset
+
+    log_dataset(client, run_ids, experiment_id, record.dataset, record.config, record.items)
+
+
+def _log_traces(client: Any, record: RunRecord, experiment_id: str, run_id: str,
+                prompts: dict[str, Any], policy: str) -> int:
+    """One trace per probe ``policy`` selects; returns how many."""
+    from memlab.eval.mlflow_traces import log_traces, traced_items
+
+    items = traced_items(policy, record.items,
+                         answered=record.config.get("answer") is not None)
+    if not items:
+        return 0
+    end = (record.run_dir / "items.jsonl").stat().st_mtime_ns
+    return len(log_traces(client, items, record.config, experiment_id=experiment_id,
+                          run_id=run_id, end_time_ns=end, prompts=prompts))
 
 
 def run_params(config: dict[str, Any]) -> dict[str, Any]:
@@ -266,9 +330,12 @@ class BackgroundLogger:
     of a warm sweep). The process is ``python -m memlab.eval.log_worker``, fed by a
     thread here, so submitting never blocks. Run directories are complete before a run
     is submitted, so a failed log loses nothing but the mirror; :meth:`wait` says which.
+    The runs one logger mirrors are one sweep: children of one MLflow parent run
+    (``sweep=False`` logs them as separate runs).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, sweep: bool = True) -> None:
+        self.sweep = uuid.uuid4().hex if sweep else None
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._replies: list[tuple[str, str, str]] = []
         self._thread: threading.Thread | None = None
@@ -276,7 +343,8 @@ class BackgroundLogger:
 
     def submit(self, run_dir: str | Path, *, pareto: bool) -> None:
         """Mirror the finished run directory ``run_dir`` (its path is all that is sent)."""
-        job = json.dumps({"run_dir": str(run_dir), "pareto": pareto}) + "\n"
+        job = json.dumps({"run_dir": str(run_dir), "pareto": pareto,
+                          "sweep": self.sweep}) + "\n"
         self._jobs.put((str(run_dir), job.encode("utf-8")))
         self._submitted += 1
         if self._thread is None:

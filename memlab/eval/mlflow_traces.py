@@ -1,0 +1,256 @@
+"""One MLflow trace per probe, rebuilt from a finished run's ``items.jsonl``.
+
+A probe's trace has a root span (request = the question, response = the answer) and a
+child span per phase the run measured: ``search`` (RETRIEVER: strategy, k, as_of, the
+hits with their scores), ``prompt`` (CHAIN: template name/version/hash, memory tokens,
+the trim record), ``generate`` (LLM: backend, model, digest, token usage, cache hit),
+``judge`` (LLM, judged runs) and ``score`` (EVALUATOR: the probe's answer metrics).
+Spans carry the phase latencies the run measured, laid end to end, so MLflow's GenAI
+overview shows the run's real latency, token usage and errors. Traces are linked to the
+run, grouped by conversation (MLflow's trace session), tagged with conversation,
+category, probe and correctness, and name the prompt versions they rendered.
+
+``tracking.traces`` chooses the probes: ``auto`` (every probe of an answered run, none
+of a retrieval-only one: a 32-configuration LoCoMo sweep would add 63,552 traces),
+``on``, ``off`` or ``sample N`` (N probes chosen by a hash of their ids, the same N in
+every configuration, so traces compare across a sweep).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from memlab.errors import ConfigError
+
+#: Probe phases in the order the harness runs them, with the span type of each.
+PHASES = (("search", "RETRIEVER"), ("prompt", "CHAIN"), ("generate", "LLM"),
+          ("judge", "LLM"), ("score", "EVALUATOR"))
+_SAMPLE = re.compile(r"^sample\s+(\d+)$")
+_NS = 1_000_000_000
+#: Spans per ``log_spans`` call (one store transaction or OTLP request each).
+SPAN_BATCH = 600
+
+
+def check_policy(policy: str) -> str:
+    """``policy`` if it is ``auto``, ``on``, ``off`` or ``sample N``; else a ConfigError."""
+    text = str(policy).strip().lower()
+    if text in ("auto", "on", "off") or _SAMPLE.match(text):
+        return text
+    raise ConfigError(f"tracking.traces: {policy!r} is not one of auto, on, off, "
+                      "'sample N' (N probes per run)")
+
+
+def traced_items(policy: str, items: Sequence[dict[str, Any]], answered: bool
+                 ) -> list[dict[str, Any]]:
+    """The items ``policy`` traces (``auto``: all of an answered run, none otherwise)."""
+    text = check_policy(policy)
+    if text == "off" or (text == "auto" and not answered):
+        return []
+    match = _SAMPLE.match(text)
+    if match is None:
+        return list(items)
+    chosen = set(sorted((_hash(row["probe_id"]), row["probe_id"]) for row in items)
+                 [:int(match.group(1))])
+    return [row for row in items if (_hash(row["probe_id"]), row["probe_id"]) in chosen]
+
+
+def log_traces(client: Any, items: Sequence[dict[str, Any]], config: dict[str, Any], *,
+               experiment_id: str, run_id: str, end_time_ns: int,
+               prompts: dict[str, Any] | None = None) -> list[str]:
+    """Log one trace per item, linked to ``run_id``; returns their ids. The traces end
+    at ``end_time_ns`` (when the run wrote its last item).
+
+    The spans are built in memory and written with one ``log_spans`` call per
+    ``SPAN_BATCH`` spans (MLflow's OTLP ingestion, which fills the trace's request,
+    response, token usage, session and tags from the spans): creating them through the
+    live tracing API cost one store transaction per span and per trace (~0.3 s a probe
+    on a busy two-core machine with SQLite). ``mlflow.llm.provider`` is left unset on
+    purpose: with it, MLflow fetches a model price list from the internet.
+    """
+    context = _context(config)
+    start = end_time_ns - sum(_duration_ns(row) for row in items)
+    spans, ids = [], []
+    for row in items:
+        trace_spans = _probe_spans(row, context, start, prompts or {})
+        spans += trace_spans
+        ids.append(trace_spans[0].trace_id)
+        start += _duration_ns(row)
+    for first in range(0, len(spans), SPAN_BATCH):
+        client._tracing_client.log_spans(experiment_id, spans[first:first + SPAN_BATCH])
+    for first in range(0, len(ids), 100):  # MLflow links at most 100 traces per call
+        client.link_traces_to_run(ids[first:first + 100], run_id)
+    return ids
+
+
+def _context(config: dict[str, Any]) -> dict[str, Any]:
+    """What every probe of the run shares: strategy, k, backends."""
+    memory = config.get("memory") or {}
+    retrieval = (memory.get("params") or {}).get("retrieval") or {}
+    answer = config.get("answer") or {}
+    judge = config.get("judge") or {}
+    return {"strategy": retrieval.get("name") or memory.get("name"),
+            "k": config.get("k"), "memory": memory.get("name"),
+            "backend": (answer.get("llm") or {}).get("name"),
+            "judge_backend": (judge.get("llm") or {}).get("name")}
+
+
+def _probe_spans(row: dict[str, Any], context: dict[str, Any], start: int,
+                 prompts: dict[str, Any]) -> list[Any]:
+    """The root span of the probe's trace first, then one span per measured phase."""
+    trace = random.getrandbits(128) or 1
+    root_id = random.getrandbits(64) or 1
+    trace_id = f"tr-{trace:032x}"
+    children, at = [], start
+    for phase, span_type in PHASES:
+        seconds = (row.get("latency_seconds") or {}).get(phase)
+        if seconds is None:
+            continue
+        inputs, outputs, attributes = _PHASE_DATA[phase](row, context)
+        end = at + int(seconds * _NS)
+        children.append(_span(phase, trace, random.getrandbits(64) or 1, root_id, at, end,
+                              {**attributes, "mlflow.traceRequestId": trace_id,
+                               "mlflow.spanType": span_type, "mlflow.spanInputs": inputs,
+                               "mlflow.spanOutputs": outputs}))
+        at = end
+    linked = _linked_prompts(row, prompts)
+    tags = {**_tags(row), "mlflow.traceName": "probe",
+            **({"mlflow.linkedPrompts": json.dumps(linked)} if linked else {})}
+    root_attributes = {"mlflow.traceRequestId": trace_id, "mlflow.spanType": "CHAIN",
+                       "mlflow.spanInputs": {"question": row.get("question")},
+                       "mlflow.spanOutputs": {"answer": row.get("answer")},
+                       "memlab.probe_id": row["probe_id"],
+                       "session.id": str(row.get("conversation_id")),
+                       **({"mlflow.linkedPrompts": linked} if linked else {}),
+                       **{f"mlflow.traceTag.{k}": v for k, v in tags.items()}}
+    root = _span("probe", trace, root_id, None, start, max(at, start + 1), root_attributes,
+                 error=str(row["error"]) if row.get("error") else None)
+    return [root, *children]
+
+
+def _span(name: str, trace: int, span_id: int, parent: int | None, start: int, end: int,
+          attributes: dict[str, Any], error: str | None = None) -> Any:
+    """A finished MLflow span (attribute values JSON-encoded, as MLflow stores them)."""
+    from mlflow.entities import Span
+    from mlflow.tracing.utils import build_otel_context
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Status, StatusCode
+
+    return Span(ReadableSpan(
+        name=name, context=build_otel_context(trace, span_id),
+        parent=None if parent is None else build_otel_context(trace, parent),
+        start_time=start, end_time=end, resource=Resource.get_empty(),
+        attributes={k: json.dumps(v, default=str) for k, v in attributes.items()},
+        status=Status(StatusCode.ERROR, error) if error else Status(StatusCode.OK)))
+
+
+def _tags(row: dict[str, Any]) -> dict[str, str]:
+    tags = {"conversation": str(row.get("conversation_id")),
+            "category": str(row.get("category")), "probe_id": str(row["probe_id"])}
+    correct = _correct(row)
+    if correct is not None:
+        tags["correct"] = str(correct).lower()
+    return tags
+
+
+def _correct(row: dict[str, Any]) -> bool | None:
+    """The judge's verdict when judged, else exact match (None for retrieval-only)."""
+    metrics = row.get("metrics") or {}
+    for name in ("judge", "exact_match"):
+        if metrics.get(name) is not None:
+            return bool(metrics[name] >= 0.5)
+    return None
+
+
+def _search(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    hits = row.get("retrieved") or []
+    documents = [{"id": h.get("id"), "page_content": f"{h.get('kind', 'unit')} {h.get('id')}",
+                  "metadata": {"doc_uri": h.get("id"), "chunk_id": h.get("id"),
+                               "score": h.get("score"), "session_id": h.get("session_id"),
+                               "at": h.get("at"), "tokens": h.get("tokens")}} for h in hits]
+    inputs = {"query": row.get("question"), "strategy": ctx["strategy"], "k": ctx["k"],
+              "as_of": row.get("asked_at")}
+    attributes = {"memlab.strategy": str(ctx["strategy"]), "memlab.k": str(ctx["k"]),
+                  "memlab.as_of": str(row.get("asked_at")),
+                  "memlab.n_retrieved": row.get("n_retrieved", len(hits)),
+                  "memlab.hit_ids": [str(h.get("id")) for h in hits],
+                  "memlab.hit_scores": [float(h.get("score") or 0.0) for h in hits]}
+    return inputs, documents, attributes
+
+
+def _prompt(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    llm = row.get("llm") or {}
+    tokens = row.get("tokens") or {}
+    inputs = {"template": llm.get("template"), "version": llm.get("template_version"),
+              "memory_tokens": tokens.get("memory")}
+    outputs = {"prompt_sha256": llm.get("prompt_sha256"),
+               "qwen_prompt_tokens": tokens.get("qwen_prompt"), "trim": llm.get("trim")}
+    attributes = {"memlab.template": str(llm.get("template")),
+                  "memlab.template_version": str(llm.get("template_version")),
+                  "memlab.prompt_sha256": str(llm.get("prompt_sha256")),
+                  "memlab.memory_tokens": int(tokens.get("memory") or 0)}
+    return inputs, outputs, attributes
+
+
+def _generate(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    llm = row.get("llm") or {}
+    tokens = row.get("tokens") or {}
+    prompt, completion = int(tokens.get("prompt") or 0), int(tokens.get("completion") or 0)
+    attributes = {"mlflow.chat.tokenUsage": {"input_tokens": prompt,
+                                             "output_tokens": completion,
+                                             "total_tokens": prompt + completion},
+                  "mlflow.llm.model": str(llm.get("model")),
+                  "memlab.backend": str(ctx["backend"]),
+                  "memlab.digest": str(llm.get("digest")),
+                  "memlab.cache_hit": bool(row.get("cache_hit")),
+                  "memlab.seconds": float((row.get("latency_seconds") or {})
+                                          .get("generate") or 0.0)}
+    inputs = {"prompt_sha256": llm.get("prompt_sha256"), "prompt_tokens": prompt}
+    return inputs, {"text": row.get("raw_answer"), "completion_tokens": completion}, attributes
+
+
+def _judge(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    record = row.get("judge_record") or {}
+    attributes = {"mlflow.llm.model": str(record.get("model")),
+                  "memlab.backend": str(record.get("backend") or ctx["judge_backend"]),
+                  "memlab.digest": str(record.get("digest")),
+                  "memlab.template": str(record.get("template")),
+                  "memlab.template_version": str(record.get("template_version")),
+                  "memlab.cache_hit": bool(record.get("cache_hit"))}
+    inputs = {"question": row.get("question"), "gold": row.get("gold"),
+              "response": row.get("answer"), "prompt_sha256": record.get("prompt_sha256")}
+    outputs = {"raw": record.get("raw"), "verdict": (row.get("metrics") or {}).get("judge"),
+               "error": record.get("error")}
+    return inputs, outputs, attributes
+
+
+def _score(row: dict[str, Any], ctx: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    metrics = row.get("metrics") or {}
+    shown = {k: v for k, v in metrics.items() if "@" not in k or k.endswith(("@5", "@1000"))}
+    return {"answer": row.get("answer"), "gold": row.get("gold")}, shown, {}
+
+
+_PHASE_DATA = {"search": _search, "prompt": _prompt, "generate": _generate,
+               "judge": _judge, "score": _score}
+
+
+def _linked_prompts(row: dict[str, Any], prompts: dict[str, Any]) -> list[dict[str, str]]:
+    """The registered prompt versions this probe rendered (MLflow's linkedPrompts form)."""
+    names = [(row.get("llm") or {}).get("template"),
+             (row.get("judge_record") or {}).get("template")]
+    return [{"name": prompts[n].name, "version": str(prompts[n].version)}
+            for n in names if n in prompts]
+
+
+def _duration_ns(row: dict[str, Any]) -> int:
+    latency = row.get("latency_seconds") or {}
+    return max(1, sum(int((latency.get(p) or 0.0) * _NS) for p, _ in PHASES))
+
+
+def _hash(probe_id: str) -> str:
+    return hashlib.sha256(str(probe_id).encode()).hexdigest()
