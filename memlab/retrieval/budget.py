@@ -41,9 +41,8 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit, Retriever
-from memlab.retrieval.ranking import resolve_k
 from memlab.retrieval.turns import TurnCatalog, turn_lines
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
 from memlab.spec import Component
 from memlab.store.codec import at_micros
 from memlab.tokens import DEFAULT_TOKENIZER
@@ -125,16 +124,12 @@ class BudgetStrategy(Wrapper, Component):
         return TurnCatalog()
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
-        index_base(self.base_strategy, units, vectors)
+        super().index(units, vectors)
         self.catalog.add(units)
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
-        limit = resolve_k(k, self.k)
-        if limit == 0:
-            return []
-        pool = self.candidates if limit is None else max(self.candidates, limit)
-        hits = self.base_strategy.search(query, pool, as_of, probe=probe)
+        limit, hits = self.candidates_for(query, k, as_of, probe, self.candidates)
         self.catalog.refresh()
         if self.granularity == "turn":
             hits = turn_hits(hits, self.catalog, self.rrf_k)

@@ -22,12 +22,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit, Retriever
-from memlab.retrieval.ranking import resolve_k, select_top
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.retrieval.ranking import select_top
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
 from memlab.spec import Component
 
 AGGREGATES = ("sum", "max")
@@ -77,16 +76,9 @@ class HierarchicalStrategy(Wrapper, Component):
                               f"valid choices: {', '.join(AGGREGATES)}")
         return build_base(self.base)
 
-    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
-        index_base(self.base_strategy, units, vectors)
-
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
-        limit = resolve_k(k, self.k)
-        if limit == 0:
-            return []
-        pool = self.candidates if limit is None else max(self.candidates, limit)
-        hits = self.base_strategy.search(query, pool, as_of, probe=probe)
+        limit, hits = self.candidates_for(query, k, as_of, probe, self.candidates)
         if not hits:
             return []
         sessions = session_scores(hits[: self.session_depth], self.rrf_k, self.aggregate)

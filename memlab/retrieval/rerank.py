@@ -20,7 +20,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar
@@ -28,11 +28,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memlab.cache import cache_root
-from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.retrieval.base import Hit, Retriever
-from memlab.retrieval.ranking import resolve_k, select_top
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.retrieval.ranking import select_top
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
 from memlab.spec import Component
 
 
@@ -73,16 +72,9 @@ class LlmRerankStrategy(Wrapper, Component):
     def records(self) -> list[dict[str, Any]]:
         return []
 
-    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
-        index_base(self.base_strategy, units, vectors)
-
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
-        limit = resolve_k(k, self.k)
-        if limit == 0:
-            return []
-        pool = self.top_n if limit is None else max(self.top_n, limit)
-        hits = self.base_strategy.search(query, pool, as_of, probe=probe)
+        limit, hits = self.candidates_for(query, k, as_of, probe, self.top_n)
         scores = np.asarray([1.0 + self.relevance(query, h.unit.text) if i < self.top_n
                              else 1.0 / (1 + i) for i, h in enumerate(hits)])
         picked = select_top(scores, np.arange(len(hits)), limit, self.threshold)

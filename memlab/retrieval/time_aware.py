@@ -20,20 +20,19 @@ first (the current value of a knowledge update comes before the stale one).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
-from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit, Retriever
-from memlab.retrieval.ranking import resolve_k, select_top
+from memlab.retrieval.ranking import select_top
 from memlab.retrieval.timeref import TimeSpan, time_spans
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
 from memlab.spec import Component
 
 MODES = ("boost", "filter")
@@ -76,16 +75,9 @@ class TimeAwareStrategy(Wrapper, Component):
                               f"valid choices: {', '.join(MODES)}")
         return build_base(self.base)
 
-    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
-        index_base(self.base_strategy, units, vectors)
-
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
-        limit = resolve_k(k, self.k)
-        if limit == 0:
-            return []
-        pool = self.candidates if limit is None else max(self.candidates, limit)
-        hits = self.base_strategy.search(query, pool, as_of, probe=probe)
+        limit, hits = self.candidates_for(query, k, as_of, probe, self.candidates)
         if self.update_similarity is not None:
             hits = newest_first(hits, self.update_similarity, self.update_window)
         asked = probe.asked_at if probe is not None else as_of

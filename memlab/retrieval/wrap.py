@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.retrieval.base import Retriever
+from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.ranking import resolve_k
 
 #: What a wrapper's ``base`` parameter accepts.
 BaseSpec = str | Mapping[str, Any] | Retriever
@@ -34,6 +35,21 @@ class Wrapper:
     @property
     def base_strategy(self) -> Retriever:  # each wrapper builds it (a cached_property)
         raise NotImplementedError
+
+    k: int | None
+
+    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        index_base(self.base_strategy, units, vectors)
+
+    def candidates_for(self, query: str, k: int | None, as_of: Any, probe: Any,
+                       pool: int) -> tuple[int | None, list[Hit]]:
+        """``(limit, the base's hits)`` for a search of ``k`` hits (the strategy's ``k``
+        when None): at least ``pool`` candidates, none when the limit is 0."""
+        limit = resolve_k(k, self.k)
+        if limit == 0:
+            return 0, []
+        size = pool if limit is None else max(pool, limit)
+        return limit, self.base_strategy.search(query, size, as_of, probe=probe)
 
     def take_calls(self) -> list[dict[str, Any]]:
         from memlab.memory.base import Accounted
