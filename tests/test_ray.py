@@ -189,7 +189,11 @@ def test_a_ray_sweep_logs_to_an_mlflow_server_on_postgresql(
     client = mlflow.MlflowClient(team_server)
     experiment = client.get_experiment_by_name("memlab-team")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
-    runs = client.search_runs([experiment.experiment_id])
+    found = client.search_runs([experiment.experiment_id])
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    runs = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1  # the sweep, with one child per configuration
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
     assert sorted(r.data.params["memory.params.retrieval.name"] for r in runs) == [
         "bm25", "none"]
     for run in runs:
