@@ -40,9 +40,9 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.metrics.budget import text_tokens
-from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.base import Hit
 from memlab.retrieval.turns import TurnCatalog, turn_lines
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 from memlab.store.codec import at_micros
 from memlab.tokens import DEFAULT_TOKENIZER
@@ -107,8 +107,7 @@ class BudgetStrategy(Wrapper, Component):
         self.rrf_k = rrf_k
         self.tokenizer = tokenizer
 
-    @cached_property
-    def base_strategy(self) -> Retriever:
+    def check_params(self) -> None:
         if not isinstance(self.budget, int) or self.budget < 0:
             raise ConfigError(f"budget: budget must be an integer >= 0, got {self.budget!r}")
         if not isinstance(self.neighbors, int) or self.neighbors < 0:
@@ -117,7 +116,6 @@ class BudgetStrategy(Wrapper, Component):
         if self.granularity not in GRANULARITIES:
             raise ConfigError(f"budget: granularity {self.granularity!r} is not known; "
                               f"valid choices: {', '.join(GRANULARITIES)}")
-        return build_base(self.base)
 
     @cached_property
     def catalog(self) -> TurnCatalog:

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
-from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
 AGGREGATES = ("sum", "max")
@@ -69,12 +68,10 @@ class HierarchicalStrategy(Wrapper, Component):
         self.session_depth = session_depth
         self.rrf_k = rrf_k
 
-    @cached_property
-    def base_strategy(self) -> Retriever:
+    def check_params(self) -> None:
         if self.aggregate not in AGGREGATES:
             raise ConfigError(f"hierarchical aggregate {self.aggregate!r} is not known; "
                               f"valid choices: {', '.join(AGGREGATES)}")
-        return build_base(self.base)
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:

@@ -33,9 +33,9 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.llm.calls import CallRecords
-from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import resolve_k
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
 KEYS = ("user", "text", "llm")
@@ -75,14 +75,12 @@ class KeyStrategy(CallRecords, Wrapper, Component):
         self.cache = cache
         self.records: list[dict[str, Any]] = []  # one per LLM call: tokens, seconds, error
 
-    @cached_property
-    def base_strategy(self) -> Retriever:
+    def check_params(self) -> None:
         if self.key not in KEYS:
             raise ConfigError(f"keys: key {self.key!r} is not known; "
                               f"valid choices: {', '.join(KEYS)}")
         if isinstance(self.speakers, str):
             raise ConfigError("keys: speakers must be a list of speaker names")
-        return build_base(self.base)
 
     @cached_property
     def values(self) -> dict[str, MemoryUnit]:

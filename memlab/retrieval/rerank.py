@@ -29,9 +29,9 @@ import numpy as np
 
 from memlab.cache import cache_root
 from memlab.data.schema import Probe
-from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
 
@@ -57,10 +57,6 @@ class LlmRerankStrategy(Wrapper, Component):
         self.llm = llm
         self.template = template
         self.cache = cache
-
-    @cached_property
-    def base_strategy(self) -> Retriever:
-        return build_base(self.base)
 
     @cached_property
     def model(self) -> Any:

@@ -22,17 +22,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
-from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
 from memlab.retrieval.timeref import TimeSpan, time_spans
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base
+from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
 MODES = ("boost", "filter")
@@ -68,12 +67,10 @@ class TimeAwareStrategy(Wrapper, Component):
         self.update_window = update_window
         self.rrf_k = rrf_k
 
-    @cached_property
-    def base_strategy(self) -> Retriever:
+    def check_params(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"time_aware mode {self.mode!r} is not known; "
                               f"valid choices: {', '.join(MODES)}")
-        return build_base(self.base)
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:

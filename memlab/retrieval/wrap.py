@@ -9,6 +9,7 @@ hybrid}}}}``) or an already built instance (so several wrappers can share one in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,11 +33,17 @@ class Wrapper:
     """Mixin for strategies over a ``base``: hands on the LLM calls the base made while
     indexing (``take_calls``, e.g. keys built by an LLM), so the harness accounts them."""
 
-    @property
-    def base_strategy(self) -> Retriever:  # each wrapper builds it (a cached_property)
-        raise NotImplementedError
-
+    base: BaseSpec
     k: int | None
+
+    @cached_property
+    def base_strategy(self) -> Retriever:
+        """The base, built on first use, after the wrapper's own parameters are checked."""
+        self.check_params()
+        return build_base(self.base)
+
+    def check_params(self) -> None:
+        """Raise a ConfigError for an invalid parameter (wrappers with choices override)."""
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         index_base(self.base_strategy, units, vectors)
