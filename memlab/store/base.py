@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +18,8 @@ class UnitNotFound(MemlabError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -96,6 +98,21 @@ def check_unique(units: Sequence[MemoryUnit], where: str) -> None:
         if unit.id in seen:
             raise MemlabError(f"{where}: unit id {unit.id!r} appears twice in one add()")
         seen.add(unit.id)
+
+
+def in_id_order(found: Mapping[str, T], ids: Sequence[str], where: str) -> list[T]:
+    """``found[i]`` for every id in ``ids``, in order; UnitNotFound naming the absent ones."""
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise missing_error(where, missing)
+    return [found[i] for i in ids]
+
+
+def require_vectors(lacking: Sequence[str], where: str) -> None:
+    """Refuse a vectors() read when some of its units were stored without a vector."""
+    if len(lacking):
+        raise MemlabError(f"{where}: unit(s) {', '.join(map(repr, lacking[:5]))} "
+                          "have no vector")
 
 
 def missing_error(where: str, missing: Sequence[str]) -> UnitNotFound:

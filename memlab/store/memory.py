@@ -11,7 +11,13 @@ import numpy as np
 from memlab.chunkers.base import MemoryUnit
 from memlab.errors import MemlabError
 from memlab.spec import Component
-from memlab.store.base import DEFAULT_NAMESPACE, check_unique, check_vectors, missing_error
+from memlab.store.base import (
+    DEFAULT_NAMESPACE,
+    check_unique,
+    check_vectors,
+    missing_error,
+    require_vectors,
+)
 
 
 @dataclass
@@ -104,10 +110,8 @@ class MemoryStore(Component):
         else:
             self.get(ids)
             index = np.asarray([space.rows[i] for i in ids], dtype=np.int64)
-        lacking = index[~space.has_vector[index]]
-        if len(lacking):
-            names = ", ".join(repr(space.units[r].id) for r in lacking[:5])
-            raise MemlabError(f"{self._where}: unit(s) {names} have no vector")
+        require_vectors([space.units[r].id for r in index[~space.has_vector[index]]],
+                        self._where)
         out = space.matrix[:n] if ids is None else space.matrix[index]
         out = out.view()
         out.flags.writeable = False

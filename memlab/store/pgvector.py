@@ -28,7 +28,13 @@ import numpy as np
 from memlab.chunkers.base import MemoryUnit
 from memlab.errors import ConfigError, MemlabError
 from memlab.spec import Component
-from memlab.store.base import DEFAULT_NAMESPACE, check_unique, check_vectors, missing_error
+from memlab.store.base import (
+    DEFAULT_NAMESPACE,
+    check_unique,
+    check_vectors,
+    in_id_order,
+    require_vectors,
+)
 from memlab.store.codec import at_micros, row_unit, unit_row
 
 _FIELDS = "id, text, kind, source_turn_ids, session_id, at, at_us, metadata"
@@ -82,10 +88,7 @@ class PgvectorStore(Component):
 
     def get(self, ids: Sequence[str]) -> list[MemoryUnit]:
         found = {row[0]: row_unit(row) for row in self._select(_FIELDS, ids)}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise missing_error(self._where, missing)
-        return [found[i] for i in ids]
+        return in_id_order(found, ids, self._where)
 
     def all(self) -> list[MemoryUnit]:
         sql = f"SELECT {_FIELDS} FROM {self.table} WHERE namespace = %s ORDER BY seq"
@@ -99,14 +102,8 @@ class PgvectorStore(Component):
             rows = self._query(sql, (self.namespace_name,))
         else:
             found = {r[0]: r for r in self._select("id, dim, vector::text", ids)}
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise missing_error(self._where, missing)
-            rows = [found[i] for i in ids]
-        lacking = [r[0] for r in rows if r[2] is None]
-        if lacking:
-            raise MemlabError(f"{self._where}: unit(s) {', '.join(map(repr, lacking[:5]))} "
-                              "have no vector")
+            rows = in_id_order(found, ids, self._where)
+        require_vectors([r[0] for r in rows if r[2] is None], self._where)
         dim = rows[0][1] if rows else self._stored_dim() or 0
         if not rows:
             return np.zeros((0, dim), dtype=np.float32)

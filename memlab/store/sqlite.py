@@ -19,7 +19,13 @@ import numpy as np
 from memlab.chunkers.base import MemoryUnit
 from memlab.errors import MemlabError, StorageError
 from memlab.spec import Component
-from memlab.store.base import DEFAULT_NAMESPACE, check_unique, check_vectors, missing_error
+from memlab.store.base import (
+    DEFAULT_NAMESPACE,
+    check_unique,
+    check_vectors,
+    in_id_order,
+    require_vectors,
+)
 from memlab.store.codec import row_unit, unit_row
 
 SCHEMA_VERSION = 1
@@ -96,10 +102,7 @@ class SqliteStore(Component):
 
     def get(self, ids: Sequence[str]) -> list[MemoryUnit]:
         found = {row[0]: row_unit(row) for row in self._select(_FIELDS, ids)}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise missing_error(self._where, missing)
-        return [found[i] for i in ids]
+        return in_id_order(found, ids, self._where)
 
     def all(self) -> list[MemoryUnit]:
         sql = f"SELECT {_FIELDS} FROM units WHERE namespace = ? ORDER BY seq"
@@ -112,14 +115,8 @@ class SqliteStore(Component):
             rows = self._db().execute(sql, (self.namespace_name,)).fetchall()
         else:
             found = {r[0]: r for r in self._select("id, dim, vector", ids)}
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise missing_error(self._where, missing)
-            rows = [found[i] for i in ids]
-        lacking = [r[0] for r in rows if r[2] is None]
-        if lacking:
-            raise MemlabError(f"{self._where}: unit(s) {', '.join(map(repr, lacking[:5]))} "
-                              "have no vector")
+            rows = in_id_order(found, ids, self._where)
+        require_vectors([r[0] for r in rows if r[2] is None], self._where)
         dim = rows[0][1] if rows else self._stored_dim() or 0
         return np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(
             np.float32).reshape(len(rows), dim)
