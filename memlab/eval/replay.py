@@ -18,7 +18,7 @@ from memlab.data.schema import Conversation, Probe
 from memlab.eval.config import ExperimentConfig
 from memlab.eval.timing import PhaseTimer
 from memlab.llm.calls import ingest_summary
-from memlab.memory.base import Accounted, Memory, Preparable
+from memlab.memory.base import Accounted, Memory, Preparable, Trimming
 from memlab.retrieval.base import Hit
 from memlab.tokens import count_tokens
 
@@ -116,8 +116,9 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         shown = hits[: config.k] if config.k is not None else hits
         row["retrieved"] = [covers.record(h, tokens) for h in shown]
         row["n_retrieved"] = len(hits)
-        if getattr(memory, "last_trim", None) is not None:  # full_context: what was cut
-            row["memory_trim"] = memory_trim(memory.last_trim)  # type: ignore[attr-defined]
+        trim = memory.last_trim if isinstance(memory, Trimming) else None
+        if trim is not None:  # full_context: what was cut
+            row["memory_trim"] = memory_trim(trim)
         row["tokens"] = {"memory": sum(tokens(h.unit) for h in shown)}  # answers refine it
         if answerer is not None:
             row.update(answerer.answer(conversation, probe, shown, timer))

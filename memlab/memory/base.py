@@ -83,6 +83,16 @@ class Forgetting(Protocol):
 
 
 @runtime_checkable
+class Trimming(Protocol):
+    """Records what its last search had to leave out to fit a token budget
+    (``full_context``; a ``flat`` memory reports its strategy's), or None."""
+
+    @property
+    def last_trim(self) -> Any:
+        ...
+
+
+@runtime_checkable
 class Closable(Protocol):
     """Holds resources (a store's connection) to release."""
 

@@ -54,7 +54,9 @@ class FlatMemory(Component):
     @property
     def last_trim(self) -> Any:
         """What the strategy's last search had to leave out (``full_context``), or None."""
-        return getattr(self._retriever, "last_trim", None)
+        from memlab.memory.base import Trimming
+
+        return self._retriever.last_trim if isinstance(self._retriever, Trimming) else None
 
     def take_calls(self) -> list[dict[str, Any]]:
         """The LLM calls the chunker and the strategy (keys built by an LLM while indexing)
