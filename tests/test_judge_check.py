@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from memlab.data.schema import Dataset
+from memlab.errors import ConfigError
 from memlab.eval.config import JudgeSpec, Spec
 from memlab.eval.items import read_items
 from memlab.eval.judge_check import (
@@ -22,7 +23,7 @@ from memlab.eval.judge_check import (
     parse_judge,
     render_check,
 )
-from memlab.eval.judge_set import build_judge_set, near_miss
+from memlab.eval.judge_set import build_judge_set, near_miss, split_dataset
 from memlab.eval.rejudge import rejudge, rescore
 from memlab.eval.run import evaluate
 from memlab.eval.summary import render_table
@@ -232,3 +233,68 @@ def test_full_context_cuts_are_recorded_per_item_and_counted(tmp_path: Path) -> 
     assert not any(r["memory_trim"]["trimmed"] for r in roomy.items())
     assert roomy.summary["trimmed"] == {"memory": 0, "prompt": 0}
     assert all(r["memory_trim"]["kept_units"] == r["n_retrieved"] for r in roomy.items())
+
+
+def test_dev_and_heldout_splits_are_disjoint_and_cover_the_dataset(
+        locomo_dataset: Dataset, longmemeval_dataset: Dataset) -> None:
+    dev, held = (split_dataset(locomo_dataset, s) for s in ("dev", "heldout"))
+    assert [c.id for c in dev] == ["conv-26", "conv-30", "conv-41", "conv-42", "conv-43"]
+    assert {c.id for c in held} == {c.id for c in locomo_dataset} - {c.id for c in dev}
+    assert split_dataset(locomo_dataset, "all") is locomo_dataset
+    lme = [{c.id for c in split_dataset(longmemeval_dataset, s)} for s in ("dev", "heldout")]
+    assert lme[0] and lme[1] and not lme[0] & lme[1]
+    assert lme[0] | lme[1] == {c.id for c in longmemeval_dataset}
+    for dataset in (locomo_dataset, longmemeval_dataset):
+        dev_cases = build_judge_set(split_dataset(dataset, "dev"), per_type=3)
+        held_cases = build_judge_set(split_dataset(dataset, "heldout"), per_type=3)
+        assert not {c.probe.id for c in dev_cases} & {c.probe.id for c in held_cases}
+    with pytest.raises(ConfigError, match="split 'test'"):
+        split_dataset(locomo_dataset, "test")
+
+
+def test_criteria_templates_judge_abstention_as_declining_and_keep_longmemeval_wording(
+        longmemeval_dataset: Dataset) -> None:
+    from memlab.prompts import get_template
+
+    locomo = get_template("judge_locomo_criteria")
+    abstain = locomo.render(question="What car does Jo drive?", answer="Not mentioned",
+                            response="A red one", question_type=5, abstention=True)
+    text = abstain.messages[-1]["content"]
+    assert "Admitted it does not know (yes or no):" in text and "Not mentioned" not in text
+    temporal = locomo.render(question="When?", answer="May 2023", response="May 2020",
+                             question_type=2).messages[-1]["content"]
+    assert "same date or period" in temporal and "Correct Answer: May 2023" in temporal
+    assert "same date" not in locomo.render(question="Who?", answer="Ann", response="Bo",
+                                            question_type=4).messages[-1]["content"]
+    official, ours = get_template("judge_longmemeval"), get_template(
+        "judge_longmemeval_criteria")
+    for _, probe in list(longmemeval_dataset.probes())[:200]:
+        values = {"question": probe.question, "answer": probe.answer, "response": "x",
+                  "question_type": probe.category_id, "abstention": probe.abstention}
+        same = official.render(**values).messages == ours.render(**values).messages
+        assert same != probe.abstention  # only the abstention prompt was rewritten
+    with pytest.raises(ConfigError, match="unknown question_type 'chit-chat'"):
+        ours.render(question="q", answer="a", response="r", question_type="chit-chat")
+
+
+def _needle(case: Any) -> str:
+    """The part of a judge_locomo_criteria prompt that identifies ``case`` (an 'other'
+    response is another probe's gold, so the response alone is not enough)."""
+    gold = "" if case.probe.abstention else f"\n\nCorrect Answer: {case.probe.answer}\n"
+    return f"{case.probe.question}{gold}\nModel Response: {case.response}\n"
+
+
+def test_judge_check_on_a_split_with_a_criteria_template(locomo_dataset: Dataset) -> None:
+    cases = build_judge_set(split_dataset(locomo_dataset, "heldout"))
+    knows = {_needle(c): "yes" for c in cases if c.correct}
+    judge = JudgeSpec(llm=Spec(name="mock", params={"responses": knows, "default": "no"}),
+                      template="judge_locomo_criteria")
+    result = judge_check(judge, locomo_dataset, split="heldout", cache="off",
+                         n_resamples=100)
+    assert result["split"] == "heldout" and result["n"] == len(cases) == 32
+    assert result["agreement"] == 1.0 and result["unparsed"] == 0
+    assert "(heldout split, seed 0)" in render_check(result)
+    mute = JudgeSpec(llm=Spec(name="mock", params={"responses": ["hmm"]}),
+                     template="judge_locomo_criteria")
+    silent = judge_check(mute, locomo_dataset, split="dev", cache="off", n_resamples=100)
+    assert silent["unparsed"] == silent["n"] and silent["agreement"] == 0.0

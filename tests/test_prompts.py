@@ -19,6 +19,7 @@ from memlab.prompts import (
     load_templates,
     parse_correct_wrong,
     parse_final_answer,
+    parse_verdict,
     parse_yes_no,
     registry,
     templates,
@@ -66,6 +67,11 @@ EXAMPLES: dict[str, dict] = {
                           "response": "19 days", "question_type": "temporal-reasoning"},
     "judge_locomo": {"question": "What did Caroline get?", "answer": "A shell necklace",
                      "response": "She bought a necklace made of shells."},
+    "judge_longmemeval_criteria": {"question": "How many days passed?", "answer": "18 days",
+                                   "response": "19 days",
+                                   "question_type": "temporal-reasoning"},
+    "judge_locomo_criteria": {"question": "When did Caroline go?", "answer": "7 May 2023",
+                              "response": "May 7th", "question_type": 2},
     "agent_chat": {"question": "Where did I go on Sunday?", "memories": HITS,
                    "core_memory": "Name: Caroline", "asked_at": JUNE1},
     "memory_update": {"fact": "Moved to Berlin last month", "memories": HITS},
@@ -258,7 +264,8 @@ def test_unknown_template_lists_choices() -> None:
     message = str(info.value)
     assert "unknown prompt template 'answer_shrt'. Did you mean 'answer_short'" in message
     assert ("Valid choices: agent_chat, answer_chain_of_note, answer_json, answer_reasoning, "
-            "answer_short, extract_facts, extract_keys, judge_locomo, judge_longmemeval, "
+            "answer_short, extract_facts, extract_keys, judge_locomo, judge_locomo_criteria, "
+                "judge_longmemeval, judge_longmemeval_criteria, "
             "memory_update, rerank_yesno, session_summary") in message
 
 
@@ -394,3 +401,24 @@ def test_judge_label_parsers() -> None:
     assert parse_correct_wrong("CORRECT or WRONG, hard to say") is None
     assert parse_correct_wrong("no label here") is None
     assert templates.get("judge_locomo").parse('```json\n{"label": "WRONG"}\n```') is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Yes", True),
+        ("no.", False),
+        ("No, it names another city; yes would be wrong.", False),
+        ("The dates differ.\nVerdict: no", False),
+        ("Same person, different words.\n**Verdict:** Yes", True),
+        ("Answer: yes", True),
+        ("Correct", True),
+        ("Incorrect - the month differs", False),
+        ("<think>yes, looks right</think>no", False),
+        ("I know the answer", None),   # 'know' and 'not' are not verdicts
+        ("", None),
+    ],
+)
+def test_parse_verdict_reads_the_first_verdict_word_or_fails(text: str,
+                                                             expected: bool | None) -> None:
+    assert parse_verdict(text) is expected

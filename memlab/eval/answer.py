@@ -127,7 +127,10 @@ class _Judge:
             "judge_record": {"backend": self.spec.llm.name, "model": completion.model,
                       "digest": completion.digest, "temperature": 0.0,
                       "raw": completion.text, "error": completion.error,
-                      "cache_hit": completion.cached, **rendered.record()},
+                      "cache_hit": completion.cached,
+                      "tokens": {"prompt": completion.prompt_tokens,
+                                 "completion": completion.completion_tokens},
+                      **rendered.record()},
         }
 
 

@@ -97,13 +97,13 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_judge_check(args: argparse.Namespace) -> int:
     from memlab.data import load_dataset
-    from memlab.eval.judge_check import judge_check, parse_judge, render_check
+    from memlab.eval.judge_check import default_template, judge_check, parse_judge, render_check
 
-    template = args.template or ("judge_locomo" if args.dataset == "locomo" else None)
+    template = args.template or default_template(args.dataset)
     judge = parse_judge(args.judge, template)
     dataset = load_dataset(args.dataset, path=args.dataset_path)
     result = judge_check(judge, dataset, per_type=args.per_type, seed=args.seed,
-                         threshold=args.threshold)
+                         split=args.split, threshold=args.threshold)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2, default=str) if args.json else render_check(result))
@@ -251,7 +251,11 @@ def _add_judge_commands(sub: Any) -> None:
     jc.add_argument("--dataset", default="longmemeval", help="dataset the cases come from")
     jc.add_argument("--dataset-path", help="file of the dataset (default: where memlab finds it)")
     jc.add_argument("--per-type", type=int, default=2, help="probes per question type")
-    jc.add_argument("--seed", type=int, default=0)
+    jc.add_argument("--seed", type=int, default=0, help="draw of the labelled probes")
+    jc.add_argument("--split", choices=("all", "dev", "heldout"), default="all",
+                    help="conversations the cases come from: develop a judge on dev, report "
+                         "it on heldout (LoCoMo dev: conv-26, -30, -41, -42, -43; elsewhere "
+                         "a fixed hash half)")
     jc.add_argument("--threshold", type=float, default=0.9, help="warn below this agreement")
     jc.add_argument("--out", type=Path, help="also write the full result (with cases) as JSON")
     jc.add_argument("--json", action="store_true")

@@ -20,32 +20,44 @@ import numpy as np
 
 from memlab.data.schema import Dataset
 from memlab.eval.config import DatasetSpec, ExperimentConfig, JudgeSpec, Spec
-from memlab.eval.judge_set import JudgeCase, build_judge_set
+from memlab.eval.judge_set import JudgeCase, build_judge_set, split_dataset
 from memlab.metrics.judge import template_hash
 
 #: Below this agreement a judged accuracy is shown with a loud warning.
 DEFAULT_THRESHOLD = 0.9
+#: The judge template a dataset is judged with unless one is named: the one that agreed
+#: best with the labels on held-out conversations (README, "judge-check").
+DEFAULT_TEMPLATES = {"locomo": "judge_locomo_criteria",
+                     "longmemeval": "judge_longmemeval_criteria"}
+
+
+def default_template(dataset: str) -> str | None:
+    """The judge template for ``dataset`` (None: the judge spec's own default)."""
+    return DEFAULT_TEMPLATES.get(dataset)
 
 
 def judge_check(judge: JudgeSpec, dataset: Dataset, *, per_type: int = 2, seed: int = 0,
-                template_dirs: Sequence[str] = (), cache: str = "readwrite",
-                threshold: float = DEFAULT_THRESHOLD, n_resamples: int = 1000
-                ) -> dict[str, Any]:
-    """The judge's figures on the labelled set built from ``dataset`` (with per-case rows)."""
+                split: str = "all", template_dirs: Sequence[str] = (),
+                cache: str = "readwrite", threshold: float = DEFAULT_THRESHOLD,
+                n_resamples: int = 1000) -> dict[str, Any]:
+    """The judge's figures on the labelled set built from ``dataset``'s ``split``
+    conversations (``all``, ``dev`` or ``heldout``; see :func:`split_dataset`)."""
     from memlab.eval.answer import _Judge
 
     config = ExperimentConfig.model_validate({
         "name": "judge-check", "dataset": DatasetSpec(name=dataset.name), "judge": judge,
         "template_dirs": list(template_dirs), "cache": {"llm": cache}})
     checker = _Judge(judge, config)
-    cases = build_judge_set(dataset, per_type=per_type, seed=seed)
+    cases = build_judge_set(split_dataset(dataset, split), per_type=per_type, seed=seed)
     rows = [_judge_case(checker, case) for case in cases]
     result = agreement_figures(rows, seed=seed, n_resamples=n_resamples)
     first = next((r["record"] for r in rows if r["record"].get("digest")), rows[0]["record"]
                  if rows else {})
     result.update({
-        "dataset": dataset.name, "per_type": per_type, "seed": seed, "threshold": threshold,
+        "dataset": dataset.name, "split": split, "per_type": per_type, "seed": seed,
+        "threshold": threshold,
         "ok": result["agreement"] is not None and result["agreement"] >= threshold,
+        "tokens_per_judgement": _mean_tokens(rows),
         "judge": {"llm": judge.llm.model_dump(), "template": judge.template,
                   "model": first.get("model"), "digest": first.get("digest"),
                   "template_version": checker.template.version,
@@ -64,7 +76,16 @@ def _judge_case(checker: Any, case: JudgeCase) -> dict[str, Any]:
             "response": case.response, "correct": case.correct,
             "verdict": None if verdict is None else bool(verdict),
             "raw": record.get("raw"), "error": record.get("error"),
-            "record": {k: record.get(k) for k in ("model", "digest", "prompt_sha256")}}
+            "record": {k: record.get(k) for k in ("model", "digest", "prompt_sha256",
+                                                  "tokens")}}
+
+
+def _mean_tokens(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean prompt and completion tokens per judgement (the backend's own counts)."""
+    counts = [r["record"].get("tokens") or {} for r in rows]
+    return {part: (round(float(np.mean(values)), 1) if values else None)
+            for part in ("prompt", "completion")
+            for values in [[c[part] for c in counts if c.get(part) is not None]]}
 
 
 def agreement_figures(rows: Sequence[dict[str, Any]], *, seed: int = 0,
@@ -168,11 +189,14 @@ def render_check(result: dict[str, Any]) -> str:
 
     judge = result["judge"]
     lines = [f"judge {judge['model']} ({judge['llm']['name']}, template {judge['template']}) "
-             f"on {result['n']} labelled {result['dataset']} cases",
+             f"on {result['n']} labelled {result['dataset']} cases"
+             + (f" ({result['split']} split, seed {result['seed']})"
+                if result.get("split", "all") != "all" else ""),
              f"agreement {pct(result['agreement'])} {ci(result['agreement_ci'])}   "
              f"kappa {pct(result['kappa'])} {ci(result['kappa_ci'])}",
              f"yes-rate on correct {pct(result['yes_rate_correct'])}   on wrong "
-             f"{pct(result['yes_rate_wrong'])}   unparsed {result['unparsed']}"]
+             f"{pct(result['yes_rate_wrong'])}   unparsed {result['unparsed']}",
+             _tokens_line(result.get("tokens_per_judgement") or {})]
     for field in ("by_group", "by_kind"):
         for name, f in result[field].items():
             lines.append(f"  {name:<28} n {f['n']:>3}  agreement {pct(f['agreement'])}  "
@@ -181,6 +205,14 @@ def render_check(result: dict[str, Any]) -> str:
     if not result["ok"]:
         lines.append(warning(result))
     return "\n".join(lines)
+
+
+def _tokens_line(tokens: dict[str, float | None]) -> str:
+    def show(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    return (f"tokens per judgement: prompt {show(tokens.get('prompt'))}, completion "
+            f"{show(tokens.get('completion'))}")
 
 
 def warning(check: dict[str, Any]) -> str:

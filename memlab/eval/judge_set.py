@@ -13,16 +13,24 @@ group) memlab writes responses whose label it knows without asking anyone:
   (correct) — and ``other`` (a concrete answer, wrong).
 
 No paraphrases: a paraphrase's label would itself need a judge.
+
+A judge template is developed on one split and reported on the other
+(:func:`split_dataset`): LoCoMo's dev conversations are the project's tuning split
+(conv-26, -30, -41, -42, -43), the held-out split the other five; elsewhere (LongMemEval:
+one conversation per question) a conversation's split is fixed by a hash of its id.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from memlab.data.schema import Dataset, Probe
+from memlab.errors import ConfigError
 
 ABSTAIN_RESPONSES = (
     "I don't know: the conversation never mentions that.",
@@ -35,6 +43,9 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 NUMBER = re.compile(r"\d+")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
                 "ten", "eleven", "twelve")
+#: Which conversations a judge template may be developed on; the rest are held out.
+DEV_CONVERSATIONS = {"locomo": ("conv-26", "conv-30", "conv-41", "conv-42", "conv-43")}
+SPLITS = ("all", "dev", "heldout")
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,24 @@ def build_judge_set(dataset: Dataset, per_type: int = 2, seed: int = 0) -> list[
         for probe in rng.sample(members, min(size, len(members))):
             cases += _cases_for(probe, probes, rng)
     return cases
+
+
+def split_dataset(dataset: Dataset, split: str = "all") -> Dataset:
+    """``dataset`` restricted to the ``dev`` or ``heldout`` conversations (``all``: as is)."""
+    if split not in SPLITS:
+        raise ConfigError(f"judge-check split '{split}': expected one of {', '.join(SPLITS)}")
+    if split == "all":
+        return dataset
+    named = DEV_CONVERSATIONS.get(dataset.name)
+    kept = tuple(c for c in dataset
+                 if (c.id in named if named is not None else _hash_half(c.id))
+                 == (split == "dev"))
+    return dataclasses.replace(dataset, conversations=kept)
+
+
+def _hash_half(conversation_id: str) -> bool:
+    """A fixed half of the conversations, independent of order and seed."""
+    return hashlib.sha256(conversation_id.encode("utf-8")).digest()[0] % 2 == 0
 
 
 def _cases_for(probe: Probe, probes: Sequence[Probe], rng: random.Random) -> list[JudgeCase]:

@@ -26,6 +26,7 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.eval import items as item_file
 from memlab.eval.config import ExperimentConfig, JudgeSpec, load_config
+from memlab.eval.judge_check import default_template
 from memlab.eval.run import RunResult, prepare_run_dir
 from memlab.eval.summary import summarize_run
 
@@ -75,7 +76,7 @@ def default_judge_template(run_dir: str | Path) -> str:
     _, config = _source(run_dir)
     if config.judge is not None:
         return config.judge.template
-    return "judge_locomo" if config.dataset.name == "locomo" else "judge_longmemeval"
+    return default_template(config.dataset.name) or JudgeSpec().template
 
 
 def _source(run_dir: str | Path) -> tuple[Path, ExperimentConfig]:

@@ -27,6 +27,7 @@ from memlab.prompts.parsing import (
     extract_json,
     parse_correct_wrong,
     parse_final_answer,
+    parse_verdict,
     parse_yes_no,
     strip_thinking,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "load_templates",
     "parse_correct_wrong",
     "parse_final_answer",
+    "parse_verdict",
     "parse_yes_no",
     "registry",
     "render",

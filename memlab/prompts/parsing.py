@@ -22,6 +22,9 @@ _FINAL = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _LABEL = re.compile(r"\b(CORRECT|WRONG)\b")
+_VERDICT_WORD = re.compile(r"\b(yes|no|correct|incorrect|wrong)\b", re.IGNORECASE)
+_VERDICT_LINE = re.compile(r"^[\s>*#_-]*(?:verdict|final answer|answer)[\s*_]*[:：](?P<rest>.*)$",
+                           re.IGNORECASE | re.MULTILINE)
 
 
 def strip_thinking(text: str) -> str:
@@ -166,11 +169,29 @@ def parse_correct_wrong(text: str) -> bool | None:
     return None
 
 
+def parse_verdict(text: str) -> bool | None:
+    """A judge's yes/no verdict read strictly: the first verdict word (yes / no, or
+    correct / incorrect / wrong) on the last ``Verdict:`` line if the reply has one, else
+    in the whole reply; None when there is none.
+
+    Unlike :func:`parse_yes_no` (LongMemEval's ``'yes' in reply``), "no, not yes" is no
+    and a reply with no verdict word is a parse failure, not a silent no.
+    """
+    text = strip_thinking(text)
+    marked = list(_VERDICT_LINE.finditer(text))
+    for scope in ([m.group("rest") for m in marked][-1:] if marked else []) + [text]:
+        match = _VERDICT_WORD.search(scope)
+        if match:
+            return match.group(1).lower() in ("yes", "correct")
+    return None
+
+
 #: Output parsers a template can name in its header (``output: ...``).
 PARSERS: dict[str, Callable[[str], Any]] = {
     "text": strip_thinking,
     "final_answer": parse_final_answer,
     "yes_no": parse_yes_no,
     "correct_wrong": parse_correct_wrong,
+    "verdict": parse_verdict,
     "json": extract_json,
 }
