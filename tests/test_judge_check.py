@@ -70,6 +70,8 @@ def test_near_misses_change_numbers_beyond_off_by_one_months_and_weekdays() -> N
     assert near_miss("last Friday") == "last Monday"
     assert near_miss("Five") == "Eight"
     assert near_miss("TechCorp") is None
+    assert near_miss("They may not prefer it") is None  # "may" is no month
+    assert near_miss("three cats") == "six cats"
 
 
 def test_kappa_and_agreement_on_known_rows() -> None:

@@ -118,8 +118,11 @@ def near_miss(gold: str) -> str | None:
     """``gold`` with every number, else every month or weekday, changed; None if it has none."""
     if NUMBER.search(gold):
         return NUMBER.sub(lambda m: str(_shift(int(m.group()))), gold)
-    for names, step in ((MONTHS, 4), (WEEKDAYS, 3), (NUMBER_WORDS, 3)):
-        pattern = re.compile(r"\b(" + "|".join(names) + r")\b", re.IGNORECASE)
+    # Month and weekday names only capitalised ("They may not" is no date); number words
+    # in any case.
+    for names, step, flags in ((MONTHS, 4, 0), (WEEKDAYS, 3, 0),
+                               (NUMBER_WORDS, 3, re.IGNORECASE)):
+        pattern = re.compile(r"\b(" + "|".join(names) + r")\b", flags)
         if pattern.search(gold):
             return pattern.sub(_swapper(names, step), gold)
     return None
