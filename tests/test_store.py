@@ -237,9 +237,11 @@ def test_bench_rows_for_pgvector_measure_recall_against_exact_search(postgres) -
     exact = [[units[j].id for j in np.argsort(-(vectors @ table[q]), kind="stable")[:10]]
              for q in queries]
     ctx = {"embedder": QueryEmbedder(None, table), "queries": queries, "exact": exact,
-           "as_of": units[-1].at}
-    search, store = bench_pgvector(600, units, vectors, ctx, postgres.dsn)
-    assert search.recall_at_10 is not None and search.recall_at_10 >= 0.9
+           "as_of": units[-1].at, "pg_ef_search": [40, 200]}
+    search, wider, store = bench_pgvector(600, units, vectors, ctx, postgres.dsn)
+    assert search.name.endswith("ef_search 40)") and wider.name.endswith("ef_search 200)")
+    assert wider.recall_at_10 is not None and wider.recall_at_10 >= 0.9
+    assert search.recall_at_10 is not None and search.recall_at_10 <= wider.recall_at_10
     assert search.queries == store.queries == 20 and store.name == "pgvector"
     assert search.p50_ms is not None and store.p95_ms is not None
 

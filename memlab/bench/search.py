@@ -311,17 +311,21 @@ def bench_pgvector(size: int, units: list[Any], vectors: np.ndarray, ctx: dict[s
     index_s = time.perf_counter() - start
     write_s = copy_s + index_s
     table_q = ctx["embedder"].table
-    seconds, results = [], []
-    for query in ctx["queries"]:
-        begin = time.perf_counter()
-        hits = store.search(table_q[query], K, ctx["as_of"])
-        seconds.append(time.perf_counter() - begin)
-        results.append([h[0] for h in hits])
-    search = Row("strategy", "pgvector store (HNSW in SQL)", size, write_s,
-                 *percentiles(seconds), recall_at_10=recall(results, ctx["exact"]),
-                 queries=len(seconds), note=f"build = COPY {copy_s:.1f} s ({size / copy_s:,.0f} "
-                 f"units/s) + HNSW index {index_s:.1f} s (m {store.hnsw_m}, ef_construction "
-                 f"{store.ef_construction}); ef_search {store.ef_search}; search alone")
+    rows: list[Row] = []
+    for ef_search in ctx.get("pg_ef_search", [store.ef_search]):
+        store.ef_search = ef_search  # a search-time setting (SET LOCAL hnsw.ef_search)
+        seconds, results = [], []
+        for query in ctx["queries"]:
+            begin = time.perf_counter()
+            hits = store.search(table_q[query], K, ctx["as_of"])
+            seconds.append(time.perf_counter() - begin)
+            results.append([h[0] for h in hits])
+        rows.append(Row("strategy", f"pgvector store (HNSW in SQL, ef_search {ef_search})",
+                        size, write_s, *percentiles(seconds),
+                        recall_at_10=recall(results, ctx["exact"]), queries=len(seconds),
+                        note=f"build = COPY {copy_s:.1f} s ({size / copy_s:,.0f} units/s) + "
+                        f"HNSW index {index_s:.1f} s (m {store.hnsw_m}, ef_construction "
+                        f"{store.ef_construction}); search alone, as_of in SQL"))
     rng = np.random.default_rng(size)
     lookups = [[units[i].id for i in rng.integers(0, size, 10)] for _ in ctx["queries"]]
     store.close()
@@ -337,7 +341,7 @@ def bench_pgvector(size: int, units: list[Any], vectors: np.ndarray, ctx: dict[s
     with store._tx() as cur:
         cur.execute(f"DROP TABLE {table}")
     store.close()
-    return [search, Row("store", "pgvector", size, write_s, *percentiles(gets),
+    return [*rows, Row("store", "pgvector", size, write_s, *percentiles(gets),
                         queries=len(gets), note=f"reload all()+vectors() {load_s:.2f} s; "
                         f"{size / write_s:,.0f} units/s loaded and indexed")]
 
@@ -394,6 +398,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="10k units, 50 queries, 256-turn throughput sample")
     parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pg-ef-search", default="100,400",
+                        help="pgvector hnsw.ef_search values searched (one row each)")
     parser.add_argument("--store", action="append", default=[], choices=["pgvector"],
                         help="also measure this store (pgvector: $MEMLAB_PG_DSN, or a "
                         "local PostgreSQL started for the bench)")
@@ -446,7 +452,8 @@ def bench_size(size: int, texts: list[str], base: np.ndarray, questions: list[st
     ctx = {"embedder": embedder, "queries": questions[:n_queries], "as_of": as_of,
            "probe": probe, "embed_queries": min(n_queries, args.embed_queries),
            "dense_only": args.dense_only, "hnsw_params": {"threads": args.hnsw_threads},
-           "fractions": [float(f) for f in args.fractions.split(",") if f]}
+           "fractions": [float(f) for f in args.fractions.split(",") if f],
+           "pg_ef_search": [int(e) for e in args.pg_ef_search.split(",")]}
     rows = bench_strategies(size, units, vectors, ctx, parse_size(args.hnsw_max))
     if not args.dense_only:
         rows += bench_stores(size, units, vectors, n_queries, folder)
