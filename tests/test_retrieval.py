@@ -425,12 +425,12 @@ def test_faiss_recall_at_10_against_exact_and_no_future_leakage(index: str) -> N
                            index_params={"exact_below": 0})
     exact.index(units, vectors)
     approx.index(units, vectors)
-    queries = clustered(100, dim, seed=1)
+    queries = clustered(300, dim, seed=1)  # 300: recall of 100 queries varies by +-0.005
     found = 0
     for q in queries:
         want = set(exact.ranked_vector(q, 10, None)[0].tolist())
         found += len(want & set(approx.ranked_vector(q, 10, None)[0].tolist()))
-    assert found / 1000 >= 0.98
+    assert found / 3000 >= 0.98
     cut = T0 + timedelta(minutes=n // 2)
     for q in queries[:20]:
         rows, _ = approx.ranked_vector(q, 10, cut)
@@ -440,7 +440,8 @@ def test_faiss_recall_at_10_against_exact_and_no_future_leakage(index: str) -> N
 
 @pytest.mark.parametrize("fraction", [0.5, 0.1])
 def test_hnsw_recall_at_10_under_the_as_of_filter(fraction: float) -> None:
-    """Filtered HNSW widens its beam by 1 / visible fraction: recall holds under as_of."""
+    """Filtered HNSW searches the smallest prefix copy holding the visible units and widens
+    its beam by at most 2x: recall holds under as_of."""
     n, dim = 20_000, 64
     vectors = clustered(n, dim)
     units = [MemoryUnit(f"u{i}", f"unit {i}", "turn", (f"t{i}",), "s",
@@ -458,8 +459,9 @@ def test_hnsw_recall_at_10_under_the_as_of_filter(fraction: float) -> None:
         assert max(got) < n * fraction
         found += len(want & set(got))
     assert found / 1000 >= 0.98
-    assert approx._ann is not None and approx._ann.beam(10, int(n * fraction)) == min(
-        round(256 / fraction), 2048)
+    assert approx._ann is not None
+    size = min(s for s in [*approx._ann.ladder_sizes(n), n] if s >= n * fraction)
+    assert approx._ann.beam(10, int(n * fraction)) == math.ceil(256 * size / (n * fraction))
 
 
 # ---------------------------------------------------------------- acceptance: synthetic data

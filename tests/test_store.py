@@ -237,8 +237,35 @@ def test_bench_rows_for_pgvector_measure_recall_against_exact_search(postgres) -
     exact = [[units[j].id for j in np.argsort(-(vectors @ table[q]), kind="stable")[:10]]
              for q in queries]
     ctx = {"embedder": QueryEmbedder(None, table), "queries": queries, "exact": exact,
-           "as_of": units[-1].at}
-    search, store = bench_pgvector(600, units, vectors, ctx, postgres.dsn)
-    assert search.recall_at_10 is not None and search.recall_at_10 >= 0.9
+           "as_of": units[-1].at, "pg_ef_search": [40, 200]}
+    search, wider, store = bench_pgvector(600, units, vectors, ctx, postgres.dsn)
+    assert search.name.endswith("ef_search 40)") and wider.name.endswith("ef_search 200)")
+    assert wider.recall_at_10 is not None and wider.recall_at_10 >= 0.9
+    assert search.recall_at_10 is not None and search.recall_at_10 <= wider.recall_at_10
     assert search.queries == store.queries == 20 and store.name == "pgvector"
     assert search.p50_ms is not None and store.p95_ms is not None
+
+
+def test_pgvector_bulk_add_copies_then_indexes_and_refuses_stored_ids(postgres,
+                                                                     pg_table) -> None:
+    """bulk_add (COPY, index built once after) stores what add stores and ranks the same."""
+    from memlab.store.pgvector import PgvectorStore
+
+    units = [unit(i, n=i) for i in range(300)]
+    vectors = vecs(300, dim=16, seed=3)
+    bulk = PgvectorStore(dsn=postgres.dsn, table=pg_table, namespace="bulk")
+    bulk.add(units[:1], vectors[:1])  # an index exists and is rebuilt around the load
+    bulk.bulk_add(units[1:], vectors[1:])
+    assert bulk.all() == units
+    np.testing.assert_array_equal(bulk.vectors(), vectors)
+    query = vecs(1, dim=16, seed=4)[0]
+    cut = units[149].at
+    want = np.argsort(-(vectors[:150] @ query), kind="stable")[:10]
+    assert [h[0] for h in bulk.search(query, 10, cut)] == [units[i].id for i in want]
+    with bulk._tx() as cur:
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", (pg_table,))
+        assert "USING hnsw" in " ".join(r[0] for r in cur.fetchall())
+    with pytest.raises(MemlabError, match=f"table {pg_table} namespace 'bulk'"):
+        bulk.bulk_add(units[5:6], vectors[5:6])
+    assert bulk.count() == 300
+    bulk.close()

@@ -81,9 +81,10 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     turn_sessions = {t.id: t.session_id for t in conversation.turns()}
     covers = _Coverages(units, turn_sessions, tokens)
     items = []
+    trimming = isinstance(memory, Trimming)  # (a Protocol check: once, not per probe)
     for probe in sorted(probes, key=lambda p: (p.asked_at, p.id)):
         items.append(_probe_item(config, conversation, probe, memory, covers, tokens, timer,
-                                 answerer))
+                                 answerer, trimming))
     digests = answerer.digests() if answerer is not None else {}
     return ConversationRun(items, ingest_seconds, len(units),
                            sum(tokens(u) for u in units), digests,
@@ -105,7 +106,7 @@ def footprint_bytes(units: Sequence[MemoryUnit]) -> int:
 
 def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Probe,
                 memory: Memory, covers: _Coverages, tokens: _TokenCounter,
-                timer: PhaseTimer, answerer: Any) -> dict[str, Any]:
+                timer: PhaseTimer, answerer: Any, trimming: bool) -> dict[str, Any]:
     row = _probe_fields(conversation, probe)
     try:
         depth = max(config.k or 0, config.depth)
@@ -116,7 +117,7 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         shown = hits[: config.k] if config.k is not None else hits
         row["retrieved"] = [covers.record(h, tokens) for h in shown]
         row["n_retrieved"] = len(hits)
-        trim = memory.last_trim if isinstance(memory, Trimming) else None
+        trim = memory.last_trim if trimming else None  # type: ignore[attr-defined]
         if trim is not None:  # full_context: what was cut
             row["memory_trim"] = memory_trim(trim)
         row["tokens"] = {"memory": sum(tokens(h.unit) for h in shown)}  # answers refine it

@@ -30,6 +30,7 @@ class FlatMemory(Component):
         self._retriever: Retriever = build("retrieval", retrieval)
         self._units: list[MemoryUnit] = []
         self._indexed = 0
+        self._trimming: Any = False  # False: not checked yet; then the strategy or None
 
     def ingest(self, session: Session, conversation: Conversation | None = None
                ) -> list[MemoryUnit]:
@@ -56,7 +57,9 @@ class FlatMemory(Component):
         """What the strategy's last search had to leave out (``full_context``), or None."""
         from memlab.memory.base import Trimming
 
-        return self._retriever.last_trim if isinstance(self._retriever, Trimming) else None
+        if self._trimming is False:  # a Protocol isinstance is slow: checked once
+            self._trimming = self._retriever if isinstance(self._retriever, Trimming) else None
+        return None if self._trimming is None else self._trimming.last_trim
 
     def take_calls(self) -> list[dict[str, Any]]:
         """The LLM calls the chunker and the strategy (keys built by an LLM while indexing)

@@ -9,23 +9,37 @@ memlab's results must be; more threads build faster with slightly different grap
 
 Vectors are added in time order, so units visible at ``as_of`` are the id range
 ``[0, visible)`` and faiss filters with an ``IDSelectorRange`` *during* the search. An
-HNSW search walks filtered-out nodes too but keeps only visible ones, so with a fraction
-``f`` of the units visible it widens its beam to ``ef_search / f`` (at most
-``max_ef_search``); the caller falls back to exact search over the visible prefix when
-an index returns fewer than ``k`` rows. (faiss HNSW was measured against usearch before
-it was chosen: see the README's search benchmark; hnswlib ships no wheel for this Python.)
+HNSW search walks filtered-out nodes too and counts them in its beam, so a filter that
+hides most units would need a beam of ``ef_search / visible fraction``. The HNSW build
+therefore keeps a *prefix ladder* (``ladder: true``): the graph is grown in time order and
+copied when it holds ``n/2``, ``n/4``, … rows (down to ``ladder_min`` rows), which costs
+copying, not building. A filtered search uses the smallest copy that holds every visible
+row, so at least half of what it walks is visible and the beam widens by at most 2×
+(``max_ef_search`` caps it). The caller searches exactly when few rows are visible
+(``exact_below``) and falls back to exact search when an index returns fewer than ``k``.
+
+``cache: true`` stores built indexes under ``$MEMLAB_CACHE_DIR/faiss/``, keyed by a digest
+of the vectors and the index parameters, so a large index (hours of HNSW build at 1M
+rows) is built once. (faiss HNSW was measured against usearch before it was chosen: see
+the README's search benchmark; hnswlib ships no wheel for this Python.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from memlab.cache import cache_root
 from memlab.errors import ConfigError
 
 KINDS = ("ivf", "hnsw")
+CACHE_VERSION = "v1"
 
 
 class FaissIndex:
@@ -43,6 +57,9 @@ class FaissIndex:
         exact_below: int = 10_000,
         seed: int = 1234,
         threads: int = 1,
+        ladder: bool = True,
+        ladder_min: int = 4096,
+        cache: bool = False,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"faiss index kind {kind!r} is not known; valid: {', '.join(KINDS)}")
@@ -56,7 +73,10 @@ class FaissIndex:
         self.exact_below = exact_below
         self.seed = seed
         self.threads = threads
-        self._index: Any = None
+        self.ladder = ladder
+        self.ladder_min = ladder_min
+        self.cache = cache
+        self._indexes: list[tuple[int, Any]] = []  # (rows, index), smallest first
         self._size = 0
 
     def params(self) -> dict[str, Any]:
@@ -64,50 +84,107 @@ class FaissIndex:
 
     def build(self, matrix: np.ndarray) -> None:
         """Index ``matrix`` (rows in time order, unit length) from scratch."""
-        faiss = _faiss()
-        index: Any
-        n, dim = matrix.shape
         data = np.ascontiguousarray(matrix, dtype=np.float32)
-        if self.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = self.ef_construction
+        folder = self._cache_folder(data) if self.cache else None
+        if folder is not None and folder.is_dir():
+            self._indexes = _load(folder)
         else:
-            nlist = self.nlist or max(1, min(round(math.sqrt(n)), n // 39))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
-                                       faiss.METRIC_INNER_PRODUCT)
-            index.cp.seed = self.seed
-            index.cp.niter = 20
-            index.cp.max_points_per_centroid = 64  # train on <= 64 points per cell
-            index.train(data)
+            self._indexes = self._build_hnsw(data) if self.kind == "hnsw" else [
+                (len(data), self._build_ivf(data))]
+            if folder is not None:
+                _save(folder, self._indexes)
+        self._size = len(data)
+
+    def ladder_sizes(self, n: int) -> list[int]:
+        """Row counts of the HNSW prefix copies kept below ``n`` (ascending)."""
+        sizes: list[int] = []
+        size = n // 2
+        while self.ladder and size >= max(self.ladder_min, self.exact_below, 1):
+            sizes.insert(0, size)
+            size //= 2
+        return sizes
+
+    def _build_hnsw(self, data: np.ndarray) -> list[tuple[int, Any]]:
+        faiss = _faiss()
+        index = faiss.IndexHNSWFlat(data.shape[1], self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = self.ef_construction
+        out, done = [], 0
         threads = faiss.omp_get_max_threads()
-        if self.kind == "hnsw":
-            faiss.omp_set_num_threads(self.threads)  # 1: a reproducible graph
+        faiss.omp_set_num_threads(self.threads)  # 1: a reproducible graph
         try:
-            index.add(data)
+            for size in [*self.ladder_sizes(len(data)), len(data)]:
+                index.add(data[done:size])  # time order: the graph of the prefix so far
+                done = size
+                out.append((size, index if size == len(data) else faiss.clone_index(index)))
         finally:
             faiss.omp_set_num_threads(threads)
-        self._index, self._size = index, n
+        return out
+
+    def _build_ivf(self, data: np.ndarray) -> Any:
+        faiss = _faiss()
+        n, dim = data.shape
+        nlist = self.nlist or max(1, min(round(math.sqrt(n)), n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = self.seed
+        index.cp.niter = 20
+        index.cp.max_points_per_centroid = 64  # train on <= 64 points per cell
+        index.train(data)
+        index.add(data)
+        return index
 
     def search(self, query: np.ndarray, k: int, visible: int) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top ``k`` among rows ``[0, visible)``: (rows, inner products)."""
         faiss = _faiss()
         params: Any
-
-        selector = faiss.IDSelectorRange(0, visible) if visible < self._size else None
+        size, index = self._pick(visible)
+        selector = faiss.IDSelectorRange(0, visible) if visible < size else None
         if self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=self.beam(k, visible), sel=selector)
         else:
             params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector)
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        scores, rows = self._index.search(q, k, params=params)
+        scores, rows = index.search(q, k, params=params)
         found = rows[0] >= 0
         return rows[0][found].astype(np.int64), scores[0][found]
 
+    def _pick(self, visible: int) -> tuple[int, Any]:
+        """The smallest indexed prefix holding rows ``[0, visible)``."""
+        for size, index in self._indexes:
+            if size >= visible:
+                return size, index
+        return self._indexes[-1]
 
     def beam(self, k: int, visible: int) -> int:
         """HNSW ``efSearch`` for a query that may see ``visible`` of the indexed rows."""
-        widened = math.ceil(self.ef_search * self._size / max(1, visible))
+        size = self._pick(visible)[0] if self._indexes else self._size
+        widened = math.ceil(self.ef_search * size / max(1, visible))
         return max(k, min(widened, max(self.ef_search, self.max_ef_search)))
+
+    def _cache_folder(self, data: np.ndarray) -> Path:
+        digest = hashlib.blake2b(data.tobytes(), digest_size=16)
+        digest.update(repr(data.shape).encode())
+        keep = {k: v for k, v in self.params().items()
+                if k not in ("cache", "nprobe", "ef_search", "max_ef_search")}
+        digest.update(json.dumps(keep, sort_keys=True).encode())
+        return cache_root() / "faiss" / f"{self.kind}-{CACHE_VERSION}-{digest.hexdigest()}"
+
+
+def _save(folder: Path, indexes: list[tuple[int, Any]]) -> None:
+    """Write every prefix index into ``folder`` (atomically: a finished folder or none)."""
+    faiss = _faiss()
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for size, index in indexes:
+        faiss.write_index(index, str(partial / f"{size:012d}.faiss"))
+    partial.rename(folder)
+
+
+def _load(folder: Path) -> list[tuple[int, Any]]:
+    faiss = _faiss()
+    files = sorted(folder.glob("*.faiss"))
+    return [(int(f.stem), faiss.read_index(str(f))) for f in files]
 
 
 def _faiss() -> Any:

@@ -86,6 +86,41 @@ class PgvectorStore(Component):
             cur.executemany(sql, rows)
             self._bump(cur)
 
+    def bulk_add(self, units: Sequence[MemoryUnit], vectors: np.ndarray,
+                 maintenance_work_mem: str = "1GB", index: bool = True) -> None:
+        """Load many NEW units fast: the table's HNSW index of this dimension is dropped,
+        the rows are streamed with ``COPY`` and the index is built once afterwards (an
+        HNSW index maintained row by row inserts a few hundred rows a second). Every
+        namespace sharing the table waits for the rebuild; an id already stored is an
+        error (use :meth:`add` to replace units). ``index=False`` leaves the index to be
+        built by the next :meth:`add` or :meth:`build_index` (searches scan meanwhile)."""
+        matrix = check_vectors(units, vectors, self._where)
+        check_unique(units, self._where)
+        assert matrix is not None
+        dim = int(matrix.shape[1])
+        self._check_dim(dim)
+        if not re.fullmatch(r"\d+\s*[kMG]?B", maintenance_work_mem):
+            raise ConfigError(f"{self._where}: maintenance_work_mem {maintenance_work_mem!r} "
+                              "is not a size such as '1GB'")
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            cur.execute(f"DROP INDEX IF EXISTS {self.table}_hnsw_{dim}")
+            with cur.copy(f"COPY {self.table} (namespace, {_FIELDS}, dim, vector) "
+                          "FROM STDIN") as copy:
+                for i, unit in enumerate(units):
+                    copy.write_row((self.namespace_name, *unit_row(unit), dim,
+                                    _literal(matrix[i])))
+            self._bump(cur)
+        with self._tx() as cur:  # fresh statistics, else the planner scans past the index
+            cur.execute(f"ANALYZE {self.table}")
+        self._indexed.discard(dim)
+        if index:
+            self.build_index(dim, maintenance_work_mem)
+
+    def build_index(self, dim: int, maintenance_work_mem: str = "1GB") -> None:
+        """Build the HNSW index over this dimension's rows if it is missing."""
+        self._ensure_index(dim, maintenance_work_mem)
+
     def get(self, ids: Sequence[str]) -> list[MemoryUnit]:
         found = {row[0]: row_unit(row) for row in self._select(_FIELDS, ids)}
         return in_id_order(found, ids, self._where)
@@ -222,12 +257,14 @@ class PgvectorStore(Component):
             raise MemlabError(f"{self._where}: vectors of dim {dim} cannot join stored ones "
                               f"of dim {stored}")
 
-    def _ensure_index(self, dim: int) -> None:
+    def _ensure_index(self, dim: int, work_mem: str | None = None) -> None:
         """A partial HNSW index over the rows of this dimension (once per process)."""
         if dim in self._indexed:
             return
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            if work_mem:  # building over many rows: the graph fits in memory, faster
+                cur.execute(f"SET LOCAL maintenance_work_mem = '{work_mem}'")
             cur.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw_{dim} ON {self.table} "
                         f"USING hnsw ((vector::vector({dim})) vector_ip_ops) "
                         f"WITH (m = {int(self.hnsw_m)}, "
