@@ -102,9 +102,9 @@ def test_haystack_is_a_dataset_option_of_any_loader() -> None:
                           haystack={"tokens": "8k", "seed": 0})
     assert padded.metadata["haystack"] == {"tokens": 8000, "seed": 0, "lead_days": 30.0}
     assert any(s.id.startswith(PREFIX) for s in padded.conversations[0].sessions)
-    with pytest.raises(ConfigError, match="dataset.params.haystack: unknown option"):
+    with pytest.raises(ConfigError, match=r"dataset.params.haystack: unknown option"):
         load_dataset("synthetic", haystack={"tokens": 1000, "size": 3})
-    with pytest.raises(ConfigError, match="dataset.params.haystack.tokens: expected a positive"):
+    with pytest.raises(ConfigError, match=r"dataset.params.haystack.tokens: expected a positive"):
         load_dataset("synthetic", haystack={"tokens": "lots"})
     assert [parse_tokens(v) for v in (115000, "115k", "1.5M", "30K")] == [
         115000, 115000, 1500000, 30000]

@@ -58,7 +58,7 @@ def test_space_entries_become_optuna_dimensions() -> None:
 ])
 def test_bad_space_declarations_name_their_yaml_path(space: dict[str, Any],
                                                      message: str) -> None:
-    with pytest.raises(ConfigError, match="x.yaml: " + message.replace("(", r"\(")
+    with pytest.raises(ConfigError, match=r"x.yaml: " + message.replace("(", r"\(")
                        .replace(")", r"\)")):
         dimensions(space, "x.yaml")
 
@@ -73,13 +73,13 @@ def test_a_space_key_the_config_rejects_is_named(tmp_path: Path) -> None:
 
 
 def test_tune_section_errors_name_their_field(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="tune.direction"):
+    with pytest.raises(ConfigError, match=r"tune.direction"):
         parse_tune({"space": {"a": [1]}, "dev": ["x"], "direction": "up"}, "x.yaml")
-    with pytest.raises(ConfigError, match="name the dev conversations"):
+    with pytest.raises(ConfigError, match=r"name the dev conversations"):
         parse_tune({"space": {"a": [1]}}, "x.yaml")
-    with pytest.raises(ConfigError, match="either dev/test conversation lists or a split"):
+    with pytest.raises(ConfigError, match=r"either dev/test conversation lists or a split"):
         parse_tune({"space": {"a": [1]}, "dev": ["x"], "split": {}}, "x.yaml")
-    with pytest.raises(ConfigError, match="no tune section"):
+    with pytest.raises(ConfigError, match=r"no tune section"):
         tune({k: v for k, v in _config().items() if k != "tune"}, out=tmp_path)
 
 
@@ -91,10 +91,10 @@ def test_splits_are_disjoint_and_checked() -> None:
     assert sorted(dev + test) == sorted(known)
     assert split_conversations(spec, known, "x") == (dev, test)  # the seed fixes it
     spec = parse_tune({"space": {"a": [1]}, "dev": ["c1"], "test": ["c1", "c2"]}, "x")
-    with pytest.raises(ConfigError, match="tune.test: c1 also in tune.dev"):
+    with pytest.raises(ConfigError, match=r"tune.test: c1 also in tune.dev"):
         split_conversations(spec, known, "x")
     spec = parse_tune({"space": {"a": [1]}, "dev": ["c1", "nope"]}, "x")
-    with pytest.raises(ConfigError, match="tune.dev: no conversation.*nope"):
+    with pytest.raises(ConfigError, match=r"tune.dev: no conversation.*nope"):
         split_conversations(spec, known, "x")
 
 
@@ -136,12 +136,12 @@ def test_tune_scores_only_dev_then_test_and_resumes(tmp_path: Path) -> None:
 
 def test_a_changed_config_does_not_resume_a_study(tmp_path: Path) -> None:
     tune(_config(trials=1), out=tmp_path, progress=False)
-    with pytest.raises(ConfigError, match="holds a tune of a different config"):
+    with pytest.raises(ConfigError, match=r"holds a tune of a different config"):
         tune(_config(trials=1, metric="turn.recall_any@5"), out=tmp_path, progress=False)
 
 
 def test_an_unknown_metric_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="tune.metric: the runs have no metric 'turn.recal"):
+    with pytest.raises(ConfigError, match=r"tune.metric: the runs have no metric 'turn.recal"):
         tune(_config(metric="turn.recal_any@5"), out=tmp_path, progress=False)
 
 

@@ -52,7 +52,7 @@ def parse_tokens(value: Any, where: str = "tokens") -> int:
         raise ConfigError(f"{where}: expected a positive token count such as 115000 or "
                           f"115k, got {value!r}")
     scale = {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2).lower()]
-    return int(round(float(match.group(1)) * scale))
+    return round(float(match.group(1)) * scale)
 
 
 @dataclass(frozen=True)

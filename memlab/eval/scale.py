@@ -37,7 +37,7 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
     """
     import pandas as pd
 
-    raw, where = _read_raw(config)
+    raw, _ = _read_raw(config)
     for item in overrides or []:
         apply_override(raw, item)
     sizes = sorted({parse_tokens(t, "--tokens") for t in tokens})
@@ -149,7 +149,8 @@ def scale_plot(table: Any, metrics: Sequence[str], path: Path | None = None,
     for ax, metric in zip(axes, metrics, strict=True):
         for strategy, rows in table.groupby("strategy", sort=False):
             rows = rows.sort_values("tokens")
-            err = [rows[metric] - rows[f"{metric}.ci_low"], rows[f"{metric}.ci_high"] - rows[metric]]
+            err = [rows[metric] - rows[f"{metric}.ci_low"],
+                   rows[f"{metric}.ci_high"] - rows[metric]]
             ax.errorbar(rows["tokens"], rows[metric], yerr=err, marker="o", capsize=3,
                         label=str(strategy))
         ax.set_xscale("log")
