@@ -70,7 +70,7 @@ class TuneResult:
                  f"{'parameter':<48} best value"]
         lines += [f"{key:<48} {_short(value)}" for key, value in self.best_params.items()]
         d = self.difference
-        lines += ["", f"{'split':<6} {'conversations':>13} {'probes':>7} {'mean':>7} "
+        lines += ["", f"{'split':<6} {'conversations':>13} {'scored':>7} {'mean':>7} "
                   f"{'95% CI':>17}"]
         for split in ("dev", "test"):
             s = getattr(self, split)
@@ -108,6 +108,8 @@ def _trials(study: Any) -> list[dict[str, Any]]:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
     text = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -140,6 +142,7 @@ def history_plot(result: TuneResult, path: Path, ax: Any = None) -> Any:
     ax.axhline(result.test["mean"], color="#C44E52", linestyle="--",
                label=f"best config on test ({result.test['mean']:.3f})")
     ax.set_xlabel("trial")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(result.metric, fontsize=8)
     ax.set_title(f"{result.name}: tuned on dev, scored on test", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
