@@ -55,8 +55,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     table = scale(args.config, [t for t in args.tokens.split(",") if t.strip()], out=args.out,
                   overrides=args.set, metrics=metrics, seed=args.seed,
                   track=False if args.no_mlflow else None, progress=not args.quiet)
-    shown = table[["strategy", "tokens", "history_tokens", "probes", *metrics,
-                   "search_p50_ms"]]
+    shown = table[["strategy", "tokens", "history_tokens", "probes", *metrics]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\ntable and plot: {Path(table['run_dir'].iloc[0]).parents[1]}/scale.{{csv,png}}")
     return 0
