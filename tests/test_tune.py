@@ -55,6 +55,8 @@ def test_space_entries_become_optuna_dimensions() -> None:
     ({"k": {"low": 1, "high": 2, "spread": 3}}, "tune.space.k: unknown range field"),
     ({"k": "bm25"}, "tune.space.k: expected a list of choices or a range"),
     ({"k": {"low": "a", "high": 2}}, "tune.space.k.low: expected a number"),
+    ({"dataset.params.clamp_asked_at": [True]}, "tune.space.dataset.params.clamp_asked_at: "
+                                                "cannot tune the dataset"),
 ])
 def test_bad_space_declarations_name_their_yaml_path(space: dict[str, Any],
                                                      message: str) -> None:

@@ -122,6 +122,9 @@ def dimensions(space: dict[str, Any], where: str) -> list[Dimension]:
 def _dimension(key: str, value: Any, at: str) -> Dimension:
     if key in ("tune", "grid") or key.startswith(("tune.", "grid.")) or not key:
         raise ConfigError(f"{at}: cannot tune the tune or grid sections")
+    if key == "dataset" or key.startswith("dataset."):
+        raise ConfigError(f"{at}: cannot tune the dataset (every trial must replay the "
+                          "same conversations and probes)")
     if isinstance(value, dict) and "choices" in value:
         extra = set(value) - {"choices"}
         if extra:
