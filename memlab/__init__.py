@@ -10,6 +10,7 @@ heavy dependencies are imported lazily:
 1.5
 >>> result = memlab.evaluate("experiments/quickstart.yaml")        # python -m memlab.eval run
 >>> table = memlab.sweep("experiments/locomo-retrieval.yaml")      # python -m memlab.eval sweep
+>>> tuned = memlab.tune("experiments/locomo-tune.yaml")            # python -m memlab.eval tune
 """
 
 from __future__ import annotations
@@ -67,6 +68,22 @@ def sweep(config: Any, **options: Any) -> Any:
     return run_sweep(config, **options)
 
 
+def tune(config: Any, **options: Any) -> Any:
+    """Tune a config's ``tune.space`` on dev conversations and score the best on test
+    (``python -m memlab.eval tune``); returns a :class:`memlab.eval.tune_report.TuneResult`."""
+    from memlab.eval.tune import tune as run_tune
+
+    return run_tune(config, **options)
+
+
+def scale(config: Any, tokens: Any, **options: Any) -> Any:
+    """A config's strategies at several history lengths (``python -m memlab.eval scale``);
+    returns the table."""
+    from memlab.eval.scale import scale as run_scale
+
+    return run_scale(config, tokens, **options)
+
+
 __all__ = [
     "ConfigError",
     "DatasetError",
@@ -77,5 +94,7 @@ __all__ = [
     "evaluate",
     "load_dataset",
     "resolve",
+    "scale",
     "sweep",
+    "tune",
 ]

@@ -29,12 +29,21 @@ registry.register("synthetic", "memlab.data.loaders.native:load_synthetic")
 def load_dataset(name: str, path: str | Path | None = None, **options: Any) -> Dataset:
     """Load a dataset with the loader registered as ``name``.
 
+    ``haystack={"tokens": 115000, "seed": 0}`` (any loader) pads each history with other
+    conversations' sessions to that many Qwen tokens (:mod:`memlab.data.haystack`).
+
     >>> ds = load_dataset("locomo", path="../shared/datasets/locomo10.json")  # doctest: +SKIP
     """
     params = dict(options)
+    haystack = params.pop("haystack", None)
     if path is not None:
         params["path"] = path
-    return registry.build(name, params)
+    dataset = registry.build(name, params)
+    if haystack is None:
+        return dataset
+    from memlab.data.haystack import build_haystack, haystack_option
+
+    return build_haystack(dataset, **haystack_option(haystack))
 
 
 __all__ = [

@@ -39,6 +39,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from memlab.eval.tune import tune
+
+    result = tune(args.config, out=args.out, overrides=args.set, trials=args.trials,
+                  track=False if args.no_mlflow else None, progress=not args.quiet)
+    print(result.table())
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from memlab.eval.scale import DEFAULT_METRICS, scale
+
+    metrics = args.metric or list(DEFAULT_METRICS)
+    table = scale(args.config, [t for t in args.tokens.split(",") if t.strip()], out=args.out,
+                  overrides=args.set, metrics=metrics, seed=args.seed,
+                  track=False if args.no_mlflow else None, progress=not args.quiet)
+    shown = table[["strategy", "tokens", "history_tokens", "probes", *metrics]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\ntable and plot: {Path(table['run_dir'].iloc[0]).parents[1]}/scale.{{csv,png}}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from memlab.eval.config import expand_grid
 
@@ -209,6 +231,29 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="run every combination of a config's grid")
     _add_run_options(sw)
     sw.set_defaults(func=cmd_sweep)
+    tn = sub.add_parser("tune", help="search the config's tune.space on dev conversations, "
+                        "score the best on the test conversations")
+    tn.add_argument("config", type=Path, help="experiment YAML with a tune: section")
+    tn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    tn.add_argument("--out", type=Path, help="tune directory (default runs/NAME/tune; "
+                    "re-using one resumes its study)")
+    tn.add_argument("--trials", type=int, help="total completed trials (default tune.trials)")
+    tn.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    tn.add_argument("--quiet", action="store_true", help="no progress bars")
+    tn.set_defaults(func=cmd_tune)
+    sc = sub.add_parser("scale", help="the config's strategies at several history lengths "
+                        "(haystacks padded with other conversations' sessions)")
+    sc.add_argument("config", type=Path, help="experiment YAML (its grid: the strategies)")
+    sc.add_argument("--tokens", required=True, help="history lengths in Qwen tokens, "
+                    "e.g. 10k,30k,115k")
+    sc.add_argument("--metric", action="append", help="metric(s) to tabulate and plot "
+                    "(default session.recall_any@5 and session.recall_all@5)")
+    sc.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sc.add_argument("--out", type=Path, help="output directory (default runs/NAME/scale)")
+    sc.add_argument("--seed", type=int, help="distractor draw (default the config's, else 0)")
+    sc.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    sc.add_argument("--quiet", action="store_true", help="no progress bars")
+    sc.set_defaults(func=cmd_scale)
     val = sub.add_parser("validate", help="check a config (and its grid) without running it")
     val.add_argument("config", type=Path)
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

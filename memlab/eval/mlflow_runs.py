@@ -87,6 +87,28 @@ def sweep_parent(client: Any, experiment_id: str, sweep: str, config_name: str) 
     return _PARENTS[key]
 
 
+def group_parent(tracking: Any, dataset: str, group: str, run_name: str,
+                 role: str) -> tuple[Any, str]:
+    """(client, run id) of the parent run of a group of runs (a tune, a scaling curve),
+    made before its first child and found again by its ``memlab.sweep_id`` tag, so the
+    children the sweep logger mirrors with ``sweep=group`` hang under it. ``tracking``
+    is the config's :class:`memlab.eval.config.TrackingSpec`."""
+    from memlab.eval.tracking import _client, _experiment_id, tracking_uri
+
+    uri = tracking_uri(tracking.tracking_uri)
+    client = _client(uri)
+    experiment = _experiment_id(client, tracking.experiment or f"memlab-{dataset}", uri)
+    found = client.search_runs([experiment], max_results=1,
+                               filter_string=f"tags.`memlab.sweep_id` = '{group}'")
+    if found:
+        return client, str(found[0].info.run_id)
+    name = run_name.split(" (", 1)[0]
+    run = client.create_run(experiment, run_name=run_name,
+                            tags={"memlab.sweep_id": group, "memlab.sweep": name,
+                                  f"memlab.{role}.role": "parent"})
+    return client, str(run.info.run_id)
+
+
 def set_experiment_kind(client: Any, experiment_id: str, traced: bool) -> None:
     """GenAI once the experiment has traces; the classic runs view until then."""
     key = (str(client.tracking_uri), experiment_id)

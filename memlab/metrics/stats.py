@@ -276,6 +276,24 @@ def paired_compare(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping
                   wilcoxon_p(diff), permutation_p(diff, n_permutations, seed))
 
 
+def unpaired_difference(values_a: Sequence[float] | np.ndarray,
+                        values_b: Sequence[float] | np.ndarray, *, n_resamples: int = 1000,
+                        confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """mean(B) - mean(A) for two samples of *different* items (e.g. dev and test probes),
+    with a percentile-bootstrap CI that resamples each sample on its own (seeds ``seed``
+    and ``seed + 1``); a paired CI would need the same probes in both."""
+    a, b = np.asarray(values_a, dtype=float), np.asarray(values_b, dtype=float)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("unpaired_difference needs at least one value in each sample")
+    diffs = _resample_means(b, n_resamples, seed + 1) - _resample_means(a, n_resamples, seed)
+    alpha = (1 - confidence) / 2
+    low, high = np.percentile(diffs, [100 * alpha, 100 * (1 - alpha)])
+    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()),
+            "mean_diff": float(b.mean() - a.mean()), "ci_low": float(low),
+            "ci_high": float(high), "n_a": int(a.size), "n_b": int(b.size),
+            "method": "unpaired percentile bootstrap (each sample resampled on its own)"}
+
+
 def wilcoxon_p(diff: np.ndarray) -> float:
     """Two-sided Wilcoxon signed-rank p-value; 1.0 when every difference is zero."""
     from scipy.stats import wilcoxon
