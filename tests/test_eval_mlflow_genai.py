@@ -3,6 +3,7 @@ get traces, run names and tags, dataset naming, the tracking.traces setting."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from memlab.errors import ConfigError
 from memlab.eval.config import load_config
 from memlab.eval.mlflow_datasets import dataset_name, dataset_path
-from memlab.eval.mlflow_runs import run_name, run_tags, summary_tags
+from memlab.eval.mlflow_runs import pareto_view, run_name, run_tags, summary_tags, ui_path
 from memlab.eval.mlflow_traces import check_policy, traced_items
 
 
@@ -139,3 +140,19 @@ def test_traces_keep_the_measured_phase_times_and_errors(tmp_path: Path) -> None
     assert second.info.state.value == "ERROR"
     assert second.data.spans[0].status.description == "timeout"
     assert second.data.spans[0].start_time_ns == start + 2_875_000_000
+
+
+def test_ui_path_opens_the_runs_table_with_the_pareto_view_until_there_are_traces() -> None:
+    view = json.loads(pareto_view("locomo_f1", "tokens.prompt.mean"))
+    state = json.loads(view["state"])
+    [chart] = state["compareRunCharts"]
+    assert (chart["type"], chart["xaxis"]["key"], chart["yaxis"]["key"]) == (
+        "SCATTER", "tokens.prompt.mean", "locomo_f1")
+    assert state["runsHiddenMode"] == "SHOW_ALL" and view["name"].startswith("memlab: ")
+    tags = {"mlflow.experimentKind": "custom_model_development",
+            "mlflow.sharedViewState.memlab-pareto-locomo-f1": json.dumps(view)}
+    assert ui_path("7", tags) == ("/experiments/7/runs?workflowType=machine_learning"
+                                  "&viewStateShareKey=memlab-pareto-locomo-f1"
+                                  "&compareRunsMode=CHART")
+    assert ui_path("7", {**tags, "mlflow.experimentKind": "genai_development"}) == \
+        "/experiments/7/overview?workflowType=genai"

@@ -157,7 +157,6 @@ def pareto_view(headline: str, cost: str) -> str:
     section = "memlab-pareto"
     chart = {"uuid": "memlab-pareto-scatter", "type": "SCATTER", "runsCountToCompare": 100,
              "metricSectionId": section, "deleted": False, "isGenerated": False,
-             "displayName": f"{headline} vs {cost} (Pareto)",
              "xaxis": {"key": cost, "type": "METRIC"},
              "yaxis": {"key": headline, "type": "METRIC"}}
     state = {"orderByKey": f"metrics.`{headline}`", "orderByAsc": False,
