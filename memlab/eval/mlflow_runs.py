@@ -109,7 +109,9 @@ def sweep_parent(client: Any, experiment_id: str, sweep: str, config_name: str) 
 
 
 def set_experiment_kind(client: Any, experiment_id: str, traced: bool) -> None:
-    """GenAI once the experiment has traces; the classic runs view until then."""
+    """``genai_development`` once the experiment has traces, ``custom_model_development``
+    until then (read by MLflow's API and its UIs before the workflow switch, not 3.17's;
+    see the module docstring)."""
     key = (str(client.tracking_uri), experiment_id)
     if _KINDS.get(key) == GENAI or (_KINDS.get(key) == CLASSIC and not traced):
         return
