@@ -3,6 +3,7 @@ printed, never asserted: speed is measured in benchmarks, not in tests)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -31,3 +32,21 @@ def test_sweep_bench_times_a_real_sweep_cold_then_warm(
     assert low - 0.05 <= ratio <= high + 0.05
     # the bench uses its own temporary cache and MLflow store, never the caller's
     assert not (tmp_path / "untouched").exists() and not (tmp_path / "untouched.db").exists()
+
+
+def test_sweep_bench_times_the_warm_pass_alone_without_mlflow(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\ndataset: {name: synthetic}\n"
+                      "grid:\n  retrieval.name: [bm25, none]\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'untouched.db'}")
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", "restored-after-the-test")
+    cache = tmp_path / "cache"
+    assert main(["eval", "--sweep", str(config), "--no-mlflow", "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "no MLflow" in out and "cold" not in out
+    values = dict(re.findall(r"^(\S.*?)  +(\S+)$", out, re.MULTILINE))
+    assert values["runs in the sweep"] == "2" and float(values["sweep, warm caches (s)"]) > 0
+    assert os.environ["MEMLAB_CACHE_DIR"] == str(cache)  # the given cache, not a new one
+    assert not (tmp_path / "untouched.db").exists()

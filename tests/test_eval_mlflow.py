@@ -44,6 +44,9 @@ def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path,
     assert top == {"plots", "run", "tables"}
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/category_bars.png", "plots/latency.png", "plots/pareto.png"}
+    files = {a.path for a in client.list_artifacts(run.info.run_id, "run")}
+    assert (tmp_path / "run" / ".lock").exists() and "run/.lock" not in files
+    assert {"run/metrics.json", "run/items.jsonl", "run/config.resolved.yaml"} <= files
     local = client.download_artifacts(run.info.run_id, "run/metrics.json", str(tmp_path))
     assert Path(local).read_text() == (tmp_path / "run" / "metrics.json").read_text()
 

@@ -3,6 +3,8 @@ get traces, run names and tags, dataset naming, the tracking.traces setting."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from memlab.errors import ConfigError
 from memlab.eval.config import load_config
 from memlab.eval.mlflow_datasets import dataset_name, dataset_path
-from memlab.eval.mlflow_runs import judge_agreement_tags, run_name, run_tags
+from memlab.eval.mlflow_runs import pareto_view, run_name, run_tags, summary_tags, ui_path
 from memlab.eval.mlflow_traces import check_policy, traced_items
 
 
@@ -72,15 +74,25 @@ def test_run_tags_name_memory_reader_judge_and_its_agreement() -> None:
     config = _config(answer={"llm": {"name": "mock", "params": {"model": "m"}}},
                      judge={"llm": {"name": "mock"}, "template": "judge_locomo"})
     items = [{"llm": {"model": "reader"}, "judge_record": {"model": "judge-model"}}]
-    tags = run_tags(config, items, {"judge_check": {"agreement": 0.975, "kappa": 0.95}})
+    tags = run_tags(config, items, {"judge_check": {"agreement": 0.975, "kappa": 0.95,
+                                                    "ok": True}})
     assert tags["memlab.memory"] == "flat"
     assert tags["memlab.reader"] == "reader"
     assert tags["memlab.judge"] == "judge-model (judge_locomo)"
     assert tags["memlab.judge_agreement"] == "0.975"
     assert tags["memlab.judge_kappa"] == "0.950"
     assert tags["memlab.config"] == "sw[retrieval=bm25]"
-    assert judge_agreement_tags({"judge_agreement": 0.5}) == {"memlab.judge_agreement": "0.500"}
-    assert judge_agreement_tags({}) == {}
+    assert tags["memlab.judge_agreement_ok"] == "True"
+    assert summary_tags({}) == {}
+
+
+def test_summary_tags_link_a_derived_run_and_flag_an_unmeasured_judge() -> None:
+    summary = {"source_run": "/runs/a", "derived_by": "rejudge",
+               "judge_check": {"agreement": 0.5, "kappa": None, "ok": False}}
+    assert summary_tags(summary) == {"memlab.source_run": "/runs/a",
+                                     "memlab.derived_by": "rejudge",
+                                     "memlab.judge_agreement": "0.500",
+                                     "memlab.judge_agreement_ok": "False"}
 
 
 def test_dataset_is_named_with_its_probe_selection_and_found_on_disk() -> None:
@@ -90,3 +102,57 @@ def test_dataset_is_named_with_its_probe_selection_and_found_on_disk() -> None:
     assert dataset_name("synthetic-small", whole) == "synthetic-small"
     path = dataset_path(whole)
     assert path is not None and path.name == "synthetic-small.jsonl" and path.is_file()
+
+
+def test_traces_keep_the_measured_phase_times_and_errors(tmp_path: Path) -> None:
+    """Written after the fact through MLflow's public tracing API, a probe's spans sit at
+    the times the run measured, end to end, and a failed probe's trace is an error."""
+    import mlflow
+
+    from memlab.eval.mlflow_traces import log_traces
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("traces")
+    run_id = client.create_run(experiment).info.run_id
+    latency = {"search": 0.25, "prompt": 0.5, "generate": 2.0, "score": 0.125}
+    rows = [{"probe_id": f"c0:q{i}", "conversation_id": "c0", "category": "single-hop",
+             "question": f"q{i}?", "answer": "blue", "latency_seconds": latency,
+             "tokens": {"prompt": 40, "completion": 3}, "llm": {"model": "m"},
+             "metrics": {"exact_match": 1.0}, "error": "timeout" if i else None}
+            for i in range(2)]
+    end = 1_800_000_000 * 10**9
+    ids = log_traces(client, rows, _config(), experiment_id=experiment, run_id=run_id,
+                     end_time_ns=end)
+    assert len(client.search_traces(locations=[experiment], run_id=run_id)) == 2
+    first, second = (client.get_trace(trace_id) for trace_id in ids)
+    spans = {span.name: span for span in first.data.spans}
+    start = end - 2 * int(2.875 * 10**9)
+    assert spans["probe"].start_time_ns == spans["search"].start_time_ns == start
+    assert spans["search"].end_time_ns == spans["prompt"].start_time_ns == start + 250_000_000
+    assert spans["generate"].end_time_ns - spans["generate"].start_time_ns == 2 * 10**9
+    assert spans["probe"].end_time_ns == spans["score"].end_time_ns == start + 2_875_000_000
+    assert first.info.token_usage == {"input_tokens": 40, "output_tokens": 3,
+                                      "total_tokens": 43}
+    assert first.info.trace_metadata["mlflow.trace.session"] == "c0"
+    assert first.info.tags["correct"] == "true" and first.info.state.value == "OK"
+    assert second.info.state.value == "ERROR"
+    assert second.data.spans[0].status.description == "timeout"
+    assert second.data.spans[0].start_time_ns == start + 2_875_000_000
+
+
+def test_ui_path_opens_the_runs_table_with_the_pareto_view_until_there_are_traces() -> None:
+    view = json.loads(pareto_view("locomo_f1", "tokens.prompt.mean"))
+    state = json.loads(view["state"])
+    [chart] = state["compareRunCharts"]
+    assert (chart["type"], chart["xaxis"]["key"], chart["yaxis"]["key"]) == (
+        "SCATTER", "tokens.prompt.mean", "locomo_f1")
+    assert state["runsHiddenMode"] == "SHOW_ALL" and view["name"].startswith("memlab: ")
+    tags = {"mlflow.experimentKind": "custom_model_development",
+            "mlflow.sharedViewState.memlab-pareto-locomo-f1": json.dumps(view)}
+    assert ui_path("7", tags) == ("/experiments/7/runs?workflowType=machine_learning"
+                                  "&viewStateShareKey=memlab-pareto-locomo-f1"
+                                  "&compareRunsMode=CHART")
+    assert ui_path("7", {**tags, "mlflow.experimentKind": "genai_development"}) == \
+        "/experiments/7/overview?workflowType=genai"

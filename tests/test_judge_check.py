@@ -152,8 +152,9 @@ def test_a_judged_run_checks_its_judge_first_and_warns_in_its_table(
     table = render_table(result.summary)
     assert f"judge agreement {check['agreement']:.3f}" in table
     assert "judged accuracy is NOT trustworthy" in table
+    from memlab.eval.mlflow_runs import summary_tags
     from memlab.eval.report import report
-    from memlab.eval.tracking import run_metrics, summary_tags
+    from memlab.eval.tracking import run_metrics
 
     frame = report([result.run_dir])
     assert frame["judge_agreement"][0] == pytest.approx(check["agreement"])
@@ -161,7 +162,9 @@ def test_a_judged_run_checks_its_judge_first_and_warns_in_its_table(
     metrics = run_metrics(result.summary)
     assert metrics["judge_check.agreement"] == pytest.approx(check["agreement"])
     assert metrics["judge_check.kappa"] == 0.0
-    assert summary_tags(result.summary) == {"memlab.judge_agreement_ok": "False"}
+    assert summary_tags(result.summary) == {
+        "memlab.judge_agreement": f"{check['agreement']:.3f}", "memlab.judge_kappa": "0.000",
+        "memlab.judge_agreement_ok": "False"}
 
 
 def _without(row: dict[str, Any], fields: dict[str, tuple[str, ...]]) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def test_rejudge_changes_only_the_judge_fields_and_links_the_source(tmp_path: Pa
     assert new.summary["judge_check"]["yes_rate_correct"] == 0.0
     assert new.summary["metrics"]["judge"]["all"]["mean"] == 0.0
     assert new.config.name == "judged+rejudge"
-    from memlab.eval.tracking import summary_tags
+    from memlab.eval.mlflow_runs import summary_tags
 
     assert summary_tags(new.summary)["memlab.source_run"] == str(source.run_dir.resolve())
 

@@ -19,6 +19,7 @@ import pytest
 
 from memlab.data.paths import PROJECT_ROOT
 from memlab.eval.run import evaluate
+from memlab.eval.tracking import ui_link
 
 CHROMIUM = Path(os.environ.get("MEMLAB_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -60,6 +61,8 @@ def test_run_dataset_trace_and_prompts_are_visible_in_the_ui(served: Any, page: 
     result = evaluate(CONFIG, out=tmp_path / "run", progress=False)
     run = served.get_run(result.mlflow_run_id)
     base = f"{served.tracking_uri}/#/experiments/{run.info.experiment_id}"
+    assert ui_link(result.run_dir, uri=served.tracking_uri) == \
+        f"{base}/overview?workflowType=genai"  # traces: memlab's link is the overview
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     # the GenAI overview opens on real numbers: 48 traces, their latency and tokens
@@ -108,3 +111,45 @@ def _dismiss_popups(page: Any) -> None:
         button = page.get_by_role("button", name=name, exact=True)
         if button.count():
             button.first.click()
+
+
+@pytest.mark.slow
+def test_experiments_open_where_memlab_puts_them(served: Any, page: Any,
+                                                 tmp_path: Path) -> None:
+    """As a new user (fresh browser profile): MLflow 3.17 opens every experiment on the
+    GenAI overview whatever its ``mlflow.experimentKind`` tag; the link memlab prints
+    opens a retrieval sweep on the runs table with memlab's saved Pareto chart view, and
+    an answered run's experiment on the GenAI overview."""
+    from playwright.sync_api import expect
+
+    from memlab.eval.sweep import sweep
+
+    expect.set_options(timeout=WAIT_MS)
+    config = {"name": "landing", "dataset": {"name": "synthetic"},
+              "tracking": {"experiment": "memlab-ui-landing"},
+              "grid": {"retrieval.name": ["bm25", "recency"]}}
+    table = sweep(config, out=tmp_path / "runs", progress=False)
+    experiment = served.get_experiment_by_name("memlab-ui-landing")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    # the experiment's plain address: MLflow's redirect picks the GenAI overview
+    page.goto(f"{served.tracking_uri}/#/experiments/{experiment.experiment_id}")
+    page.wait_for_url(re.compile(r"/overview"))
+    assert "workflowType=genai" in page.url
+    _dismiss_popups(page)
+    page.screenshot(path=str(SHOTS / "landing-default.png"))
+
+    # memlab's link: the runs table, the sweep's parent and children, the Pareto chart
+    link = ui_link(table["dir"].iloc[-1], uri=served.tracking_uri)
+    assert "/runs?workflowType=machine_learning&viewStateShareKey=memlab-pareto-" in link
+    page.goto(link)
+    expect(page.get_by_text("landing (sweep)").first).to_be_visible()
+    _dismiss_popups(page)
+    for child in ("turn / bm25 / retrieval only", "turn / recency / retrieval only"):
+        expect(page.get_by_text(child).first).to_be_visible()
+    expect(page.get_by_text("You're viewing a shared view.")).to_be_visible()
+    expect(page.get_by_text("memlab: Pareto").first).to_be_visible()  # the chart section
+    expect(page.get_by_text(
+        "tokens.memory.mean vs. turn.budget_evidence_recall_at_1000").first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "landing-memlab.png"))

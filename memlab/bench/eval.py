@@ -50,30 +50,39 @@ def _timed_export(backend: str | None, cache: Path) -> float | None:
     return time.perf_counter() - start
 
 
-def _timed_sweep(config: str, out: Path, cache: Path, workers: int | None
+def _timed_sweep(config: str, out: Path, cache: Path, workers: int | None, track: bool
                  ) -> tuple[float, Any]:
     from memlab.eval.sweep import sweep
 
     os.environ["MEMLAB_CACHE_DIR"] = str(cache)
     start = time.perf_counter()
-    table = sweep(config, out=out, workers=workers, progress=False)
+    table = sweep(config, out=out, workers=workers, progress=False,
+                  track=None if track else False)
     return time.perf_counter() - start, table
 
 
-def bench_sweep(config: str, workers: int | None) -> int:
+def bench_sweep(config: str, workers: int | None, *, track: bool = True,
+                cache: Path | None = None) -> int:
+    """Cold then warm; with ``cache`` (a cache directory an earlier pass filled) the warm
+    pass alone. ``track=False`` leaves MLflow out (the sweep's ``--no-mlflow``)."""
     with tempfile.TemporaryDirectory(prefix="memlab-bench-") as tmp:
         root = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-        cold, table = _timed_sweep(config, root / "cold", root / "cache", workers)
-        warm, _ = _timed_sweep(config, root / "warm", root / "cache", workers)
+        cold = None
+        if cache is None:
+            cache = root / "cache"
+            cold, _ = _timed_sweep(config, root / "cold", cache, workers, track)
+        warm, table = _timed_sweep(config, root / "warm", cache, workers, track)
     runs, probes = len(table), int(table["probes"].sum())
     rows = [("runs in the sweep", str(runs)), ("probes, all runs", f"{probes:,}"),
-            ("sweep, cold caches (s)", f"{cold:.1f}"), ("sweep, warm caches (s)", f"{warm:.1f}"),
-            ("speed-up warm vs cold", f"{cold / warm:.1f}x"),
+            ("sweep, warm caches (s)", f"{warm:.1f}"),
             ("warm time per run (s)", f"{warm / runs:.2f}"),
             ("warm time per probe (ms)", f"{1000 * warm / probes:.2f}")]
-    _print(f"memlab.bench eval --sweep {config}: MLflow logging included, "
-           f"{os.cpu_count()} cores", rows)
+    if cold is not None:
+        rows[2:2] = [("sweep, cold caches (s)", f"{cold:.1f}"),
+                     ("speed-up warm vs cold", f"{cold / warm:.1f}x")]
+    logging = "MLflow logging included" if track else "no MLflow"
+    _print(f"memlab.bench eval --sweep {config}: {logging}, {os.cpu_count()} cores", rows)
     return 0
 
 
@@ -107,10 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", metavar="CONFIG", default=None,
                         help="time this experiment's whole sweep cold and warm instead")
     parser.add_argument("--workers", type=int, default=None, help="with --sweep: processes")
+    parser.add_argument("--no-mlflow", action="store_true",
+                        help="with --sweep: without MLflow logging (the sweep's --no-mlflow)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="with --sweep: time only the warm pass on this filled cache")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.sweep:
-        return bench_sweep(args.sweep, args.workers)
+        return bench_sweep(args.sweep, args.workers, track=not args.no_mlflow,
+                           cache=args.cache)
     probes: dict[str, Any] = {"limit": args.limit} if args.limit else {}
     base = {"name": "bench", "dataset": {"name": args.dataset, "probes": probes},
             "chunker": {"name": "turn"}, "retrieval": retrieval_spec(args),

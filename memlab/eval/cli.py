@@ -25,7 +25,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(render_table(result.summary, f"\n{result.config.name} ({result.summary['dataset']})"))
     print(f"\nrun directory: {result.run_dir}")
     if result.mlflow_run_id:
-        print(f"MLflow run: {result.mlflow_run_id}")
+        from memlab.eval.tracking import ui_link
+
+        print(f"MLflow run: {result.mlflow_run_id}\nMLflow UI: {ui_link(result.run_dir)}")
     return 0
 
 
@@ -36,6 +38,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         table = sweep(args.config, out=args.out, overrides=args.set, workers=args.workers,
                       track=False if args.no_mlflow else None, executor=executor)
     print(table.to_string(index=False))
+    if not args.no_mlflow and len(table) and _tracked(table):
+        from memlab.eval.tracking import ui_link
+
+        print(f"MLflow UI: {ui_link(table['dir'].iloc[-1])}")
     return 0
 
 
@@ -59,6 +65,13 @@ def cmd_scale(args: argparse.Namespace) -> int:
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\ntable and plot: {Path(table['run_dir'].iloc[0]).parents[1]}/scale.{{csv,png}}")
     return 0
+
+
+def _tracked(table: Any) -> bool:
+    """Whether the sweep's runs were mirrored into MLflow (their config says so)."""
+    from memlab.eval.tracking import RunRecord
+
+    return bool(RunRecord.open(table["dir"].iloc[-1]).tracking.get("mlflow", True))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

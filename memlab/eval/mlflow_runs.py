@@ -5,22 +5,42 @@ A run is named after what it compares, ``chunker / strategy / reader``
 memory architecture in front when it is not ``flat``), and tagged with the memory
 architecture, chunker, strategy, reader model, judge and the judge's measured agreement
 when ``metrics.json`` holds it. A sweep is one parent run with a child per
-configuration. The experiment's kind (``mlflow.experimentKind``) is set so the UI opens
-on what the experiment holds: MLflow's GenAI views once it has traces, the runs table
-while it has none (a retrieval sweep), instead of an empty GenAI overview.
+configuration.
+
+Where the UI opens. The experiment's kind (``mlflow.experimentKind``) is set to what the
+experiment holds (``genai_development`` once it has traces, ``custom_model_development``
+before), which is what MLflow's API and UIs before the workflow switch (3.9) read. MLflow
+3.17's UI does not: its kind hook returns the *workflow type* whenever the
+``workflowType`` switch is on, and that flag is hard-coded on, so the landing tab of
+``#/experiments/<id>`` depends only on the ``workflowType`` URL parameter, else the
+browser's ``localStorage["mlflow.workflowType_v1"]``, else ``genai`` (GenAI overview on a
+database store, Traces on a file store); ``machine_learning`` opens the runs table.
+memlab therefore prints the link that opens the right view (:func:`ui_path`).
+
+A saved chart view. MLflow 3.17 keeps the runs page's named views server-side, as
+experiment tags ``mlflow.sharedViewState.<id>`` (a JSON envelope ``{name, createdAt,
+updatedAt, state}`` whose ``state`` is the JSON of the search facets and UI state, charts
+included), listed in the runs page's *Views* menu and opened by
+``?viewStateShareKey=<id>``. memlab saves one per headline metric: a scatter of tokens per
+probe against that metric (the Pareto view), the runs sorted by it, all runs shown.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 KIND_TAG = "mlflow.experimentKind"
 GENAI, CLASSIC = "genai_development", "custom_model_development"
+VIEW_TAG = "mlflow.sharedViewState."
 
 #: Sweep parents made in this process: (uri, experiment id, sweep id) -> run id.
 _PARENTS: dict[tuple[str, str, str], str] = {}
 #: Experiment kinds set in this process: (uri, experiment id) -> kind.
 _KINDS: dict[tuple[str, str], str] = {}
+#: Chart views saved (or found) in this process: (uri, experiment id, view id).
+_VIEWS: set[tuple[str, str, str]] = set()
 
 
 def components(config: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, str]:
@@ -54,22 +74,23 @@ def run_tags(config: dict[str, Any], items: list[dict[str, Any]],
     tags["memlab.config"] = str(config.get("name"))
     if config.get("description"):
         tags["mlflow.note.content"] = str(config["description"])
-    tags.update(judge_agreement_tags(summary))
+    tags.update(summary_tags(summary))
     return tags
 
 
-def judge_agreement_tags(summary: dict[str, Any]) -> dict[str, str]:
-    """The judge's measured agreement (and kappa) when ``metrics.json`` records them
-    (``judge_check`` / ``judge_agreement``: a number or a mapping)."""
-    for key in ("judge_check", "judge_agreement"):
-        value = summary.get(key)
-        if isinstance(value, int | float):
-            return {"memlab.judge_agreement": f"{value:.3f}"}
-        if isinstance(value, dict):
-            return {f"memlab.judge_{field}": f"{float(value[field]):.3f}"
-                    for field in ("agreement", "kappa")
-                    if isinstance(value.get(field), int | float)}
-    return {}
+def summary_tags(summary: dict[str, Any]) -> dict[str, str]:
+    """Tags from ``metrics.json``: the judge's measured agreement and kappa and whether
+    they pass the threshold (``judge_check``), and for a re-judged or re-scored run its
+    source run and how it was derived."""
+    tags = {f"memlab.{key}": str(summary[key]) for key in ("source_run", "derived_by")
+            if summary.get(key)}
+    check = summary.get("judge_check")
+    if isinstance(check, dict) and check:
+        tags.update({f"memlab.judge_{field}": f"{float(check[field]):.3f}"
+                     for field in ("agreement", "kappa")
+                     if isinstance(check.get(field), int | float)})
+        tags["memlab.judge_agreement_ok"] = str(bool(check.get("ok")))
+    return tags
 
 
 def sweep_parent(client: Any, experiment_id: str, sweep: str, config_name: str) -> str:
@@ -110,7 +131,9 @@ def group_parent(tracking: Any, dataset: str, group: str, run_name: str,
 
 
 def set_experiment_kind(client: Any, experiment_id: str, traced: bool) -> None:
-    """GenAI once the experiment has traces; the classic runs view until then."""
+    """``genai_development`` once the experiment has traces, ``custom_model_development``
+    until then (read by MLflow's API and its UIs before the workflow switch, not 3.17's;
+    see the module docstring)."""
     key = (str(client.tracking_uri), experiment_id)
     if _KINDS.get(key) == GENAI or (_KINDS.get(key) == CLASSIC and not traced):
         return
@@ -132,3 +155,52 @@ def _model(spec: dict[str, Any] | None, items: list[dict[str, Any]], field: str)
     llm = spec.get("llm") or {}
     params = llm.get("params") or {}
     return str(params.get("model") or params.get("model_name") or llm.get("name"))
+
+
+def save_pareto_view(client: Any, experiment_id: str, metrics: dict[str, float],
+                     headlines: tuple[str, ...]) -> str | None:
+    """Save the experiment's Pareto chart view for the first of ``headlines`` the run
+    has among ``metrics`` (once: a view the user changed is kept); returns its id."""
+    headline = next((m for m in headlines if m in metrics), None)
+    if headline is None:
+        return None
+    view = "memlab-pareto-" + "".join(c if c.isalnum() else "-" for c in headline)
+    key = (str(client.tracking_uri), experiment_id, view)
+    if key not in _VIEWS:
+        if VIEW_TAG + view not in client.get_experiment(experiment_id).tags:
+            cost = "tokens.prompt.mean" if "tokens.prompt.mean" in metrics else \
+                "tokens.memory.mean"
+            client.set_experiment_tag(experiment_id, VIEW_TAG + view,
+                                      pareto_view(headline, cost))
+        _VIEWS.add(key)
+    return view
+
+
+def pareto_view(headline: str, cost: str) -> str:
+    """The saved-view envelope: ``headline`` against ``cost`` for every run."""
+    section = "memlab-pareto"
+    chart = {"uuid": "memlab-pareto-scatter", "type": "SCATTER", "runsCountToCompare": 100,
+             "metricSectionId": section, "deleted": False, "isGenerated": False,
+             "xaxis": {"key": cost, "type": "METRIC"},
+             "yaxis": {"key": headline, "type": "METRIC"}}
+    state = {"orderByKey": f"metrics.`{headline}`", "orderByAsc": False,
+             "compareRunCharts": [chart],
+             "compareRunSections": [{"uuid": section, "name": "memlab: Pareto",
+                                     "display": True, "isReordered": False,
+                                     "deleted": False, "isGenerated": False}],
+             "runsHiddenMode": "SHOW_ALL", "isAccordionReordered": True}
+    now = int(time.time() * 1000)
+    return json.dumps({"name": f"memlab: {headline} vs {cost.split('.')[1]} tokens",
+                       "createdAt": now, "updatedAt": now, "state": json.dumps(state)})
+
+
+def ui_path(experiment_id: str, tags: dict[str, str]) -> str:
+    """The UI page (after ``#``) that shows the experiment's results: the GenAI overview
+    once it has traces, else the runs table in the *Model training* workflow, opened on
+    memlab's Pareto chart view when there is one."""
+    base = f"/experiments/{experiment_id}"
+    if tags.get(KIND_TAG) == GENAI:
+        return f"{base}/overview?workflowType=genai"
+    views = sorted(k.removeprefix(VIEW_TAG) for k in tags if k.startswith(VIEW_TAG + "memlab-"))
+    view = f"&viewStateShareKey={views[0]}&compareRunsMode=CHART" if views else ""
+    return f"{base}/runs?workflowType=machine_learning{view}"

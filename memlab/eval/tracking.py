@@ -157,6 +157,8 @@ def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
         _log_artifacts(record)
         traced = _log_traces(client, record, experiment_id, run_id, prompts, policy)
     mlflow_runs.set_experiment_kind(client, experiment_id, traced=traced > 0)
+    mlflow_runs.save_pareto_view(client, experiment_id, run_metrics(record.summary),
+                                 tuple(mlflow_key(m) for m in PARETO_METRICS))
     if pareto:
         _log_pareto(client, experiment_id, run_id)
         if parent is not None:
@@ -164,6 +166,20 @@ def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
     if parent is not None:
         client.set_terminated(parent)  # ends when its latest child is logged
     return run_id
+
+
+def ui_link(run_dir: str | Path, uri: str | None = None) -> str:
+    """Where the MLflow UI shows the experiment of the logged run ``run_dir`` (see
+    :func:`memlab.eval.mlflow_runs.ui_path`): on the tracking server, or on ``mlflow
+    ui``'s default address for a local store."""
+    from memlab.eval.mlflow_runs import ui_path
+
+    record = RunRecord.open(run_dir)
+    uri = tracking_uri(uri or record.tracking.get("tracking_uri"))
+    experiment = _client(uri).get_experiment_by_name(experiment_name(record))
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else \
+        "http://127.0.0.1:5000"
+    return f"{server}/#{ui_path(experiment.experiment_id, experiment.tags)}"
 
 
 def _log_batch(client: Any, run_id: str, record: RunRecord, parent: str | None) -> None:
@@ -176,8 +192,7 @@ def _log_batch(client: Any, run_id: str, record: RunRecord, parent: str | None) 
     tags = {"memlab.run_dir": str(record.run_dir.resolve()),
             "memlab.dataset": record.dataset,
             "memlab.retrieval_only": str(record.config.get("answer") is None),
-            **run_tags(record.config, record.items, record.summary),
-            **summary_tags(record.summary)}
+            **run_tags(record.config, record.items, record.summary)}
     if parent is not None:
         tags["mlflow.parentRunId"] = parent
     params = [Param(k, _param(v)) for k, v in run_params(record.config).items()]
@@ -259,23 +274,18 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def summary_tags(summary: dict[str, Any]) -> dict[str, str]:
-    """Tags linking a re-judged/re-scored run to its source, and the judge warning."""
-    tags = {f"memlab.{key}": str(summary[key]) for key in ("source_run", "derived_by")
-            if summary.get(key)}
-    check = summary.get("judge_check")
-    if check:
-        tags["memlab.judge_agreement_ok"] = str(bool(check.get("ok")))
-    return tags
-
-
 def _log_artifacts(record: RunRecord) -> None:
     import mlflow
 
     from memlab.eval.frames import items_frame
+    from memlab.eval.lock import LOCK_NAME
     from memlab.eval.plots import category_bars, latency_hist
 
-    mlflow.log_artifacts(str(record.run_dir), artifact_path="run")
+    for path in sorted(record.run_dir.iterdir()):  # not the run's lock file
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=f"run/{path.name}")
+        elif path.name != LOCK_NAME:
+            mlflow.log_artifact(str(path), artifact_path="run")
     items = record.items
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
