@@ -46,6 +46,14 @@ def time_spans(question: str, asked_at: datetime | None) -> tuple[TimeSpan, ...]
     return _parse(question, asked_at)
 
 
+@lru_cache(maxsize=1)
+def warm_up() -> None:
+    """Import dateparser and load its English data once (about a second), so that cost
+    falls on indexing, not on the first question that names a date."""
+    _parse.__wrapped__("What happened on 1 May 2023, two weeks ago?",
+                       datetime(2024, 1, 1, tzinfo=UTC))
+
+
 @lru_cache(maxsize=8192)
 def _parse(question: str, asked_at: datetime) -> tuple[TimeSpan, ...]:
     from dateparser import DateDataParser
