@@ -100,8 +100,8 @@ def _private_cache(monkeypatch, tmp_path: Path) -> None:
 
 def test_registry_lists_every_strategy() -> None:
     assert registry.names() == ["bm25", "budget", "dense", "full_context", "hierarchical",
-                                "hybrid", "keys", "llm_rerank", "mmr", "none", "oracle",
-                                "recency", "time_aware"]
+                                "hybrid", "keys", "llm_rerank", "mmr", "multigrain", "none",
+                                "oracle", "recency", "time_aware"]
 
 
 @pytest.mark.parametrize("name", registry.names())

@@ -10,6 +10,7 @@ from memlab.chunkers.base import Chunker, MemoryUnit
 from memlab.data.schema import Conversation, Probe, Session
 from memlab.memory.base import ComponentSpec
 from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.wrap import prepare_index
 from memlab.spec import Component, build
 
 
@@ -43,6 +44,7 @@ class FlatMemory(Component):
         if self._indexed != len(self._units):
             self._retriever.index(self._units)
             self._indexed = len(self._units)
+            prepare_index(self._retriever)
 
     def search(self, query: str, k: int, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:

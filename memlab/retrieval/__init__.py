@@ -11,7 +11,7 @@ name           score                                        threshold 0.5 means
 bm25           raw BM25 (>= 0, unbounded)                   a weak keyword match
 dense          cosine similarity [-1, 1]                    the Letta seed's cut-off
 hybrid         rrf: sum 1/(60+rank) (<= 0.033);             rrf: nothing passes;
-               weighted: [0, 1]                             weighted: half-way
+               weighted: [0, 1] (zscore: >= 0, unbounded)   weighted: half-way
 recency        base score x 0.5 ** (age / half-life)        decayed cosine >= 0.5
 mmr            cosine of each picked unit                   as dense
 full_context   1.0 for every unit                           no effect (only > 1 cuts)
@@ -22,10 +22,11 @@ hierarchical   1/(rrf_k+rank) + w x session rrf             rrf: nothing passes
 time_aware     1/(rrf_k+rank) (+ time_weight in the span)   rrf: nothing passes
 keys           the base's score on the key                  as the base
 llm_rerank     1 + P(yes) for the top_n, 1/(1+rank) after   1.5: P(yes) >= 0.5
+multigrain     (1-w) x base' + w x best turn' (min-max)     half-way on both
 =============  ===========================================  ==========================
 
-``budget``, ``hierarchical``, ``time_aware`` and ``keys`` wrap a ``base`` strategy (any
-spec, nested wrappers included): ``{name: budget, params: {base: {name: time_aware,
+``budget``, ``hierarchical``, ``time_aware``, ``keys`` and ``multigrain`` wrap a ``base``
+strategy (any spec, nested wrappers included): ``{name: budget, params: {base: {name: time_aware,
 params: {base: bm25}}}}``. ``budget`` is the one strategy whose hits may be new units
 (spans of indexed turns).
 """
@@ -51,6 +52,7 @@ registry.register("hierarchical", "memlab.retrieval.hierarchical:HierarchicalStr
 registry.register("time_aware", "memlab.retrieval.time_aware:TimeAwareStrategy")
 registry.register("keys", "memlab.retrieval.keys:KeyStrategy")
 registry.register("llm_rerank", "memlab.retrieval.rerank:LlmRerankStrategy")
+registry.register("multigrain", "memlab.retrieval.multigrain:MultiGrainStrategy")
 
 
 def build_strategy(spec: Any) -> Retriever:

@@ -41,6 +41,7 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit
+from memlab.retrieval.turn_costs import TurnCosts
 from memlab.retrieval.turns import TurnCatalog, turn_lines
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
@@ -121,9 +122,19 @@ class BudgetStrategy(Wrapper, Component):
     def catalog(self) -> TurnCatalog:
         return TurnCatalog()
 
+    @cached_property
+    def costs(self) -> TurnCosts:
+        return TurnCosts(self.tokenizer)
+
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        """Index the base; catalogue the turns and count their tokens now (not at the
+        first search)."""
         super().index(units, vectors)
         self.catalog.add(units)
+        if not self.catalog.fresh:
+            self.catalog.refresh()
+            self.costs = TurnCosts(self.tokenizer)  # lines may have changed: count anew
+            self.costs.update(self.catalog)
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
@@ -164,7 +175,7 @@ class _Packer:
     def _take(self, rank: int, hit: Hit) -> bool:
         """Add the hit (with neighbours if they fit) within the budget; False if not."""
         unit = hit.unit
-        if turn_lines(unit) is None or unit.source_turn_ids[0] not in self.catalog.where:
+        if not self.catalog.decomposable(unit):
             cost = text_tokens(unit.text, self.owner.tokenizer)
             if self.used + cost > self.owner.budget:
                 return False
@@ -203,8 +214,8 @@ class _Packer:
 
     def _session_cost(self, session: str, positions: dict[int, int]) -> int:
         order = self.catalog.sessions[session]
-        return sum(text_tokens(self._text(order, run), self.owner.tokenizer)
-                   for run in _runs(sorted(positions)))
+        costs = self.owner.costs
+        return sum(costs.run_cost(self.catalog, order, run) for run in _runs(sorted(positions)))
 
     def _text(self, order: list[str], run: list[int]) -> str:
         return "\n".join(self.catalog.line[order[p]] for p in run)
@@ -233,7 +244,7 @@ class _Packer:
         out: list[tuple[int, MemoryUnit]] = []
         for rank in ranks:
             unit = self.hits[rank].unit
-            if turn_lines(unit) is None or unit.source_turn_ids[0] not in self.catalog.where:
+            if not self.catalog.decomposable(unit):
                 if unit.id not in shown_whole:
                     shown_whole.add(unit.id)
                     out.append((rank, unit))

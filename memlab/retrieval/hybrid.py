@@ -8,6 +8,9 @@ Each part returns its best ``candidates`` visible units; the union is re-scored:
 - ``fusion: "weighted"`` — each list's scores min-max normalised to [0, 1] (a list whose
   scores are all equal normalises to 1), then ``alpha * dense + (1 - alpha) * bm25``; a
   unit missing from a list gets 0 from it. Scores and ``threshold`` lie in [0, 1].
+  ``norm: "zscore"`` divides by each list's standard deviation instead of its range
+  (a z-score shifted so the list's lowest is 0, as a missing unit), so one outlying top
+  score does not squash the rest of its list; scores are then >= 0, unbounded.
 
 Ties are broken by unit order.
 """
@@ -31,6 +34,7 @@ from memlab.retrieval.ranking import DEFAULT_K, UnitTable, resolve_k, select_top
 from memlab.spec import Component
 
 FUSIONS = ("rrf", "weighted")
+NORMS = ("minmax", "zscore")
 
 
 def rrf_scores(rankings: Sequence[Sequence[str]], rrf_k: int = 60) -> dict[str, float]:
@@ -43,15 +47,18 @@ def rrf_scores(rankings: Sequence[Sequence[str]], rrf_k: int = 60) -> dict[str, 
 
 
 def weighted_scores(
-    scored: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float]
+    scored: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float],
+    norm: str = "minmax",
 ) -> dict[str, float]:
-    """Weighted sum of min-max normalised score lists (missing ids count 0)."""
+    """Weighted sum of normalised score lists (missing ids count 0): each list minus its
+    minimum, over its range (``minmax``) or its standard deviation (``zscore``)."""
     fused: dict[str, float] = {}
     for pairs, weight in zip(scored, weights, strict=True):
         if not pairs:
             continue
         values = np.asarray([s for _, s in pairs], dtype=np.float64)
-        low, span = values.min(), values.max() - values.min()
+        low = values.min()
+        span = values.std() if norm == "zscore" else values.max() - low
         normed = np.ones_like(values) if span == 0 else (values - low) / span
         for (uid, _), value in zip(pairs, normed, strict=True):
             fused[uid] = fused.get(uid, 0.0) + weight * float(value)
@@ -71,6 +78,7 @@ class HybridStrategy(Component):
         rrf_k: int = 60,
         alpha: float = 0.5,
         candidates: int = 50,
+        norm: str = "minmax",
         bm25: Mapping[str, Any] | Bm25Strategy | None = None,
         dense: Mapping[str, Any] | DenseStrategy | None = None,
     ) -> None:
@@ -80,6 +88,7 @@ class HybridStrategy(Component):
         self.rrf_k = rrf_k
         self.alpha = alpha
         self.candidates = candidates
+        self.norm = norm
         self.bm25 = bm25
         self.dense = dense
 
@@ -90,6 +99,9 @@ class HybridStrategy(Component):
         if self.fusion not in FUSIONS:
             raise ConfigError(f"hybrid fusion {self.fusion!r} is not known; "
                               f"valid choices: {', '.join(FUSIONS)}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"hybrid norm {self.norm!r} is not known; "
+                              f"valid choices: {', '.join(NORMS)}")
         try:
             bm25 = self.bm25 if isinstance(self.bm25, Bm25Strategy) else Bm25Strategy(
                 **dict(self.bm25 or {}))
@@ -109,6 +121,11 @@ class HybridStrategy(Component):
         bm25.index(units)
         dense.index(units, vectors)
 
+    def prepare_index(self) -> None:
+        """Build both parts' search indexes now (see ``wrap.prepare_index``)."""
+        for part in self.parts:
+            part.prepare_index()
+
     def search(
         self,
         query: str,
@@ -126,7 +143,7 @@ class HybridStrategy(Component):
             fused = rrf_scores([ids for ids, _ in lists], self.rrf_k)
         else:
             pairs = [list(zip(ids, scores, strict=True)) for ids, scores in lists]
-            fused = weighted_scores(pairs, [1.0 - self.alpha, self.alpha])
+            fused = weighted_scores(pairs, [1.0 - self.alpha, self.alpha], self.norm)
         rows = self.table.rows
         scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
         keys = np.fromiter((rows[i] for i in fused), dtype=np.int64, count=len(fused))

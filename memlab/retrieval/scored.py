@@ -45,6 +45,11 @@ class ScoredStrategy:
         units = self.table.sorted_units
         return [Hit(units[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
 
+    def prepare_index(self) -> None:
+        """Build the derived indexes now instead of at the next search."""
+        self.table.refresh()
+        self._prepare()
+
     def ranked(
         self, query: str, k: int | None, as_of: datetime | None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -20,17 +20,18 @@ first (the current value of a knowledge update comes before the stale one).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
 
 import numpy as np
 
+from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
-from memlab.retrieval.timeref import TimeSpan, time_spans
+from memlab.retrieval.timeref import TimeSpan, time_spans, warm_up
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
@@ -71,6 +72,11 @@ class TimeAwareStrategy(Wrapper, Component):
         if self.mode not in MODES:
             raise ConfigError(f"time_aware mode {self.mode!r} is not known; "
                               f"valid choices: {', '.join(MODES)}")
+
+    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        """Index the base, and load the date parser now rather than at the first search."""
+        super().index(units, vectors)
+        warm_up()
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:

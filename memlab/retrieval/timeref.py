@@ -46,29 +46,48 @@ def time_spans(question: str, asked_at: datetime | None) -> tuple[TimeSpan, ...]
     return _parse(question, asked_at)
 
 
+@lru_cache(maxsize=1)
+def warm_up() -> None:
+    """Import dateparser and load its English data once (about a second), so that cost
+    falls on indexing, not on the first question that names a date."""
+    _parse.__wrapped__("What happened on 1 May 2023, two weeks ago?",
+                       datetime(2024, 1, 1, tzinfo=UTC))
+
+
 @lru_cache(maxsize=8192)
 def _parse(question: str, asked_at: datetime) -> tuple[TimeSpan, ...]:
-    from dateparser import DateDataParser
     from dateparser.search import search_dates
 
     base = asked_at.astimezone(UTC).replace(tzinfo=None)
     settings = {"RELATIVE_BASE": base, "PREFER_DATES_FROM": "past",
                 "RETURN_AS_TIMEZONE_AWARE": False}
     found = search_dates(question, languages=["en"], settings=settings) or []
-    parser = DateDataParser(languages=["en"], settings=settings)
     spans = []
     for text, _ in found:
         if not _ACCEPT.search(text):
             continue
-        data = parser.get_date_data(text)
-        if data.date_obj is None:
+        when, period = _date_data(text, base)
+        if when is None:
             continue
-        span = _span(data.date_obj, data.period or "day", text)
+        span = _span(when, period, text)
         end = min(span.end, base + timedelta(microseconds=1))
         if span.start < end:
             spans.append(TimeSpan(span.start.replace(tzinfo=UTC), end.replace(tzinfo=UTC),
                                   text))
     return tuple(spans)
+
+
+@lru_cache(maxsize=8192)
+def _date_data(text: str, base: datetime) -> tuple[datetime | None, str]:
+    """dateparser's date and period of an expression found in a question, relative to
+    ``base``; memoised, since questions asked at one time repeat expressions ("2023",
+    "last year")."""
+    from dateparser import DateDataParser
+
+    settings = {"RELATIVE_BASE": base, "PREFER_DATES_FROM": "past",
+                "RETURN_AS_TIMEZONE_AWARE": False}
+    data = DateDataParser(languages=["en"], settings=settings).get_date_data(text)
+    return data.date_obj, data.period or "day"
 
 
 def _span(when: datetime, period: str, text: str) -> TimeSpan:

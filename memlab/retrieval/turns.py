@@ -41,6 +41,7 @@ class TurnCatalog:
     known: dict[str, int] = field(default_factory=dict)
     known_at: dict[str, datetime] = field(default_factory=dict)
     exact: dict[tuple[str, ...], MemoryUnit] = field(default_factory=dict)
+    split: set[str] = field(default_factory=set)  # ids of indexed decomposable units
     fresh: bool = True
 
     def add(self, units: Sequence[MemoryUnit]) -> None:
@@ -53,11 +54,12 @@ class TurnCatalog:
         if self.fresh:
             return
         self.sessions, self.where, self.line, self.exact = {}, {}, {}, {}
-        self.known, self.known_at = {}, {}
+        self.known, self.known_at, self.split = {}, {}, set()
         for unit in self.units.values():
             lines = turn_lines(unit)
             if lines is None:
                 continue
+            self.split.add(unit.id)
             self.exact.setdefault(unit.source_turn_ids, unit)
             order = self.sessions.setdefault(unit.session_id, [])
             moment = at_micros(unit.at)
@@ -69,6 +71,13 @@ class TurnCatalog:
                 if moment < self.known.get(tid, moment + 1):
                     self.known[tid], self.known_at[tid] = moment, unit.at
         self.fresh = True
+
+    def decomposable(self, unit: MemoryUnit) -> bool:
+        """Whether ``unit`` is made of whole turns of this catalog (indexed ones are
+        looked up, not split again)."""
+        if unit.id in self.split and self.units[unit.id] is unit:
+            return True
+        return turn_lines(unit) is not None and unit.source_turn_ids[0] in self.where
 
     def visible(self, tid: str, as_of_us: int | None) -> bool:
         return as_of_us is None or self.known[tid] <= as_of_us

@@ -58,11 +58,23 @@ class Wrapper:
         size = pool if limit is None else max(pool, limit)
         return limit, self.base_strategy.search(query, size, as_of, probe=probe)
 
+    def prepare_index(self) -> None:
+        """Build the base's search indexes now (see :func:`prepare_index`)."""
+        prepare_index(self.base_strategy)
+
     def take_calls(self) -> list[dict[str, Any]]:
         from memlab.memory.base import Accounted
 
         base = self.base_strategy
         return base.take_calls() if isinstance(base, Accounted) else []
+
+
+def prepare_index(strategy: object) -> None:
+    """Build ``strategy``'s lazily built search indexes now (BM25's engine, its stemmer),
+    if it has any: the harness calls this after indexing, so no search pays for it."""
+    prepare = getattr(strategy, "prepare_index", None)
+    if callable(prepare):
+        prepare()
 
 
 def index_base(base: Retriever, units: Sequence[MemoryUnit],

@@ -1,0 +1,138 @@
+"""Multi-granularity fusion: rank windows by a base strategy and by their best turn.
+
+Windows of several turns carry context (a question and its answer, a name and what was
+said about it), which keyword matching needs; single turns carry one precise thought,
+which a sentence embedder matches best (MiniLM was trained on sentences; a 4-turn window
+averages its topics away). This wrapper scores the base's units (``base``, e.g. hybrid
+over windows) *and* every turn inside them by a second strategy (``turns``, dense by
+default) indexed on the turns themselves, then fuses per unit:
+
+    score = (1 - weight) * base' + weight * max over the unit's turns of turns'
+
+where ``'`` is min-max normalisation over each strategy's best ``candidates`` (0 for a
+unit or turn missing from that list). Units holding one of the best turns join the
+candidates even if the base missed them. Turns are derived from decomposable units
+(:mod:`memlab.retrieval.turns`; others keep their base score only), each dated when the
+first unit holding it became known, so ``as_of`` holds for both lists. Ties: base rank,
+then unit order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+
+from memlab.chunkers.base import MemoryUnit
+from memlab.data.schema import Probe
+from memlab.errors import ConfigError
+from memlab.retrieval.base import Hit, Retriever
+from memlab.retrieval.turns import TurnCatalog, turn_lines
+from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base, prepare_index
+from memlab.spec import Component
+
+
+class MultiGrainStrategy(Wrapper, Component):
+    """A base ranking of (window) units fused with a turn-level ranking of their turns."""
+
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "turns": "retrieval"}
+
+    def __init__(
+        self,
+        k: int | None = 10,
+        threshold: float | None = None,
+        base: BaseSpec = "hybrid",
+        turns: BaseSpec = "dense",
+        weight: float = 0.5,
+        candidates: int = 100,
+    ) -> None:
+        self.k = k
+        self.threshold = threshold
+        self.base = base
+        self.turns = turns
+        self.weight = weight
+        self.candidates = candidates
+
+    def check_params(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ConfigError(f"multigrain: weight must lie in [0, 1], got {self.weight!r}")
+
+    @cached_property
+    def turn_strategy(self) -> Retriever:
+        """The strategy over single turns, built on first use."""
+        return build_base(self.turns)
+
+    @cached_property
+    def catalog(self) -> TurnCatalog:
+        return TurnCatalog()
+
+    @cached_property
+    def holders(self) -> dict[str, list[MemoryUnit]]:
+        """Turn id -> the indexed units holding it, in indexing order."""
+        return {}
+
+    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        super().index(units, vectors)
+        self.catalog.add(units)
+        self.catalog.refresh()
+        fresh: list[MemoryUnit] = []
+        for unit in units:
+            if turn_lines(unit) is None:
+                continue
+            for tid in unit.source_turn_ids:
+                held = self.holders.setdefault(tid, [])
+                if not held:
+                    fresh.append(_turn_unit(tid, self.catalog))
+                if unit not in held:
+                    held.append(unit)
+        if fresh:
+            index_base(self.turn_strategy, fresh)
+
+    def prepare_index(self) -> None:
+        super().prepare_index()
+        prepare_index(self.turn_strategy)
+
+    def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
+               probe: Probe | None = None) -> list[Hit]:
+        limit, hits = self.candidates_for(query, k, as_of, probe, self.candidates)
+        if limit == 0:
+            return []
+        turns = self.turn_strategy.search(query, self.candidates, as_of, probe=probe)
+        base = _normalised([h.score for h in hits])
+        best: dict[str, float] = {}
+        for hit, score in zip(turns, _normalised([h.score for h in turns]), strict=True):
+            best.setdefault(hit.unit.source_turn_ids[0], score)
+        order: dict[str, tuple[MemoryUnit, int, float]] = {}
+        for rank, (hit, score) in enumerate(zip(hits, base, strict=True)):
+            order.setdefault(hit.unit.id, (hit.unit, rank, score))
+        for hit in turns:  # units holding a top turn, visible at as_of, join
+            for unit in self.holders.get(hit.unit.source_turn_ids[0], ()):
+                if unit.id not in order and (as_of is None or unit.at <= as_of):
+                    order[unit.id] = (unit, len(hits) + len(order), 0.0)
+        fused = []
+        for unit, rank, score in order.values():
+            top = max((best.get(t, 0.0) for t in unit.source_turn_ids), default=0.0)
+            fused.append(((1.0 - self.weight) * score + self.weight * top, rank, unit))
+        fused.sort(key=lambda item: (-item[0], item[1]))
+        out = [Hit(unit, value) for value, _, unit in fused
+               if self.threshold is None or value >= self.threshold]
+        return out if limit is None else out[:limit]
+
+
+def _normalised(scores: list[float]) -> list[float]:
+    """Min-max to [0, 1] (all equal: 1), as hybrid's weighted fusion does."""
+    if not scores:
+        return []
+    values = np.asarray(scores, dtype=np.float64)
+    low, span = values.min(), values.max() - values.min()
+    normed = np.ones_like(values) if span == 0 else (values - low) / span
+    return [float(v) for v in normed]
+
+
+def _turn_unit(tid: str, catalog: TurnCatalog) -> MemoryUnit:
+    session = catalog.where[tid][0]
+    return MemoryUnit(f"{session}/turn/{tid}", catalog.line[tid], "turn", (tid,), session,
+                      catalog.known_at[tid])
