@@ -100,3 +100,27 @@ def test_custom_counter_is_used() -> None:
     result = fit_context(render, ITEMS, context_window=limit + 1, answer_budget=1,
                          counter=by_chars)
     assert result.kept == ITEMS[:3] and result.prompt_tokens == limit
+
+
+def test_prompt_builder_truncates_retrieved_hits_oldest_first() -> None:
+    """A full-context prompt over the window drops the oldest units (by their ``at``), not
+    the lowest ranked, and keeps the rest (a Hit has no ``at``: the builder reads units')."""
+    from memlab.chunkers.base import MemoryUnit
+    from memlab.prompts import get_template
+    from memlab.prompts.builder import PromptBuilder
+    from memlab.retrieval.base import Hit
+
+    start = datetime(2023, 5, 1, tzinfo=UTC)
+    # rank order is newest first, so dropping the lowest rank would keep the same hits
+    hits = [Hit(MemoryUnit(id=f"u{i}", text=ITEMS[i], kind="turn", source_turn_ids=(f"D1:{i}",),
+                           session_id="session_1", at=start + timedelta(days=i)), 1.0 / (1 + r))
+            for r, i in enumerate([5, 0, 7, 2, 9, 4])]
+    template = get_template("answer_short")
+    whole = count_chat_tokens(template.render(memories=hits, question=QUESTION).messages)
+    builder = PromptBuilder(template, context_window=whole - 40 + 16, max_memory_tokens=10_000,
+                            max_answer_tokens=16, trim_policy="truncate_oldest")
+    rendered, fitted = builder.build(hits, question=QUESTION)
+    dropped = [d.item.unit.id for d in fitted.dropped]
+    assert dropped and set(dropped) <= {"u0", "u2"}
+    assert "u0" in dropped  # the oldest goes first
+    assert [h.unit.id for h in fitted.kept] == [h.unit.id for h in hits if h.unit.id not in dropped]

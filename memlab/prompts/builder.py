@@ -60,6 +60,9 @@ class PromptBuilder:
         def render(kept: Sequence[Hit]) -> Any:
             return self.template.render(memories=list(kept), **variables).messages
 
+        # truncate_oldest drops by the units' times (a Hit has no ``at`` of its own)
+        times = [hit.unit.at for hit in memories]
         fitted = fit_context(render, memories, context_window=self.context_window,
-                             answer_budget=self.max_answer_tokens, policy=self.trim_policy)
+                             answer_budget=self.max_answer_tokens, policy=self.trim_policy,
+                             times=times if None not in times else None)
         return self.template.render(memories=list(fitted.kept), **variables), fitted
