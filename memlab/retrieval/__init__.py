@@ -22,9 +22,12 @@ hierarchical   1/(rrf_k+rank) + w x session rrf             rrf: nothing passes
 time_aware     1/(rrf_k+rank) (+ time_weight in the span)   rrf: nothing passes
 keys           the base's score on the key                  as the base
 llm_rerank     1 + P(yes) for the top_n, 1/(1+rank) after   1.5: P(yes) >= 0.5
+cross_encoder  1 + sigmoid(logit) for the top_n, as above   1.5: sigmoid >= 0.5
+query_rewrite  sum w/(rrf_k+rank) over question + rewrites  rrf: nothing passes
 =============  ===========================================  ==========================
 
-``budget``, ``hierarchical``, ``time_aware`` and ``keys`` wrap a ``base`` strategy (any
+``budget``, ``hierarchical``, ``time_aware``, ``keys``, ``llm_rerank``, ``cross_encoder``
+and ``query_rewrite`` wrap a ``base`` strategy (any
 spec, nested wrappers included): ``{name: budget, params: {base: {name: time_aware,
 params: {base: bm25}}}}``. ``budget`` is the one strategy whose hits may be new units
 (spans of indexed turns).
@@ -51,6 +54,8 @@ registry.register("hierarchical", "memlab.retrieval.hierarchical:HierarchicalStr
 registry.register("time_aware", "memlab.retrieval.time_aware:TimeAwareStrategy")
 registry.register("keys", "memlab.retrieval.keys:KeyStrategy")
 registry.register("llm_rerank", "memlab.retrieval.rerank:LlmRerankStrategy")
+registry.register("cross_encoder", "memlab.retrieval.cross_encoder:CrossEncoderStrategy")
+registry.register("query_rewrite", "memlab.retrieval.query_rewrite:QueryRewriteStrategy")
 
 
 def build_strategy(spec: Any) -> Retriever:
