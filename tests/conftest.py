@@ -59,6 +59,15 @@ def postgres() -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def local_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real CrossEncoder folder built offline: the bundled MiniLM with a seeded, untrained
+    one-logit head (the ``cross_encoder`` strategy's default model needs the network)."""
+    from memlab.testing.cross_encoder import minilm_cross_encoder
+
+    return minilm_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
+
+
 @pytest.fixture
 def pg_table(request: pytest.FixtureRequest) -> str:
     """A table name of its own for each test sharing the session's PostgreSQL."""

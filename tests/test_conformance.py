@@ -35,6 +35,7 @@ SPECS: dict[tuple[str, str], dict[str, Any]] = {
                                                        "params": {"embedder": "hash"}}},
     ("memory", "extracted"): {"llm": _MOCK, "embedder": "hash", "decide": "rule"},
     ("embedder", "ollama"): {"host": "http://127.0.0.1:9"},
+    ("retrieval", "query_rewrite"): {"llm": _MOCK},
 }
 
 
@@ -75,6 +76,9 @@ def test_component_conforms(kind: str, name: str, conversation: Any, tmp_path: P
         component = build(kind, {"name": name, "params": {
             **resolved["params"], "dsn": request.getfixturevalue("postgres").dsn,
             "table": "conformance"}})
+    if (kind, name) == ("retrieval", "cross_encoder"):  # offline: a real MiniLM on disk
+        component = build(kind, {"name": name, "params": {
+            **resolved["params"], "model": str(request.getfixturevalue("local_cross_encoder"))}})
     CHECKS[kind](component, conversation, tmp_path)
 
 

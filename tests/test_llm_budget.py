@@ -119,7 +119,7 @@ def test_prompt_builder_truncates_retrieved_hits_oldest_first() -> None:
     whole = count_chat_tokens(template.render(memories=hits, question=QUESTION).messages)
     builder = PromptBuilder(template, context_window=whole - 40 + 16, max_memory_tokens=10_000,
                             max_answer_tokens=16, trim_policy="truncate_oldest")
-    rendered, fitted = builder.build(hits, question=QUESTION)
+    _, fitted = builder.build(hits, question=QUESTION)
     dropped = [d.item.unit.id for d in fitted.dropped]
     assert dropped and set(dropped) <= {"u0", "u2"}
     assert "u0" in dropped  # the oldest goes first

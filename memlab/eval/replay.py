@@ -112,6 +112,7 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         depth = max(config.k or 0, config.depth)
         with timer("search"):
             hits = memory.search(probe.question, depth, probe.asked_at, probe=probe)
+        calls = memory.take_calls() if isinstance(memory, Accounted) else []
         with timer("score"):
             row["metrics"] = _retrieval_metrics(hits, probe, covers, tokens)
         shown = hits[: config.k] if config.k is not None else hits
@@ -121,6 +122,10 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         if trim is not None:  # full_context: what was cut
             row["memory_trim"] = memory_trim(trim)
         row["tokens"] = {"memory": sum(tokens(h.unit) for h in shown)}  # answers refine it
+        if calls:  # query-time LLM calls (llm_rerank, query_rewrite): the probe's cost
+            row["search_llm"] = ingest_summary(calls)
+            row["tokens"]["search"] = (row["search_llm"]["prompt_tokens"]
+                                       + row["search_llm"]["completion_tokens"])
         if answerer is not None:
             row.update(answerer.answer(conversation, probe, shown, timer))
             row["metrics"].update(row.pop("answer_metrics", {}))
@@ -130,6 +135,8 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         row["traceback"] = traceback.format_exc(limit=6)
         row.setdefault("metrics", {})
     row["latency_seconds"] = {k: round(v, 6) for k, v in timer.take().items()}
+    if "search_llm" in row:  # inside "search"; apart, so search minus LLM can be read
+        row["latency_seconds"]["search_llm"] = row["search_llm"]["seconds"]
     return row
 
 

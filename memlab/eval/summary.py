@@ -34,6 +34,7 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
     ok = [row for row in items if not row.get("error")]
     metrics = _metric_summaries(items, seed, n_resamples)
     ingest = merge_summaries(row.get("ingest") or {} for row in memory)
+    searched = merge_summaries(row["search_llm"] for row in items if row.get("search_llm"))
     return {
         "probes": len(items),
         "errors": {"probes": len(items) - len(ok), "ingest": ingest["errors"]},
@@ -45,7 +46,7 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
         "trimmed": _trimmed(ok),
         "footprint": _footprint(memory),
         "ingest": ingest,
-    }
+    } | ({"search_llm": searched} if searched["calls"] else {})
 
 
 def _ingest_tokens(ingest: dict[str, Any], probes: int) -> dict[str, Any]:
@@ -150,6 +151,10 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
     if trimmed.get("memory") or trimmed.get("prompt"):
         lines.append(f"memory cut to fit: {trimmed.get('memory', 0)} probes by the strategy's "
                      f"token budget, {trimmed.get('prompt', 0)} by the context window")
+    searched = summary.get("search_llm") or {}
+    if searched.get("calls"):
+        lines.append(f"search LLM calls {searched['calls']} ({searched['cached']} cached), "
+                     f"errors {searched['errors']}, {searched['seconds']:.1f} s")
     for phase, lat in summary["latency_seconds"].items():
         if lat["p50"] is not None:
             lines.append(f"latency {phase:<15} p50 {lat['p50'] * 1000:9.1f} ms   "

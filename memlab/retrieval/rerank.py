@@ -7,8 +7,10 @@ llama.cpp backend that probability is read from the logits of the first answer t
 reused from llama.cpp's KV cache). Backends without logits (Ollama, OpenAI-compatible,
 the mock) fall back to their generated answer: 1.0 if it starts with "yes", else 0.0.
 Every probability is cached on disk (``$MEMLAB_CACHE_DIR/rerank.sqlite``), keyed by the
-model's identity, the template and the exact messages, so a rerun costs no LLM call;
-``records`` keeps calls, seconds and whether each came from the cache.
+model's identity, the template and the exact messages, with the call's token counts, so a
+rerun costs no LLM call; ``records`` keeps one row per pair scored (prompt/completion
+tokens, seconds, cache hit, error) and ``take_calls`` hands them to the harness, which
+puts a probe's calls in its item (``search_llm``, ``tokens.search``).
 
 Scores: the reranked units ``1 + P(yes)`` (in [1, 2]), the rest of the base ranking
 ``1 / (1 + rank)`` below them, so hits stay best-first. Ties keep base order.
@@ -29,13 +31,14 @@ import numpy as np
 
 from memlab.cache import cache_root
 from memlab.data.schema import Probe
+from memlab.llm.calls import CallRecords
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
 
-class LlmRerankStrategy(Wrapper, Component):
+class LlmRerankStrategy(CallRecords, Wrapper, Component):
     """A base ranking whose best ``top_n`` are re-ordered by an LLM's P(yes)."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "llm": "llm"}
@@ -57,16 +60,13 @@ class LlmRerankStrategy(Wrapper, Component):
         self.llm = llm
         self.template = template
         self.cache = cache
+        self.records: list[dict[str, Any]] = []  # one per pair scored: tokens, seconds
 
     @cached_property
     def model(self) -> Any:
         from memlab.chunkers.llm_support import resolve_llm
 
         return resolve_llm(self.llm, "llm_rerank")
-
-    @cached_property
-    def records(self) -> list[dict[str, Any]]:
-        return []
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
@@ -85,13 +85,20 @@ class LlmRerankStrategy(Wrapper, Component):
         key = self._key(messages)
         start = time.perf_counter()
         stored = self._store.get(key) if self.cache else None
+        cached = stored is not None
         if stored is None:
             stored = yes_probability(self.model, messages)
             if self.cache:
                 self._store.put(key, stored)
-        self.records.append({"cached": key in self._store.seen,
-                             "seconds": time.perf_counter() - start})
-        return stored
+        p, prompt_tokens, completion_tokens = stored
+        self.records.append({"prompt_tokens": prompt_tokens,
+                             "completion_tokens": completion_tokens, "cached": cached,
+                             "seconds": time.perf_counter() - start, "error": None})
+        return p
+
+    def take_calls(self) -> list[dict[str, Any]]:
+        """The pairs scored since the last take, then the base's calls."""
+        return CallRecords.take_calls(self) + Wrapper.take_calls(self)
 
     def _key(self, messages: list[dict[str, str]]) -> str:
         identity = getattr(self.model, "cache_identity", None)
@@ -104,12 +111,18 @@ class LlmRerankStrategy(Wrapper, Component):
         return _Scores()
 
 
-def yes_probability(model: Any, messages: list[dict[str, str]]) -> float:
-    """P(yes) of the first answer token (llama.cpp), else 1/0 from the generated text."""
+#: A pair's score: P(yes), prompt tokens, completion tokens.
+Scored = tuple[float, int, int]
+
+
+def yes_probability(model: Any, messages: list[dict[str, str]]) -> Scored:
+    """P(yes) of the first answer token (llama.cpp), else 1/0 from the generated text;
+    with the call's prompt and completion token counts."""
     llama_of = getattr(model, "llama", None)
     if not callable(llama_of):
-        answer = model.generate(messages, max_tokens=2, temperature=0.0).text
-        return 1.0 if answer.strip().lower().startswith("yes") else 0.0
+        done = model.generate(messages, max_tokens=2, temperature=0.0)
+        p = 1.0 if done.text.strip().lower().startswith("yes") else 0.0
+        return p, int(done.prompt_tokens or 0), int(done.completion_tokens or 0)
     from llama_cpp import LogitsProcessorList
 
     llama, lock, _ = llama_of()
@@ -121,32 +134,39 @@ def yes_probability(model: Any, messages: list[dict[str, str]]) -> float:
         return scores
 
     with lock:
-        llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0,
-                                     logits_processor=LogitsProcessorList([grab]))
+        out = llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0,
+                                           logits_processor=LogitsProcessorList([grab]))
     logits = seen[0]
     ids = {word: llama.tokenize(word.encode(), add_bos=False, special=False)[0]
            for word in ("yes", "Yes", "no", "No")}
     picked = np.asarray([logits[ids[w]] for w in ("yes", "Yes", "no", "No")])
     odds = np.exp(picked - picked.max())
-    return float(odds[:2].sum() / odds.sum())
+    usage = out.get("usage") or {}
+    return (float(odds[:2].sum() / odds.sum()), int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0))
 
 
 class _Scores:
-    """An on-disk key -> probability table (sqlite), read and written per call."""
+    """An on-disk key -> (probability, tokens) table (sqlite), read and written per call;
+    tables written before tokens were kept gain the columns (their rows count 0 tokens)."""
 
     def __init__(self) -> None:
         path = cache_root() / "rerank.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, check_same_thread=False)
-        self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, p REAL)")
-        self.seen: set[str] = set()
-
-    def get(self, key: str) -> float | None:
-        row = self.db.execute("SELECT p FROM scores WHERE key = ?", (key,)).fetchone()
-        if row is not None:
-            self.seen.add(key)
-        return None if row is None else float(row[0])
-
-    def put(self, key: str, value: float) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?)", (key, value))
+            self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, p REAL)")
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(scores)")}
+            for column in ("prompt_tokens", "completion_tokens"):
+                if column not in columns:
+                    self.db.execute(f"ALTER TABLE scores ADD COLUMN {column} INTEGER")
+
+    def get(self, key: str) -> Scored | None:
+        row = self.db.execute("SELECT p, prompt_tokens, completion_tokens FROM scores "
+                              "WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (float(row[0]), int(row[1] or 0), int(row[2] or 0))
+
+    def put(self, key: str, value: Scored) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO scores (key, p, prompt_tokens, "
+                            "completion_tokens) VALUES (?, ?, ?, ?)", (key, *value))
