@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.data.schema import Dataset, Probe
+from memlab.data.schema import Dataset
 from memlab.errors import ConfigError
 from memlab.eval.config import load_config
 from memlab.eval.replay import build_memory, replay_conversation
 from memlab.metrics.budget import text_tokens
-from memlab.retrieval import Hit, build_strategy
+from memlab.retrieval import build_strategy
 from memlab.retrieval.hybrid import weighted_scores
 from memlab.retrieval.multigrain import MultiGrainStrategy
 from memlab.retrieval.turn_costs import TurnCosts
+from memlab.testing.rankings import FixedRanking
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -29,26 +30,6 @@ T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _private_cache(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-class FixedRanking:
-    """A base strategy returning fixed units in a fixed order (visible ones only)."""
-
-    def __init__(self, order: Sequence[str]) -> None:
-        self.order = list(order)
-        self.units: dict[str, MemoryUnit] = {}
-
-    def params(self) -> dict[str, Any]:
-        return {"order": self.order}
-
-    def index(self, units: Sequence[MemoryUnit]) -> None:
-        self.units.update({u.id: u for u in units})
-
-    def search(self, query: str, k: int | None, as_of: datetime | None = None, *,
-               probe: Probe | None = None) -> list[Hit]:
-        hits = [Hit(self.units[i], 1.0 / (n + 1)) for n, i in enumerate(self.order)
-                if i in self.units and (as_of is None or self.units[i].at <= as_of)]
-        return hits if k is None else hits[:k]
 
 
 def windows(n_turns: int = 10, late_from: int | None = None) -> list[MemoryUnit]:

@@ -20,6 +20,7 @@ from memlab.retrieval import Hit, build_strategy
 from memlab.retrieval.budget import BudgetStrategy
 from memlab.retrieval.time_aware import newest_first
 from memlab.retrieval.timeref import time_spans
+from memlab.testing.rankings import FixedRanking
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -27,26 +28,6 @@ T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 @pytest.fixture(autouse=True)
 def _private_cache(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
-
-
-class FixedRanking:
-    """A base strategy returning fixed units in a fixed order (visible ones only)."""
-
-    def __init__(self, order: Sequence[str]) -> None:
-        self.order = list(order)
-        self.units: dict[str, MemoryUnit] = {}
-
-    def params(self) -> dict[str, Any]:
-        return {"order": self.order}
-
-    def index(self, units: Sequence[MemoryUnit]) -> None:
-        self.units.update({u.id: u for u in units})
-
-    def search(self, query: str, k: int | None, as_of: datetime | None = None, *,
-               probe: Probe | None = None) -> list[Hit]:
-        hits = [Hit(self.units[i], 1.0 / (n + 1)) for n, i in enumerate(self.order)
-                if as_of is None or self.units[i].at <= as_of]
-        return hits if k is None else hits[:k]
 
 
 def lines(n: int) -> list[str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Dataset, Probe
+from memlab.retrieval.base import Hit
 
 if TYPE_CHECKING:
     from memlab.metrics.retrieval import CorpusIndex, Coverage
@@ -76,3 +78,24 @@ def indexed_rankings(work: Sequence[PlantedRanking]) -> list[IndexedRanking]:
                                   positions if unique else None,
                                   [text_tokens(u.text) for u in item.ranked]))
     return out
+
+
+class FixedRanking:
+    """A base strategy returning fixed units in a fixed order (the visible, indexed ones):
+    lets wrapper tests choose the base ranking exactly."""
+
+    def __init__(self, order: Sequence[str]) -> None:
+        self.order = list(order)
+        self.units: dict[str, MemoryUnit] = {}
+
+    def params(self) -> dict[str, Any]:
+        return {"order": self.order}
+
+    def index(self, units: Sequence[MemoryUnit]) -> None:
+        self.units.update({u.id: u for u in units})
+
+    def search(self, query: str, k: int | None, as_of: datetime | None = None, *,
+               probe: Probe | None = None) -> list[Hit]:
+        hits = [Hit(self.units[i], 1.0 / (n + 1)) for n, i in enumerate(self.order)
+                if i in self.units and (as_of is None or self.units[i].at <= as_of)]
+        return hits if k is None else hits[:k]
