@@ -72,6 +72,9 @@ EXAMPLES: dict[str, dict] = {
                                    "question_type": "temporal-reasoning"},
     "judge_locomo_criteria": {"question": "When did Caroline go?", "answer": "7 May 2023",
                               "response": "May 7th", "question_type": 2},
+    "rewrite_queries": {"question": "Where did Caroline go on Sunday?", "asked_at": JUNE1,
+                        "n": 3},
+    "hypothetical_answer": {"question": "Where did Caroline go on Sunday?", "asked_at": JUNE1},
     "agent_chat": {"question": "Where did I go on Sunday?", "memories": HITS,
                    "core_memory": "Name: Caroline", "asked_at": JUNE1},
     "memory_update": {"fact": "Moved to Berlin last month", "memories": HITS},
@@ -264,9 +267,9 @@ def test_unknown_template_lists_choices() -> None:
     message = str(info.value)
     assert "unknown prompt template 'answer_shrt'. Did you mean 'answer_short'" in message
     assert ("Valid choices: agent_chat, answer_chain_of_note, answer_json, answer_reasoning, "
-            "answer_short, extract_facts, extract_keys, judge_locomo, judge_locomo_criteria, "
-                "judge_longmemeval, judge_longmemeval_criteria, "
-            "memory_update, rerank_yesno, session_summary") in message
+            "answer_short, extract_facts, extract_keys, hypothetical_answer, judge_locomo, "
+            "judge_locomo_criteria, judge_longmemeval, judge_longmemeval_criteria, "
+            "memory_update, rerank_yesno, rewrite_queries, session_summary") in message
 
 
 @pytest.mark.parametrize(
