@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,7 +73,17 @@ def fast_params(name: str, **extra: Any) -> dict[str, Any]:
                                                     "default": "no"}}
     if "budget" in names:  # a budget these tiny units overflow: packed spans and the rest
         params["budget"] = 30
+    if name == "cross_encoder":  # its default model needs the network: a real one on disk
+        params["model"] = _cross_encoder_folder()
     return {**params, **extra}
+
+
+@functools.lru_cache(maxsize=1)
+def _cross_encoder_folder() -> str:
+    """A real CrossEncoder (bundled MiniLM + seeded one-logit head), built once per session."""
+    from memlab.testing.cross_encoder import minilm_cross_encoder
+
+    return str(minilm_cross_encoder(Path(tempfile.mkdtemp(prefix="memlab-cross-encoder-"))))
 
 
 def build(name: str, units: list[MemoryUnit] | None = None, **extra: Any) -> Retriever:
@@ -99,9 +111,10 @@ def _private_cache(monkeypatch, tmp_path: Path) -> None:
 
 
 def test_registry_lists_every_strategy() -> None:
-    assert registry.names() == ["bm25", "budget", "dense", "full_context", "hierarchical",
-                                "hybrid", "keys", "llm_rerank", "mmr", "multigrain", "none",
-                                "oracle", "recency", "time_aware"]
+    assert registry.names() == ["bm25", "budget", "cross_encoder", "dense", "full_context",
+                                "hierarchical", "hybrid", "keys", "llm_rerank", "mmr",
+                                "multigrain", "none", "oracle", "query_rewrite", "recency",
+                                "time_aware"]
 
 
 @pytest.mark.parametrize("name", registry.names())
