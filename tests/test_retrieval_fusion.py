@@ -16,13 +16,13 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Dataset
 from memlab.errors import ConfigError
 from memlab.eval.config import load_config
-from memlab.eval.replay import build_memory, replay_conversation
+from memlab.eval.replay import build_memory
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval import build_strategy
 from memlab.retrieval.hybrid import weighted_scores
 from memlab.retrieval.multigrain import MultiGrainStrategy
 from memlab.retrieval.turn_costs import TurnCosts
-from memlab.testing.rankings import FixedRanking
+from memlab.testing.rankings import FixedRanking, assert_exact_budget_recall
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -153,27 +153,10 @@ REAL = {  # strategy over 4-turn windows -> sum of turn.budget_evidence_recall@1
 }
 
 
-def locomo_items(conversation: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    config = load_config({"name": "t", "dataset": {"name": "locomo"},
-                          "chunker": {"name": "window"}, "retrieval": spec, "k": 10,
-                          "depth": 100, "tracking": {"mlflow": False}})
-    return replay_conversation(config, conversation, conversation.probes).items
-
-
 @pytest.mark.slow  # embeds conv-26's windows (and turns) with MiniLM: ~1 min here
 @pytest.mark.parametrize("label", sorted(REAL))
 def test_exact_budget_recall_on_locomo_conv_26(label: str, locomo_dataset: Dataset) -> None:
     conversation = locomo_dataset.conversations[0]
     assert conversation.id == "conv-26"
     spec, expected = REAL[label]
-    items = locomo_items(conversation, spec)
-    metric = "turn.budget_evidence_recall@1000"
-    values = [r["metrics"][metric] for r in items if r["metrics"].get(metric) is not None]
-    assert not [r["error"] for r in items if r.get("error")]
-    assert len(values) == 150
-    assert sum(values) == pytest.approx(expected, abs=1e-9)
-    again = locomo_items(conversation, spec)  # deterministic: same hits, same scores
-    assert [(r["retrieved"], r["metrics"]) for r in again] == [
-        (r["retrieved"], r["metrics"]) for r in items]
-    for row in items:  # nothing retrieved was said after the question was asked
-        assert all(hit["at"] <= row["asked_at"] for hit in row["retrieved"])
+    assert_exact_budget_recall(conversation, spec, expected)

@@ -7,6 +7,7 @@ metric sees realistic hits and misses. Deterministic for a seed.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,3 +100,33 @@ class FixedRanking:
         hits = [Hit(self.units[i], 1.0 / (n + 1)) for n, i in enumerate(self.order)
                 if i in self.units and (as_of is None or self.units[i].at <= as_of)]
         return hits if k is None else hits[:k]
+
+
+def window_replay_items(conversation: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A LoCoMo conversation replayed with window units, ``spec`` as the retrieval strategy,
+    k 10 and depth 100, without MLflow: the items the exact-recall tests read."""
+    from memlab.eval.config import load_config
+    from memlab.eval.replay import replay_conversation
+
+    config = load_config({"name": "t", "dataset": {"name": "locomo"},
+                          "chunker": {"name": "window"}, "retrieval": spec, "k": 10,
+                          "depth": 100, "tracking": {"mlflow": False}})
+    return replay_conversation(config, conversation, conversation.probes).items
+
+
+def assert_exact_budget_recall(conversation: Any, spec: dict[str, Any],
+                               expected: float) -> None:
+    """The strategy's summed ``turn.budget_evidence_recall@1000`` over the conversation's
+    150 scored probes is ``expected``; a second replay gives the same hits and scores; no
+    hit was said after its question was asked."""
+    items = window_replay_items(conversation, spec)
+    metric = "turn.budget_evidence_recall@1000"
+    values = [r["metrics"][metric] for r in items if r["metrics"].get(metric) is not None]
+    assert not [r["error"] for r in items if r.get("error")]
+    assert len(values) == 150
+    assert math.isclose(sum(values), expected, rel_tol=0.0, abs_tol=1e-9), sum(values)
+    again = window_replay_items(conversation, spec)  # deterministic: same hits, same scores
+    assert [(r["retrieved"], r["metrics"]) for r in again] == [
+        (r["retrieved"], r["metrics"]) for r in items]
+    for row in items:  # nothing retrieved was said after the question was asked
+        assert all(hit["at"] <= row["asked_at"] for hit in row["retrieved"])
