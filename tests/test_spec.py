@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from memlab.errors import ConfigError, MemlabError
-from memlab.eval.config import load_config, resolved_dict
+from memlab.eval.config import expand_grid, load_config, resolved_dict
 from memlab.eval.items import read_items
 from memlab.eval.run import evaluate
+from memlab.eval.sweep import select_variants
 from memlab.spec import Component, build, constructor_params, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +172,22 @@ def test_top_level_build_evaluate_and_sweep(tmp_path: Path) -> None:
                                  grid={"retrieval.name": ["bm25", "none"]}),
                          out=tmp_path / "sweep", progress=False)
     assert list(table["retrieval"]) == ["bm25", "none"]
+
+
+def test_sweep_only_runs_the_named_cases_in_the_order_given(tmp_path: Path) -> None:
+    import memlab
+
+    config = _config(dataset={"name": "synthetic", "probes": {"limit": 2}},
+                     grid={"cases": [{"label": "lexical", "retrieval.name": "bm25"},
+                                     {"label": "nothing", "retrieval.name": "none"},
+                                     {"label": "recent", "retrieval.name": "recency"}]})
+    table = memlab.sweep(config, out=tmp_path / "sweep", progress=False,
+                         only=["recent", "lexical"])
+    assert sorted(table["retrieval"]) == ["bm25", "recency"]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == [
+        "t_lexical", "t_recent"]
+    with pytest.raises(ConfigError, match="--only typo: no such grid case; the grid has: "
+                                          "lexical, nothing, recent"):
+        memlab.sweep(config, out=tmp_path / "other", progress=False, only=["typo"])
+    variants = select_variants(expand_grid(config), ["recent", "lexical", "recent"])
+    assert [v.name for v in variants] == ["t[recent]", "t[lexical]"]

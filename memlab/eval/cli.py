@@ -36,7 +36,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     with _executor(args) as executor:
         table = sweep(args.config, out=args.out, overrides=args.set, workers=args.workers,
-                      track=False if args.no_mlflow else None, executor=executor)
+                      track=False if args.no_mlflow else None, executor=executor,
+                      only=args.only)
     print(table.to_string(index=False))
     if not args.no_mlflow and len(table) and _tracked(table):
         from memlab.eval.tracking import ui_link
@@ -243,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     sw = sub.add_parser("sweep", help="run every combination of a config's grid")
     _add_run_options(sw)
+    sw.add_argument("--only", action="append", default=[], metavar="LABEL",
+                    help="run only this grid case (repeat for more; they run in the order "
+                         "given); LABEL as in the run name's [...]")
     sw.set_defaults(func=cmd_sweep)
     tn = sub.add_parser("tune", help="search the config's tune.space on dev conversations, "
                         "score the best on the test conversations")

@@ -14,8 +14,12 @@ from memlab.eval.config import expand_grid
 
 def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
           overrides: Sequence[str] | None = None, workers: int | None = None,
-          track: bool | None = None, progress: bool = True, executor: Any = None) -> Any:
+          track: bool | None = None, progress: bool = True, executor: Any = None,
+          only: Sequence[str] | None = None) -> Any:
     """Evaluate each grid variant (each in its own run directory); returns a report table.
+
+    ``only`` keeps the variants with these grid labels (``cases`` labels, or ``key=value``
+    for other axes), in the order given: e.g. the expensive cases of a sweep first.
 
     Finished runs are mirrored into MLflow by a background process while the next
     variant replays; the sweep returns once every run is logged. With an ``executor``
@@ -27,6 +31,8 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
     from memlab.eval.tracking import BackgroundLogger
 
     variants = expand_grid(config, list(overrides or []))
+    if only:
+        variants = select_variants(variants, only)
     datasets = _datasets(variants)
     outs = [None if out is None else Path(out) / _slug(v.name) for v in variants]
     dirs = []
@@ -48,6 +54,25 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
             dirs.append(result.run_dir)
         logger.wait()
     return report(dirs)
+
+
+def variant_label(name: str) -> str:
+    """The grid label of a variant's name (``name[label]``), or the name itself."""
+    match = re.search(r"\[(.*)\]$", name)
+    return match.group(1) if match else name
+
+
+def select_variants(variants: Sequence[Any], only: Sequence[str]) -> list[Any]:
+    """The variants labelled as ``only`` names them, in that order (ConfigError if one
+    matches none, naming the labels the grid has)."""
+    from memlab.errors import ConfigError
+
+    by_label = {variant_label(v.name): v for v in variants}
+    unknown = [label for label in only if label not in by_label]
+    if unknown:
+        raise ConfigError(f"--only {', '.join(unknown)}: no such grid case; the grid has: "
+                          f"{', '.join(by_label)}")
+    return [by_label[label] for label in dict.fromkeys(only)]
 
 
 def _datasets(variants: Sequence[Any]) -> list[Any]:
