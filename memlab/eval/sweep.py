@@ -28,7 +28,7 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
 
     variants = expand_grid(config, list(overrides or []))
     datasets = _datasets(variants)
-    outs = [None if out is None else Path(out) / _slug(v.name) for v in variants]
+    outs = [None if out is None else Path(out) / slug(v.name) for v in variants]
     dirs = []
     with BackgroundLogger() as logger:
         if executor is None:
@@ -65,5 +65,6 @@ def _datasets(variants: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """``name`` as a safe directory name (runs of other characters become ``_``)."""
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
