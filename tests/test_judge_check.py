@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from memlab.data.schema import Dataset
+from memlab.data.schema import Dataset, Probe
 from memlab.errors import ConfigError
-from memlab.eval.config import JudgeSpec, Spec
+from memlab.eval.answer import LLMJudge
+from memlab.eval.config import ExperimentConfig, JudgeSpec, Spec
 from memlab.eval.items import read_items
 from memlab.eval.judge_check import (
     agreement_figures,
@@ -28,6 +30,7 @@ from memlab.eval.rejudge import rejudge, rescore
 from memlab.eval.run import evaluate
 from memlab.eval.summary import render_table
 from memlab.llm.models import QWEN_1_5B, parts_installed
+from memlab.metrics.judge import RECORD_FIELDS, Judge
 
 
 @pytest.fixture(autouse=True)
@@ -118,6 +121,62 @@ def test_a_judge_that_knows_the_labels_agrees_fully(longmemeval_dataset: Dataset
     assert result_no == set()
     assert result["agreement"] == 1.0 and result["kappa"] == 1.0 and result["ok"]
     assert result["kappa_ci"] == [1.0, 1.0]
+
+
+def _llm_judge(responses: Any) -> LLMJudge:
+    spec = _mock_judge(responses)
+    config = ExperimentConfig.model_validate({
+        "name": "llm-judge", "dataset": {"name": "longmemeval"}, "judge": spec,
+        "cache": {"llm": "off"}})
+    return LLMJudge(spec, config)
+
+
+def test_the_llm_judge_is_a_judge_and_logs_who_judged() -> None:
+    probe = Probe("p1", "Where did I move?", "Paris", (), (), "single-session-user",
+                  datetime(2023, 5, 8, tzinfo=UTC))
+    judge = _llm_judge(["yes", "no"])
+    assert isinstance(judge, Judge)
+    assert judge.params() == {"llm": {"name": "mock", "params": {"responses": [
+        "yes", "no"]}, "identity": None}, "template": "judge_longmemeval", "max_tokens": 16}
+    said_yes = judge.judge(probe, "You moved to Paris.")
+    assert said_yes["judge_score"] == 1.0
+    record = said_yes["judge_record"]
+    assert set(RECORD_FIELDS) <= set(record)
+    assert (record["backend"], record["model"], record["template"], record["temperature"],
+            record["raw"]) == ("mock", "mock", "judge_longmemeval", 0.0, "yes")
+    said_no = judge.judge(probe, "You moved to Rome.")
+    assert said_no["judge_score"] == 0.0 and said_no["judge_record"]["raw"] == "no"
+
+
+@pytest.mark.slow
+def test_the_llm_judge_type_checks_as_a_judge(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """mypy accepts ``LLMJudge`` where a ``Judge`` is expected, and rejects a class
+    without ``params()`` (so the check can fail)."""
+    mypy_api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "judge_types.py"
+    snippet.write_text(
+        "from memlab.data.schema import Probe\n"
+        "from memlab.eval.answer import LLMJudge\n"
+        "from memlab.metrics.judge import Judge, JudgeFields\n\n\n"
+        "class VerbOnly:\n"
+        "    def judge(self, probe: Probe, answer: str) -> JudgeFields:\n"
+        "        return {'judge_score': None, 'judge_record': {}}\n\n\n"
+        "def real(judge: LLMJudge) -> Judge:\n"
+        "    checked: Judge = judge\n"
+        "    return checked\n\n\n"
+        "def stub(judge: VerbOnly) -> Judge:\n"
+        "    return judge\n", encoding="utf-8")
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("MYPYPATH", str(root))  # this checkout's memlab, not an installed one
+    out, err, status = mypy_api.run([
+        str(snippet), "--config-file", str(root / "pyproject.toml"),
+        "--cache-dir", str(root / ".mypy_cache"), "--no-error-summary"])
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert status == 1 and len(errors) == 1, out + err
+    assert "judge_types.py:17: error: Incompatible return value" in errors[0], out
+    missing = [line.split(": note:")[1].strip() for line in out.splitlines() if ": note:" in line]
+    assert "params" in missing, out  # the member VerbOnly lacks
 
 
 def test_judge_specs_from_the_command_line() -> None:

@@ -22,7 +22,7 @@ from memlab.metrics.answer import (
     squad_normalize,
     token_f1_set,
 )
-from memlab.metrics.judge import RECORD_FIELDS, Judge, JudgeRecord, Verdict, template_hash
+from memlab.metrics.judge import Judge, template_hash
 
 AT = datetime(2023, 5, 8, tzinfo=UTC)
 
@@ -172,27 +172,14 @@ def test_mlflow_key() -> None:
     assert mlflow_key("p95 (s)?") == "p95 _s__"
 
 
-class EchoJudge:
-    """A rule-based stand-in: checks the Judge protocol shape, not an LLM."""
+class VerbOnly:
+    """Has the judging verb but not ``params()``: not a Judge."""
 
-    def __init__(self, template: str = "Is {prediction} correct for {gold}?") -> None:
-        self.template = template
-
-    def params(self) -> dict[str, Any]:
-        return {"template": self.template}
-
-    def record(self) -> JudgeRecord:
-        return JudgeRecord("rule", "echo", "", "echo", template_hash(self.template), 0.0)
-
-    def judge(self, question: str, gold: str, prediction: str, probe: Probe) -> Verdict:
-        return Verdict(gold.lower() in prediction.lower(), "yes", self.record())
+    def judge(self, probe: Probe, answer: str) -> dict[str, Any]:
+        return {"judge_score": 1.0, "judge_record": {}}
 
 
 def test_judge_seam() -> None:
-    judge = EchoJudge()
-    assert isinstance(judge, Judge)
-    verdict = judge.judge("Where?", "Paris", "In Paris.", probe(False))
-    assert verdict.score == 1.0
-    assert Verdict(None, "maybe", judge.record(), error="unparsed").score is None
-    assert tuple(judge.record().as_dict()) == RECORD_FIELDS
+    # the real judge is checked in tests/test_judge_check.py (it needs an LLM backend)
+    assert not isinstance(VerbOnly(), Judge)
     assert template_hash("abc") == "ba7816bf8f01cfea"  # sha256("abc")[:16]

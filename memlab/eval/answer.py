@@ -15,6 +15,7 @@ from memlab.data.schema import Conversation, Probe
 from memlab.eval.config import ExperimentConfig, JudgeSpec
 from memlab.eval.timing import PhaseTimer
 from memlab.llm.base import LLM, Completion, Message
+from memlab.metrics.judge import Judge, JudgeFields
 from memlab.prompts.builder import PromptBuilder, context_window
 from memlab.prompts.template import Template
 from memlab.retrieval.base import Hit
@@ -46,7 +47,8 @@ class Answerer:
         self.prompts = PromptBuilder(self.template, self.window, self.spec.max_memory_tokens,
                                      self.spec.max_answer_tokens, self.spec.trim_policy)
         self.scorers = {name: scorers.build(name) for name in config.scorers}
-        self.judge = _Judge(config.judge, config) if config.judge is not None else None
+        self.judge: Judge | None = (LLMJudge(config.judge, config)
+                                    if config.judge is not None else None)
         self._digests: dict[str, str] = {}
 
     def digests(self) -> dict[str, str]:
@@ -101,8 +103,10 @@ class Answerer:
         }
 
 
-class _Judge:
-    """An LLM judge with a logged identity (backend, model, digest, template hash)."""
+class LLMJudge:
+    """The LLM judge (a :class:`memlab.metrics.judge.Judge`): ``spec``'s model asked with
+    ``spec``'s template at temperature 0, through the response cache, with a logged identity
+    (backend, model, digest, template, prompt hash) in every verdict's ``judge_record``."""
 
     def __init__(self, spec: JudgeSpec, config: ExperimentConfig) -> None:
         from memlab.prompts import get_template
@@ -111,7 +115,10 @@ class _Judge:
         self.llm, _ = build_cached_llm(spec.llm.model_dump(), config)
         self.template = get_template(spec.template, config.template_dirs)
 
-    def judge(self, probe: Probe, answer: str) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    def judge(self, probe: Probe, answer: str) -> JudgeFields:
         variables: dict[str, Any] = {"question": probe.question, "answer": probe.answer,
                                      "response": answer}
         if "question_type" in self.template.variables:

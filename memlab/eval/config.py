@@ -145,7 +145,7 @@ def load_config(
     source: str | Path | dict[str, Any], overrides: list[str] | None = None
 ) -> ExperimentConfig:
     """Read YAML (or a dict), apply ``key=value`` overrides, validate shape and components."""
-    raw, where = _read_raw(source)
+    raw, where = read_raw(source)
     for item in overrides or []:
         apply_override(raw, item)
     config = fold_shorthands(_validate_shape(raw, where), where)
@@ -153,7 +153,9 @@ def load_config(
     return config
 
 
-def _read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
+def read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The config as a plain dict (a copy; ``name`` defaults to the file's stem) and where
+    it came from, before overrides and validation."""
     if isinstance(source, dict):
         return copy.deepcopy(source), "<config>"
     path = Path(source)
@@ -281,7 +283,7 @@ def expand_grid(source: str | Path | dict[str, Any],
     of dotted keys set together (``{label: fc, retrieval.name: full_context, k: null}``),
     for variants that differ in several settings at once.
     """
-    raw, where = _read_raw(source)
+    raw, where = read_raw(source)
     for item in overrides or []:
         apply_override(raw, item)
     grid = raw.pop("grid", None) or {}

@@ -21,7 +21,7 @@ import numpy as np
 from memlab.data.schema import Dataset
 from memlab.eval.config import DatasetSpec, ExperimentConfig, JudgeSpec, Spec
 from memlab.eval.judge_set import JudgeCase, build_judge_set, split_dataset
-from memlab.metrics.judge import template_hash
+from memlab.metrics.judge import Judge, template_hash
 
 #: Below this agreement a judged accuracy is shown with a loud warning.
 DEFAULT_THRESHOLD = 0.9
@@ -42,12 +42,12 @@ def judge_check(judge: JudgeSpec, dataset: Dataset, *, per_type: int = 2, seed: 
                 n_resamples: int = 1000) -> dict[str, Any]:
     """The judge's figures on the labelled set built from ``dataset``'s ``split``
     conversations (``all``, ``dev`` or ``heldout``; see :func:`split_dataset`)."""
-    from memlab.eval.answer import _Judge
+    from memlab.eval.answer import LLMJudge
 
     config = ExperimentConfig.model_validate({
         "name": "judge-check", "dataset": DatasetSpec(name=dataset.name), "judge": judge,
         "template_dirs": list(template_dirs), "cache": {"llm": cache}})
-    checker = _Judge(judge, config)
+    checker = LLMJudge(judge, config)
     cases = build_judge_set(split_dataset(dataset, split), per_type=per_type, seed=seed)
     rows = [_judge_case(checker, case) for case in cases]
     result = agreement_figures(rows, seed=seed, n_resamples=n_resamples)
@@ -67,7 +67,7 @@ def judge_check(judge: JudgeSpec, dataset: Dataset, *, per_type: int = 2, seed: 
     return result
 
 
-def _judge_case(checker: Any, case: JudgeCase) -> dict[str, Any]:
+def _judge_case(checker: Judge, case: JudgeCase) -> dict[str, Any]:
     out = checker.judge(case.probe, case.response)
     record = out["judge_record"]
     verdict = out["judge_score"]

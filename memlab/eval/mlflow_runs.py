@@ -114,11 +114,11 @@ def group_parent(tracking: Any, dataset: str, group: str, run_name: str,
     made before its first child and found again by its ``memlab.sweep_id`` tag, so the
     children the sweep logger mirrors with ``sweep=group`` hang under it. ``tracking``
     is the config's :class:`memlab.eval.config.TrackingSpec`."""
-    from memlab.eval.tracking import _client, _experiment_id, tracking_uri
+    from memlab.eval.tracking import ensure_experiment, mlflow_client, tracking_uri
 
     uri = tracking_uri(tracking.tracking_uri)
-    client = _client(uri)
-    experiment = _experiment_id(client, tracking.experiment or f"memlab-{dataset}", uri)
+    client = mlflow_client(uri)
+    experiment = ensure_experiment(client, tracking.experiment or f"memlab-{dataset}", uri)
     found = client.search_runs([experiment], max_results=1,
                                filter_string=f"tags.`memlab.sweep_id` = '{group}'")
     if found:

@@ -10,7 +10,7 @@ from typing import Any
 BAR_METRICS = ("judge", "locomo_f1", "turn.budget_evidence_recall@1000", "turn.recall_any@5")
 
 
-def _figure(width: float, height: float) -> tuple[Any, Any]:
+def standalone_figure(width: float, height: float) -> tuple[Any, Any]:
     """A standalone Figure and Axes: never touches pyplot's global backend or state,
     so saving plots from a run does not disturb inline plots in a notebook."""
     from matplotlib.figure import Figure
@@ -31,7 +31,7 @@ def category_bars(summary: dict[str, Any], path: Path, title: str = "") -> Path 
     means = [groups[n]["mean"] for n in names]
     err = [[m - groups[n]["ci_low"] for n, m in zip(names, means, strict=True)],
            [groups[n]["ci_high"] - m for n, m in zip(names, means, strict=True)]]
-    fig, ax = _figure(max(5, 1.1 * len(names)), 3.6)
+    fig, ax = standalone_figure(max(5, 1.1 * len(names)), 3.6)
     ax.bar(names, means, yerr=err, capsize=4,
            color=["#555" if n == "all" else "#4C72B0" for n in names])
     ax.set_ylim(0, 1.05)
@@ -61,7 +61,7 @@ def latency_hist(items: Sequence[dict[str, Any]], path: Path, title: str = "") -
     low = min(float(v.min()) for v in values.values())
     high = max(float(v.max()) for v in values.values())
     edges = np.geomspace(low, high * 1.000001 if high > low else low * 2, 41)
-    fig, ax = _figure(6, 3.6)
+    fig, ax = standalone_figure(6, 3.6)
     for phase, ms in values.items():
         counts, _ = np.histogram(ms, bins=edges)
         ax.stairs(counts, edges, label=f"{phase} (n={ms.size})", linewidth=1.5)
@@ -92,7 +92,7 @@ def pareto_plot(labels: Sequence[str], tokens: Sequence[float], scores: Sequence
     """Accuracy vs mean prompt tokens per probe across runs, with the Pareto front."""
     points = list(zip(tokens, scores, strict=True))
     front = pareto_front(points)
-    fig, ax = _figure(6.4, 4.2)
+    fig, ax = standalone_figure(6.4, 4.2)
     ax.scatter(tokens, scores, color="#4C72B0", zorder=3)
     ax.plot([tokens[i] for i in front], [scores[i] for i in front], color="#C44E52",
             drawstyle="steps-post", label="Pareto front", zorder=2)

@@ -106,9 +106,9 @@ class RayExecutor:
 def _replay_shard(config: ExperimentConfig, shard: Shard) -> list[ConversationRun]:
     """On a worker: replay the shard's conversations with one answerer (model loaded once)."""
     from memlab.eval.replay import replay_conversation
-    from memlab.eval.run import _answerer
+    from memlab.eval.run import build_answerer
 
-    answerer = _answerer(config)
+    answerer = build_answerer(config)
     return [replay_conversation(config, conversation, probes, answerer)
             for conversation, probes in shard]
 

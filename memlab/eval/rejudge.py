@@ -29,18 +29,19 @@ from memlab.eval.config import ExperimentConfig, JudgeSpec, load_config
 from memlab.eval.judge_check import default_template
 from memlab.eval.run import RunResult, prepare_run_dir
 from memlab.eval.summary import summarize_run
+from memlab.metrics.judge import Judge
 
 
 def rejudge(run_dir: str | Path, judge: JudgeSpec, *, out: str | Path | None = None,
             track: bool = True, template: str | None = None) -> RunResult:
     """A new run: ``run_dir``'s answers judged by ``judge``."""
-    from memlab.eval.answer import _Judge
+    from memlab.eval.answer import LLMJudge
 
     source, config = _source(run_dir)
     if template is not None:
         judge = judge.model_copy(update={"template": template})
     config = _renamed(config, "rejudge", judge=judge)
-    checker = _Judge(judge, config)
+    checker: Judge = LLMJudge(judge, config)
 
     def update(row: dict[str, Any], probe: Probe) -> None:
         start = time.perf_counter()

@@ -219,7 +219,7 @@ def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]]
         yield from executor.runs(config, todo, on_session)
         return
     if config.workers <= 1 or len(todo) <= 1:
-        answerer = _answerer(config)
+        answerer = build_answerer(config)
         for conversation, probes in todo:
             yield replay_conversation(config, conversation, probes, answerer, on_session)
         return
@@ -235,10 +235,11 @@ def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]]
 def _replay_in_worker(job: tuple[ExperimentConfig, Conversation, list[Probe]]
                       ) -> ConversationRun:
     config, conversation, probes = job
-    return replay_conversation(config, conversation, probes, _answerer(config))
+    return replay_conversation(config, conversation, probes, build_answerer(config))
 
 
-def _answerer(config: ExperimentConfig) -> Any:
+def build_answerer(config: ExperimentConfig) -> Any:
+    """The :class:`~memlab.eval.answer.Answerer` for ``config`` (None for retrieval-only runs)."""
     if config.answer is None:
         return None
     from memlab.eval.answer import Answerer

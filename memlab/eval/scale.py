@@ -20,7 +20,7 @@ from typing import Any
 from memlab.data import load_dataset
 from memlab.data.haystack import build_haystack, haystack_option, history_tokens, parse_tokens
 from memlab.errors import ConfigError
-from memlab.eval.config import _read_raw, apply_override, expand_grid
+from memlab.eval.config import apply_override, expand_grid, read_raw
 
 #: What the table and plot show unless told otherwise (LongMemEval's session metrics).
 DEFAULT_METRICS = ("session.recall_any@5", "session.recall_all@5")
@@ -37,7 +37,7 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
     """
     import pandas as pd
 
-    raw, _ = _read_raw(config)
+    raw, _ = read_raw(config)
     for item in overrides or []:
         apply_override(raw, item)
     sizes = sorted({parse_tokens(t, "--tokens") for t in tokens})
@@ -82,9 +82,9 @@ def _with_haystack(raw: dict[str, Any], size: int, option: dict[str, Any]) -> di
 
 def _default_out(name: str) -> Path:
     from memlab.eval.notebook import runs_dir
-    from memlab.eval.sweep import _slug
+    from memlab.eval.sweep import slug
 
-    return runs_dir() / _slug(name.split("[", 1)[0]) / "scale"
+    return runs_dir() / slug(name.split("[", 1)[0]) / "scale"
 
 
 def _mean_length(dataset: Any, wanted: set[str]) -> float:
@@ -101,10 +101,10 @@ def strategy_label(name: str) -> str:
 def _evaluate(variant: Any, dataset: Any, out_dir: Path, size: int, length: float,
               metrics: Sequence[str], progress: bool, mirror: _Mirror) -> dict[str, Any]:
     from memlab.eval.run import evaluate
-    from memlab.eval.sweep import _slug
+    from memlab.eval.sweep import slug
 
     label = strategy_label(variant.name)
-    result = evaluate(variant, out=out_dir / str(size) / _slug(label), track=False,
+    result = evaluate(variant, out=out_dir / str(size) / slug(label), track=False,
                       progress=progress, dataset=dataset)
     mirror.submit(result.run_dir)
     summary = result.summary["metrics"]
@@ -139,11 +139,11 @@ def _write(table: Any, out_dir: Path, metrics: list[str], name: str) -> None:
 def scale_plot(table: Any, metrics: Sequence[str], path: Path | None = None,
                title: str = "", axes: Sequence[Any] | None = None) -> Any:
     """Each metric against history length (log x), one line per strategy, with CIs."""
-    from memlab.eval.plots import _figure
+    from memlab.eval.plots import standalone_figure
 
     fig = None
     if axes is None:
-        fig, _ = _figure(4.2 * len(metrics), 3.6)
+        fig, _ = standalone_figure(4.2 * len(metrics), 3.6)
         fig.clear()
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):

@@ -34,7 +34,7 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
     if only:
         variants = select_variants(variants, only)
     datasets = _datasets(variants)
-    outs = [None if out is None else Path(out) / _slug(v.name) for v in variants]
+    outs = [None if out is None else Path(out) / slug(v.name) for v in variants]
     dirs = []
     with BackgroundLogger() as logger:
         if executor is None:
@@ -90,5 +90,6 @@ def _datasets(variants: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """``name`` as a safe directory name (runs of other characters become ``_``)."""
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")

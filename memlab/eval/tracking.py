@@ -93,7 +93,8 @@ def experiment_name(record: RunRecord) -> str:
     return str(record.tracking.get("experiment") or f"memlab-{record.dataset}")
 
 
-def _client(uri: str) -> Any:
+def mlflow_client(uri: str) -> Any:
+    """The MLflow client for ``uri`` (also made mlflow's current tracking URI)."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
@@ -109,7 +110,9 @@ def _cached_client(uri: str) -> Any:
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
-def _experiment_id(client: Any, name: str, uri: str) -> str:
+def ensure_experiment(client: Any, name: str, uri: str) -> str:
+    """The id of the experiment ``name``, created if missing (a sqlite store keeps its
+    artifacts beside the database file)."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -141,8 +144,8 @@ def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
     record = RunRecord.open(run_dir)
     policy = check_policy(traces or str(record.tracking.get("traces") or "auto"))
     uri = tracking_uri(uri or record.tracking.get("tracking_uri"))
-    client = _client(uri)
-    experiment_id = _experiment_id(client, experiment_name(record), uri)
+    client = mlflow_client(uri)
+    experiment_id = ensure_experiment(client, experiment_name(record), uri)
     parent = None if sweep is None else mlflow_runs.sweep_parent(
         client, experiment_id, sweep, record.name)
     items = record.items
@@ -176,7 +179,7 @@ def ui_link(run_dir: str | Path, uri: str | None = None) -> str:
 
     record = RunRecord.open(run_dir)
     uri = tracking_uri(uri or record.tracking.get("tracking_uri"))
-    experiment = _client(uri).get_experiment_by_name(experiment_name(record))
+    experiment = mlflow_client(uri).get_experiment_by_name(experiment_name(record))
     server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else \
         "http://127.0.0.1:5000"
     return f"{server}/#{ui_path(experiment.experiment_id, experiment.tags)}"
@@ -195,7 +198,7 @@ def _log_batch(client: Any, run_id: str, record: RunRecord, parent: str | None) 
             **run_tags(record.config, record.items, record.summary)}
     if parent is not None:
         tags["mlflow.parentRunId"] = parent
-    params = [Param(k, _param(v)) for k, v in run_params(record.config).items()]
+    params = [Param(k, param_value(v)) for k, v in run_params(record.config).items()]
     metrics = [Metric(k, v, now, 0) for k, v in run_metrics(record.summary).items()]
     for start in range(0, max(len(params), 1), BATCH_PARAMS):  # MLflow's batch limit
         client.log_batch(run_id, params=params[start:start + BATCH_PARAMS],
@@ -324,7 +327,8 @@ def _cost(metrics: dict[str, float]) -> float:
             + metrics.get("tokens.ingest.mean", 0.0))
 
 
-def _param(value: Any) -> str:
+def param_value(value: Any) -> str:
+    """``value`` as an MLflow param (text cut to MLflow's 6000-character limit)."""
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
 

@@ -24,7 +24,7 @@ from typing import Any
 from memlab.data import load_dataset
 from memlab.data.schema import Dataset
 from memlab.errors import ConfigError, MemlabError
-from memlab.eval.config import _read_raw, apply_override, load_config, set_dotted
+from memlab.eval.config import apply_override, load_config, read_raw, set_dotted
 from memlab.eval.lock import unlock_run_dir
 from memlab.eval.tune_report import TuneResult, log_parent, score_of, write_result
 from memlab.eval.tune_space import (
@@ -44,7 +44,7 @@ def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
     ``trials`` overrides ``tune.trials`` (the total, completed trials of a resumed study
     count); ``track=False`` skips MLflow.
     """
-    raw, where = _read_raw(config)
+    raw, where = read_raw(config)
     for item in overrides or []:
         apply_override(raw, item)
     if "tune" not in raw:
@@ -80,9 +80,9 @@ def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
 
 def _default_out(name: str) -> Path:
     from memlab.eval.notebook import runs_dir
-    from memlab.eval.sweep import _slug
+    from memlab.eval.sweep import slug
 
-    return runs_dir() / _slug(name) / "tune"
+    return runs_dir() / slug(name) / "tune"
 
 
 def _check_keys(raw: dict[str, Any], dims: list[Dimension], where: str) -> None:

@@ -127,11 +127,11 @@ def write_result(result: TuneResult) -> Path:
 
 def history_plot(result: TuneResult, path: Path, ax: Any = None) -> Any:
     """Each trial's dev score, the best so far, and the final dev and test scores."""
-    from memlab.eval.plots import _figure
+    from memlab.eval.plots import standalone_figure
 
     fig = None
     if ax is None:
-        fig, ax = _figure(6.4, 3.6)
+        fig, ax = standalone_figure(6.4, 3.6)
     done = [t for t in result.trials if t["state"] == "COMPLETE"]
     xs = [t["number"] for t in done]
     ys = [t["value"] for t in done]
@@ -157,9 +157,9 @@ def log_parent(client: Any, parent: str, result: TuneResult) -> None:
     scores and their difference as metrics, ``tune.json`` and the history plot."""
     from mlflow.entities import Metric, Param
 
-    from memlab.eval.tracking import _param
+    from memlab.eval.tracking import param_value
 
-    params = [Param(f"best.{key}", _param(value)) for key, value in result.best_params.items()]
+    params = [Param(f"best.{key}", param_value(value)) for key, value in result.best_params.items()]
     params += [Param("tune.metric", result.metric), Param("tune.direction", result.direction),
                Param("tune.dev", ",".join(result.dev_conversations)),
                Param("tune.test", ",".join(result.test_conversations))]

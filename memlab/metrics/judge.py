@@ -1,64 +1,44 @@
-"""The seam for LLM judges (LongMemEval-style yes/no); implementations come with the harness.
+"""The seam for LLM judges (LongMemEval-style yes/no); the implementation is
+:class:`memlab.eval.answer.LLMJudge`.
 
 A judge asks an LLM whether an answer is correct, with a prompt chosen per question type
 and abstention probes judged as abstention (did the answer say the question cannot be
 answered from the conversation?). Its number is only meaningful with the judge's identity
-beside it, so every verdict carries a :class:`JudgeRecord`, logged per item and as run
-params: the backend, the model and the digest of its exact weights, the template's name
-and content hash, and the sampling temperature.
+beside it, so every verdict carries a ``judge_record`` logged per item: the backend, the
+model and the digest of its exact weights, the template's name, version and rendered
+prompt hash, and the sampling temperature (:data:`RECORD_FIELDS`), beside the raw reply.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
     from memlab.data.schema import Probe
 
-#: What must be logged with every judge verdict (and is a cache-key part of its calls).
-RECORD_FIELDS = ("backend", "model", "digest", "template", "template_hash", "temperature")
+#: What every ``judge_record`` holds to name who judged (and, with the reply, reproduce it).
+RECORD_FIELDS = ("backend", "model", "digest", "template", "template_version",
+                 "prompt_sha256", "temperature")
 
 
-@dataclass(frozen=True)
-class JudgeRecord:
-    """Who judged: enough to reproduce the verdict or to refuse to compare two runs."""
+class JudgeFields(TypedDict):
+    """One judgement as the item fields it is written to ``items.jsonl`` under.
 
-    backend: str
-    model: str
-    digest: str
-    template: str
-    template_hash: str
-    temperature: float
+    ``judge_score`` is 1.0 or 0.0, or None when the reply could not be parsed (or the call
+    failed: ``judge_record["error"]``); ``judge_record`` holds :data:`RECORD_FIELDS` and
+    the raw reply, error, cache hit and token counts.
+    """
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One judgement: ``correct`` is None when the judge's reply could not be parsed."""
-
-    correct: bool | None
-    raw: str
-    record: JudgeRecord
-    seconds: float = 0.0
-    error: str | None = None
-
-    @property
-    def score(self) -> float | None:
-        return None if self.correct is None else float(self.correct)
+    judge_score: float | None
+    judge_record: dict[str, Any]
 
 
 @runtime_checkable
 class Judge(Protocol):
     """Judges one answer to one probe with an LLM."""
 
-    def judge(self, question: str, gold: str, prediction: str, probe: Probe) -> Verdict:
-        ...
-
-    def record(self) -> JudgeRecord:
+    def judge(self, probe: Probe, answer: str) -> JudgeFields:
         ...
 
     def params(self) -> dict[str, Any]:
