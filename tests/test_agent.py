@@ -252,3 +252,42 @@ def test_the_agent_leaves_its_own_refusals_out_of_the_next_prompt(tmp_path: Path
     assert "don't have any memories" not in last
     assert "Nice to meet you!" in last and "penicillin" in last
     assert 'dana said: "I\'m allergic to penicillin."' in llm.calls[-1][0]["content"]
+
+
+def test_agent_yaml_grows_an_hnsw_index_as_memories_arrive_and_reloads_it(
+        tmp_path: Path) -> None:
+    """experiments/agent.yaml searches archival memory through dense's faiss HNSW index above
+    ``exact_below`` (lowered here to 40): added memories are appended to the graph, not
+    rebuilt into it, and a restart rebuilds it from the store with the same answers."""
+    import yaml
+
+    from memlab.agent.settings import DEFAULT_EXPERIMENT
+
+    config = yaml.safe_load(DEFAULT_EXPERIMENT.read_text())
+    retrieval = config["memory"]["params"]["retrieval"]
+    assert retrieval == {"name": "dense", "params": {"index": "faiss-hnsw"}}
+    retrieval["params"]["index_params"] = {"exact_below": 40, "ladder_min": 40}
+    agent = _agent(tmp_path, config=config, **{"retrieval.relevance_threshold": 0.0})
+    facts = [f"fact {i}: the {w} is number {i}" for i, w in
+             enumerate(["kettle", "garden", "violin", "harbour", "lantern"] * 20)]
+    agent.add_memories(facts[:60], user_id="alice")
+    assert agent.search_memory("kettle", 5, "alice")
+
+    def dense() -> Any:
+        return agent.memory("alice")._ready().retriever()
+
+    assert dense()._ann.size == 60 and dense().ann_builds == 1
+    for fact in facts[60:]:
+        agent.add_memory(fact, user_id="alice")
+        found = agent.search_memory(fact, 1, "alice")
+        assert [r["content"] for r in found] == [fact]
+    assert dense()._ann.size == 100 and dense().ann_builds == 1  # 40 appends, no rebuild
+    before = agent.search_memory(facts[52], 10, "alice")
+    assert before[0]["content"] == facts[52] and before[0]["score"] > before[-1]["score"]
+    agent.close()
+    agent = _agent(tmp_path, config=config, **{"retrieval.relevance_threshold": 0.0})
+    after = agent.search_memory(facts[52], 10, "alice")
+    assert [r["score"] for r in after] == [r["score"] for r in before]
+    last = before[-1]["score"]  # (the hash embedder ties many facts: the cut may differ)
+    assert [r for r in after if r["score"] > last] == [r for r in before if r["score"] > last]
+    assert dense()._ann.size == 100 and dense().ann_builds == 1  # built once from the store

@@ -18,6 +18,16 @@ row, so at least half of what it walks is visible and the beam widens by at most
 (``max_ef_search`` caps it). The caller searches exactly when few rows are visible
 (``exact_below``) and falls back to exact search when an index returns fewer than ``k``.
 
+An HNSW index grows by :meth:`FaissIndex.append` when rows are added after the newest
+ones (a live memory's new units): faiss adds them to the main graph, the ladder copies stay
+valid prefixes, and a new copy of the main graph is kept whenever it would otherwise grow
+past twice the largest copy, so a filtered search still walks at least half visible rows.
+(Copies then sit at doubling sizes from the first build, up to twice the rows a one-shot
+build's ladder holds.) A graph grown by appends is not the graph a one-shot build of the
+same rows gives (faiss inserts each batch's rows highest level first, and the copies fall
+at other sizes): its results can differ slightly and it is never cached. ``memlab.eval``
+indexes each conversation once and is unaffected. IVF indexes are always rebuilt.
+
 ``cache: true`` stores built indexes under ``$MEMLAB_CACHE_DIR/faiss/``, keyed by a digest
 of the vectors and the index parameters, so a large index (hours of HNSW build at 1M
 rows) is built once. (faiss HNSW was measured against usearch before it was chosen: see
@@ -94,6 +104,49 @@ class FaissIndex:
             if folder is not None:
                 _save(folder, self._indexes)
         self._size = len(data)
+
+    @property
+    def size(self) -> int:
+        """Rows indexed (0 until built)."""
+        return self._size
+
+    @property
+    def appendable(self) -> bool:
+        """Whether :meth:`append` can grow this index (a built HNSW graph)."""
+        return self.kind == "hnsw" and bool(self._indexes)
+
+    def append(self, data: np.ndarray) -> None:
+        """Add ``data`` (rows newer than every indexed row, in time order) to the graph.
+
+        The ladder copies keep the prefixes they hold; the main graph is copied into the
+        ladder before it grows past twice the largest copy (or past twice ``ladder_min`` /
+        ``exact_below`` when there is none yet).
+        """
+        if not self.appendable:
+            raise ConfigError(f"only a built HNSW index can grow by append (kind {self.kind!r}, "
+                              f"{self._size} rows indexed)")
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        faiss = _faiss()
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(self.threads)
+        try:
+            done = 0
+            while done < len(data):
+                size, main = self._indexes[-1]
+                stop = len(data)
+                if self.ladder:
+                    copies = self._indexes[:-1]
+                    anchor = copies[-1][0] if copies else max(self.ladder_min, self.exact_below, 1)
+                    if size >= 2 * anchor:  # keep a copy of the graph as it is now
+                        self._indexes.insert(-1, (size, faiss.clone_index(main)))
+                        anchor = size
+                    stop = min(stop, done + 2 * anchor - size)
+                main.add(data[done:stop])
+                self._indexes[-1] = (size + stop - done, main)
+                done = stop
+        finally:
+            faiss.omp_set_num_threads(threads)
+        self._size += len(data)
 
     def ladder_sizes(self, n: int) -> list[int]:
         """Row counts of the HNSW prefix copies kept below ``n`` (ascending)."""

@@ -3,7 +3,15 @@
 Exact search by default: one matrix-vector product over the visible units (vectors are
 unit length, so the dot product *is* the cosine). ``index: "faiss"`` adds an approximate
 faiss index (see :mod:`memlab.retrieval.ann`) used when more than ``exact_below`` units
-are visible; below that, exact search is both faster and exact.
+are visible; below that, exact search is both faster and exact. The exact product runs on
+one BLAS thread (:func:`memlab.retrieval.blas.matvec`: same scores, no waiting for a
+second core under load).
+
+When the only change since the index was built is units added after the newest ones (a
+live memory's new units), an HNSW index grows by ``append`` instead of being rebuilt; any
+other change (a unit dated before indexed ones, a deletion, a re-embedded unit) rebuilds
+it. A grown graph can answer slightly differently from one built at once (see
+:mod:`memlab.retrieval.ann`); an evaluation indexes each conversation once.
 
 Scores are cosine similarities in [-1, 1]; the Letta seed's relevance_threshold 0.5 is a
 ``threshold`` on this scale. Embeddings go through the persistent cache (``cache``) so
@@ -24,6 +32,7 @@ from memlab.embed.base import Embedder, EmbedderSpec, build_embedder
 from memlab.embed.cache import maybe_cached
 from memlab.errors import ConfigError
 from memlab.retrieval.ann import FaissIndex
+from memlab.retrieval.blas import matvec
 from memlab.retrieval.ranking import DEFAULT_K, GrowingMatrix, select_top
 from memlab.retrieval.scored import ScoredStrategy
 from memlab.spec import Component
@@ -56,6 +65,9 @@ class DenseStrategy(ScoredStrategy, Component):
         self._vectors = GrowingMatrix()
         self._matrix: np.ndarray | None = None
         self._ann: FaissIndex | None = None
+        self._ann_order = np.zeros(0, dtype=np.int64)  # table.order when _ann last synced
+        self._rewritten = False  # vectors of indexed units changed since then
+        self.ann_builds = 0  # full index builds (appends do not count)
 
     @property
     def encoder(self) -> Embedder:
@@ -95,7 +107,7 @@ class DenseStrategy(ScoredStrategy, Component):
                 picked = select_top(scores, keys, k, self.threshold)
                 return rows[picked], scores[picked]
         assert self._matrix is not None
-        scores = self._matrix[:visible] @ np.asarray(query, dtype=np.float32)
+        scores = matvec(self._matrix[:visible], query)
         picked = select_top(scores, self.table.order[:visible], k, self.threshold)
         return picked, scores[picked]
 
@@ -114,6 +126,7 @@ class DenseStrategy(ScoredStrategy, Component):
         if vectors.shape[0] != len(rows):
             raise ConfigError(f"dense index: {len(rows)} units but {vectors.shape[0]} vectors")
         if len(rows):
+            self._note_rewrites(rows, vectors)
             self._vectors.put(rows, vectors)
             self._matrix = None
         elif not self.table.fresh:
@@ -126,7 +139,29 @@ class DenseStrategy(ScoredStrategy, Component):
         n = len(self.table)
         order = None if self.table.in_time_order else self.table.order
         self._matrix = self._vectors.rows(n, order)
-        self._ann = self._build_ann(self._matrix) if n else None
+        if self._ann is not None and self._only_appended(n):
+            if n > self._ann.size:
+                self._ann.append(self._matrix[self._ann.size:])
+        else:
+            self._ann = self._build_ann(self._matrix) if n else None
+        self._ann_order = self.table.order
+        self._rewritten = False
+
+    def _note_rewrites(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Remember whether ``vectors`` replace different vectors of already indexed units."""
+        old = rows < len(self._ann_order)
+        if self._rewritten or not old.any():
+            return
+        held = self._vectors.data
+        self._rewritten = (held.shape[1] != vectors.shape[1]
+                           or not np.array_equal(held[rows[old]], vectors[old]))
+
+    def _only_appended(self, n: int) -> bool:
+        """Whether the indexed rows are unchanged and every other row sorts after them."""
+        size = self._ann.size if self._ann is not None else 0
+        return (self._ann is not None and self._ann.appendable and not self._rewritten
+                and n >= size == len(self._ann_order)
+                and np.array_equal(self.table.order[:size], self._ann_order))
 
     def _build_ann(self, matrix: np.ndarray) -> FaissIndex | None:
         if self.index_kind not in INDEXES:
@@ -144,4 +179,5 @@ class DenseStrategy(ScoredStrategy, Component):
                               f"{', '.join(FaissIndex().params())}") from None
         if len(matrix) > ann.exact_below:
             ann.build(matrix)
+            self.ann_builds += 1
         return ann
