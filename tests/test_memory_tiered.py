@@ -202,3 +202,37 @@ def test_live_style_consolidation_waits_for_enough_tokens_and_batches() -> None:
     summaries = [u for u in memory.units() if u.kind == "summary"]
     assert summaries[0].source_turn_ids == ("x1:t1", "x1:t2", "x2:t1", "x2:t2")
     assert summaries[0].id == "x1/consolidated/0"
+
+
+@pytest.mark.parametrize("dating", ["latest_turn", "consolidation"])
+def test_summaries_dated_at_consolidation_let_an_hnsw_graph_grow_without_rebuilds(
+        dating: str) -> None:
+    """A live memory (the agent's ``date_summaries: consolidation``): each summary is dated
+    when consolidation ran, so it is the newest unit and dense's HNSW graph appends it; dated
+    by its latest turn it sorts before turns already indexed, and the graph is rebuilt."""
+    hnsw = {"name": "dense", "params": {"embedder": "hash", "index": "faiss-hnsw",
+                                        "index_params": {"exact_below": 4, "ladder_min": 4}}}
+    memory = _memory(ScriptedLLM(facts=_facts), retrieval=hnsw, consolidate_by="batch",
+                     date_summaries=dating, core_facts=0, recall_tokens=100)
+    sessions = [session(f"s{i}", i, [f"Note {i}.{n}: the {w} number {i * n}" for n, w in
+                                     enumerate(["kettle", "garden", "violin", "harbour"])])
+                for i in range(12)]
+    for s in sessions:
+        memory.ingest(s)
+        assert memory.search("kettle number", 3)
+    summaries = [u for u in memory.units() if u.kind == "summary"]
+    assert len(summaries) >= 5
+    dense = memory._ready().retriever()
+    if dating == "consolidation":
+        # dated at the end of the session whose ingest pushed its turns out of the buffer
+        ends = {s.turns[-1].at for s in sessions}
+        turn_at = {t.id: t.at for s in sessions for t in s.turns}
+        assert all(u.at in ends and u.at > max(turn_at[t] for t in u.source_turn_ids)
+                   for u in summaries)
+        assert dense.ann_builds == 1
+    else:
+        assert all(u.at == max(turn_at[t] for t in u.source_turn_ids) for u in summaries
+                   for turn_at in [{t.id: t.at for s in sessions for t in s.turns}])
+        assert dense.ann_builds > 1
+    with pytest.raises(Exception, match="date_summaries must be"):
+        _memory(ScriptedLLM(), date_summaries="wall_clock").ingest(sessions[0])

@@ -23,7 +23,7 @@ core lines keep all their source turn ids, so retrieval is scored against eviden
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -67,7 +67,8 @@ class TieredMemory(CallRecords, Component):
                  consolidate_min_tokens: int = 0, consolidate_by: str = "session",
                  archive_turns: bool = True, llm: Any = None, llm_cache: str = "readwrite",
                  store: ComponentSpec = "memory", summary_max_tokens: int = 192,
-                 facts_max_tokens: int = 256, template_dirs: Sequence[str] = ()) -> None:
+                 facts_max_tokens: int = 256, template_dirs: Sequence[str] = (),
+                 date_summaries: str = "latest_turn") -> None:
         self.retrieval = retrieval
         self.top_k = top_k
         self.relevance_threshold = relevance_threshold
@@ -84,6 +85,7 @@ class TieredMemory(CallRecords, Component):
         self.summary_max_tokens = summary_max_tokens
         self.facts_max_tokens = facts_max_tokens
         self.template_dirs = template_dirs
+        self.date_summaries = date_summaries
         self.records: list[dict[str, Any]] = []
         self._state: TierState | None = None
 
@@ -162,6 +164,11 @@ class TieredMemory(CallRecords, Component):
         live chat summarises several exchanges at once instead of each one. Turns are
         summarised per session (``consolidate_by="session"``, the harness's sessions) or
         all together (``"batch"``, for the live agent, whose sessions are exchanges).
+
+        A summary is dated by its group's latest turn (``date_summaries: latest_turn``), or
+        at ``as_of``, when consolidation ran (``consolidation``: a live memory's summary
+        then is its newest unit, so a dense HNSW index grows by appending it instead of
+        being rebuilt; it becomes visible no earlier than with ``latest_turn``).
         """
         state = self._ready()
         kept = {u.id for u in self.recall_buffer(as_of)}
@@ -173,17 +180,22 @@ class TieredMemory(CallRecords, Component):
         for group in groups(evicted) if self.consolidate_by == "session" else [evicted]:
             result = self._consolidator().run(group, state.consolidations(group[0].session_id))
             self.records.extend(result.records)
-            made += self._apply(result, group)
+            made += self._apply(result, group, as_of)
         return made
 
-    def _apply(self, result: Consolidated, group: list[MemoryUnit]) -> list[MemoryUnit]:
+    def _apply(self, result: Consolidated, group: list[MemoryUnit],
+               as_of: datetime | None) -> list[MemoryUnit]:
         state = self._ready()
         if not result.ok:
             return []
         made: list[MemoryUnit] = []
         if result.summary is not None:
-            state.put([result.summary], archival=True)
-            made.append(result.summary)
+            summary = result.summary
+            at, dated = support.utc(as_of), support.utc(summary.at)
+            if self.date_summaries == "consolidation" and at and dated and at > dated:
+                summary = replace(summary, at=at if summary.at.tzinfo else at.replace(tzinfo=None))
+            state.put([summary], archival=True)
+            made.append(summary)
         version = state.core.add(result.core_lines)
         if version is not None:
             state.put([version], archival=False)
@@ -243,6 +255,9 @@ class TieredMemory(CallRecords, Component):
             support.require(self.consolidate_by in ("session", "batch"), self.name,
                             f"consolidate_by must be 'session' or 'batch', "
                             f"got {self.consolidate_by!r}")
+            support.require(self.date_summaries in ("latest_turn", "consolidation"), self.name,
+                            f"date_summaries must be 'latest_turn' or 'consolidation', "
+                            f"got {self.date_summaries!r}")
             self._state = TierState(self.retrieval, self.store, self.core_tokens)
         return self._state
 
