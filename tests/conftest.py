@@ -56,6 +56,9 @@ def postgres() -> Iterator[Any]:
     from memlab.testing.postgres import LocalPostgres
 
     with LocalPostgres() as server:
+        problem = server.pgvector_problem()
+        if problem:
+            pytest.skip(problem)
         yield server
 
 

