@@ -223,16 +223,15 @@ def test_summaries_dated_at_consolidation_let_an_hnsw_graph_grow_without_rebuild
     summaries = [u for u in memory.units() if u.kind == "summary"]
     assert len(summaries) >= 5
     dense = memory._ready().retriever()
+    turn_at = {t.id: t.at for s in sessions for t in s.turns}
     if dating == "consolidation":
         # dated at the end of the session whose ingest pushed its turns out of the buffer
         ends = {s.turns[-1].at for s in sessions}
-        turn_at = {t.id: t.at for s in sessions for t in s.turns}
         assert all(u.at in ends and u.at > max(turn_at[t] for t in u.source_turn_ids)
                    for u in summaries)
         assert dense.ann_builds == 1
     else:
-        assert all(u.at == max(turn_at[t] for t in u.source_turn_ids) for u in summaries
-                   for turn_at in [{t.id: t.at for s in sessions for t in s.turns}])
+        assert all(u.at == max(turn_at[t] for t in u.source_turn_ids) for u in summaries)
         assert dense.ann_builds > 1
     with pytest.raises(Exception, match="date_summaries must be"):
         _memory(ScriptedLLM(), date_summaries="wall_clock").ingest(sessions[0])
