@@ -400,6 +400,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pg-ef-search", default="100,400",
                         help="pgvector hnsw.ef_search values searched (one row each)")
+    parser.add_argument("--pg-work-mem", default="1GB",
+                        help="maintenance_work_mem for pgvector's HNSW build (the graph "
+                        "should fit: ~2 GB at 1M 384-d units)")
     parser.add_argument("--store", action="append", default=[], choices=["pgvector"],
                         help="also measure this store (pgvector: $MEMLAB_PG_DSN, or a "
                         "local PostgreSQL started for the bench)")
@@ -453,7 +456,8 @@ def bench_size(size: int, texts: list[str], base: np.ndarray, questions: list[st
            "probe": probe, "embed_queries": min(n_queries, args.embed_queries),
            "dense_only": args.dense_only, "hnsw_params": {"threads": args.hnsw_threads},
            "fractions": [float(f) for f in args.fractions.split(",") if f],
-           "pg_ef_search": [int(e) for e in args.pg_ef_search.split(",")]}
+           "pg_ef_search": [int(e) for e in args.pg_ef_search.split(",")],
+           "pg_work_mem": args.pg_work_mem}
     rows = bench_strategies(size, units, vectors, ctx, parse_size(args.hnsw_max))
     if not args.dense_only:
         rows += bench_stores(size, units, vectors, n_queries, folder)
