@@ -72,7 +72,7 @@ def test_multigrain_lifts_the_window_holding_the_best_turn() -> None:
     assert [h.unit.id for h in hits] == ["s/window/0", "s/window/2", "s/window/3",
                                          "s/window/1"]
     assert [h.score for h in hits] == pytest.approx([0.5, 0.5, 0.5, 0.125])
-    assert strategy.turn_strategy.units["s/turn/t0"].text == "Ann: sentence 0"
+    assert strategy.turn_index.strategy.units["s/turn/t0"].text == "Ann: sentence 0"
     plain = multigrain(["s/window/0", "s/window/1"], ["s/turn/t7"], 0.0, units)
     assert [h.unit.id for h in plain.search("q", None)][:2] == ["s/window/0", "s/window/1"]
     with pytest.raises(ConfigError, match="weight must lie in"):
@@ -86,7 +86,7 @@ def test_multigrain_never_adds_a_window_known_after_as_of() -> None:
     # t5 was first known through w1 (visible); t7 only through w2/w3 (not yet)
     assert all(h.unit.at <= T0 for h in hits)
     assert {h.unit.id for h in hits} == {"s/window/0", "s/window/1"}
-    assert strategy.turn_strategy.units["s/turn/t7"].at == T0 + timedelta(days=1)
+    assert strategy.turn_index.strategy.units["s/turn/t7"].at == T0 + timedelta(days=1)
 
 
 def test_turn_costs_count_runs_exactly(locomo_dataset: Dataset) -> None:

@@ -114,6 +114,27 @@ def test_budget_turn_granularity_ranks_shared_turns_first() -> None:
     assert turns_of(hits)[0] == ("t2", "t3")  # in both windows: 1/2 + 1/3 beats 1/2
 
 
+def test_budget_focus_shows_each_hits_best_turns_so_more_hits_fit() -> None:
+    units = windows(12)  # w0 t0-3, w1 t2-5, w2 t4-7, w3 t6-9, w4 t8-11
+    text = lines(12)
+    budget = text_tokens(text[1]) + text_tokens(text[9])
+    plain = packed(["s/window/0", "s/window/4"], units, budget=budget)
+    assert prefix_within([text_tokens(h.unit.text) for h in plain], budget) == 0  # none fit
+    focus = FixedRanking(["s/turn/t9", "s/turn/t1", "s/turn/t5"])
+    hits = packed(["s/window/0", "s/window/4"], units, budget=budget, focus=focus)
+    assert turns_of(hits) == [("t1",), ("t9",)]  # each window's best-ranked turn
+    assert hits[0].unit.text == text[1] and [h.score for h in hits] == [1.0, 0.5]
+    assert prefix_within([text_tokens(h.unit.text) for h in hits], budget) == 2
+    assert focus.units["s/turn/t1"].text == text[1]  # the focus indexed the single turns
+    # two turns a hit: ranked ones first, then unranked ones in session order. w1 (t2-5)
+    # shows t5 and t2; w2 (t4-7) t5 (already shown) and t4, which joins t5's run
+    two = packed(["s/window/1", "s/window/2"], units, focus=focus, focus_turns=2)
+    assert turns_of(two) == [("t2",), ("t4", "t5")]
+    with pytest.raises(ConfigError, match="focus_turns must be an integer >= 1"):
+        build_strategy({"name": "budget", "params": {"focus": "dense", "focus_turns": 0}}
+                       ).search("q", 1)
+
+
 def test_wrappers_reject_bad_params() -> None:
     with pytest.raises(ConfigError, match="valid choices: hit, turn"):
         build_strategy({"name": "budget", "params": {"granularity": "span"}}).search("q", 1)

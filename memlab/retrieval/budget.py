@@ -19,6 +19,12 @@ With ``granularity: turn`` the hits are first split into their turns, each score
 reciprocal ranks (``rrf_k``) of the hits holding it, so overlapping windows vote for the
 turns they share and packing picks turns, not whole windows.
 
+With ``focus`` (a strategy over single turns, e.g. ``dense``, indexed on the units' turns)
+a hit of several turns shows only its ``focus_turns`` turns that ``focus`` ranks best among
+its top ``focus_candidates`` turns (turns it did not rank come last, in session order), plus
+any ``neighbors``: the hit's rank still comes from ``base`` (a window's context helps rank
+it), but fewer of its tokens go to turns the question is not about, so more hits fit.
+
 Spans come in the rank of their best hit; a span's ``score`` is that hit's base score, so
 scores are not monotone and ``threshold`` (on the base's scale) filters the final spans.
 A span equal to an indexed unit is that unit; otherwise a ``window`` unit with id
@@ -42,7 +48,7 @@ from memlab.errors import ConfigError
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit
 from memlab.retrieval.turn_costs import TurnCosts
-from memlab.retrieval.turns import TurnCatalog, turn_lines
+from memlab.retrieval.turns import TurnCatalog, TurnIndex, turn_lines
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 from memlab.store.codec import at_micros
@@ -80,7 +86,7 @@ def _turn_unit(tid: str, catalog: TurnCatalog) -> MemoryUnit:
 class BudgetStrategy(Wrapper, Component):
     """Any base ranking packed into a token budget: merged spans, neighbours, no repeats."""
 
-    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
+    nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "focus": "retrieval"}
 
     composes_units = True  # hits may be new span units, not indexed ones
 
@@ -95,6 +101,9 @@ class BudgetStrategy(Wrapper, Component):
         neighbor_ranks: int | None = None,
         granularity: str = "hit",
         rrf_k: int = 60,
+        focus: BaseSpec | None = None,
+        focus_turns: int = 1,
+        focus_candidates: int = 200,
         tokenizer: str = DEFAULT_TOKENIZER,
     ) -> None:
         self.k = k
@@ -106,6 +115,9 @@ class BudgetStrategy(Wrapper, Component):
         self.neighbor_ranks = neighbor_ranks
         self.granularity = granularity
         self.rrf_k = rrf_k
+        self.focus = focus
+        self.focus_turns = focus_turns
+        self.focus_candidates = focus_candidates
         self.tokenizer = tokenizer
 
     def check_params(self) -> None:
@@ -117,6 +129,10 @@ class BudgetStrategy(Wrapper, Component):
         if self.granularity not in GRANULARITIES:
             raise ConfigError(f"budget: granularity {self.granularity!r} is not known; "
                               f"valid choices: {', '.join(GRANULARITIES)}")
+        for name in ("focus_turns", "focus_candidates"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"budget: {name} must be an integer >= 1, got {value!r}")
 
     @cached_property
     def catalog(self) -> TurnCatalog:
@@ -125,6 +141,11 @@ class BudgetStrategy(Wrapper, Component):
     @cached_property
     def costs(self) -> TurnCosts:
         return TurnCosts(self.tokenizer)
+
+    @cached_property
+    def turn_index(self) -> TurnIndex | None:
+        """``focus`` over the units' single turns (None without ``focus``)."""
+        return None if self.focus is None else TurnIndex(self.focus, self.catalog)
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         """Index the base; catalogue the turns and count their tokens now (not at the
@@ -135,6 +156,13 @@ class BudgetStrategy(Wrapper, Component):
             self.catalog.refresh()
             self.costs = TurnCosts(self.tokenizer)  # lines may have changed: count anew
             self.costs.update(self.catalog)
+        if self.turn_index is not None:
+            self.turn_index.add(units)
+
+    def prepare_index(self) -> None:
+        super().prepare_index()
+        if self.turn_index is not None:
+            self.turn_index.prepare()
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
@@ -142,7 +170,11 @@ class BudgetStrategy(Wrapper, Component):
         self.catalog.refresh()
         if self.granularity == "turn":
             hits = turn_hits(hits, self.catalog, self.rrf_k)
-        packer = _Packer(self, hits, None if as_of is None else at_micros(as_of))
+        focus = None
+        if self.turn_index is not None:
+            found = self.turn_index.search(query, self.focus_candidates, as_of, probe)
+            focus = {hit.unit.source_turn_ids[0]: rank for rank, hit in enumerate(found)}
+        packer = _Packer(self, hits, None if as_of is None else at_micros(as_of), focus)
         out = packer.pack()
         if self.threshold is not None:
             out = [h for h in out if h.score >= self.threshold]
@@ -152,8 +184,10 @@ class BudgetStrategy(Wrapper, Component):
 class _Packer:
     """One search's selection: chosen turn positions per session, with their ranks."""
 
-    def __init__(self, owner: BudgetStrategy, hits: list[Hit], as_of_us: int | None) -> None:
+    def __init__(self, owner: BudgetStrategy, hits: list[Hit], as_of_us: int | None,
+                 focus: dict[str, int] | None = None) -> None:
         self.owner = owner
+        self.focus = focus  # turn id -> rank among the focus strategy's turns
         self.catalog = owner.catalog
         self.hits = hits
         self.as_of_us = as_of_us
@@ -184,7 +218,7 @@ class _Packer:
             return True
         session = unit.session_id
         have = self.chosen.get(session, {})
-        core = [self.catalog.where[t][1] for t in unit.source_turn_ids]
+        core = self._core(unit)
         new = [p for p in core if p not in have]
         if not new:
             return True
@@ -201,6 +235,19 @@ class _Packer:
                 self.chosen[session] = trial
                 return True
         return False
+
+    def _core(self, unit: MemoryUnit) -> list[int]:
+        """Session positions of the turns of ``unit`` to show: all of them, or with
+        ``focus`` the best ``focus_turns`` (in session order)."""
+        where = self.catalog.where
+        tids = unit.source_turn_ids
+        keep = self.owner.focus_turns
+        focus = self.focus
+        if focus is not None and len(tids) > keep:
+            unranked = len(focus)
+            tids = tuple(sorted(tids, key=lambda t: (focus.get(t, unranked), where[t][1]))
+                         [:keep])
+        return sorted(where[t][1] for t in tids)
 
     def _neighbours(self, session: str, core: list[int], have: dict[int, int]) -> list[int]:
         order = self.catalog.sessions[session]
@@ -250,7 +297,7 @@ class _Packer:
                     out.append((rank, unit))
                 continue
             have = seen.setdefault(unit.session_id, {})
-            new = {self.catalog.where[t][1]: rank for t in unit.source_turn_ids}
+            new = dict.fromkeys(self._core(unit), rank)
             new = {p: r for p, r in new.items() if p not in have}
             have.update(new)
             out.extend(self._spans({unit.session_id: new}))

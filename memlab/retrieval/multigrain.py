@@ -29,9 +29,9 @@ import numpy as np
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
-from memlab.retrieval.base import Hit, Retriever
-from memlab.retrieval.turns import TurnCatalog, turn_lines
-from memlab.retrieval.wrap import BaseSpec, Wrapper, build_base, index_base, prepare_index
+from memlab.retrieval.base import Hit
+from memlab.retrieval.turns import TurnCatalog, TurnIndex
+from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
 
@@ -61,46 +61,30 @@ class MultiGrainStrategy(Wrapper, Component):
             raise ConfigError(f"multigrain: weight must lie in [0, 1], got {self.weight!r}")
 
     @cached_property
-    def turn_strategy(self) -> Retriever:
-        """The strategy over single turns, built on first use."""
-        return build_base(self.turns)
-
-    @cached_property
     def catalog(self) -> TurnCatalog:
         return TurnCatalog()
 
     @cached_property
-    def holders(self) -> dict[str, list[MemoryUnit]]:
-        """Turn id -> the indexed units holding it, in indexing order."""
-        return {}
+    def turn_index(self) -> TurnIndex:
+        """The second strategy over single turns (built on first use) and their holders."""
+        return TurnIndex(self.turns, self.catalog)
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         super().index(units, vectors)
         self.catalog.add(units)
         self.catalog.refresh()
-        fresh: list[MemoryUnit] = []
-        for unit in units:
-            if turn_lines(unit) is None:
-                continue
-            for tid in unit.source_turn_ids:
-                held = self.holders.setdefault(tid, [])
-                if not held:
-                    fresh.append(_turn_unit(tid, self.catalog))
-                if unit not in held:
-                    held.append(unit)
-        if fresh:
-            index_base(self.turn_strategy, fresh)
+        self.turn_index.add(units)
 
     def prepare_index(self) -> None:
         super().prepare_index()
-        prepare_index(self.turn_strategy)
+        self.turn_index.prepare()
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:
         limit, hits = self.candidates_for(query, k, as_of, probe, self.candidates)
         if limit == 0:
             return []
-        turns = self.turn_strategy.search(query, self.candidates, as_of, probe=probe)
+        turns = self.turn_index.search(query, self.candidates, as_of, probe)
         base = _normalised([h.score for h in hits])
         best: dict[str, float] = {}
         for hit, score in zip(turns, _normalised([h.score for h in turns]), strict=True):
@@ -109,7 +93,7 @@ class MultiGrainStrategy(Wrapper, Component):
         for rank, (hit, score) in enumerate(zip(hits, base, strict=True)):
             order.setdefault(hit.unit.id, (hit.unit, rank, score))
         for hit in turns:  # units holding a top turn, visible at as_of, join
-            for unit in self.holders.get(hit.unit.source_turn_ids[0], ()):
+            for unit in self.turn_index.holders.get(hit.unit.source_turn_ids[0], ()):
                 if unit.id not in order and (as_of is None or unit.at <= as_of):
                     order[unit.id] = (unit, len(hits) + len(order), 0.0)
         fused = []
@@ -131,8 +115,3 @@ def _normalised(scores: list[float]) -> list[float]:
     normed = np.ones_like(values) if span == 0 else (values - low) / span
     return [float(v) for v in normed]
 
-
-def _turn_unit(tid: str, catalog: TurnCatalog) -> MemoryUnit:
-    session = catalog.where[tid][0]
-    return MemoryUnit(f"{session}/turn/{tid}", catalog.line[tid], "turn", (tid,), session,
-                      catalog.known_at[tid])

@@ -14,9 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.store.codec import at_micros
+
+if TYPE_CHECKING:
+    from memlab.data.schema import Probe
+    from memlab.retrieval.base import Hit, Retriever
+    from memlab.retrieval.wrap import BaseSpec
 
 #: Unit kinds whose text is one line per source turn.
 TURN_KINDS = ("turn", "window", "session")
@@ -81,3 +88,53 @@ class TurnCatalog:
 
     def visible(self, tid: str, as_of_us: int | None) -> bool:
         return as_of_us is None or self.known[tid] <= as_of_us
+
+
+class TurnIndex:
+    """A strategy over the single turns of decomposable units, fed as units are indexed:
+    how ``multigrain`` and ``budget``'s ``focus`` score turns one by one. Each turn is a
+    ``turn`` unit (``{session}/turn/{turn id}``, its catalog line, dated when it became
+    known), indexed once; ``holders`` maps a turn id to the indexed units holding it."""
+
+    def __init__(self, spec: BaseSpec, catalog: TurnCatalog) -> None:
+        self.spec = spec
+        self.catalog = catalog
+        self.holders: dict[str, list[MemoryUnit]] = {}
+
+    @cached_property
+    def strategy(self) -> Retriever:
+        from memlab.retrieval.wrap import build_base
+
+        return build_base(self.spec)
+
+    def add(self, units: Sequence[MemoryUnit]) -> None:
+        """Index the new turns of ``units`` (the catalog must already hold them)."""
+        from memlab.retrieval.wrap import index_base
+
+        fresh: list[MemoryUnit] = []
+        for unit in units:
+            if turn_lines(unit) is None:
+                continue
+            for tid in unit.source_turn_ids:
+                held = self.holders.setdefault(tid, [])
+                if not held:
+                    fresh.append(self.unit(tid))
+                if unit not in held:
+                    held.append(unit)
+        if fresh:
+            index_base(self.strategy, fresh)
+
+    def unit(self, tid: str) -> MemoryUnit:
+        session = self.catalog.where[tid][0]
+        return MemoryUnit(f"{session}/turn/{tid}", self.catalog.line[tid], "turn", (tid,),
+                          session, self.catalog.known_at[tid])
+
+    def prepare(self) -> None:
+        from memlab.retrieval.wrap import prepare_index
+
+        prepare_index(self.strategy)
+
+    def search(self, query: str, n: int, as_of: datetime | None, probe: Probe | None
+               ) -> list[Hit]:
+        """The best ``n`` turns visible at ``as_of``, as one-turn hits."""
+        return self.strategy.search(query, n, as_of, probe=probe)
