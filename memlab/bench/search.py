@@ -387,6 +387,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="largest size that also builds the (slow) faiss HNSW index")
     parser.add_argument("--hnsw-threads", type=int, default=1,
                         help="threads building HNSW (1 = a reproducible graph)")
+    parser.add_argument("--hnsw-param", action="append", default=[], metavar="KEY=INT",
+                        help="a faiss HNSW index parameter (hnsw_m, ef_construction, "
+                        "ef_search, max_ef_search), repeatable; default: dense's own")
     parser.add_argument("--fractions", default="0.5,0.1",
                         help="visible fractions of units for the as_of-filtered rows")
     parser.add_argument("--dense-only", action="store_true",
@@ -454,7 +457,8 @@ def bench_size(size: int, texts: list[str], base: np.ndarray, questions: list[st
                   (), "bench", as_of)
     ctx = {"embedder": embedder, "queries": questions[:n_queries], "as_of": as_of,
            "probe": probe, "embed_queries": min(n_queries, args.embed_queries),
-           "dense_only": args.dense_only, "hnsw_params": {"threads": args.hnsw_threads},
+           "dense_only": args.dense_only,
+           "hnsw_params": {"threads": args.hnsw_threads, **hnsw_params(args.hnsw_param)},
            "fractions": [float(f) for f in args.fractions.split(",") if f],
            "pg_ef_search": [int(e) for e in args.pg_ef_search.split(",")],
            "pg_work_mem": args.pg_work_mem}
@@ -464,6 +468,19 @@ def bench_size(size: int, texts: list[str], base: np.ndarray, questions: list[st
     if args.dsn:
         rows += bench_pgvector(size, units, vectors, ctx, args.dsn)
     return rows
+
+
+def hnsw_params(pairs: list[str]) -> dict[str, int]:
+    """``--hnsw-param KEY=INT`` pairs as index parameters (a clear error for a bad one)."""
+    allowed = ("hnsw_m", "ef_construction", "ef_search", "max_ef_search")
+    out: dict[str, int] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in allowed or not value.isdigit():
+            raise SystemExit(f"--hnsw-param {pair!r}: expected KEY=INT with KEY one of "
+                             f"{', '.join(allowed)}")
+        out[key] = int(value)
+    return out
 
 
 @contextmanager
