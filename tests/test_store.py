@@ -267,5 +267,22 @@ def test_pgvector_bulk_add_copies_then_indexes_and_refuses_stored_ids(postgres,
         assert "USING hnsw" in " ".join(r[0] for r in cur.fetchall())
     with pytest.raises(MemlabError, match=f"table {pg_table} namespace 'bulk'"):
         bulk.bulk_add(units[5:6], vectors[5:6])
-    assert bulk.count() == 300
+    more = [unit(i, n=i) for i in range(300, 302)]
+    for load in (lambda: bulk.bulk_add(more, vecs(2, dim=16, seed=5), "lots"),
+                 lambda: bulk.build_index(16, "1GB'; DROP TABLE x; --")):
+        with pytest.raises(MemlabError, match=r"maintenance_work_mem .* is not a size"):
+            load()
+    assert bulk.count() == 300  # the bad size was refused before anything was copied
     bulk.close()
+
+
+def test_bench_search_refuses_bad_index_settings_before_any_work() -> None:
+    from memlab.bench.search import hnsw_params, main
+
+    with pytest.raises(SystemExit, match="--pg-work-mem: maintenance_work_mem 'lots'"):
+        main(["--store", "pgvector", "--pg-work-mem", "lots"])
+    assert hnsw_params(["ef_construction=200", "hnsw_m=48"]) == {"ef_construction": 200,
+                                                               "hnsw_m": 48}
+    for bad in ("m=32", "ef_search=wide", "ef_search"):
+        with pytest.raises(SystemExit, match="expected KEY=INT"):
+            hnsw_params([bad])

@@ -418,6 +418,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.store:  # a bad size fails now, not after loading 1M rows
+        from memlab.errors import ConfigError
+        from memlab.store.pgvector import check_work_mem
+
+        try:
+            check_work_mem(args.pg_work_mem, "--pg-work-mem")
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from memlab.embed import CachedEmbedder
     from memlab.embed.sentence_transformer import SentenceTransformerEmbedder

@@ -99,9 +99,7 @@ class PgvectorStore(Component):
         assert matrix is not None
         dim = int(matrix.shape[1])
         self._check_dim(dim)
-        if not re.fullmatch(r"\d+\s*[kMG]?B", maintenance_work_mem):
-            raise ConfigError(f"{self._where}: maintenance_work_mem {maintenance_work_mem!r} "
-                              "is not a size such as '1GB'")
+        check_work_mem(maintenance_work_mem, self._where)  # before the COPY, not after
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             cur.execute(f"DROP INDEX IF EXISTS {self.table}_hnsw_{dim}")
@@ -119,7 +117,7 @@ class PgvectorStore(Component):
 
     def build_index(self, dim: int, maintenance_work_mem: str = "1GB") -> None:
         """Build the HNSW index over this dimension's rows if it is missing."""
-        self._ensure_index(dim, maintenance_work_mem)
+        self._ensure_index(dim, check_work_mem(maintenance_work_mem, self._where))
 
     def get(self, ids: Sequence[str]) -> list[MemoryUnit]:
         found = {row[0]: row_unit(row) for row in self._select(_FIELDS, ids)}
@@ -306,6 +304,15 @@ class _Transaction:
             self.store._lock.release()
         if exc[0] is not None and issubclass(exc[0], psycopg.Error):
             raise MemlabError(f"{self.store._where}: {exc[1]}") from exc[1]
+
+
+def check_work_mem(value: str, where: str) -> str:
+    """``value`` if it is a PostgreSQL size such as '1GB' (it is put into SQL), else a
+    ConfigError naming ``where``."""
+    if not re.fullmatch(r"\d+\s*[kMG]?B", value):
+        raise ConfigError(f"{where}: maintenance_work_mem {value!r} is not a size such as "
+                          "'1GB'")
+    return value
 
 
 def _schema(table: str) -> str:

