@@ -200,5 +200,5 @@ def test_bundled_minilm_loads_offline_and_ranks_paraphrases(monkeypatch) -> None
     assert paraphrase > 0.6 > 0.2 > unrelated
     assert embedder.model_id.startswith(
         "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2@")
-    assert embedder.model_id.endswith("+onnx-v1")  # the default backend
+    assert embedder.model_id.endswith("+onnx-v2")  # the default backend
     assert len(embedder.model_id.rsplit("@", 1)[1].split("+")[0]) == 16

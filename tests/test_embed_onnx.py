@@ -21,8 +21,8 @@ def test_backend_is_a_parameter_and_part_of_the_cache_key() -> None:
     onnx = registry.build("sentence-transformers")  # ONNX fp32 is the default
     int8 = registry.build("sentence-transformers", {"backend": "onnx-int8"})
     assert onnx.params()["backend"] == "onnx"
-    assert onnx.model_id == f"{torch_id}+onnx-v1"
-    assert int8.model_id == f"{torch_id}+onnx-int8-v1"
+    assert onnx.model_id == f"{torch_id}+onnx-v2"
+    assert int8.model_id == f"{torch_id}+onnx-int8-v2"
     with pytest.raises(ConfigError, match="backend 'tensorrt' is not known; valid: torch, "
                                           "onnx, onnx-int8"):
         registry.build("sentence-transformers", {"backend": "tensorrt"}).encode(["hi"])

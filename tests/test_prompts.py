@@ -57,6 +57,9 @@ EXAMPLES: dict[str, dict] = {
                              "memories": HITS, "asked_at": JUNE1},
     "answer_json": {"question": "When did Caroline go to the support group?",
                     "memories": HITS, "asked_at": JUNE1},
+    "answer_premise_check": {"question": "When did Melanie go to the support group?",
+                             "memories": HITS, "asked_at": JUNE1,
+                             "speakers": ["Caroline", "Melanie"]},
     "extract_facts": {"turns": TURNS, "existing_memories": ["Caroline likes hiking"],
                       "session_date": MAY8},
     "session_summary": {"turns": TURNS, "session_date": MAY8},
@@ -132,7 +135,7 @@ def test_answer_accepts_units_and_mappings_and_no_memories() -> None:
 
 
 @pytest.mark.parametrize("name", ["answer_short", "answer_reasoning", "answer_chain_of_note",
-                                  "answer_json"])
+                                  "answer_json", "answer_premise_check"])
 def test_system_part_does_not_depend_on_question_or_memories(name: str) -> None:
     one = templates.render(name, question="Where?", memories=HITS[:1], asked_at=JUNE1)
     two = templates.render(name, question="When did it happen?", memories=HITS, asked_at=MAY8)
@@ -152,6 +155,16 @@ def test_chain_of_note_asks_for_notes_per_memory_and_parses_the_final_line() -> 
              "Final answer: 7 May 2023")
     assert con.parse(reply) == "7 May 2023"
     assert con.parse("no final line") is None
+
+
+def test_premise_check_keeps_answer_shorts_memories_and_asks_to_check_the_person() -> None:
+    check = templates.render("answer_premise_check", **EXAMPLES["answer_premise_check"])
+    short = templates.render("answer_short", **EXAMPLES["answer_premise_check"])
+    assert check.messages[1] == short.messages[1]  # same memories, date and question
+    system = check.messages[0]["content"]
+    assert "about the person the question names" in system
+    assert "answer exactly: Not mentioned in the conversation." in system
+    assert templates.get("answer_premise_check").output == "text"
 
 
 def test_json_template_presents_memories_as_a_json_array() -> None:
@@ -266,8 +279,9 @@ def test_unknown_template_lists_choices() -> None:
         templates.get("answer_shrt")
     message = str(info.value)
     assert "unknown prompt template 'answer_shrt'. Did you mean 'answer_short'" in message
-    assert ("Valid choices: agent_chat, answer_chain_of_note, answer_json, answer_reasoning, "
-            "answer_short, extract_facts, extract_keys, hypothetical_answer, judge_locomo, "
+    assert ("Valid choices: agent_chat, answer_chain_of_note, answer_json, "
+            "answer_premise_check, answer_reasoning, answer_short, extract_facts, "
+            "extract_keys, hypothetical_answer, judge_locomo, "
             "judge_locomo_criteria, judge_longmemeval, judge_longmemeval_criteria, "
             "memory_update, rerank_yesno, rewrite_queries, session_summary") in message
 

@@ -254,6 +254,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: experiments/locomo-retrieval-llm.yaml (conv-30), as measured for the README.
 REWRITE_EXPECTED = {"bm25": 14.666666666666666, "rewrite-multi-bm25": 13.333333333333334,
                     "rewrite-hyde-bm25": 15.666666666666666}
+#: How far an LLM-rewritten case may land from the README's figure. llama.cpp's greedy
+#: output depends on the CPU's SIMD arithmetic, so the 0.5B's rewrites (and with them the
+#: ranking) differ between machines: rewrite-multi-bm25 measured 13.333 on the README's
+#: machine and 14.333 on a 2-core AMD EPYC with AVX-512. One probe's whole recall (1.0) is
+#: the tolerance; exactness given the rewrites is checked by the replay from the cache.
+LLM_TOLERANCE = 1.0
 
 
 @pytest.mark.slow
@@ -273,10 +279,12 @@ def test_query_rewrite_with_the_embedded_qwen_on_locomo_conv_30(
     items = replay_conversation(config, conversation, [p for _, p in pairs]).items
     total, n = recall_sum(items)
     assert n == 20
-    assert total == pytest.approx(REWRITE_EXPECTED[label], abs=1e-9)
+    tolerance = 1e-9 if label == "bm25" else LLM_TOLERANCE
+    assert total == pytest.approx(REWRITE_EXPECTED[label], abs=tolerance)
     if label != "bm25":
         assert all(r["search_llm"]["calls"] == 1 and r["search_llm"]["errors"] == 0
                    and r["tokens"]["search"] > 0 for r in items)
         again = replay_conversation(config, conversation, [p for _, p in pairs]).items
         assert all(r["search_llm"]["cached"] == 1 for r in again)  # from the cache
         assert [r["retrieved"] for r in again] == [r["retrieved"] for r in items]
+        assert recall_sum(again) == (total, n)  # the same rewrites rank exactly the same

@@ -46,7 +46,7 @@ def test_locomo_retrieval_config_resolves_every_default_and_the_embedder_identit
     assert embedder["identity"]["model_id"].startswith(
         "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2@")
     digest, backend = embedder["identity"]["model_id"].rsplit("@", 1)[1].split("+")
-    assert len(digest) == 16 and backend == "onnx-v1"  # weights digest + backend
+    assert len(digest) == 16 and backend == "onnx-v2"  # weights digest + backend
 
 
 def test_answer_template_is_recorded_with_version_and_hash() -> None:

@@ -75,7 +75,7 @@ class SentenceTransformerEmbedder(Component):
 
     @property
     def model_id(self) -> str:
-        """``sentence-transformers:<name>@<weights digest>[+onnx-v1|+onnx-int8-v1]`` (the cache
+        """``sentence-transformers:<name>@<weights digest>[+onnx-v2|+onnx-int8-v2]`` (the cache
         key: ONNX vectors differ slightly from torch's, so they never share one)."""
         if self._model_id is None:
             name = f"sentence-transformers/{BUNDLED_MODEL}" if self.bundled else self.model

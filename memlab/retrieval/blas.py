@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,8 +64,11 @@ def one_blas_thread() -> Iterator[None]:
 
 
 def _blas_libraries() -> list[Any]:
-    """threadpoolctl's controllers of the BLAS libraries loaded (numpy's), found once.
+    """threadpoolctl's controllers of numpy's BLAS (the one ``matrix @ vector`` runs on),
+    found once; every loaded BLAS when none lies in numpy's package (a system numpy).
 
+    Only numpy's is limited: a BLAS loaded later by another package (torch's, scipy's) is
+    not the one these products use, and a list found once would not hold it anyway.
     (Each library is set directly: ``ThreadpoolController.limit`` re-reads every library's
     full description per call, ~0.2 ms on a loaded machine.)
     """
@@ -72,5 +76,12 @@ def _blas_libraries() -> list[Any]:
     if _libraries is None:
         from threadpoolctl import ThreadpoolController
 
-        _libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        loaded = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        numpys = [lib for lib in loaded if is_numpy_blas(lib.filepath)]
+        _libraries = numpys or loaded
     return _libraries
+
+
+def is_numpy_blas(filepath: str | None) -> bool:
+    """Whether a shared library is the BLAS bundled in numpy's wheel (``numpy.libs/``)."""
+    return bool(filepath) and Path(str(filepath)).parent.name.startswith("numpy")
