@@ -142,6 +142,70 @@ def test_traces_keep_the_measured_phase_times_and_errors(tmp_path: Path) -> None
     assert second.data.spans[0].start_time_ns == start + 2_875_000_000
 
 
+def _probe_rows(n: int) -> list[dict]:
+    latency = {"search": 0.01, "prompt": 0.01, "generate": 0.5, "judge": 0.2, "score": 0.01}
+    return [{"probe_id": f"c{i // 20}:q{i}", "conversation_id": f"c{i // 20}",
+             "category": "single-hop", "question": f"q{i}?", "answer": "blue",
+             "latency_seconds": latency, "tokens": {"prompt": 40, "completion": 3},
+             "llm": {"model": "m"}, "metrics": {"exact_match": 1.0}, "error": None}
+            for i in range(n)]
+
+
+def test_every_trace_keeps_its_spans_on_sqlite(tmp_path: Path) -> None:
+    """MLflow's parallel async workers can drop a trace's spans on SQLite (a log_spans
+    racing its start_trace); memlab logs through one worker there and checks each trace."""
+    import sqlite3
+
+    import mlflow
+
+    from memlab.eval.mlflow_traces import log_traces
+
+    db = tmp_path / "mlflow.db"
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    experiment = client.create_experiment("many")
+    run_id = client.create_run(experiment).info.run_id
+    ids = log_traces(client, _probe_rows(60), _config(), experiment_id=experiment,
+                     run_id=run_id, end_time_ns=1_800_000_000 * 10**9)
+    with sqlite3.connect(db) as con:
+        spans = dict(con.execute("SELECT trace_id, COUNT(*) FROM spans GROUP BY trace_id"))
+    assert {trace_id: spans.get(trace_id) for trace_id in ids} == dict.fromkeys(ids, 6)
+
+
+def test_a_trace_that_lost_its_spans_is_logged_again(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from memlab.eval import mlflow_traces
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("lost")
+    run_id = client.create_run(experiment).info.run_id
+    checked: list[str] = []
+    real = mlflow_traces._has_spans
+
+    def first_lost(client: object, trace_id: str) -> bool:  # the first trace, once
+        checked.append(trace_id)
+        return len(checked) != 1 and real(client, trace_id)
+
+    monkeypatch.setattr(mlflow_traces, "_has_spans", first_lost)
+    ids = mlflow_traces.log_traces(client, _probe_rows(3), _config(),
+                                   experiment_id=experiment, run_id=run_id,
+                                   end_time_ns=1_800_000_000 * 10**9)
+    assert checked[0] not in ids and ids[0] == checked[3]  # the first, logged anew
+    linked = client.search_traces(locations=[experiment], run_id=run_id)
+    assert sorted(t.info.trace_id for t in linked) == sorted(ids)
+    again = client.get_trace(ids[0])
+    assert again.info.request_metadata["mlflow.trace.session"] == "c0"
+
+    monkeypatch.setattr(mlflow_traces, "_has_spans", lambda client, trace_id: False)
+    with pytest.warns(RuntimeWarning, match=r"lost the spans of 2 trace\(s\) twice"):
+        mlflow_traces.log_traces(client, _probe_rows(2), _config(), experiment_id=experiment,
+                                 run_id=run_id, end_time_ns=1_800_000_000 * 10**9)
+
+
 def test_ui_path_opens_the_runs_table_with_the_pareto_view_until_there_are_traces() -> None:
     view = json.loads(pareto_view("locomo_f1", "tokens.prompt.mean"))
     state = json.loads(view["state"])
