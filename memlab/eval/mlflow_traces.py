@@ -85,19 +85,19 @@ def log_traces(client: Any, items: Sequence[dict[str, Any]], config: dict[str, A
         os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", SQLITE_WORKERS)
     import mlflow
 
-    context = _context(config)
+    context, prompts = _context(config), prompts or {}
     start = end_time_ns - sum(_duration_ns(row) for row in items)
     starts = []
     for row in items:
         starts.append(start)
         start += _duration_ns(row)
-    ids = [_log_probe(row, context, at, prompts or {}, experiment_id)
+    ids = [_log_probe(row, context, at, prompts, experiment_id)
            for row, at in zip(items, starts, strict=True)]
     mlflow.flush_trace_async_logging()
     lost = [i for i, trace_id in enumerate(ids) if not _has_spans(client, trace_id)]
     if lost:  # logged again once, each a new trace
         for i in lost:
-            ids[i] = _log_probe(items[i], context, starts[i], prompts or {}, experiment_id)
+            ids[i] = _log_probe(items[i], context, starts[i], prompts, experiment_id)
         mlflow.flush_trace_async_logging()
         still = [items[i]["probe_id"] for i in lost if not _has_spans(client, ids[i])]
         if still:
