@@ -39,13 +39,16 @@ class ConversationRun:
     unit_bytes: int = 0
     conversation_id: str = ""
     ingest: dict[str, Any] = field(default_factory=lambda: ingest_summary(()))
+    #: seconds spent embedding the probes' questions ahead, in batches (not in search)
+    query_seconds: float = 0.0
 
     def memory_record(self) -> dict[str, Any]:
         """The conversation's row of ``memory.jsonl``: footprint, ingest time and the LLM
         calls made while ingesting (calls, errors with messages, tokens, seconds)."""
         return {"conversation_id": self.conversation_id, "probes": len(self.items),
                 "units": self.units, "tokens": self.unit_tokens, "bytes": self.unit_bytes,
-                "ingest_seconds": round(self.ingest_seconds, 6), "ingest": self.ingest}
+                "ingest_seconds": round(self.ingest_seconds, 6),
+                "query_embed_seconds": round(self.query_seconds, 6), "ingest": self.ingest}
 
 
 def build_memory(config: ExperimentConfig) -> Memory:
@@ -76,6 +79,11 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
             if isinstance(memory, Accounted):  # LLM calls made while indexing (keys)
                 calls += memory.take_calls()
     ingest_seconds = timer.take().get("ingest", 0.0)
+    warm = getattr(memory, "warm_queries", None)
+    if callable(warm):  # embed the questions in batches, not one per search
+        with timer("queries"):
+            warm([p.question for p in probes])
+    query_seconds = timer.take().get("queries", 0.0)
     units = list(memory.units())
     tokens = _TokenCounter()
     turn_sessions = {t.id: t.session_id for t in conversation.turns()}
@@ -89,7 +97,7 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     return ConversationRun(items, ingest_seconds, len(units),
                            sum(tokens(u) for u in units), digests,
                            unit_bytes=footprint_bytes(units), conversation_id=conversation.id,
-                           ingest=ingest_summary(calls))
+                           ingest=ingest_summary(calls), query_seconds=query_seconds)
 
 
 def footprint_bytes(units: Sequence[MemoryUnit]) -> int:

@@ -68,11 +68,17 @@ def _trimmed(items: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 def _ingest_latency(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Ingest seconds per stored unit, one value per conversation (chunking, LLM calls,
-    embedding and indexing included)."""
+    embedding and indexing included), and the seconds per probe spent embedding the
+    questions ahead in batches (``warm_queries``; search then reads the vectors)."""
     if not memory:
         return {}
-    return {"ingest_per_unit": latency_summary(
+    out = {"ingest_per_unit": latency_summary(
         row["ingest_seconds"] / row["units"] if row["units"] else None for row in memory)}
+    if any("query_embed_seconds" in row for row in memory):  # rows written since it existed
+        out["query_embed_per_probe"] = latency_summary(
+            row["query_embed_seconds"] / row["probes"] if row.get("probes")
+            and "query_embed_seconds" in row else None for row in memory)
+    return out
 
 
 def _footprint(memory: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from memlab.chunkers.base import Chunker, MemoryUnit
 from memlab.data.schema import Conversation, Probe, Session
 from memlab.memory.base import ComponentSpec
 from memlab.retrieval.base import Hit, Retriever
-from memlab.retrieval.wrap import prepare_index
+from memlab.retrieval.wrap import prepare_index, warm_queries
 from memlab.spec import Component, build
 
 
@@ -45,6 +45,11 @@ class FlatMemory(Component):
             self._retriever.index(self._units)
             self._indexed = len(self._units)
             prepare_index(self._retriever)
+
+    def warm_queries(self, queries: Sequence[str]) -> None:
+        """Embed questions known ahead in batches (``wrap.warm_queries``): only speed."""
+        self.prepare()
+        warm_queries(self._retriever, queries)
 
     def search(self, query: str, k: int, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.embed.base import Embedder, EmbedderSpec, build_embedder
-from memlab.embed.cache import maybe_cached
+from memlab.embed.cache import CachedEmbedder, maybe_cached
 from memlab.errors import ConfigError
 from memlab.retrieval.ann import FaissIndex
 from memlab.retrieval.blas import matvec
@@ -78,6 +78,12 @@ class DenseStrategy(ScoredStrategy, Component):
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.encoder.encode([query])[0]
+
+    def warm_queries(self, queries: Sequence[str]) -> None:
+        """Embed ``queries`` in batches into the embedding cache, so ``embed_query`` reads
+        them back (a no-op without a cache: nothing would keep the vectors)."""
+        if isinstance(self.encoder, CachedEmbedder) and queries:
+            self.encoder.encode(list(dict.fromkeys(queries)))
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of rows of the time-sorted view."""

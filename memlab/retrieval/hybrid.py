@@ -126,6 +126,10 @@ class HybridStrategy(Component):
         for part in self.parts:
             part.prepare_index()
 
+    def warm_queries(self, queries: Sequence[str]) -> None:
+        """Embed the dense part's queries ahead (see ``wrap.warm_queries``)."""
+        self.parts[1].warm_queries(queries)
+
     def search(
         self,
         query: str,

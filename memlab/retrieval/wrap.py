@@ -62,6 +62,10 @@ class Wrapper:
         """Build the base's search indexes now (see :func:`prepare_index`)."""
         prepare_index(self.base_strategy)
 
+    def warm_queries(self, queries: Sequence[str]) -> None:
+        """Embed the base's queries ahead (see :func:`warm_queries`)."""
+        warm_queries(self.base_strategy, queries)
+
     def take_calls(self) -> list[dict[str, Any]]:
         from memlab.memory.base import Accounted
 
@@ -75,6 +79,17 @@ def prepare_index(strategy: object) -> None:
     prepare = getattr(strategy, "prepare_index", None)
     if callable(prepare):
         prepare()
+
+
+def warm_queries(strategy: object, queries: Sequence[str]) -> None:
+    """Let ``strategy`` embed ``queries`` now, in batches, into its embedding cache, if it
+    embeds queries: a harness that knows its questions up front calls this once per
+    conversation, so each search reads its query vector instead of encoding one text at a
+    time (MiniLM: ~2 ms a question in a batch against ~4 ms alone here). Only speed
+    changes: a query vector is the same whether it was embedded ahead or at its search."""
+    warm = getattr(strategy, "warm_queries", None)
+    if callable(warm):
+        warm(queries)
 
 
 def index_base(base: Retriever, units: Sequence[MemoryUnit],
