@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from memlab.embed import (
     CachedEmbedder,
-    Embedder,
     EmbeddingCache,
     build_embedder,
     default_cache_path,
@@ -23,28 +20,9 @@ from memlab.embed.cache import maybe_cached
 from memlab.embed.hashing import HashEmbedder
 from memlab.errors import ConfigError, MemlabError, UnknownComponentError
 from memlab.testing import FakeOllama
+from memlab.testing.embedders import CountingEmbedder
 
 TEXTS = ["I adopted a dog named Rex.", "We went hiking in the Alps.", "Rex loves the park."]
-
-
-class CountingEmbedder:
-    """Wraps an embedder and records every call it receives (the model-call counter)."""
-
-    def __init__(self, inner: Embedder, model_id: str | None = None) -> None:
-        self.inner = inner
-        self._model_id = model_id or inner.model_id
-        self.calls: list[list[str]] = []
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    def params(self) -> dict[str, Any]:
-        return self.inner.params()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls.append(list(texts))
-        return self.inner.encode(texts)
 
 
 def test_registry_lists_every_embedder() -> None:

@@ -13,7 +13,7 @@ from memlab.data import load_dataset
 from memlab.embed.hashing import HashEmbedder
 from memlab.eval.run import evaluate
 from memlab.memory.flat import FlatMemory
-from tests.test_embed import CountingEmbedder
+from memlab.testing.embedders import CountingEmbedder
 
 
 def _memory(model: CountingEmbedder, cache: Path) -> FlatMemory:
