@@ -70,3 +70,12 @@ def test_real_minilm_on_locomo_gives_the_same_items_warmed_or_not(
     rows = [json.loads(line) for line in (tmp_path / "warm" / "memory.jsonl").open()]
     assert rows and all(row["query_embed_seconds"] > 0 for row in rows)
     assert warmed.summary["latency_seconds"]["query_embed_per_probe"]["n"] == len(rows)
+
+
+def test_a_memory_that_embeds_no_query_records_no_query_time(tmp_path: Path) -> None:
+    config = {"name": "w", "dataset": {"name": "synthetic"}, "retrieval": {"name": "bm25"},
+              "tracking": {"mlflow": False}}
+    run = evaluate(config, out=tmp_path / "bm25", progress=False, track=False)
+    rows = [json.loads(line) for line in (tmp_path / "bm25" / "memory.jsonl").open()]
+    assert rows and not any("query_embed_seconds" in row for row in rows)
+    assert "query_embed_per_probe" not in run.summary["latency_seconds"]

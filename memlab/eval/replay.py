@@ -39,16 +39,19 @@ class ConversationRun:
     unit_bytes: int = 0
     conversation_id: str = ""
     ingest: dict[str, Any] = field(default_factory=lambda: ingest_summary(()))
-    #: seconds spent embedding the probes' questions ahead, in batches (not in search)
-    query_seconds: float = 0.0
+    #: seconds spent embedding the probes' questions ahead, in batches (not in search);
+    #: None when the memory embeds no query
+    query_seconds: float | None = None
 
     def memory_record(self) -> dict[str, Any]:
         """The conversation's row of ``memory.jsonl``: footprint, ingest time and the LLM
         calls made while ingesting (calls, errors with messages, tokens, seconds)."""
-        return {"conversation_id": self.conversation_id, "probes": len(self.items),
-                "units": self.units, "tokens": self.unit_tokens, "bytes": self.unit_bytes,
-                "ingest_seconds": round(self.ingest_seconds, 6),
-                "query_embed_seconds": round(self.query_seconds, 6), "ingest": self.ingest}
+        row = {"conversation_id": self.conversation_id, "probes": len(self.items),
+               "units": self.units, "tokens": self.unit_tokens, "bytes": self.unit_bytes,
+               "ingest_seconds": round(self.ingest_seconds, 6), "ingest": self.ingest}
+        if self.query_seconds is not None:
+            row["query_embed_seconds"] = round(self.query_seconds, 6)
+        return row
 
 
 def build_memory(config: ExperimentConfig) -> Memory:
@@ -80,10 +83,11 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
                 calls += memory.take_calls()
     ingest_seconds = timer.take().get("ingest", 0.0)
     warm = getattr(memory, "warm_queries", None)
+    query_seconds = None
     if callable(warm):  # embed the questions in batches, not one per search
         with timer("queries"):
-            warm([p.question for p in probes])
-    query_seconds = timer.take().get("queries", 0.0)
+            warmed = warm([p.question for p in probes])
+        query_seconds = timer.take()["queries"] if warmed else None
     units = list(memory.units())
     tokens = _TokenCounter()
     turn_sessions = {t.id: t.session_id for t in conversation.turns()}

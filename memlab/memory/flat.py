@@ -46,10 +46,11 @@ class FlatMemory(Component):
             self._indexed = len(self._units)
             prepare_index(self._retriever)
 
-    def warm_queries(self, queries: Sequence[str]) -> None:
-        """Embed questions known ahead in batches (``wrap.warm_queries``): only speed."""
+    def warm_queries(self, queries: Sequence[str]) -> bool:
+        """Embed questions known ahead in batches (``wrap.warm_queries``): only speed.
+        False when the strategy embeds no query (nothing was done)."""
         self.prepare()
-        warm_queries(self._retriever, queries)
+        return warm_queries(self._retriever, queries)
 
     def search(self, query: str, k: int, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:

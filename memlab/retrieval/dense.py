@@ -79,11 +79,14 @@ class DenseStrategy(ScoredStrategy, Component):
     def embed_query(self, query: str) -> np.ndarray:
         return self.encoder.encode([query])[0]
 
-    def warm_queries(self, queries: Sequence[str]) -> None:
+    def warm_queries(self, queries: Sequence[str]) -> bool:
         """Embed ``queries`` in batches into the embedding cache, so ``embed_query`` reads
         them back (a no-op without a cache: nothing would keep the vectors)."""
-        if isinstance(self.encoder, CachedEmbedder) and queries:
+        if not isinstance(self.encoder, CachedEmbedder):
+            return False
+        if queries:
             self.encoder.encode(list(dict.fromkeys(queries)))
+        return True
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of rows of the time-sorted view."""

@@ -126,9 +126,9 @@ class HybridStrategy(Component):
         for part in self.parts:
             part.prepare_index()
 
-    def warm_queries(self, queries: Sequence[str]) -> None:
+    def warm_queries(self, queries: Sequence[str]) -> bool:
         """Embed the dense part's queries ahead (see ``wrap.warm_queries``)."""
-        self.parts[1].warm_queries(queries)
+        return self.parts[1].warm_queries(queries)
 
     def search(
         self,

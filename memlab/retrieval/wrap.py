@@ -62,9 +62,9 @@ class Wrapper:
         """Build the base's search indexes now (see :func:`prepare_index`)."""
         prepare_index(self.base_strategy)
 
-    def warm_queries(self, queries: Sequence[str]) -> None:
+    def warm_queries(self, queries: Sequence[str]) -> bool:
         """Embed the base's queries ahead (see :func:`warm_queries`)."""
-        warm_queries(self.base_strategy, queries)
+        return warm_queries(self.base_strategy, queries)
 
     def take_calls(self) -> list[dict[str, Any]]:
         from memlab.memory.base import Accounted
@@ -81,15 +81,15 @@ def prepare_index(strategy: object) -> None:
         prepare()
 
 
-def warm_queries(strategy: object, queries: Sequence[str]) -> None:
+def warm_queries(strategy: object, queries: Sequence[str]) -> bool:
     """Let ``strategy`` embed ``queries`` now, in batches, into its embedding cache, if it
     embeds queries: a harness that knows its questions up front calls this once per
     conversation, so each search reads its query vector instead of encoding one text at a
     time (MiniLM: ~2 ms a question in a batch against ~4 ms alone here). Only speed
-    changes: a query vector is the same whether it was embedded ahead or at its search."""
+    changes: a query vector is the same whether it was embedded ahead or at its search.
+    True when some part of ``strategy`` embeds queries through a cache."""
     warm = getattr(strategy, "warm_queries", None)
-    if callable(warm):
-        warm(queries)
+    return bool(warm(queries)) if callable(warm) else False
 
 
 def index_base(base: Retriever, units: Sequence[MemoryUnit],
