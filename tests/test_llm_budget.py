@@ -71,6 +71,19 @@ def test_truncate_oldest_drops_by_time_and_keeps_rank_order() -> None:
     assert result.kept == [units[0], units[2], units[4], units[5]]
 
 
+def test_truncate_oldest_drops_a_prefix_of_items_already_in_time_order() -> None:
+    # a whole conversation: two sessions of three turns each, turns sharing their
+    # session's time; the cut must take session 1 and then session 2's FIRST turn, not
+    # leave a hole at the end of session 2 (what the rank tie-break did)
+    first, second = datetime(2023, 5, 1, tzinfo=UTC), datetime(2023, 5, 8, tzinfo=UTC)
+    units = [Unit(ITEMS[i], first if i < 3 else second) for i in range(6)]
+    limit = count_chat_tokens(render(units[4:]))
+    result = fit_context(render, units, context_window=limit + 50, answer_budget=50,
+                         policy="truncate_oldest")
+    assert [d.rank for d in result.dropped] == [0, 1, 2, 3]
+    assert result.kept == units[4:]
+
+
 def test_truncate_oldest_accepts_explicit_times_and_needs_them() -> None:
     result = fit_context(render, ITEMS[:4], context_window=count_chat_tokens(
         render(ITEMS[:3])) + 10, answer_budget=10, policy="truncate_oldest", times=[4, 1, 3, 2])

@@ -11,6 +11,9 @@ Policies:
 - ``drop_lowest_rank`` (default): keep the longest prefix of the ranking that fits.
 - ``truncate_oldest``: drop the oldest items first (by ``times``, else each item's ``at``),
   keeping the rest in rank order; suits recency-ordered memory such as a chat buffer.
+  Items of the same time go lowest rank first, except when the items are already in time
+  order (a whole conversation, whose turns share their session's time): then the oldest
+  items are dropped as a prefix, so the reader never sees a hole inside a session.
 - ``error``: keep everything or raise — for runs that must never trim.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
 from memlab.errors import ConfigError, MemlabError
@@ -127,7 +131,11 @@ def _drop_order(policy: str, items: list[Any], times: Sequence[Any] | None) -> l
         times = [item.at for item in items]
     if len(times) != len(items):
         raise ConfigError(f"times has {len(times)} entries for {len(items)} items")
-    return sorted(range(len(items)), key=lambda i: (times[i], -i))  # oldest first
+    if all(a <= b for a, b in pairwise(times)):
+        # items already in time order (full context, a chat buffer): that order is finer
+        # than the times (a conversation's turns share their session's), so drop a prefix
+        return list(range(len(items)))
+    return sorted(range(len(items)), key=lambda i: (times[i], -i))  # oldest, then worst
 
 
 def _largest_fit(render: Callable[[Sequence[Any]], Sequence[Message]], items: list[Any],
