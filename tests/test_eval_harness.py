@@ -255,3 +255,22 @@ def test_report_per_category_columns_and_markdown(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert lines[0] == f"| retrieval | {metric} | {column} |" and lines[1] == "|---|---|---|"
     assert lines[3] == "| none | 0.000 | 0.000 |" and len(lines) == 4
+
+
+def test_report_plots_a_metric_against_prompt_tokens(tmp_path: Path) -> None:
+    from memlab.eval.plots import pareto_front
+    from memlab.eval.report import plot_report, report
+
+    mock = {"name": "mock", "params": {"responses": ["Not mentioned in the conversation"]}}
+    answer = {"llm": mock, "max_memory_tokens": 60}
+    evaluate(_config(answer=answer, cache={"llm": "off"}), out=tmp_path / "bm25",
+             progress=False)
+    evaluate(_config(answer=answer, retrieval={"name": "none"}, cache={"llm": "off"}),
+             out=tmp_path / "none", progress=False)
+    table = report([tmp_path], metric=["locomo_f1"])
+    assert table["prompt_tokens/probe"].iloc[0] > table["prompt_tokens/probe"].iloc[1] > 0
+    path = plot_report(table, tmp_path / "f1.png", "locomo_f1")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert pareto_front([(10, 0.5), (100, 0.4), (100, 0.6)]) == [0, 2]
+    with pytest.raises(MemlabError, match="no run has 'judge'"):
+        plot_report(table, tmp_path / "judge.png", "judge")

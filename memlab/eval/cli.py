@@ -105,13 +105,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from memlab.eval.report import report, to_markdown
+    from memlab.eval.report import plot_report, report, to_markdown
 
     table = report(args.runs, metric=args.metric, by_category=args.by_category)
     if args.markdown:
         print(to_markdown(table, [c for c in table.columns if c not in ("dir", "dataset")]))
     else:
         print(table.to_string(index=False))
+    if args.plot:
+        metric = args.metric[0] if args.metric else "locomo_f1"
+        print(f"plot: {plot_report(table, args.plot, metric)}")
     return 0
 
 
@@ -286,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--metric", action="append", help="metric(s) to show")
     rep.add_argument("--by-category", metavar="METRIC", help="add METRIC per category")
     rep.add_argument("--markdown", action="store_true", help="print a markdown table")
+    rep.add_argument("--plot", metavar="PNG", type=Path,
+                     help="also plot the first --metric (default locomo_f1) against prompt "
+                          "tokens per probe, one point per run, with the Pareto front")
     rep.set_defaults(func=cmd_report)
     log = sub.add_parser("log", help="mirror finished run directories to MLflow (again)")
     log.add_argument("runs", nargs="+", type=Path, help="run directories or folders of them")

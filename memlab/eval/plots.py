@@ -89,7 +89,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def pareto_plot(labels: Sequence[str], tokens: Sequence[float], scores: Sequence[float],
                 path: Path, metric: str, title: str = "") -> Path:
-    """Accuracy vs mean prompt tokens per probe across runs, with the Pareto front."""
+    """Accuracy vs mean prompt tokens per probe across runs, with the Pareto front (a log
+    token axis when the runs' costs span more than 20x, e.g. no memory vs full context)."""
     points = list(zip(tokens, scores, strict=True))
     front = pareto_front(points)
     fig, ax = standalone_figure(6.4, 4.2)
@@ -98,10 +99,14 @@ def pareto_plot(labels: Sequence[str], tokens: Sequence[float], scores: Sequence
             drawstyle="steps-post", label="Pareto front", zorder=2)
     for label, x, y in zip(labels, tokens, scores, strict=True):
         ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    positive = [t for t in tokens if t > 0]
+    if positive and len(positive) == len(tokens) and max(positive) > 20 * min(positive):
+        ax.set_xscale("log")
     ax.set_xlabel("tokens per probe (mean Qwen tokens: prompt, or memory if retrieval-only)")
     ax.set_ylabel(f"{metric} (0–1)")
     ax.set_title(title or f"{metric} vs prompt tokens")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
+    ax.margins(x=0.08, y=0.08)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # labels near the edge stay in
     return path

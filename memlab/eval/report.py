@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from memlab.errors import MemlabError
 from memlab.eval.summary import HEADLINE, error_counts
 
 
@@ -62,6 +63,31 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
         row["dir"] = str(run_dir)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def plot_report(table: Any, path: Path, metric: str) -> Path:
+    """``metric`` against prompt tokens per probe, one labelled point per run of a
+    :func:`report` table, with the Pareto front. A judged metric's label carries the
+    judge's measured agreement (never a judged accuracy without it)."""
+    from memlab.eval.plots import pareto_plot
+
+    if metric not in table.columns:
+        raise MemlabError(f"no run has {metric!r}; runs have: "
+                          f"{', '.join(c for c in table.columns if '.' in c or '_' in c)}")
+    rows = table[table[metric].notna() & table["prompt_tokens/probe"].notna()]
+    if rows.empty:
+        raise MemlabError(f"no run has both {metric!r} and prompt tokens (answered runs)")
+    labels = []
+    repeated = rows["run"].duplicated(keep=False)
+    for (_, row), twin in zip(rows.iterrows(), repeated, strict=True):
+        label = f"{row['run']} · {row['retrieval']}" if twin else str(row["run"])
+        agreement = row.get("judge_agreement")
+        if metric == "judge":
+            label += (" (judge unchecked)" if _missing(agreement)
+                      else f" (judge agreement {agreement:.2f})")
+        labels.append(label)
+    return pareto_plot(labels, list(rows["prompt_tokens/probe"]), list(rows[metric]),
+                       path, metric, f"{metric} vs prompt tokens per probe (each run's probes)")
 
 
 def _component_name(config: dict[str, Any], key: str) -> str:
