@@ -79,3 +79,4 @@ def test_a_memory_that_embeds_no_query_records_no_query_time(tmp_path: Path) -> 
     rows = [json.loads(line) for line in (tmp_path / "bm25" / "memory.jsonl").open()]
     assert rows and not any("query_embed_seconds" in row for row in rows)
     assert "query_embed_per_probe" not in run.summary["latency_seconds"]
+    assert all(set(row["latency_seconds"]) == {"search", "score"} for row in run.items())

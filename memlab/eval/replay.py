@@ -87,7 +87,8 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     if callable(warm):  # embed the questions in batches, not one per search
         with timer("queries"):
             warmed = warm([p.question for p in probes])
-        query_seconds = timer.take()["queries"] if warmed else None
+        seconds = timer.take()["queries"]  # taken either way: never a probe's phase
+        query_seconds = seconds if warmed else None
     units = list(memory.units())
     tokens = _TokenCounter()
     turn_sessions = {t.id: t.session_id for t in conversation.turns()}
