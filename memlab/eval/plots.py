@@ -99,8 +99,7 @@ def pareto_plot(labels: Sequence[str], tokens: Sequence[float], scores: Sequence
             drawstyle="steps-post", label="Pareto front", zorder=2)
     for label, x, y in zip(labels, tokens, scores, strict=True):
         ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    positive = [t for t in tokens if t > 0]
-    if positive and len(positive) == len(tokens) and max(positive) > 20 * min(positive):
+    if min(tokens) > 0 and max(tokens) > 20 * min(tokens):
         ax.set_xscale("log")
     ax.set_xlabel("tokens per probe (mean Qwen tokens: prompt, or memory if retrieval-only)")
     ax.set_ylabel(f"{metric} (0–1)")

@@ -72,8 +72,8 @@ def plot_report(table: Any, path: Path, metric: str) -> Path:
     from memlab.eval.plots import pareto_plot
 
     if metric not in table.columns:
-        raise MemlabError(f"no run has {metric!r}; runs have: "
-                          f"{', '.join(c for c in table.columns if '.' in c or '_' in c)}")
+        raise MemlabError(f"no run has {metric!r} (a metric is plotted only when a run "
+                          "scored it; see each run's metrics.json)")
     rows = table[table[metric].notna() & table["prompt_tokens/probe"].notna()]
     if rows.empty:
         raise MemlabError(f"no run has both {metric!r} and prompt tokens (answered runs)")

@@ -84,8 +84,8 @@ class DenseStrategy(ScoredStrategy, Component):
         them back (a no-op without a cache: nothing would keep the vectors)."""
         if not isinstance(self.encoder, CachedEmbedder):
             return False
-        if queries:
-            self.encoder.encode(list(dict.fromkeys(queries)))
+        if queries:  # the cache sends each distinct text to the model once
+            self.encoder.encode(list(queries))
         return True
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
