@@ -94,10 +94,11 @@ def replay_conversation(config: ExperimentConfig, conversation: Conversation,
     turn_sessions = {t.id: t.session_id for t in conversation.turns()}
     covers = _Coverages(units, turn_sessions, tokens)
     items = []
-    trimming = isinstance(memory, Trimming)  # (a Protocol check: once, not per probe)
+    trimming = isinstance(memory, Trimming)  # (Protocol checks: once, not per probe)
+    accounted = isinstance(memory, Accounted)
     for probe in sorted(probes, key=lambda p: (p.asked_at, p.id)):
         items.append(_probe_item(config, conversation, probe, memory, covers, tokens, timer,
-                                 answerer, trimming))
+                                 answerer, trimming, accounted))
     digests = answerer.digests() if answerer is not None else {}
     return ConversationRun(items, ingest_seconds, len(units),
                            sum(tokens(u) for u in units), digests,
@@ -119,13 +120,14 @@ def footprint_bytes(units: Sequence[MemoryUnit]) -> int:
 
 def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Probe,
                 memory: Memory, covers: _Coverages, tokens: _TokenCounter,
-                timer: PhaseTimer, answerer: Any, trimming: bool) -> dict[str, Any]:
+                timer: PhaseTimer, answerer: Any, trimming: bool,
+                accounted: bool) -> dict[str, Any]:
     row = _probe_fields(conversation, probe)
     try:
         depth = max(config.k or 0, config.depth)
         with timer("search"):
             hits = memory.search(probe.question, depth, probe.asked_at, probe=probe)
-        calls = memory.take_calls() if isinstance(memory, Accounted) else []
+        calls = memory.take_calls() if accounted else []  # type: ignore[attr-defined]
         with timer("score"):
             row["metrics"] = _retrieval_metrics(hits, probe, covers, tokens)
         shown = hits[: config.k] if config.k is not None else hits

@@ -32,6 +32,7 @@ class FlatMemory(Component):
         self._units: list[MemoryUnit] = []
         self._indexed = 0
         self._trimming: Any = False  # False: not checked yet; then the strategy or None
+        self._accounted: list[Any] | None = None  # the parts that make LLM calls
 
     def ingest(self, session: Session, conversation: Conversation | None = None
                ) -> list[MemoryUnit]:
@@ -74,5 +75,7 @@ class FlatMemory(Component):
         made since the last take; none for most."""
         from memlab.memory.base import Accounted
 
-        return [call for part in (self._chunker, self._retriever)
-                if isinstance(part, Accounted) for call in part.take_calls()]
+        if self._accounted is None:  # a Protocol isinstance is slow: checked once
+            self._accounted = [part for part in (self._chunker, self._retriever)
+                               if isinstance(part, Accounted)]
+        return [call for part in self._accounted for call in part.take_calls()]

@@ -77,8 +77,9 @@ class Bm25Strategy(ScoredStrategy, Component):
         self._engine = engine
 
     def _scores(self, query: str, visible: int) -> np.ndarray:
-        ids = self._tokenizer.tokenize([query], update_vocab=False, return_as="ids",
-                                       show_progress=False, allow_empty=False)[0]
+        # "stream": the same ids as return_as="ids", without a (disabled) tqdm per query
+        ids = next(self._tokenizer.tokenize([query], update_vocab=False, return_as="stream",
+                                            allow_empty=False))
         if not ids:
             return np.zeros(visible, dtype=np.float32)
         return np.asarray(self._engine.get_scores_from_ids(ids)[:visible], dtype=np.float32)

@@ -68,6 +68,7 @@ class DenseStrategy(ScoredStrategy, Component):
         self._ann_order = np.zeros(0, dtype=np.int64)  # table.order when _ann last synced
         self._rewritten = False  # vectors of indexed units changed since then
         self.ann_builds = 0  # full index builds (appends do not count)
+        self._warmed: dict[str, np.ndarray] = {}  # the last warm_queries batch, by text
 
     @property
     def encoder(self) -> Embedder:
@@ -77,15 +78,19 @@ class DenseStrategy(ScoredStrategy, Component):
         return self._encoder
 
     def embed_query(self, query: str) -> np.ndarray:
-        return self.encoder.encode([query])[0]
+        warmed = self._warmed.get(query)
+        return warmed if warmed is not None else self.encoder.encode([query])[0]
 
     def warm_queries(self, queries: Sequence[str]) -> bool:
         """Embed ``queries`` in batches into the embedding cache, so ``embed_query`` reads
         them back (a no-op without a cache: nothing would keep the vectors)."""
         if not isinstance(self.encoder, CachedEmbedder):
             return False
-        if queries:  # the cache sends each distinct text to the model once
-            self.encoder.encode(list(queries))
+        texts = list(dict.fromkeys(queries))
+        # The cache sends each distinct text to the model once; the vectors are kept for
+        # embed_query (the same float32 values the cache returns) until the next batch.
+        vectors = self.encoder.encode(texts) if texts else ()
+        self._warmed = dict(zip(texts, vectors, strict=True))
         return True
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:

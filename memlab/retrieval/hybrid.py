@@ -91,6 +91,8 @@ class HybridStrategy(Component):
         self.norm = norm
         self.bm25 = bm25
         self.dense = dense
+        self._aligned = False
+        self._aligned_at: tuple[int, ...] | None = None
 
     @cached_property
     def parts(self) -> tuple[Bm25Strategy, DenseStrategy]:
@@ -142,6 +144,8 @@ class HybridStrategy(Component):
         if limit == 0:
             return []
         pool = self.candidates if limit is None else max(self.candidates, limit)
+        if self._parts_aligned():
+            return self._search_rows(query, pool, limit, as_of)
         lists = [_ranked_ids(part, query, pool, as_of) for part in self.parts]
         if self.fusion == "rrf":
             fused = rrf_scores([ids for ids, _ in lists], self.rrf_k)
@@ -155,6 +159,54 @@ class HybridStrategy(Component):
         units = self.table.units
         return [Hit(units[key], score) for key, score in
                 zip(keys[picked].tolist(), scores[picked].tolist(), strict=True)]
+
+    def _parts_aligned(self) -> bool:
+        """Whether both parts hold exactly this strategy's units, in its time-sorted
+        order (the usual case; parts shared with other strategies may hold more)."""
+        self.table.refresh()
+        versions = (self.table.version, *(p.table.version for p in self.parts))
+        if self._aligned_at != versions:
+            mine = self.table.sorted_units
+            self._aligned = all(_same_units(part.table, mine) for part in self.parts)
+            self._aligned_at = versions
+        return self._aligned
+
+    def _search_rows(self, query: str, pool: int, limit: int | None,
+                     as_of: datetime | None) -> list[Hit]:
+        """:meth:`search` on rows of the shared time-sorted view: the same fusion, with
+        the same floating-point sums in the same order, without id lookups."""
+        lists = [part.ranked(query, resolve_k(pool, part.k), as_of) for part in self.parts]
+        size = max((int(rows.max()) + 1 for rows, _ in lists if len(rows)), default=0)
+        fused = np.zeros(size, dtype=np.float64)
+        member = np.zeros(size, dtype=bool)
+        if self.fusion == "rrf":
+            for rows, _ in lists:
+                fused[rows] += 1.0 / (self.rrf_k + np.arange(1, len(rows) + 1, dtype=np.float64))
+                member[rows] = True
+        else:
+            for (rows, part_scores), weight in zip(lists, [1.0 - self.alpha, self.alpha],
+                                                   strict=True):
+                if not len(rows):
+                    continue
+                values = part_scores.astype(np.float64)
+                low = values.min()
+                span = values.std() if self.norm == "zscore" else values.max() - low
+                normed = np.ones_like(values) if span == 0 else (values - low) / span
+                fused[rows] += weight * normed
+                member[rows] = True
+        cand = np.flatnonzero(member)
+        scores = fused[cand]
+        keys = self.table.order[cand]
+        picked = select_top(scores, keys, limit, self.threshold)
+        units = self.table.units
+        return [Hit(units[key], score) for key, score in
+                zip(keys[picked].tolist(), scores[picked].tolist(), strict=True)]
+
+
+def _same_units(table: UnitTable, units: list[MemoryUnit]) -> bool:
+    table.refresh()
+    theirs = table.sorted_units
+    return len(theirs) == len(units) and all(a is b for a, b in zip(theirs, units, strict=True))
 
 
 def _ranked_ids(part: Bm25Strategy | DenseStrategy, query: str, k: int | None,
