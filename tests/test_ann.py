@@ -11,6 +11,7 @@ import pytest
 from memlab.data.schema import Dataset
 from memlab.embed import CachedEmbedder
 from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
+from memlab.retrieval import ann
 from memlab.retrieval.ann import FaissIndex
 
 
@@ -81,7 +82,7 @@ def test_built_indexes_are_cached_by_a_digest_of_vectors_and_parameters(
     first = FaissIndex(kind=kind, exact_below=0, ladder_min=1_000, cache=True)
     first.build(vectors)
     folders = sorted((tmp_path / "faiss").iterdir())
-    assert len(folders) == 1 and folders[0].name.startswith(f"{kind}-v1-")
+    assert len(folders) == 1 and folders[0].name.startswith(f"{kind}-{ann.CACHE_VERSION}-")
     again = FaissIndex(kind=kind, exact_below=0, ladder_min=1_000, cache=True)
     again.build(vectors)  # read back, not built: the same graph answers the same
     assert [s for s, _ in again._indexes] == [s for s, _ in first._indexes]

@@ -1,11 +1,16 @@
 """Approximate nearest-neighbour search with faiss-cpu, for large dense memories.
 
 ``kind: "ivf"`` (default) is an inverted-file index (IVF-Flat, inner product): k-means
-cells, then exact scoring inside the ``nprobe`` nearest cells. Its build is cheap (a
-k-means on a sample, seeded) and its results are deterministic. ``kind: "hnsw"`` is an
-HNSW graph: faster queries at high recall, but a slow build — single-threaded by default
-(``threads: 1``), because faiss's parallel HNSW construction is not reproducible and
-memlab's results must be; more threads build faster with slightly different graphs.
+cells, then exact scoring inside the ``nprobe`` nearest cells. Its build is a k-means on a
+sample (seeded: deterministic results). ``nlist`` defaults to ``4 * sqrt(n)`` cells (at most
+one per 39 rows, faiss's minimum for training) and ``nprobe`` to 32: at 1M rows that scans
+0.8 % of them. (The first default, ``sqrt(n)`` cells with ``nprobe`` 64, scanned 6.4 % at
+1M: recall@10 0.993 at 9-11 ms; 4,096 cells with ``nprobe`` 32 gave 0.989 at about a
+millisecond on the same corpus, measured with and without ``as_of`` filtering.)
+``kind: "hnsw"`` is an HNSW graph: fast queries, but a slow build — single-threaded by
+default (``threads: 1``), because faiss's parallel HNSW construction is not reproducible
+and memlab's results must be; more threads build faster with slightly different graphs.
+(At 1M rows of the search benchmark's corpus its recall@10 stayed at 0.85-0.92.)
 
 Vectors are added in time order, so units visible at ``as_of`` are the id range
 ``[0, visible)`` and faiss filters with an ``IDSelectorRange`` *during* the search. An
@@ -49,7 +54,7 @@ from memlab.cache import cache_root
 from memlab.errors import ConfigError
 
 KINDS = ("ivf", "hnsw")
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"  # v2: the ivf defaults changed (nlist, training sample)
 
 
 class FaissIndex:
@@ -59,7 +64,7 @@ class FaissIndex:
         self,
         kind: str = "ivf",
         nlist: int | None = None,
-        nprobe: int = 64,
+        nprobe: int = 32,
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 256,
@@ -176,12 +181,12 @@ class FaissIndex:
     def _build_ivf(self, data: np.ndarray) -> Any:
         faiss = _faiss()
         n, dim = data.shape
-        nlist = self.nlist or max(1, min(round(math.sqrt(n)), n // 39))
+        nlist = self.nlist or max(1, min(4 * round(math.sqrt(n)), n // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
                                    faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = self.seed
         index.cp.niter = 20
-        index.cp.max_points_per_centroid = 64  # train on <= 64 points per cell
+        index.cp.max_points_per_centroid = 32  # train on <= 32 points per cell
         index.train(data)
         index.add(data)
         return index
