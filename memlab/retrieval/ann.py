@@ -185,7 +185,7 @@ class FaissIndex:
     def _build_ivf(self, data: np.ndarray) -> Any:
         faiss = _faiss()
         n, dim = data.shape
-        nlist = self.nlist or max(1, min(8 * round(math.sqrt(n)), n // 39))
+        nlist = self.cells(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
                                    faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = self.seed
@@ -194,6 +194,10 @@ class FaissIndex:
         index.train(data)
         index.add(data)
         return index
+
+    def cells(self, n: int) -> int:
+        """IVF cells for ``n`` rows: ``nlist``, else ``8 * sqrt(n)`` (at most ``n / 39``)."""
+        return self.nlist or max(1, min(8 * round(math.sqrt(n)), n // 39))
 
     def search(self, query: np.ndarray, k: int, visible: int) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top ``k`` among rows ``[0, visible)``: (rows, inner products)."""
@@ -235,6 +239,8 @@ class FaissIndex:
         digest.update(repr(data.shape).encode())
         keep = {k: v for k, v in self.params().items()
                 if k not in ("cache", "nprobe", "ef_search", "max_ef_search")}
+        if self.kind == "ivf":  # the resolved cell count: a new default is a new index
+            keep["nlist"] = self.cells(len(data))
         digest.update(json.dumps(keep, sort_keys=True).encode())
         return cache_root() / "faiss" / f"{self.kind}-{CACHE_VERSION}-{digest.hexdigest()}"
 
