@@ -54,6 +54,38 @@ def test_weighted_zscore_divides_by_the_standard_deviation() -> None:
         build_strategy({"name": "hybrid", "params": {"norm": "rank"}}).search("q", 1)
 
 
+@pytest.mark.parametrize("params", [{}, {"fusion": "weighted", "alpha": 0.4},
+                                    {"fusion": "weighted", "alpha": 0.5, "norm": "zscore"}])
+def test_hybrid_fuses_rows_exactly_as_ids_and_falls_back_for_shared_parts(
+        params: dict[str, Any]) -> None:
+    from memlab.retrieval.bm25 import Bm25Strategy
+    from memlab.retrieval.dense import DenseStrategy
+    from memlab.retrieval.hybrid import HybridStrategy
+
+    units = windows(30, late_from=20)
+    hashing = {"name": "hash", "params": {"dim": 64}}
+    rows = HybridStrategy(k=None, dense={"embedder": hashing}, **params)
+    rows.index(units)
+    ids = HybridStrategy(k=None, dense={"embedder": hashing}, **params)
+    ids.index(units)
+    ids._parts_aligned = lambda: False  # type: ignore[method-assign]
+    assert rows._parts_aligned()
+    for query in ("sentence 3", "Bob sentence 21", "Ann 8 sentence"):
+        for as_of in (None, T0):
+            want = [(h.unit.id, h.score) for h in ids.search(query, as_of=as_of)]
+            assert [(h.unit.id, h.score) for h in rows.search(query, as_of=as_of)] == want
+    # parts shared with another strategy, which indexed the units in another order: their
+    # time-sorted views differ from the hybrid's, so the id path is taken
+    bm25, dense = Bm25Strategy(k=None), DenseStrategy(k=None, embedder=hashing)
+    for part in (bm25, dense):
+        part.index(units[::-1])
+    shared = HybridStrategy(k=None, bm25=bm25, dense=dense, **params)
+    shared.index(units)
+    assert not shared._parts_aligned()
+    hits = shared.search("sentence 3")
+    assert hits and {h.unit.id for h in hits} <= {u.id for u in units}
+
+
 def multigrain(base: Sequence[str], turns: Sequence[str], weight: float,
                units: list[MemoryUnit]) -> MultiGrainStrategy:
     strategy = MultiGrainStrategy(base=FixedRanking(base), turns=FixedRanking(turns),

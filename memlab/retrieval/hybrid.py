@@ -56,13 +56,18 @@ def weighted_scores(
     for pairs, weight in zip(scored, weights, strict=True):
         if not pairs:
             continue
-        values = np.asarray([s for _, s in pairs], dtype=np.float64)
-        low = values.min()
-        span = values.std() if norm == "zscore" else values.max() - low
-        normed = np.ones_like(values) if span == 0 else (values - low) / span
+        normed = normalised(np.asarray([s for _, s in pairs], dtype=np.float64), norm)
         for (uid, _), value in zip(pairs, normed, strict=True):
             fused[uid] = fused.get(uid, 0.0) + weight * float(value)
     return fused
+
+
+def normalised(values: np.ndarray, norm: str = "minmax") -> np.ndarray:
+    """A non-empty score list minus its minimum, over its range (``minmax``) or standard
+    deviation (``zscore``); all ones when the scores are all equal."""
+    low = values.min()
+    span = values.std() if norm == "zscore" else values.max() - low
+    return np.ones_like(values) if span == 0 else (values - low) / span
 
 
 class HybridStrategy(Component):
@@ -188,11 +193,7 @@ class HybridStrategy(Component):
                                                    strict=True):
                 if not len(rows):
                     continue
-                values = part_scores.astype(np.float64)
-                low = values.min()
-                span = values.std() if self.norm == "zscore" else values.max() - low
-                normed = np.ones_like(values) if span == 0 else (values - low) / span
-                fused[rows] += weight * normed
+                fused[rows] += weight * normalised(part_scores.astype(np.float64), self.norm)
                 member[rows] = True
         cand = np.flatnonzero(member)
         scores = fused[cand]
