@@ -167,7 +167,8 @@ class HybridStrategy(Component):
 
     def _parts_aligned(self) -> bool:
         """Whether both parts hold exactly this strategy's units, in its time-sorted
-        order (the usual case; parts shared with other strategies may hold more)."""
+        order (the usual case; parts shared with another strategy may hold them in
+        another order)."""
         self.table.refresh()
         versions = (self.table.version, *(p.table.version for p in self.parts))
         if self._aligned_at != versions:

@@ -30,6 +30,7 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
+from memlab.retrieval.hybrid import normalised
 from memlab.retrieval.turns import TurnCatalog, TurnIndex
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
@@ -107,11 +108,8 @@ class MultiGrainStrategy(Wrapper, Component):
 
 
 def _normalised(scores: list[float]) -> list[float]:
-    """Min-max to [0, 1] (all equal: 1), as hybrid's weighted fusion does."""
+    """Min-max to [0, 1] (all equal: 1), hybrid's weighted fusion's own normalisation."""
     if not scores:
         return []
-    values = np.asarray(scores, dtype=np.float64)
-    low, span = values.min(), values.max() - values.min()
-    normed = np.ones_like(values) if span == 0 else (values - low) / span
-    return [float(v) for v in normed]
+    return [float(v) for v in normalised(np.asarray(scores, dtype=np.float64))]
 
