@@ -6,6 +6,7 @@ deterministic, and exact recall on a real LoCoMo conversation."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,22 @@ def test_hybrid_fuses_rows_exactly_as_ids_and_falls_back_for_shared_parts(
     assert not shared._parts_aligned()
     hits = shared.search("sentence 3")
     assert hits and {h.unit.id for h in hits} <= {u.id for u in units}
+    # parts that also hold another strategy's units: only this hybrid's units come back,
+    # ranked among themselves as if the others were not there
+    other = [replace(u, id=f"x/window/{n}", session_id="x") for n, u in enumerate(units)]
+    both = HybridStrategy(k=None, bm25=Bm25Strategy(k=None),
+                          dense=DenseStrategy(k=None, embedder=hashing), **params)
+    for part in both.parts:
+        part.index(other)
+    both.index(units)
+    alone = HybridStrategy(k=None, dense={"embedder": hashing}, **params)
+    alone.index(units)
+    alone._parts_aligned = lambda: False  # type: ignore[method-assign]
+    assert not both._parts_aligned()
+    for query in ("sentence 3", "Bob sentence 21"):
+        got = [h.unit.id for h in both.search(query)]
+        assert got and all(i.startswith("s/") for i in got)
+        assert got[:3] == [h.unit.id for h in alone.search(query)][:3]
 
 
 def multigrain(base: Sequence[str], turns: Sequence[str], weight: float,

@@ -151,13 +151,13 @@ class HybridStrategy(Component):
         pool = self.candidates if limit is None else max(self.candidates, limit)
         if self._parts_aligned():
             return self._search_rows(query, pool, limit, as_of)
-        lists = [_ranked_ids(part, query, pool, as_of) for part in self.parts]
+        rows = self.table.rows
+        lists = [_ranked_ids(part, query, pool, as_of, rows) for part in self.parts]
         if self.fusion == "rrf":
             fused = rrf_scores([ids for ids, _ in lists], self.rrf_k)
         else:
             pairs = [list(zip(ids, scores, strict=True)) for ids, scores in lists]
             fused = weighted_scores(pairs, [1.0 - self.alpha, self.alpha], self.norm)
-        rows = self.table.rows
         scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
         keys = np.fromiter((rows[i] for i in fused), dtype=np.int64, count=len(fused))
         picked = select_top(scores, keys, limit, self.threshold)
@@ -212,8 +212,13 @@ def _same_units(table: UnitTable, units: list[MemoryUnit]) -> bool:
 
 
 def _ranked_ids(part: Bm25Strategy | DenseStrategy, query: str, k: int | None,
-                as_of: datetime | None) -> tuple[list[str], list[float]]:
-    """A part's best-first unit ids and scores (its ``search`` without building Hits)."""
+                as_of: datetime | None, known: Mapping[str, int]
+                ) -> tuple[list[str], list[float]]:
+    """A part's best-first unit ids and scores (its ``search`` without building Hits),
+    keeping only units in ``known``: a part shared with other strategies may also hold
+    units this hybrid never indexed."""
     rows, scores = part.ranked(query, resolve_k(k, part.k), as_of)
     units = part.table.sorted_units
-    return [units[r].id for r in rows.tolist()], scores.tolist()
+    pairs = [(units[r].id, score) for r, score in zip(rows.tolist(), scores.tolist(),
+                                                       strict=True) if units[r].id in known]
+    return [i for i, _ in pairs], [score for _, score in pairs]
