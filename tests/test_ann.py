@@ -11,8 +11,9 @@ import pytest
 from memlab.data.schema import Dataset
 from memlab.embed import CachedEmbedder
 from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
+from memlab.errors import ConfigError
 from memlab.retrieval import ann
-from memlab.retrieval.ann import FaissIndex
+from memlab.retrieval.ann import STORAGES, FaissIndex
 
 
 def exact_top(vectors: np.ndarray, query: np.ndarray, visible: int) -> set[int]:
@@ -71,6 +72,28 @@ def test_ivf_recall_at_10_on_real_vectors_with_and_without_as_of(real) -> None:
     assert [index.probes(ivf, v) for v in (20_000, 10_000, 2_000)] == [128, 182, 405]
     for visible in (20_000, 10_000, 2_000):  # all, 50 % and 10 % visible: nprobe widened
         assert recall(index, vectors, queries, visible) >= 0.98
+
+
+def test_ivf_storages_rank_alike_and_a_bad_one_is_named() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((8_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:40] + 0.05 * rng.standard_normal((40, 32)).astype(np.float32)
+    found = {}
+    for storage in STORAGES:
+        index = FaissIndex(kind="ivf", storage=storage, exact_below=0)
+        index.build(vectors)
+        built = index._indexes[0][1]
+        assert built.ntotal == 8_000
+        assert type(built).__name__ == ("IndexIVFFlat" if storage == "flat"
+                                        else "IndexIVFScalarQuantizer")
+        found[storage] = [index.search(q, 10, 4_000)[0] for q in queries]
+        assert all(len(rows) == 10 and rows.max() < 4_000 for rows in found[storage])
+    same = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10
+                    for a, b in zip(found["fp16"], found["flat"], strict=True)])
+    assert same >= 0.99  # float16 keeps float32's ranking; sq8 may differ a little
+    with pytest.raises(ConfigError, match="storage 'pq' is not known; valid: fp16, flat, sq8"):
+        FaissIndex(storage="pq")
 
 
 def test_ladder_copies_hold_time_prefixes_and_the_beam_widens_at_most_twice() -> None:
