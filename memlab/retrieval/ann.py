@@ -1,7 +1,7 @@
 """Approximate nearest-neighbour search with faiss-cpu, for large dense memories.
 
-``kind: "ivf"`` (default) is an inverted-file index (IVF-Flat, inner product): k-means
-cells, then exact scoring inside the ``nprobe`` nearest cells. Its build is a k-means on a
+``kind: "ivf"`` (default) is an inverted-file index (inner product): k-means cells, then
+scoring of the stored vectors inside the ``nprobe`` nearest cells. Its build is a k-means on a
 sample (seeded: deterministic results). ``nlist`` defaults to ``8 * sqrt(n)`` cells (at most
 one per 39 rows, faiss's minimum for training) and ``nprobe`` to 32: at 1M rows that scans
 0.4 % of them. (The first default, ``sqrt(n)`` cells with ``nprobe`` 64, scanned 6.4 % at
@@ -229,13 +229,13 @@ class FaissIndex:
         faiss = _faiss()
         params: Any
         size, index = self._pick(visible)
+        # rows are added in time order, so every IVF cell's ids are sorted: faiss then finds
+        # the visible range of a cell by bisection instead of checking each id
+        selector = (faiss.IDSelectorRange(0, visible, self.kind == "ivf")
+                    if visible < size else None)
         if self.kind == "hnsw":
-            selector = faiss.IDSelectorRange(0, visible) if visible < size else None
             params = faiss.SearchParametersHNSW(efSearch=self.beam(k, visible), sel=selector)
         else:
-            # rows are added in time order, so every cell's ids are sorted: faiss then finds
-            # the visible range of a cell by bisection instead of checking each id
-            selector = faiss.IDSelectorRange(0, visible, True) if visible < size else None
             params = faiss.SearchParametersIVF(nprobe=self.probes(index, visible), sel=selector)
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         scores, rows = index.search(q, k, params=params)
