@@ -22,6 +22,7 @@ from memlab.metrics.budget import text_tokens
 from memlab.retrieval import build_strategy
 from memlab.retrieval.hybrid import weighted_scores
 from memlab.retrieval.multigrain import MultiGrainStrategy
+from memlab.retrieval.sentences import sentences
 from memlab.retrieval.turn_costs import TurnCosts
 from memlab.testing.rankings import FixedRanking, assert_exact_budget_recall
 
@@ -138,6 +139,60 @@ def test_multigrain_never_adds_a_window_known_after_as_of() -> None:
     assert strategy.turn_index.strategy.units["s/turn/t7"].at == T0 + timedelta(days=1)
 
 
+def test_sentences_drop_speakers_short_pieces_and_repeats() -> None:
+    text = ("user: Hi! I need tips on zero-waste living. By the way, I ran a charity yoga "
+            "event that raised $600.\nassistant: Great. I need tips on zero-waste living.")
+    assert sentences(text) == ["I need tips on zero-waste living.",
+                               "By the way, I ran a charity yoga event that raised $600."]
+    assert sentences("user: Hi! Thanks.") == ["user: Hi! Thanks."]  # nothing left: whole
+    assert sentences("Ann: ok then, see you", min_words=5) == ["Ann: ok then, see you"]
+
+
+def sentence_turns() -> list[MemoryUnit]:
+    texts = ["user: Can you help with my resume? I saw my dentist about a toothache.",
+             "user: Any hiking trails near Denver? Thanks a lot for the help.",
+             "assistant: Sure, here are some trails. I saw my dentist about a toothache."]
+    return [MemoryUnit(f"s/turn/{i}", text, "turn", (f"t{i}",), "s", T0 + timedelta(days=i))
+            for i, text in enumerate(texts)]
+
+
+def test_multigrain_sentence_grain_lifts_the_turn_holding_the_best_sentence() -> None:
+    units = sentence_turns()
+    strategy = MultiGrainStrategy(base=FixedRanking(["s/turn/1", "s/turn/0"]),
+                                  turns=FixedRanking(["s/sentence/1", "s/sentence/2"]),
+                                  grain="sentence", weight=0.5, k=None)
+    strategy.index(units)
+    pieces = strategy.turn_index.strategy.units
+    assert {i: p.text for i, p in pieces.items()} == {
+        "s/sentence/0": "Can you help with my resume?",
+        "s/sentence/1": "I saw my dentist about a toothache.",
+        "s/sentence/2": "Any hiking trails near Denver?",
+        "s/sentence/3": "Thanks a lot for the help.",
+        "s/sentence/4": "Sure, here are some trails."}
+    assert strategy.turn_index.keys(units[2]) == ("s/sentence/4", "s/sentence/1")
+    # base: t1 1, t0 0; sentences: dentist 1 (t0 and t2), trails 0 (t1)
+    hits = strategy.search("q", None)
+    assert [(h.unit.id, h.score) for h in hits] == [("s/turn/1", 0.5), ("s/turn/0", 0.5),
+                                                    ("s/turn/2", 0.5)]
+    # as_of day 0: the dentist sentence is known through t0; t2 (day 2) never joins
+    early = strategy.search("q", None, as_of=T0)
+    assert [h.unit.id for h in early] == ["s/turn/0"]
+    with pytest.raises(ConfigError, match="grain 'word' is not known"):
+        build_strategy({"name": "multigrain", "params": {"grain": "word"}}).search("q", 1)
+
+
+def test_a_sentence_is_dated_by_the_first_unit_showing_it() -> None:
+    late, early = sentence_turns()[2], sentence_turns()[0]
+    strategy = MultiGrainStrategy(base=FixedRanking([]), turns=FixedRanking([]),
+                                  grain="sentence", k=None)
+    strategy.index([late])
+    pieces = strategy.turn_index.strategy.units
+    assert pieces["s/sentence/1"].at == late.at
+    strategy.index([early])  # an earlier unit shows the same sentence: it is re-dated
+    assert pieces["s/sentence/1"].at == early.at
+    assert strategy.turn_index.holders["s/sentence/1"] == [late, early]
+
+
 def test_turn_costs_count_runs_exactly(locomo_dataset: Dataset) -> None:
     config = load_config({"name": "t", "dataset": {"name": "locomo"},
                           "chunker": {"name": "window"},
@@ -199,6 +254,8 @@ REAL = {  # strategy over 4-turn windows -> sum of turn.budget_evidence_recall@1
         "fusion": "weighted", "alpha": 0.5, "norm": "zscore"}}), 122.16666666666666),
     "multigrain": (_budget_time({"name": "multigrain", "params": {
         "weight": 0.1, "base": WEIGHTED}}), 123.75),
+    "multigrain_sentence": (_budget_time({"name": "multigrain", "params": {
+        "weight": 0.1, "base": WEIGHTED, "grain": "sentence"}}), 120.75),
 }
 
 

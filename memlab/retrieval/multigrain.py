@@ -15,6 +15,11 @@ candidates even if the base missed them. Turns are derived from decomposable uni
 (:mod:`memlab.retrieval.turns`; others keep their base score only), each dated when the
 first unit holding it became known, so ``as_of`` holds for both lists. Ties: base rank,
 then unit order.
+
+``grain: sentence`` scores units by their best *sentence* instead
+(:mod:`memlab.retrieval.sentences`): for units whose turns are long (LongMemEval's user
+turns run to hundreds of words, past what MiniLM reads), a fact said in passing is
+matched by its own sentence. ``turns`` is then the strategy over sentences.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
 from memlab.retrieval.hybrid import normalised
+from memlab.retrieval.sentences import SentenceIndex
 from memlab.retrieval.turns import TurnCatalog, TurnIndex
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
+
+GRAINS = ("turn", "sentence")
 
 
 class MultiGrainStrategy(Wrapper, Component):
@@ -49,6 +57,8 @@ class MultiGrainStrategy(Wrapper, Component):
         turns: BaseSpec = "dense",
         weight: float = 0.5,
         candidates: int = 100,
+        grain: str = "turn",
+        min_words: int = 3,
     ) -> None:
         self.k = k
         self.threshold = threshold
@@ -56,24 +66,33 @@ class MultiGrainStrategy(Wrapper, Component):
         self.turns = turns
         self.weight = weight
         self.candidates = candidates
+        self.grain = grain
+        self.min_words = min_words
 
     def check_params(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
             raise ConfigError(f"multigrain: weight must lie in [0, 1], got {self.weight!r}")
+        if self.grain not in GRAINS:
+            raise ConfigError(f"multigrain: grain {self.grain!r} is not known; "
+                              f"valid choices: {', '.join(GRAINS)}")
 
     @cached_property
     def catalog(self) -> TurnCatalog:
         return TurnCatalog()
 
     @cached_property
-    def turn_index(self) -> TurnIndex:
-        """The second strategy over single turns (built on first use) and their holders."""
+    def turn_index(self) -> TurnIndex | SentenceIndex:
+        """The second strategy over single turns or sentences (built on first use) and
+        the units holding each."""
+        if self.grain == "sentence":
+            return SentenceIndex(self.turns, self.min_words)
         return TurnIndex(self.turns, self.catalog)
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         super().index(units, vectors)
-        self.catalog.add(units)
-        self.catalog.refresh()
+        if self.grain == "turn":
+            self.catalog.add(units)
+            self.catalog.refresh()
         self.turn_index.add(units)
 
     def prepare_index(self) -> None:
@@ -85,21 +104,22 @@ class MultiGrainStrategy(Wrapper, Component):
         limit, hits = self.candidates_for(query, k, as_of, probe, self.candidates)
         if limit == 0:
             return []
-        turns = self.turn_index.search(query, self.candidates, as_of, probe)
+        fine = self.turn_index
+        turns = fine.search(query, self.candidates, as_of, probe)
         base = _normalised([h.score for h in hits])
         best: dict[str, float] = {}
         for hit, score in zip(turns, _normalised([h.score for h in turns]), strict=True):
-            best.setdefault(hit.unit.source_turn_ids[0], score)
+            best.setdefault(fine.key(hit), score)
         order: dict[str, tuple[MemoryUnit, int, float]] = {}
         for rank, (hit, score) in enumerate(zip(hits, base, strict=True)):
             order.setdefault(hit.unit.id, (hit.unit, rank, score))
         for hit in turns:  # units holding a top turn, visible at as_of, join
-            for unit in self.turn_index.holders.get(hit.unit.source_turn_ids[0], ()):
+            for unit in fine.holders.get(fine.key(hit), ()):
                 if unit.id not in order and (as_of is None or unit.at <= as_of):
                     order[unit.id] = (unit, len(hits) + len(order), 0.0)
         fused = []
         for unit, rank, score in order.values():
-            top = max((best.get(t, 0.0) for t in unit.source_turn_ids), default=0.0)
+            top = max((best.get(t, 0.0) for t in fine.keys(unit)), default=0.0)
             fused.append(((1.0 - self.weight) * score + self.weight * top, rank, unit))
         fused.sort(key=lambda item: (-item[0], item[1]))
         out = [Hit(unit, value) for value, _, unit in fused

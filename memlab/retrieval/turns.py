@@ -138,3 +138,11 @@ class TurnIndex:
                ) -> list[Hit]:
         """The best ``n`` turns visible at ``as_of``, as one-turn hits."""
         return self.strategy.search(query, n, as_of, probe=probe)
+
+    def key(self, hit: Hit) -> str:
+        """The turn id of a hit of :meth:`search`."""
+        return hit.unit.source_turn_ids[0]
+
+    def keys(self, unit: MemoryUnit) -> tuple[str, ...]:
+        """The turn ids of a unit."""
+        return unit.source_turn_ids
