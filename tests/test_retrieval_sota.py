@@ -195,6 +195,32 @@ def test_time_spans_read_relative_to_asked_at() -> None:
     assert time_spans("What did I buy last Tuesday?", None) == ()
 
 
+def test_time_spans_read_rolling_windows_and_skip_rates() -> None:
+    asked = datetime(2023, 5, 30, 9, 0, tzinfo=UTC)  # a Tuesday
+    end = asked + timedelta(microseconds=1)
+    spans = {q: [(s.start, s.end) for s in time_spans(q, asked)] for q in (
+        "How many times did I bake in the past two weeks?",
+        "How many plants did I get in the last month?",
+        "Which films did I watch over the last 3 months?",
+        "How many babies were born in the past few months?",
+        "What did I cook last month?",
+        "Where was Dave in the last two weeks of August 2022?",
+        "How many days a week do I attend fitness classes?",
+        "I stayed in Rome for a week; how often do I run per month?",
+        "Which book did I finish a week ago?")}
+    assert list(spans.values()) == [
+        [(datetime(2023, 5, 16, tzinfo=UTC), end)],  # a window ending when asked
+        [(datetime(2023, 4, 30, tzinfo=UTC), end)],  # "the last month": 30 days
+        [(datetime(2023, 3, 1, tzinfo=UTC), end)],
+        [(datetime(2023, 3, 1, tzinfo=UTC), end)],  # "few" counts 3
+        [(datetime(2023, 4, 1, tzinfo=UTC), datetime(2023, 5, 1, tzinfo=UTC))],  # calendar
+        [(datetime(2022, 8, 1, tzinfo=UTC), datetime(2022, 9, 1, tzinfo=UTC))],  # "of"
+        [],  # a rate names no time
+        [],  # nor does a duration
+        [(datetime(2023, 5, 22, tzinfo=UTC), datetime(2023, 5, 29, tzinfo=UTC))],
+    ]
+
+
 def dated_units() -> list[MemoryUnit]:
     days = {"mon": 0, "tue": 1, "wed": 2, "later": 9}
     return [MemoryUnit(name, f"user: I bought {name} bread", "turn", (name,), name,

@@ -2,7 +2,12 @@
 
 "What did I buy last Tuesday?", "in May", "two weeks ago", "on 3 June 2023": a maintained
 date parser (``dateparser``, English) finds the expression and resolves it against the
-question's ``asked_at``; its period (day, week, month, year) sets the span's width. A
+question's ``asked_at``; its period (day, week, month, year) sets the span's width.
+Two kinds of phrase are read before the parser sees the question: a rolling window ("in
+the past two weeks", "over the last 3 months", "in the last month": from that long
+before ``asked_at`` up to it, where the parser would pick one calendar week or month),
+and a rate or duration ("three days a week", "once per month", "for a week"), which names
+no time at all (the parser reads "a week" as a week ago). A
 cheap cue pattern runs first, so the parser (tens of milliseconds) only sees questions
 that mention a date-like word, and results are memoised per (question, asked_at). Spans
 never end after ``asked_at``: the past is all a memory can know.
@@ -29,6 +34,22 @@ _MAY = re.compile(r"(?<=[a-z,] )May\b|\bMay \d")
 #: (dateparser also reads "a", "now", "sat", and a bare ordinal like "18th" as a day).
 _ACCEPT = re.compile(rf"(\b\d{{4}}\b|\b(?:{_MONTHS}|may|{_DAYS}|ago|yesterday|today|last|"
                      r"weeks?|months?|years?)\b)", re.IGNORECASE)
+
+
+_COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+           "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
+           "couple of": 2, "few": 3, "several": 3}
+#: "the past two weeks", "the last month", "past 3 days": a window ending at asked_at
+#: ("last month" without "the" or a count stays the calendar month, read by the parser;
+#: "the last week of August" is left to the parser as "of August": the month).
+_ROLLING = re.compile(
+    r"\b(?:(?P<the>the)\s+)?(?:past|last|previous)\s+"
+    rf"(?:(?P<n>\d{{1,3}}|{'|'.join(sorted(_COUNTS, key=len, reverse=True))})\s+)?"
+    r"(?P<unit>days?|weeks?|months?|years?)\b(?P<of>\s+of\b)?", re.IGNORECASE)
+#: "days a week", "once per month", "for a week": a rate or a duration, not a time
+_RATE = re.compile(r"\b(?:a|an|per|every|each|for\s+a)\s+(?:day|week|month|year)\b(?!\s+ago)",
+                   re.IGNORECASE)
+_UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 
 
 class TimeSpan(NamedTuple):
@@ -61,8 +82,21 @@ def _parse(question: str, asked_at: datetime) -> tuple[TimeSpan, ...]:
     base = asked_at.astimezone(UTC).replace(tzinfo=None)
     settings = {"RELATIVE_BASE": base, "PREFER_DATES_FROM": "past",
                 "RETURN_AS_TIMEZONE_AWARE": False}
-    found = search_dates(question, languages=["en"], settings=settings) or []
     spans = []
+    rest = _RATE.sub(_blank, question)
+    for match in _ROLLING.finditer(rest):
+        count = match["n"]
+        if match["of"] or (count is None and match["the"] is None):
+            continue  # "last week" (the calendar week), "the last week of May": the parser's
+        n = 1 if count is None else int(count) if count.isdigit() else _COUNTS[count.lower()]
+        days = n * _UNIT_DAYS[match["unit"].lower().rstrip("s")]
+        end = base + timedelta(microseconds=1)
+        start = (base - timedelta(days=days)).replace(hour=0, minute=0, second=0,
+                                                      microsecond=0)
+        spans.append(TimeSpan(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC),
+                              match[0]))
+    rest = _ROLLING.sub(_hide_rolling, rest)
+    found = search_dates(rest, languages=["en"], settings=settings) or []
     for text, _ in found:
         if not _ACCEPT.search(text):
             continue
@@ -75,6 +109,21 @@ def _parse(question: str, asked_at: datetime) -> tuple[TimeSpan, ...]:
             spans.append(TimeSpan(span.start.replace(tzinfo=UTC), end.replace(tzinfo=UTC),
                                   text))
     return tuple(spans)
+
+
+def _hide_rolling(match: re.Match[str]) -> str:
+    """What the parser sees of a rolling phrase: nothing of a window read above, "of" of
+    "the last week of" (so "of August" gives the month), a calendar "last week" as is."""
+    if match["of"]:
+        return _blank(match)[:-2] + "of"
+    if match["n"] is None and match["the"] is None:
+        return match[0]
+    return _blank(match)
+
+
+def _blank(match: re.Match[str]) -> str:
+    """A matched phrase replaced by as many spaces (so the parser skips it)."""
+    return " " * len(match[0])
 
 
 @lru_cache(maxsize=8192)
