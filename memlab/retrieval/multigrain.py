@@ -37,7 +37,7 @@ from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
 from memlab.retrieval.hybrid import normalised
 from memlab.retrieval.sentences import SentenceIndex
-from memlab.retrieval.turns import TurnCatalog, TurnIndex
+from memlab.retrieval.turns import FineIndex, TurnCatalog, TurnIndex
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
@@ -81,7 +81,7 @@ class MultiGrainStrategy(Wrapper, Component):
         return TurnCatalog()
 
     @cached_property
-    def turn_index(self) -> TurnIndex | SentenceIndex:
+    def turn_index(self) -> FineIndex:
         """The second strategy over single turns or sentences (built on first use) and
         the units holding each."""
         if self.grain == "sentence":

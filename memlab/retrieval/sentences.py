@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from memlab.chunkers.base import MemoryUnit
+from memlab.retrieval.turns import FineIndex
 
 if TYPE_CHECKING:
-    from memlab.data.schema import Probe
-    from memlab.retrieval.base import Hit, Retriever
+    from memlab.retrieval.base import Hit
     from memlab.retrieval.wrap import BaseSpec
 
 _BREAK = re.compile(r"(?<=[.!?])\s+")
@@ -45,23 +43,16 @@ def sentences(text: str, min_words: int = 3) -> list[str]:
     return out or [text.strip()]
 
 
-class SentenceIndex:
-    """A strategy over the distinct sentences of indexed units, fed as units are indexed;
-    ``holders`` maps a sentence unit's id to the indexed units showing that sentence."""
+class SentenceIndex(FineIndex):
+    """The distinct sentences of indexed units; ``holders`` maps a sentence unit's id to
+    the indexed units showing that sentence."""
 
     def __init__(self, spec: BaseSpec, min_words: int = 3) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.min_words = min_words
-        self.holders: dict[str, list[MemoryUnit]] = {}
         self._ids: dict[str, str] = {}  # sentence text -> its unit id
         self._of: dict[str, tuple[str, ...]] = {}  # indexed unit id -> its sentence ids
         self._pieces: dict[str, MemoryUnit] = {}
-
-    @cached_property
-    def strategy(self) -> Retriever:
-        from memlab.retrieval.wrap import build_base
-
-        return build_base(self.spec)
 
     def add(self, units: Sequence[MemoryUnit]) -> None:
         """Index the new sentences of ``units``; a sentence already indexed is re-dated
@@ -87,16 +78,6 @@ class SentenceIndex:
             self._of[unit.id] = tuple(ids)
         if changed:
             index_base(self.strategy, list(changed.values()))
-
-    def prepare(self) -> None:
-        from memlab.retrieval.wrap import prepare_index
-
-        prepare_index(self.strategy)
-
-    def search(self, query: str, n: int, as_of: datetime | None, probe: Probe | None
-               ) -> list[Hit]:
-        """The best ``n`` sentences visible at ``as_of``."""
-        return self.strategy.search(query, n, as_of, probe=probe)
 
     def key(self, hit: Hit) -> str:
         return hit.unit.id

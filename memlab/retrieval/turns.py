@@ -90,15 +90,13 @@ class TurnCatalog:
         return as_of_us is None or self.known[tid] <= as_of_us
 
 
-class TurnIndex:
-    """A strategy over the single turns of decomposable units, fed as units are indexed:
-    how ``multigrain`` and ``budget``'s ``focus`` score turns one by one. Each turn is a
-    ``turn`` unit (``{session}/turn/{turn id}``, its catalog line, dated when it became
-    known), indexed once; ``holders`` maps a turn id to the indexed units holding it."""
+class FineIndex:
+    """A strategy over pieces of the indexed units (single turns, sentences), fed as units
+    are indexed; ``holders`` maps a piece id to the indexed units holding it. Subclasses
+    say how units are cut (``add``) and how hits and units map to piece ids."""
 
-    def __init__(self, spec: BaseSpec, catalog: TurnCatalog) -> None:
+    def __init__(self, spec: BaseSpec) -> None:
         self.spec = spec
-        self.catalog = catalog
         self.holders: dict[str, list[MemoryUnit]] = {}
 
     @cached_property
@@ -106,6 +104,37 @@ class TurnIndex:
         from memlab.retrieval.wrap import build_base
 
         return build_base(self.spec)
+
+    def add(self, units: Sequence[MemoryUnit]) -> None:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        from memlab.retrieval.wrap import prepare_index
+
+        prepare_index(self.strategy)
+
+    def search(self, query: str, n: int, as_of: datetime | None, probe: Probe | None
+               ) -> list[Hit]:
+        """The best ``n`` pieces visible at ``as_of``."""
+        return self.strategy.search(query, n, as_of, probe=probe)
+
+    def key(self, hit: Hit) -> str:
+        """The piece id of a hit of :meth:`search`."""
+        raise NotImplementedError
+
+    def keys(self, unit: MemoryUnit) -> tuple[str, ...]:
+        """The piece ids of a unit."""
+        raise NotImplementedError
+
+
+class TurnIndex(FineIndex):
+    """Single turns of decomposable units: how ``multigrain`` and ``budget``'s ``focus``
+    score turns one by one. Each turn is a ``turn`` unit (``{session}/turn/{turn id}``,
+    its catalog line, dated when it became known), indexed once."""
+
+    def __init__(self, spec: BaseSpec, catalog: TurnCatalog) -> None:
+        super().__init__(spec)
+        self.catalog = catalog
 
     def add(self, units: Sequence[MemoryUnit]) -> None:
         """Index the new turns of ``units`` (the catalog must already hold them)."""
@@ -128,16 +157,6 @@ class TurnIndex:
         session = self.catalog.where[tid][0]
         return MemoryUnit(f"{session}/turn/{tid}", self.catalog.line[tid], "turn", (tid,),
                           session, self.catalog.known_at[tid])
-
-    def prepare(self) -> None:
-        from memlab.retrieval.wrap import prepare_index
-
-        prepare_index(self.strategy)
-
-    def search(self, query: str, n: int, as_of: datetime | None, probe: Probe | None
-               ) -> list[Hit]:
-        """The best ``n`` turns visible at ``as_of``, as one-turn hits."""
-        return self.strategy.search(query, n, as_of, probe=probe)
 
     def key(self, hit: Hit) -> str:
         """The turn id of a hit of :meth:`search`."""
