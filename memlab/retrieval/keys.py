@@ -39,6 +39,7 @@ from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
 KEYS = ("user", "text", "llm")
+_BAR_FROM = 20  # units to extract before a progress bar is worth showing
 
 
 def speaker_lines(text: str, speakers: Sequence[str]) -> str:
@@ -130,10 +131,11 @@ class KeyStrategy(CallRecords, Wrapper, Component):
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         base = self.base_strategy
+        fresh = [u for u in units if self.values.get(u.id) != u or u.id not in self.keys]
+        for unit in _progress(fresh, self.key == "llm"):
+            self.keys[unit.id] = self.key_of(unit)
         keyed = []
         for unit in units:
-            if self.values.get(unit.id) != unit or unit.id not in self.keys:
-                self.keys[unit.id] = self.key_of(unit)
             self.values[unit.id] = unit
             keyed.append(replace(unit, text=self.keys[unit.id]))
         base.index(keyed)  # vectors embed values, not keys: the base embeds the keys itself
@@ -147,3 +149,13 @@ class KeyStrategy(CallRecords, Wrapper, Component):
         if self.threshold is not None:
             out = [h for h in out if h.score >= self.threshold]
         return out
+
+
+def _progress(units: list[MemoryUnit], llm: bool) -> Any:
+    """``units``, with a progress bar when an LLM extracts keys for many of them (seconds a
+    call: the harness's bars would otherwise sit still for the whole extraction)."""
+    if not llm or len(units) < _BAR_FROM:
+        return units
+    from tqdm.auto import tqdm
+
+    return tqdm(units, desc="keys: LLM extraction", unit="unit", leave=False)
