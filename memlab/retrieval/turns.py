@@ -11,6 +11,7 @@ contains it is visible). Other units (facts, summaries) are kept whole.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,7 +91,7 @@ class TurnCatalog:
         return as_of_us is None or self.known[tid] <= as_of_us
 
 
-class FineIndex:
+class FineIndex(ABC):
     """A strategy over pieces of the indexed units (single turns, sentences), fed as units
     are indexed; ``holders`` maps a piece id to the indexed units holding it. Subclasses
     say how units are cut (``add``) and how hits and units map to piece ids."""
@@ -105,8 +106,9 @@ class FineIndex:
 
         return build_base(self.spec)
 
+    @abstractmethod
     def add(self, units: Sequence[MemoryUnit]) -> None:
-        raise NotImplementedError
+        """Index the pieces of ``units`` not indexed yet."""
 
     def prepare(self) -> None:
         from memlab.retrieval.wrap import prepare_index
@@ -118,13 +120,13 @@ class FineIndex:
         """The best ``n`` pieces visible at ``as_of``."""
         return self.strategy.search(query, n, as_of, probe=probe)
 
+    @abstractmethod
     def key(self, hit: Hit) -> str:
         """The piece id of a hit of :meth:`search`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def keys(self, unit: MemoryUnit) -> tuple[str, ...]:
         """The piece ids of a unit."""
-        raise NotImplementedError
 
 
 class TurnIndex(FineIndex):
