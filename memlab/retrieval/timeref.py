@@ -82,20 +82,8 @@ def _parse(question: str, asked_at: datetime) -> tuple[TimeSpan, ...]:
     base = asked_at.astimezone(UTC).replace(tzinfo=None)
     settings = {"RELATIVE_BASE": base, "PREFER_DATES_FROM": "past",
                 "RETURN_AS_TIMEZONE_AWARE": False}
-    spans = []
-    rest = _RATE.sub(_blank, question)
-    for match in _ROLLING.finditer(rest):
-        count = match["n"]
-        if match["of"] or (count is None and match["the"] is None):
-            continue  # "last week" (the calendar week), "the last week of May": the parser's
-        n = 1 if count is None else int(count) if count.isdigit() else _COUNTS[count.lower()]
-        days = n * _UNIT_DAYS[match["unit"].lower().rstrip("s")]
-        end = base + timedelta(microseconds=1)
-        start = (base - timedelta(days=days)).replace(hour=0, minute=0, second=0,
-                                                      microsecond=0)
-        spans.append(TimeSpan(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC),
-                              match[0]))
-    rest = _ROLLING.sub(_hide_rolling, rest)
+    spans: list[TimeSpan] = []
+    rest = _ROLLING.sub(lambda m: _read_rolling(m, base, spans), _RATE.sub(_blank, question))
     found = search_dates(rest, languages=["en"], settings=settings) or []
     for text, _ in found:
         if not _ACCEPT.search(text):
@@ -111,13 +99,20 @@ def _parse(question: str, asked_at: datetime) -> tuple[TimeSpan, ...]:
     return tuple(spans)
 
 
-def _hide_rolling(match: re.Match[str]) -> str:
-    """What the parser sees of a rolling phrase: nothing of a window read above, "of" of
-    "the last week of" (so "of August" gives the month), a calendar "last week" as is."""
+def _read_rolling(match: re.Match[str], base: datetime, spans: list[TimeSpan]) -> str:
+    """Read a rolling phrase: a window ending at ``base`` is appended to ``spans`` and
+    hidden from the parser; of "the last week of" only "of" is left (so "of August" gives
+    the month), and a calendar "last week" is left as is. Returns what the parser sees."""
     if match["of"]:
         return _blank(match)[:-2] + "of"
-    if match["n"] is None and match["the"] is None:
+    count = match["n"]
+    if count is None and match["the"] is None:
         return match[0]
+    n = 1 if count is None else int(count) if count.isdigit() else _COUNTS[count.lower()]
+    days = n * _UNIT_DAYS[match["unit"].lower().rstrip("s")]
+    start = (base - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    spans.append(TimeSpan(start.replace(tzinfo=UTC),
+                          (base + timedelta(microseconds=1)).replace(tzinfo=UTC), match[0]))
     return _blank(match)
 
 
