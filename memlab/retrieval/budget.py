@@ -25,6 +25,15 @@ its top ``focus_candidates`` turns (turns it did not rank come last, in session 
 any ``neighbors``: the hit's rank still comes from ``base`` (a window's context helps rank
 it), but fewer of its tokens go to turns the question is not about, so more hits fit.
 
+With ``speaker_from`` (an integer), a question naming exactly one of the speakers of the
+indexed turns (:mod:`memlab.retrieval.speakers`; ``aliases`` adds words naming one) shows,
+for each hit ranked ``speaker_from`` or lower (0-based), only that speaker's turns of it
+(all of them when it has none): a question about a person is answered by what they said
+(on LoCoMo, 96 % of the evidence turns of questions naming one speaker are that speaker's),
+so the other side's turns spend budget on context and fewer hits fit. The best hits above
+that rank keep all their turns (the question an answer replies to). The ranking is the
+base's; only what each hit shows changes — the reader sees less of the other side.
+
 Spans come in the rank of their best hit; a span's ``score`` is that hit's base score, so
 scores are not monotone and ``threshold`` (on the base's scale) filters the final spans.
 A span equal to an indexed unit is that unit; otherwise a ``window`` unit with id
@@ -47,6 +56,7 @@ from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit
+from memlab.retrieval.speakers import SpeakerNames, line_speaker
 from memlab.retrieval.turn_costs import TurnCosts
 from memlab.retrieval.turns import TurnCatalog, TurnIndex, turn_lines
 from memlab.retrieval.wrap import BaseSpec, Wrapper
@@ -104,6 +114,8 @@ class BudgetStrategy(Wrapper, Component):
         focus: BaseSpec | None = None,
         focus_turns: int = 1,
         focus_candidates: int = 200,
+        speaker_from: int | None = None,
+        aliases: Mapping[str, Sequence[str]] | None = None,
         tokenizer: str = DEFAULT_TOKENIZER,
     ) -> None:
         self.k = k
@@ -118,6 +130,8 @@ class BudgetStrategy(Wrapper, Component):
         self.focus = focus
         self.focus_turns = focus_turns
         self.focus_candidates = focus_candidates
+        self.speaker_from = speaker_from
+        self.aliases = dict(aliases or {})
         self.tokenizer = tokenizer
 
     def check_params(self) -> None:
@@ -129,6 +143,11 @@ class BudgetStrategy(Wrapper, Component):
         if self.granularity not in GRANULARITIES:
             raise ConfigError(f"budget: granularity {self.granularity!r} is not known; "
                               f"valid choices: {', '.join(GRANULARITIES)}")
+        if self.speaker_from is not None and (not isinstance(self.speaker_from, int)
+                                              or isinstance(self.speaker_from, bool)
+                                              or self.speaker_from < 0):
+            raise ConfigError(f"budget: speaker_from must be an integer >= 0 or null, "
+                              f"got {self.speaker_from!r}")
         for name in ("focus_turns", "focus_candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -141,6 +160,11 @@ class BudgetStrategy(Wrapper, Component):
     @cached_property
     def costs(self) -> TurnCosts:
         return TurnCosts(self.tokenizer)
+
+    @cached_property
+    def speakers(self) -> SpeakerNames:
+        """The speakers of the catalogued turns, to find the one a question names."""
+        return SpeakerNames(self.aliases)
 
     @cached_property
     def turn_index(self) -> TurnIndex | None:
@@ -156,6 +180,8 @@ class BudgetStrategy(Wrapper, Component):
             self.catalog.refresh()
             self.costs = TurnCosts(self.tokenizer)  # lines may have changed: count anew
             self.costs.update(self.catalog)
+            if self.speaker_from is not None:
+                self.speakers.add(self.catalog.line.values())
         if self.turn_index is not None:
             self.turn_index.add(units)
 
@@ -174,7 +200,9 @@ class BudgetStrategy(Wrapper, Component):
         if self.turn_index is not None:
             found = self.turn_index.search(query, self.focus_candidates, as_of, probe)
             focus = {hit.unit.source_turn_ids[0]: rank for rank, hit in enumerate(found)}
-        packer = _Packer(self, hits, None if as_of is None else at_micros(as_of), focus)
+        named = self.speakers.named(query) if self.speaker_from is not None else []
+        packer = _Packer(self, hits, None if as_of is None else at_micros(as_of), focus,
+                         named[0] if len(named) == 1 else None)
         out = packer.pack()
         if self.threshold is not None:
             out = [h for h in out if h.score >= self.threshold]
@@ -185,9 +213,10 @@ class _Packer:
     """One search's selection: chosen turn positions per session, with their ranks."""
 
     def __init__(self, owner: BudgetStrategy, hits: list[Hit], as_of_us: int | None,
-                 focus: dict[str, int] | None = None) -> None:
+                 focus: dict[str, int] | None = None, speaker: str | None = None) -> None:
         self.owner = owner
         self.focus = focus  # turn id -> rank among the focus strategy's turns
+        self.speaker = speaker  # the one speaker the question names, with speaker_from
         self.catalog = owner.catalog
         self.hits = hits
         self.as_of_us = as_of_us
@@ -218,7 +247,7 @@ class _Packer:
             return True
         session = unit.session_id
         have = self.chosen.get(session, {})
-        core = self._core(unit)
+        core = self._core(unit, rank)
         new = [p for p in core if p not in have]
         if not new:
             return True
@@ -236,9 +265,10 @@ class _Packer:
                 return True
         return False
 
-    def _core(self, unit: MemoryUnit) -> list[int]:
-        """Session positions of the turns of ``unit`` to show: all of them, or with
-        ``focus`` the best ``focus_turns`` (in session order)."""
+    def _core(self, unit: MemoryUnit, rank: int) -> list[int]:
+        """Session positions of the turns of ``unit`` (the hit of ``rank``) to show: all
+        of them, or with ``focus`` the best ``focus_turns`` (in session order); from
+        ``speaker_from`` on, only those of the speaker the question names, if any."""
         where = self.catalog.where
         tids = unit.source_turn_ids
         keep = self.owner.focus_turns
@@ -247,6 +277,9 @@ class _Packer:
             unranked = len(focus)
             tids = tuple(sorted(tids, key=lambda t: (focus.get(t, unranked), where[t][1]))
                          [:keep])
+        if self.speaker is not None and rank >= (self.owner.speaker_from or 0):
+            line = self.catalog.line
+            tids = tuple(t for t in tids if line_speaker(line[t]) == self.speaker) or tids
         return sorted(where[t][1] for t in tids)
 
     def _neighbours(self, session: str, core: list[int], have: dict[int, int]) -> list[int]:
@@ -297,7 +330,7 @@ class _Packer:
                     out.append((rank, unit))
                 continue
             have = seen.setdefault(unit.session_id, {})
-            new = dict.fromkeys(self._core(unit), rank)
+            new = dict.fromkeys(self._core(unit, rank), rank)
             new = {p: r for p, r in new.items() if p not in have}
             have.update(new)
             out.extend(self._spans({unit.session_id: new}))
