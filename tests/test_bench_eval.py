@@ -50,3 +50,30 @@ def test_sweep_bench_times_the_warm_pass_alone_without_mlflow(
     assert values["runs in the sweep"] == "2" and float(values["sweep, warm caches (s)"]) > 0
     assert os.environ["MEMLAB_CACHE_DIR"] == str(cache)  # the given cache, not a new one
     assert not (tmp_path / "untouched.db").exists()
+
+
+def test_probes_bench_times_every_search_of_each_case(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\ndataset: {name: synthetic}\nchunker: {name: window}\n"
+                      "grid:\n  cases:\n    - {label: bm25, retrieval: {name: bm25}}\n"
+                      "    - label: budget-time\n      retrieval: {name: budget, params: "
+                      "{speaker_from: 1, base: {name: time_aware, params: {base: bm25}}}}\n")
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "rows.json"
+    assert main(["probes", str(config), "--only", "budget-time", "--only", "bm25",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())
+    assert [r["case"] for r in rows] == ["budget-time", "bm25"]  # --only's order
+    for row in rows:
+        assert row["probes"] == 48  # every probe of the synthetic set, searched once
+        for kind in ("cpu_ms", "wall_ms"):
+            stats = row[kind]
+            assert 0 < stats["p50"] <= stats["p95"] <= stats["max"]
+        assert re.search(rf"^{row['case']} +48 ", printed, re.MULTILINE)
+    assert main(["probes", str(config), "--conversations", "1", "--only", "bm25"]) == 0
+    assert re.search(r"^bm25 +(\d+) ", capsys.readouterr().out, re.MULTILINE)[1] == "12"

@@ -89,7 +89,8 @@ def test_never_shows_a_turn_known_after_as_of() -> None:
 
 def test_speaker_names_and_aliases() -> None:
     names = SpeakerNames({"user": ["I", "my", "me"]})
-    names.add(["user: my dog is Rex", "assistant: nice", "Jon Smith: hi", "no speaker"])
+    names.add(line_speaker(line) for line in ["user: my dog is Rex", "assistant: nice",
+                                              "Jon Smith: hi", "no speaker"])
     assert list(names.patterns) == ["user", "assistant", "Jon Smith"]
     assert names.named("What is my dog called?") == ["user"]
     assert names.named("What did jon say to the ASSISTANT?") == ["assistant", "Jon Smith"]
@@ -104,6 +105,10 @@ def test_bad_speaker_from_is_named() -> None:
     for value in (-1, "1", True):
         with pytest.raises(ConfigError, match="speaker_from must be an integer >= 0"):
             build_strategy({"name": "budget", "params": {"speaker_from": value}}).search("q", 1)
+    for aliases in ({"user": "I"}, ["I"], {"user": [1]}):
+        with pytest.raises(ConfigError, match="aliases must map a speaker to a list"):
+            build_strategy({"name": "budget", "params": {"speaker_from": 0,
+                                                         "aliases": aliases}}).search("q", 1)
 
 
 @pytest.mark.slow  # embeds conv-26's windows with MiniLM

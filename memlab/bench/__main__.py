@@ -12,6 +12,7 @@ TARGETS = {
     "metrics": "memlab.bench.metrics",
     "agent": "memlab.bench.agent",
     "agent-recall": "memlab.bench.agent_recall",
+    "probes": "memlab.bench.probes",
 }
 
 

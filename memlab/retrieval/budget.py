@@ -131,7 +131,7 @@ class BudgetStrategy(Wrapper, Component):
         self.focus_turns = focus_turns
         self.focus_candidates = focus_candidates
         self.speaker_from = speaker_from
-        self.aliases = dict(aliases or {})
+        self.aliases = aliases
         self.tokenizer = tokenizer
 
     def check_params(self) -> None:
@@ -148,6 +148,11 @@ class BudgetStrategy(Wrapper, Component):
                                               or self.speaker_from < 0):
             raise ConfigError(f"budget: speaker_from must be an integer >= 0 or null, "
                               f"got {self.speaker_from!r}")
+        if self.aliases is not None and (not isinstance(self.aliases, Mapping) or any(
+                isinstance(words, str) or not all(isinstance(w, str) for w in words)
+                for words in self.aliases.values())):
+            raise ConfigError("budget: aliases must map a speaker to a list of words, e.g. "
+                              f"{{user: [I, me, my]}}; got {self.aliases!r}")
         for name in ("focus_turns", "focus_candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -167,6 +172,11 @@ class BudgetStrategy(Wrapper, Component):
         return SpeakerNames(self.aliases)
 
     @cached_property
+    def said_by(self) -> dict[str, str | None]:
+        """Turn id -> its speaker (None: no ``Speaker:`` prefix), with ``speaker_from``."""
+        return {}
+
+    @cached_property
     def turn_index(self) -> TurnIndex | None:
         """``focus`` over the units' single turns (None without ``focus``)."""
         return None if self.focus is None else TurnIndex(self.focus, self.catalog)
@@ -181,7 +191,9 @@ class BudgetStrategy(Wrapper, Component):
             self.costs = TurnCosts(self.tokenizer)  # lines may have changed: count anew
             self.costs.update(self.catalog)
             if self.speaker_from is not None:
-                self.speakers.add(self.catalog.line.values())
+                self.said_by = {tid: line_speaker(line)
+                                for tid, line in self.catalog.line.items()}
+                self.speakers.add(self.said_by.values())
         if self.turn_index is not None:
             self.turn_index.add(units)
 
@@ -224,6 +236,7 @@ class _Packer:
         self.cost: dict[str, int] = {}
         self.used = 0
         self.whole: list[tuple[int, MemoryUnit]] = []  # (rank, unit) of undecomposable hits
+        self.run_costs: dict[tuple[str, int, int], int] = {}  # (session, first, last) -> tokens
 
     def pack(self) -> list[Hit]:
         left: list[int] = []
@@ -278,8 +291,8 @@ class _Packer:
             tids = tuple(sorted(tids, key=lambda t: (focus.get(t, unranked), where[t][1]))
                          [:keep])
         if self.speaker is not None and rank >= (self.owner.speaker_from or 0):
-            line = self.catalog.line
-            tids = tuple(t for t in tids if line_speaker(line[t]) == self.speaker) or tids
+            said_by = self.owner.said_by
+            tids = tuple(t for t in tids if said_by.get(t) == self.speaker) or tids
         return sorted(where[t][1] for t in tids)
 
     def _neighbours(self, session: str, core: list[int], have: dict[int, int]) -> list[int]:
@@ -293,9 +306,18 @@ class _Packer:
         return out
 
     def _session_cost(self, session: str, positions: dict[int, int]) -> int:
+        """Tokens of the session's chosen turns as spans; each run's count is memoised
+        for this search (every trial re-counts the session's runs, most of them seen)."""
         order = self.catalog.sessions[session]
         costs = self.owner.costs
-        return sum(costs.run_cost(self.catalog, order, run) for run in _runs(sorted(positions)))
+        total = 0
+        for run in _runs(sorted(positions)):
+            key = (session, run[0], run[-1])
+            cost = self.run_costs.get(key)
+            if cost is None:
+                cost = self.run_costs[key] = costs.run_cost(self.catalog, order, run)
+            total += cost
+        return total
 
     def _text(self, order: list[str], run: list[int]) -> str:
         return "\n".join(self.catalog.line[order[p]] for p in run)

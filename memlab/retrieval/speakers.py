@@ -22,15 +22,16 @@ def line_speaker(line: str) -> str | None:
 
 
 class SpeakerNames:
-    """The speakers seen in ``Speaker: text`` lines, and which of them a question names."""
+    """The speakers of ``Speaker: text`` lines (:func:`line_speaker`), and which of them a
+    question names."""
 
     def __init__(self, aliases: Mapping[str, Sequence[str]] | None = None) -> None:
         self.aliases = dict(aliases or {})
         self.patterns: dict[str, re.Pattern[str]] = {}
 
-    def add(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            speaker = line_speaker(line)
+    def add(self, speakers: Iterable[str | None]) -> None:
+        """Learn ``speakers`` (None, a line with no speaker, is skipped)."""
+        for speaker in speakers:
             if speaker is not None and speaker not in self.patterns:
                 self.patterns[speaker] = _name_pattern(speaker, self.aliases.get(speaker, ()))
 

@@ -1,0 +1,113 @@
+"""``python -m memlab.bench probes CONFIG``: search time per probe of each retrieval case.
+
+For every grid case of a sweep config (``--only`` picks some), each conversation's memory is
+built as the harness builds it — every session ingested, search indexes prepared, the
+questions' embeddings warmed — and each probe is searched as the harness searches it
+(``asked_at`` order, ``as_of = asked_at``, depth ``max(k, depth)``). Only the search is
+timed, two ways: the CPU time of the searching thread (``time.thread_time``: what the code
+costs; another job on the machine barely moves it) and wall time. Building the memory is
+not timed; its embeddings come from the embedding cache, so run the config once (``run`` or
+``sweep``) first or the first pass embeds everything. Strategies that call an LLM at query
+time (``llm_rerank``, ``query_rewrite``) include those calls unless they are cached. Each
+case starts with the time reader's memo of parsed questions empty, as a run of its own does
+(in one sweep process, later cases would find their questions' dates parsed).
+
+Dataset iteration (``dataset.probes``) is the config's; ``--conversations`` keeps the first N
+conversations for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memlab.eval.config import ExperimentConfig
+
+
+def time_searches(config: ExperimentConfig, dataset: Any,
+                  conversations: int | None = None) -> dict[str, Any]:
+    """Per-probe search times (ms) of ``config`` over ``dataset``'s selected probes."""
+    from memlab.eval.replay import build_memory
+    from memlab.eval.select import select_probes
+    from memlab.memory.base import Preparable
+
+    by_conversation: dict[str, list[Any]] = {}
+    owner: dict[str, Any] = {}
+    for conversation, probe in select_probes(dataset, config.dataset.probes):
+        by_conversation.setdefault(conversation.id, []).append(probe)
+        owner[conversation.id] = conversation
+    from memlab.retrieval import timeref
+
+    timeref._parse.cache_clear()  # each case parses its questions' dates, as a run would
+    timeref._date_data.cache_clear()
+    cpu: list[float] = []
+    wall: list[float] = []
+    depth = max(config.k or 0, config.depth)
+    for cid in list(by_conversation)[:conversations]:
+        conversation, probes = owner[cid], by_conversation[cid]
+        memory = build_memory(config)
+        for session in conversation.sessions:
+            memory.ingest(session, conversation)
+        if isinstance(memory, Preparable):
+            memory.prepare()
+        warm = getattr(memory, "warm_queries", None)
+        if callable(warm):
+            warm([p.question for p in probes])
+        for probe in sorted(probes, key=lambda p: (p.asked_at, p.id)):
+            start_cpu, start_wall = time.thread_time(), time.perf_counter()
+            memory.search(probe.question, depth, probe.asked_at, probe=probe)
+            cpu.append((time.thread_time() - start_cpu) * 1000)
+            wall.append((time.perf_counter() - start_wall) * 1000)
+    return {"probes": len(cpu), "cpu_ms": cpu, "wall_ms": wall}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "max": float("nan")}
+    array = np.asarray(values)
+    return {"p50": float(np.percentile(array, 50)), "p95": float(np.percentile(array, 95)),
+            "max": float(array.max())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memlab.bench probes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="an experiment config (its grid cases are timed)")
+    parser.add_argument("--only", action="append", default=[], metavar="LABEL",
+                        help="time only these grid cases (repeatable)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides",
+                        metavar="KEY=VALUE", help="override a config key (as for run)")
+    parser.add_argument("--conversations", type=int, default=None,
+                        help="only the first N conversations with selected probes")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    from memlab.data import load_dataset
+    from memlab.eval.config import expand_grid
+    from memlab.eval.sweep import select_variants, variant_label
+
+    variants = expand_grid(args.config, args.overrides)
+    if args.only:
+        variants = select_variants(variants, args.only)
+    loaded: dict[str, Any] = {}
+    rows = []
+    print(f"{'case':<40} {'probes':>6}  {'CPU p50':>8} {'CPU p95':>8} {'CPU max':>8}  "
+          f"{'wall p50':>8} {'wall p95':>8}   (ms per search)")
+    for variant in variants:
+        spec = variant.dataset
+        key = json.dumps([spec.name, spec.path, spec.params], sort_keys=True, default=str)
+        if key not in loaded:
+            loaded[key] = load_dataset(spec.name, path=spec.path, **spec.params)
+        timed = time_searches(variant, loaded[key], args.conversations)
+        cpu, wall = _stats(timed["cpu_ms"]), _stats(timed["wall_ms"])
+        label = variant_label(variant.name)
+        rows.append({"case": label, "probes": timed["probes"], "cpu_ms": cpu, "wall_ms": wall})
+        print(f"{label:<40} {timed['probes']:>6}  {cpu['p50']:>8.2f} {cpu['p95']:>8.2f} "
+              f"{cpu['max']:>8.2f}  {wall['p50']:>8.2f} {wall['p95']:>8.2f}", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
