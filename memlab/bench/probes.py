@@ -35,14 +35,13 @@ def time_searches(config: ExperimentConfig, dataset: Any,
     from memlab.eval.replay import build_memory
     from memlab.eval.select import select_probes
     from memlab.memory.base import Preparable
+    from memlab.retrieval import timeref
 
     by_conversation: dict[str, list[Any]] = {}
     owner: dict[str, Any] = {}
     for conversation, probe in select_probes(dataset, config.dataset.probes):
         by_conversation.setdefault(conversation.id, []).append(probe)
         owner[conversation.id] = conversation
-    from memlab.retrieval import timeref
-
     timeref._parse.cache_clear()  # each case parses its questions' dates, as a run would
     timeref._date_data.cache_clear()
     cpu: list[float] = []
