@@ -33,22 +33,18 @@ def time_searches(config: ExperimentConfig, dataset: Any,
                   conversations: int | None = None) -> dict[str, Any]:
     """Per-probe search times (ms) of ``config`` over ``dataset``'s selected probes."""
     from memlab.eval.replay import build_memory
+    from memlab.eval.run import _pending
     from memlab.eval.select import select_probes
     from memlab.memory.base import Preparable
     from memlab.retrieval import timeref
 
-    by_conversation: dict[str, list[Any]] = {}
-    owner: dict[str, Any] = {}
-    for conversation, probe in select_probes(dataset, config.dataset.probes):
-        by_conversation.setdefault(conversation.id, []).append(probe)
-        owner[conversation.id] = conversation
+    todo = _pending(dataset, select_probes(dataset, config.dataset.probes), set())
     timeref._parse.cache_clear()  # each case parses its questions' dates, as a run would
     timeref._date_data.cache_clear()
     cpu: list[float] = []
     wall: list[float] = []
     depth = max(config.k or 0, config.depth)
-    for cid in list(by_conversation)[:conversations]:
-        conversation, probes = owner[cid], by_conversation[cid]
+    for conversation, probes in todo[:conversations]:
         memory = build_memory(config)
         for session in conversation.sessions:
             memory.ingest(session, conversation)
@@ -85,23 +81,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the first N conversations with selected probes")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    from memlab.data import load_dataset
     from memlab.eval.config import expand_grid
-    from memlab.eval.sweep import select_variants, variant_label
+    from memlab.eval.sweep import _datasets, select_variants, variant_label
 
     variants = expand_grid(args.config, args.overrides)
     if args.only:
         variants = select_variants(variants, args.only)
-    loaded: dict[str, Any] = {}
     rows = []
     print(f"{'case':<40} {'probes':>6}  {'CPU p50':>8} {'CPU p95':>8} {'CPU max':>8}  "
           f"{'wall p50':>8} {'wall p95':>8}   (ms per search)")
-    for variant in variants:
-        spec = variant.dataset
-        key = json.dumps([spec.name, spec.path, spec.params], sort_keys=True, default=str)
-        if key not in loaded:
-            loaded[key] = load_dataset(spec.name, path=spec.path, **spec.params)
-        timed = time_searches(variant, loaded[key], args.conversations)
+    for variant, dataset in zip(variants, _datasets(variants), strict=True):
+        timed = time_searches(variant, dataset, args.conversations)
         cpu, wall = _stats(timed["cpu_ms"]), _stats(timed["wall_ms"])
         label = variant_label(variant.name)
         rows.append({"case": label, "probes": timed["probes"], "cpu_ms": cpu, "wall_ms": wall})
