@@ -143,20 +143,15 @@ class BudgetStrategy(Wrapper, Component):
         if self.granularity not in GRANULARITIES:
             raise ConfigError(f"budget: granularity {self.granularity!r} is not known; "
                               f"valid choices: {', '.join(GRANULARITIES)}")
-        if self.speaker_from is not None and (not isinstance(self.speaker_from, int)
-                                              or isinstance(self.speaker_from, bool)
-                                              or self.speaker_from < 0):
-            raise ConfigError(f"budget: speaker_from must be an integer >= 0 or null, "
-                              f"got {self.speaker_from!r}")
+        if self.speaker_from is not None:
+            _check_count("speaker_from", self.speaker_from, 0, " or null")
         if self.aliases is not None and (not isinstance(self.aliases, Mapping) or any(
                 isinstance(words, str) or not all(isinstance(w, str) for w in words)
                 for words in self.aliases.values())):
             raise ConfigError("budget: aliases must map a speaker to a list of words, e.g. "
                               f"{{user: [I, me, my]}}; got {self.aliases!r}")
         for name in ("focus_turns", "focus_candidates"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"budget: {name} must be an integer >= 1, got {value!r}")
+            _check_count(name, getattr(self, name), 1)
 
     @cached_property
     def catalog(self) -> TurnCatalog:
@@ -357,6 +352,12 @@ class _Packer:
             have.update(new)
             out.extend(self._spans({unit.session_id: new}))
         return out
+
+
+def _check_count(name: str, value: object, low: int, also: str = "") -> None:
+    """ConfigError unless ``value`` is an integer (not a bool) of at least ``low``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"budget: {name} must be an integer >= {low}{also}, got {value!r}")
 
 
 def _runs(positions: list[int]) -> list[list[int]]:
