@@ -77,3 +77,8 @@ def test_probes_bench_times_every_search_of_each_case(
         assert re.search(rf"^{row['case']} +48 ", printed, re.MULTILINE)
     assert main(["probes", str(config), "--conversations", "1", "--only", "bm25"]) == 0
     assert re.search(r"^bm25 +(\d+) ", capsys.readouterr().out, re.MULTILINE)[1] == "12"
+    # --repeat: each probe searched 3 times, timed by its median (still one time a probe)
+    assert main(["probes", str(config), "--only", "budget-time", "--repeat", "3",
+                 "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["probes"] == 48 and row["repeat"] == 3

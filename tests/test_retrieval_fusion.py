@@ -224,6 +224,93 @@ def test_turn_costs_count_runs_exactly(locomo_dataset: Dataset) -> None:
     assert unsure.run_cost(catalog, order, [0, 1]) == text_tokens(text)
 
 
+def test_turn_costs_floor_never_exceeds_what_adding_turns_costs(
+        locomo_dataset: Dataset) -> None:
+    # budget rejects a hit without counting when even this floor does not fit: the
+    # floor must be a true lower bound, or packing would change
+    import random
+
+    config = load_config({"name": "t", "dataset": {"name": "locomo"},
+                          "chunker": {"name": "window"},
+                          "retrieval": {"name": "budget", "params": {"base": "bm25"}}})
+    memory: Any = build_memory(config)
+    conversation = locomo_dataset.conversations[0]
+    for session in conversation.sessions:
+        memory.ingest(session, conversation)
+    memory.prepare()
+    catalog, costs = memory._retriever.catalog, memory._retriever.costs
+    assert len(costs.additive) > len(catalog.sessions) // 2  # the shortcut is used
+
+    def cost(order: list[str], positions: set[int]) -> int:
+        text = [catalog.line[order[p]] for p in range(len(order)) if p in positions]
+        runs, run = [], [min(positions)] if positions else []
+        for p in sorted(positions)[1:]:
+            if p != run[-1] + 1:
+                runs.append(run)
+                run = []
+            run.append(p)
+        runs += [run] if run else []
+        assert sum(len(r) for r in runs) == len(text)
+        return sum(text_tokens("\n".join(catalog.line[order[p]] for p in r)) for r in runs)
+
+    rng = random.Random(0)
+    checked = 0
+    for session in sorted(costs.additive):
+        order = catalog.sessions[session]
+        for _ in range(20):
+            have = set(rng.sample(range(len(order)), rng.randint(0, len(order) // 2)))
+            new = set(rng.sample(range(len(order)), rng.randint(1, 5))) - have
+            if not new:
+                continue
+            floor = costs.floor(session, [order[p] for p in sorted(new)])
+            assert cost(order, have | new) - cost(order, have) >= floor > 0
+            checked += 1
+    assert checked > 200
+    # a session with a boundary not known to split cleanly gets no floor
+    session = next(iter(costs.additive))
+    order = catalog.sessions[session]
+    costs.clean[order[0]] = False
+    costs.additive = set()
+    costs.update(catalog)
+    assert session not in costs.additive and costs.floor(session, order[:2]) == 0
+
+
+def test_budget_cut_to_k_equals_the_whole_packing_cut(locomo_dataset: Dataset) -> None:
+    # with k, budget stops listing leftover spans once k of them pass the threshold;
+    # the first k must be those of the whole list, with and without a threshold, and a
+    # search after more sessions arrive must not reuse spans memoised before
+    conversation = locomo_dataset.conversations[0]
+    params = {"base": {"name": "time_aware", "params": {"base": "bm25"}}, "speaker_from": 1}
+    probes = [p for p in conversation.probes if p.asked_at is not None][::9]
+    for threshold in (None, 0.02):
+        config = load_config({"name": "t", "dataset": {"name": "locomo"},
+                              "chunker": {"name": "window"}, "retrieval": {
+                                  "name": "budget", "params": {**params,
+                                                               "threshold": threshold}}})
+        memory: Any = build_memory(config)
+        for session in conversation.sessions[:10]:
+            memory.ingest(session, conversation)
+        memory.prepare()
+        strategy = memory._retriever
+        for probe in probes:
+            whole = strategy.search(probe.question, None, probe.asked_at, probe=probe)
+            for k in (1, 10, 40):
+                assert strategy.search(probe.question, k, probe.asked_at,
+                                       probe=probe) == whole[:k]
+        assert strategy.span_units
+        for session in conversation.sessions[10:]:
+            memory.ingest(session, conversation)
+        memory.prepare()
+        assert not strategy.span_units  # new turns: spans are made anew
+        fresh: Any = build_memory(config)
+        for session in conversation.sessions:
+            fresh.ingest(session, conversation)
+        fresh.prepare()
+        for probe in probes:
+            assert strategy.search(probe.question, 30, probe.asked_at, probe=probe) == \
+                fresh._retriever.search(probe.question, 30, probe.asked_at, probe=probe)
+
+
 def test_prepare_builds_bm25_before_the_first_search(locomo_dataset: Dataset) -> None:
     config = load_config({"name": "t", "dataset": {"name": "locomo"},
                           "chunker": {"name": "window"}, "retrieval": {

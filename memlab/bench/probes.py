@@ -30,8 +30,10 @@ from memlab.eval.config import ExperimentConfig
 
 
 def time_searches(config: ExperimentConfig, dataset: Any,
-                  conversations: int | None = None) -> dict[str, Any]:
-    """Per-probe search times (ms) of ``config`` over ``dataset``'s selected probes."""
+                  conversations: int | None = None, repeat: int = 1) -> dict[str, Any]:
+    """Per-probe search times (ms) of ``config`` over ``dataset``'s selected probes: with
+    ``repeat`` > 1 each conversation's probes are searched that many times over (the time
+    reader's memo emptied before each pass) and each probe's time is its median."""
     from memlab.eval.replay import build_memory
     from memlab.eval.run import _pending
     from memlab.eval.select import select_probes
@@ -39,8 +41,6 @@ def time_searches(config: ExperimentConfig, dataset: Any,
     from memlab.retrieval import timeref
 
     todo = _pending(dataset, select_probes(dataset, config.dataset.probes), set())
-    timeref._parse.cache_clear()  # each case parses its questions' dates, as a run would
-    timeref._date_data.cache_clear()
     cpu: list[float] = []
     wall: list[float] = []
     depth = max(config.k or 0, config.depth)
@@ -53,11 +53,19 @@ def time_searches(config: ExperimentConfig, dataset: Any,
         warm = getattr(memory, "warm_queries", None)
         if callable(warm):
             warm([p.question for p in probes])
-        for probe in sorted(probes, key=lambda p: (p.asked_at, p.id)):
-            start_cpu, start_wall = time.thread_time(), time.perf_counter()
-            memory.search(probe.question, depth, probe.asked_at, probe=probe)
-            cpu.append((time.thread_time() - start_cpu) * 1000)
-            wall.append((time.perf_counter() - start_wall) * 1000)
+        ordered = sorted(probes, key=lambda p: (p.asked_at, p.id))
+        passes = np.empty((repeat, 2, len(ordered)))
+        for r in range(repeat):
+            timeref._parse.cache_clear()  # every pass parses its questions' dates anew
+            timeref._date_data.cache_clear()
+            for i, probe in enumerate(ordered):
+                start_cpu, start_wall = time.thread_time(), time.perf_counter()
+                memory.search(probe.question, depth, probe.asked_at, probe=probe)
+                passes[r, 0, i] = (time.thread_time() - start_cpu) * 1000
+                passes[r, 1, i] = (time.perf_counter() - start_wall) * 1000
+        median = np.median(passes, axis=0)
+        cpu.extend(median[0].tolist())
+        wall.extend(median[1].tolist())
     return {"probes": len(cpu), "cpu_ms": cpu, "wall_ms": wall}
 
 
@@ -79,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="KEY=VALUE", help="override a config key (as for run)")
     parser.add_argument("--conversations", type=int, default=None,
                         help="only the first N conversations with selected probes")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="search every probe N times (dates parsed anew each pass) and "
+                             "time each by its median: steadier on a shared machine")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     from memlab.eval.config import expand_grid
@@ -91,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<40} {'probes':>6}  {'CPU p50':>8} {'CPU p95':>8} {'CPU max':>8}  "
           f"{'wall p50':>8} {'wall p95':>8}   (ms per search)")
     for variant, dataset in zip(variants, _datasets(variants), strict=True):
-        timed = time_searches(variant, dataset, args.conversations)
+        timed = time_searches(variant, dataset, args.conversations, args.repeat)
         cpu, wall = _stats(timed["cpu_ms"]), _stats(timed["wall_ms"])
         label = variant_label(variant.name)
-        rows.append({"case": label, "probes": timed["probes"], "cpu_ms": cpu, "wall_ms": wall})
+        rows.append({"case": label, "probes": timed["probes"], "repeat": args.repeat,
+                     "cpu_ms": cpu, "wall_ms": wall})
         print(f"{label:<40} {timed['probes']:>6}  {cpu['p50']:>8.2f} {cpu['p95']:>8.2f} "
               f"{cpu['max']:>8.2f}  {wall['p50']:>8.2f} {wall['p95']:>8.2f}", flush=True)
     if args.json is not None:

@@ -162,6 +162,12 @@ class BudgetStrategy(Wrapper, Component):
         return TurnCosts(self.tokenizer)
 
     @cached_property
+    def span_units(self) -> dict[tuple[str, int, int], MemoryUnit]:
+        """(session, first, last position) -> the unit showing those turns (``_Packer``'s
+        memo across searches; emptied when the turns change)."""
+        return {}
+
+    @cached_property
     def speakers(self) -> SpeakerNames:
         """The speakers of the catalogued turns, to find the one a question names."""
         return SpeakerNames(self.aliases)
@@ -184,6 +190,7 @@ class BudgetStrategy(Wrapper, Component):
         if not self.catalog.fresh:
             self.catalog.refresh()
             self.costs = TurnCosts(self.tokenizer)  # lines may have changed: count anew
+            self.span_units = {}
             self.costs.update(self.catalog)
             if self.speaker_from is not None:
                 self.said_by = {tid: line_speaker(line)
@@ -210,7 +217,7 @@ class BudgetStrategy(Wrapper, Component):
         named = self.speakers.named(query) if self.speaker_from is not None else []
         packer = _Packer(self, hits, None if as_of is None else at_micros(as_of), focus,
                          named[0] if len(named) == 1 else None)
-        out = packer.pack()
+        out = packer.pack(limit)
         if self.threshold is not None:
             out = [h for h in out if h.score >= self.threshold]
         return out if limit is None else out[:limit]
@@ -231,17 +238,27 @@ class _Packer:
         self.cost: dict[str, int] = {}
         self.used = 0
         self.whole: list[tuple[int, MemoryUnit]] = []  # (rank, unit) of undecomposable hits
-        self.run_costs: dict[tuple[str, int, int], int] = {}  # (session, first, last) -> tokens
+        self.cores: dict[int, list[int]] = {}  # rank -> positions of the hit's turns shown
 
-    def pack(self) -> list[Hit]:
+    def pack(self, limit: int | None = None) -> list[Hit]:
+        """The packed spans in rank order, then the leftovers' spans; with ``limit``, the
+        leftovers stop once ``limit`` spans pass the owner's ``threshold`` (the search
+        keeps no more)."""
         left: list[int] = []
         for rank, hit in enumerate(self.hits):
             if not self._take(rank, hit):
                 left.append(rank)
         packed = self._spans(self.chosen) + self.whole
         packed.sort(key=lambda pair: pair[0])
-        extra = self._leftovers(left)
+        want = None if limit is None else limit - sum(self._kept(r) for r, _ in packed)
+        extra = self._leftovers(left, want)
         return [Hit(unit, self.hits[rank].score) for rank, unit in packed + extra]
+
+    def _kept(self, rank: int) -> bool:
+        """Whether spans of the hit of ``rank`` (which carry its score) pass the owner's
+        threshold."""
+        threshold = self.owner.threshold
+        return threshold is None or self.hits[rank].score >= threshold
 
     def _take(self, rank: int, hit: Hit) -> bool:
         """Add the hit (with neighbours if they fit) within the budget; False if not."""
@@ -259,6 +276,10 @@ class _Packer:
         new = [p for p in core if p not in have]
         if not new:
             return True
+        order = self.catalog.sessions[session]
+        floor = self.owner.costs.floor(session, [order[p] for p in new])
+        if self.used + floor > self.owner.budget:
+            return False  # not even its own new turns fit (exact: costs are additive)
         ranks = self.owner.neighbor_ranks
         trials = [new]
         if self.owner.neighbors and (ranks is None or rank < ranks):
@@ -276,7 +297,15 @@ class _Packer:
     def _core(self, unit: MemoryUnit, rank: int) -> list[int]:
         """Session positions of the turns of ``unit`` (the hit of ``rank``) to show: all
         of them, or with ``focus`` the best ``focus_turns`` (in session order); from
-        ``speaker_from`` on, only those of the speaker the question names, if any."""
+        ``speaker_from`` on, only those of the speaker the question names, if any.
+        Memoised per hit: a hit left out of the budget is looked at again for the
+        leftovers."""
+        known = self.cores.get(rank)
+        if known is None:
+            known = self.cores[rank] = self._find_core(unit, rank)
+        return known
+
+    def _find_core(self, unit: MemoryUnit, rank: int) -> list[int]:
         where = self.catalog.where
         tids = unit.source_turn_ids
         keep = self.owner.focus_turns
@@ -301,18 +330,11 @@ class _Packer:
         return out
 
     def _session_cost(self, session: str, positions: dict[int, int]) -> int:
-        """Tokens of the session's chosen turns as spans; each run's count is memoised
-        for this search (every trial re-counts the session's runs, most of them seen)."""
+        """Tokens of the session's chosen turns as spans (run counts are memoised)."""
         order = self.catalog.sessions[session]
         costs = self.owner.costs
-        total = 0
-        for run in _runs(sorted(positions)):
-            key = (session, run[0], run[-1])
-            cost = self.run_costs.get(key)
-            if cost is None:
-                cost = self.run_costs[key] = costs.run_cost(self.catalog, order, run)
-            total += cost
-        return total
+        return sum(costs.span_cost(self.catalog, session, order, run)
+                   for run in _runs(sorted(positions)))
 
     def _text(self, order: list[str], run: list[int]) -> str:
         return "\n".join(self.catalog.line[order[p]] for p in run)
@@ -326,31 +348,47 @@ class _Packer:
         return out
 
     def _unit(self, session: str, order: list[str], run: list[int]) -> MemoryUnit:
+        """The unit showing the session's turns at ``run``: an indexed unit of exactly
+        those turns, or a span unit; memoised until the turns change (searches show the
+        same spans again and again)."""
+        key = (session, run[0], run[-1])
+        made = self.owner.span_units.get(key)
+        if made is not None:
+            return made
         tids = tuple(order[p] for p in run)
-        known = self.catalog.exact.get(tids)
-        if known is not None:
-            return known
-        when = self.catalog.known_at[max(tids, key=self.catalog.known.__getitem__)]
-        return MemoryUnit(f"{session}/span/{tids[0]}..{tids[-1]}", self._text(order, run),
-                          "window", tids, session, when)
+        made = self.catalog.exact.get(tids)
+        if made is None:
+            when = self.catalog.known_at[max(tids, key=self.catalog.known.__getitem__)]
+            made = MemoryUnit(f"{session}/span/{tids[0]}..{tids[-1]}",
+                              self._text(order, run), "window", tids, session, when)
+        self.owner.span_units[key] = made
+        return made
 
-    def _leftovers(self, ranks: list[int]) -> list[tuple[int, MemoryUnit]]:
-        """Hits past the budget: their turns not shown yet, as spans in rank order."""
+    def _leftovers(self, ranks: list[int], want: int | None = None
+                   ) -> list[tuple[int, MemoryUnit]]:
+        """Hits past the budget: their turns not shown yet, as spans in rank order; with
+        ``want``, only until ``want`` of them pass the threshold (the rest is cut)."""
         seen = {s: dict(p) for s, p in self.chosen.items()}
         shown_whole = {u.id for _, u in self.whole}
         out: list[tuple[int, MemoryUnit]] = []
+        kept = 0
         for rank in ranks:
+            if want is not None and kept >= want:
+                break
+            before = len(out)
             unit = self.hits[rank].unit
             if not self.catalog.decomposable(unit):
                 if unit.id not in shown_whole:
                     shown_whole.add(unit.id)
                     out.append((rank, unit))
-                continue
-            have = seen.setdefault(unit.session_id, {})
-            new = dict.fromkeys(self._core(unit, rank), rank)
-            new = {p: r for p, r in new.items() if p not in have}
-            have.update(new)
-            out.extend(self._spans({unit.session_id: new}))
+            else:
+                have = seen.setdefault(unit.session_id, {})
+                new = dict.fromkeys(self._core(unit, rank), rank)
+                new = {p: r for p, r in new.items() if p not in have}
+                have.update(new)
+                out.extend(self._spans({unit.session_id: new}))
+            if self._kept(rank):
+                kept += len(out) - before
         return out
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
+from itertools import repeat
 from typing import ClassVar
 
 import numpy as np
@@ -118,9 +119,10 @@ class MultiGrainStrategy(Wrapper, Component):
                 if unit.id not in order and (as_of is None or unit.at <= as_of):
                     order[unit.id] = (unit, len(hits) + len(order), 0.0)
         fused = []
+        keep, weight, zero = 1.0 - self.weight, self.weight, repeat(0.0)
         for unit, rank, score in order.values():
-            top = max((best.get(t, 0.0) for t in fine.keys(unit)), default=0.0)
-            fused.append(((1.0 - self.weight) * score + self.weight * top, rank, unit))
+            top = max(map(best.get, fine.keys(unit), zero), default=0.0)
+            fused.append((keep * score + weight * top, rank, unit))
         fused.sort(key=lambda item: (-item[0], item[1]))
         out = [Hit(unit, value) for value, _, unit in fused
                if self.threshold is None or value >= self.threshold]

@@ -24,6 +24,11 @@ class TurnCosts:
         self.with_newline: dict[str, int] = {}  # count(line + "\n")
         self.alone: dict[str, int] = {}  # count(line)
         self.clean: dict[str, bool] = {}  # the boundary after this turn splits cleanly
+        #: sessions whose every run costs the sum of its turns' counts (all boundaries
+        #: clean) and where a newline never lowers a count: there, adding turns to a
+        #: selection costs at least their ``alone`` counts (:meth:`floor`)
+        self.additive: set[str] = set()
+        self.spans: dict[tuple[str, int, int], int] = {}  # (session, first, last) -> tokens
 
     def update(self, catalog: TurnCatalog) -> None:
         """Count the catalog's turns not counted yet (and the boundaries next to them)."""
@@ -38,6 +43,29 @@ class TurnCosts:
                     joined = text_tokens(line + "\n" + after, self.tokenizer)
                     self.clean[tid] = joined == self.with_newline[tid] + text_tokens(
                         after, self.tokenizer)
+        self.additive = {session for session, order in catalog.sessions.items()
+                         if all(self.clean[t] for t in order[:-1])
+                         and all(self.with_newline[t] >= self.alone[t] for t in order)}
+
+    def floor(self, session: str, tids: list[str]) -> int:
+        """A lower bound on what adding the turns ``tids`` to any selection of the
+        session's turns costs: the sum of their counts alone if the session is additive
+        (a run costs ``with_newline`` of each turn but the last, ``alone`` of the last,
+        and ``with_newline >= alone``), else 0."""
+        if session not in self.additive:
+            return 0
+        return sum(self.alone[t] for t in tids)
+
+    def span_cost(self, catalog: TurnCatalog, session: str, order: list[str],
+                  run: list[int]) -> int:
+        """:meth:`run_cost` of the session's turns at ``run`` (``order`` is the session's
+        turn order), memoised: the counts of a catalog's turns never change (a catalog
+        that changes gets a new ``TurnCosts``)."""
+        key = (session, run[0], run[-1])
+        cost = self.spans.get(key)
+        if cost is None:
+            cost = self.spans[key] = self.run_cost(catalog, order, run)
+        return cost
 
     def run_cost(self, catalog: TurnCatalog, order: list[str], run: list[int]) -> int:
         """Tokens of the lines at consecutive positions ``run`` of a session joined by
