@@ -57,7 +57,6 @@ def time_searches(config: ExperimentConfig, dataset: Any,
         passes = np.empty((repeat, 2, len(ordered)))
         for r in range(repeat):
             timeref._parse.cache_clear()  # every pass parses its questions' dates anew
-            timeref._date_data.cache_clear()
             for i, probe in enumerate(ordered):
                 start_cpu, start_wall = time.thread_time(), time.perf_counter()
                 memory.search(probe.question, depth, probe.asked_at, probe=probe)
