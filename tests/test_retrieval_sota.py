@@ -192,6 +192,12 @@ def test_time_spans_read_relative_to_asked_at() -> None:
                                       datetime(2023, 1, 1, tzinfo=UTC))
     assert time_spans("When did Caroline go to the support group?", asked) == ()
     assert time_spans("What may help her?", asked) == ()
+    # date and period come from dateparser's own search, even for a chunk it cut too
+    # long (parsed again alone, "in December 2022 after a" gave no date at all)
+    (december,) = time_spans("Which activity did Sam resume in December 2022 after a long "
+                             "time?", asked)
+    assert december.start == datetime(2022, 12, 1, tzinfo=UTC)
+    assert december.end <= datetime(2023, 1, 1, tzinfo=UTC)
     assert time_spans("What did I buy last Tuesday?", None) == ()
 
 
