@@ -168,6 +168,13 @@ class BudgetStrategy(Wrapper, Component):
         return {}
 
     @cached_property
+    def unit_cores(self) -> dict[tuple[str, str | None], list[int]]:
+        """(unit id, speaker trimmed to or None) -> session positions of the turns a hit
+        of that unit shows without ``focus`` (``_Packer``'s memo across searches; emptied
+        when the turns change)."""
+        return {}
+
+    @cached_property
     def speakers(self) -> SpeakerNames:
         """The speakers of the catalogued turns, to find the one a question names."""
         return SpeakerNames(self.aliases)
@@ -190,7 +197,7 @@ class BudgetStrategy(Wrapper, Component):
         if not self.catalog.fresh:
             self.catalog.refresh()
             self.costs = TurnCosts(self.tokenizer)  # lines may have changed: count anew
-            self.span_units = {}
+            self.span_units, self.unit_cores = {}, {}
             self.costs.update(self.catalog)
             if self.speaker_from is not None:
                 self.said_by = {tid: line_speaker(line)
@@ -298,14 +305,24 @@ class _Packer:
         """Session positions of the turns of ``unit`` (the hit of ``rank``) to show: all
         of them, or with ``focus`` the best ``focus_turns`` (in session order); from
         ``speaker_from`` on, only those of the speaker the question names, if any.
-        Memoised per hit: a hit left out of the budget is looked at again for the
-        leftovers."""
+        Memoised per hit (a hit left out of the budget is looked at again for the
+        leftovers) and, without ``focus``, per unit and speaker across searches."""
         known = self.cores.get(rank)
         if known is None:
-            known = self.cores[rank] = self._find_core(unit, rank)
+            trim = self.speaker is not None and rank >= (self.owner.speaker_from or 0)
+            speaker = self.speaker if trim else None
+            if self.focus is None:
+                memo = self.owner.unit_cores
+                key = (unit.id, speaker)
+                known = memo.get(key)
+                if known is None:
+                    known = memo[key] = self._find_core(unit, speaker)
+            else:
+                known = self._find_core(unit, speaker)
+            self.cores[rank] = known
         return known
 
-    def _find_core(self, unit: MemoryUnit, rank: int) -> list[int]:
+    def _find_core(self, unit: MemoryUnit, speaker: str | None) -> list[int]:
         where = self.catalog.where
         tids = unit.source_turn_ids
         keep = self.owner.focus_turns
@@ -314,9 +331,9 @@ class _Packer:
             unranked = len(focus)
             tids = tuple(sorted(tids, key=lambda t: (focus.get(t, unranked), where[t][1]))
                          [:keep])
-        if self.speaker is not None and rank >= (self.owner.speaker_from or 0):
+        if speaker is not None:
             said_by = self.owner.said_by
-            tids = tuple(t for t in tids if said_by.get(t) == self.speaker) or tids
+            tids = tuple(t for t in tids if said_by.get(t) == speaker) or tids
         return sorted(where[t][1] for t in tids)
 
     def _neighbours(self, session: str, core: list[int], have: dict[int, int]) -> list[int]:
@@ -382,11 +399,12 @@ class _Packer:
                     shown_whole.add(unit.id)
                     out.append((rank, unit))
             else:
-                have = seen.setdefault(unit.session_id, {})
-                new = dict.fromkeys(self._core(unit, rank), rank)
-                new = {p: r for p, r in new.items() if p not in have}
-                have.update(new)
-                out.extend(self._spans({unit.session_id: new}))
+                session = unit.session_id
+                have = seen.setdefault(session, {})
+                fresh = [p for p in self._core(unit, rank) if p not in have]  # sorted
+                have.update(dict.fromkeys(fresh, rank))
+                order = self.catalog.sessions[session]
+                out.extend((rank, self._unit(session, order, run)) for run in _runs(fresh))
             if self._kept(rank):
                 kept += len(out) - before
         return out

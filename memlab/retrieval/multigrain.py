@@ -36,7 +36,6 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
-from memlab.retrieval.hybrid import normalised
 from memlab.retrieval.sentences import SentenceIndex
 from memlab.retrieval.turns import FineIndex, TurnCatalog, TurnIndex
 from memlab.retrieval.wrap import BaseSpec, Wrapper
@@ -108,30 +107,40 @@ class MultiGrainStrategy(Wrapper, Component):
         fine = self.turn_index
         turns = fine.search(query, self.candidates, as_of, probe)
         base = _normalised([h.score for h in hits])
+        keys = [fine.key(hit) for hit in turns]
         best: dict[str, float] = {}
-        for hit, score in zip(turns, _normalised([h.score for h in turns]), strict=True):
-            best.setdefault(fine.key(hit), score)
+        for key, score in zip(keys, _normalised([h.score for h in turns]), strict=True):
+            best.setdefault(key, score)
         order: dict[str, tuple[MemoryUnit, int, float]] = {}
         for rank, (hit, score) in enumerate(zip(hits, base, strict=True)):
             order.setdefault(hit.unit.id, (hit.unit, rank, score))
-        for hit in turns:  # units holding a top turn, visible at as_of, join
-            for unit in fine.holders.get(fine.key(hit), ()):
+        holders = fine.holders
+        for key in keys:  # units holding a top turn, visible at as_of, join
+            for unit in holders.get(key, ()):
                 if unit.id not in order and (as_of is None or unit.at <= as_of):
                     order[unit.id] = (unit, len(hits) + len(order), 0.0)
-        fused = []
-        keep, weight, zero = 1.0 - self.weight, self.weight, repeat(0.0)
+        fused = []  # (-score, rank, unit): ranks are distinct, so units never compare
+        keep, weight, zero, keys_of = 1.0 - self.weight, self.weight, repeat(0.0), fine.keys
         for unit, rank, score in order.values():
-            top = max(map(best.get, fine.keys(unit), zero), default=0.0)
-            fused.append((keep * score + weight * top, rank, unit))
-        fused.sort(key=lambda item: (-item[0], item[1]))
-        out = [Hit(unit, value) for value, _, unit in fused
-               if self.threshold is None or value >= self.threshold]
+            top = max(map(best.get, keys_of(unit), zero), default=0.0)
+            fused.append((-(keep * score + weight * top), rank, unit))
+        fused.sort()
+        threshold = self.threshold
+        out = [Hit(unit, -negated) for negated, _, unit in fused
+               if threshold is None or -negated >= threshold]
         return out if limit is None else out[:limit]
 
 
 def _normalised(scores: list[float]) -> list[float]:
-    """Min-max to [0, 1] (all equal: 1), hybrid's weighted fusion's own normalisation."""
-    if not scores:
+    """Min-max to [0, 1] (all equal: 1), hybrid's weighted fusion's own normalisation
+    (:func:`memlab.retrieval.hybrid.normalised`), in Python floats: the same float64
+    arithmetic without numpy's per-call cost on ~100 scores."""
+    values = [float(v) for v in scores]  # float64, as numpy would take them
+    if not values:
         return []
-    return [float(v) for v in normalised(np.asarray(scores, dtype=np.float64))]
+    low = min(values)
+    span = max(values) - low
+    if span == 0:
+        return [1.0] * len(values)
+    return [(v - low) / span for v in values]
 
