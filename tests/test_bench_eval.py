@@ -67,7 +67,11 @@ def test_probes_bench_times_every_search_of_each_case(
     assert main(["probes", str(config), "--only", "budget-time", "--only", "bm25",
                  "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    rows = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    rows = written["rows"]
+    assert all(written["reference_ms"][k] > 0 for k in ("before", "after"))
+    assert re.search(r"^machine reference .*: \d+\.\d+ before the cases$", printed,
+                     re.MULTILINE)
     assert [r["case"] for r in rows] == ["budget-time", "bm25"]  # --only's order
     for row in rows:
         assert row["probes"] == 48  # every probe of the synthetic set, searched once
@@ -80,5 +84,5 @@ def test_probes_bench_times_every_search_of_each_case(
     # --repeat: each probe searched 3 times, timed by its median (still one time a probe)
     assert main(["probes", str(config), "--only", "budget-time", "--repeat", "3",
                  "--json", str(out)]) == 0
-    (row,) = json.loads(out.read_text())
+    (row,) = json.loads(out.read_text())["rows"]
     assert row["probes"] == 48 and row["repeat"] == 3

@@ -13,7 +13,11 @@ case starts with the time reader's memo of parsed questions empty, as a run of i
 (in one sweep process, later cases would find their questions' dates parsed).
 
 Dataset iteration (``dataset.probes``) is the config's; ``--conversations`` keeps the first N
-conversations for a quick look.
+conversations for a quick look. ``--repeat N`` searches each conversation's probes N times
+over (dates parsed anew each pass) and times each probe by its median: one slow moment of
+a shared machine then moves no probe. A fixed workload is timed before and after the
+cases ("machine reference"): on a shared host the same code runs up to ~1.5x slower at
+times, and the reference shows when.
 """
 
 from __future__ import annotations
@@ -68,6 +72,26 @@ def time_searches(config: ExperimentConfig, dataset: Any,
     return {"probes": len(cpu), "cpu_ms": cpu, "wall_ms": wall}
 
 
+def reference_ms(rounds: int = 5) -> float:
+    """CPU ms of a fixed pure-Python workload (dict and sort work like a search's),
+    median of ``rounds``: printed before and after the cases, so a table measured while
+    the machine runs slower (a shared host) can be told from a slower code change."""
+    import random
+
+    rng = random.Random(0)
+    words = [f"w{rng.randrange(5000)}" for _ in range(20000)]
+    times = []
+    for _ in range(rounds):
+        start = time.thread_time()
+        counts: dict[str, int] = {}
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+        sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        sorted(rng.random() for _ in range(20000))
+        times.append((time.thread_time() - start) * 1000)
+    return float(np.median(times))
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": float("nan"), "p95": float("nan"), "max": float("nan")}
@@ -97,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     variants = expand_grid(args.config, args.overrides)
     if args.only:
         variants = select_variants(variants, args.only)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    before = reference_ms()
+    print(f"machine reference (fixed workload, CPU ms): {before:.2f} before the cases")
     print(f"{'case':<40} {'probes':>6}  {'CPU p50':>8} {'CPU p95':>8} {'CPU max':>8}  "
           f"{'wall p50':>8} {'wall p95':>8}   (ms per search)")
     for variant, dataset in zip(variants, _datasets(variants), strict=True):
@@ -108,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                      "cpu_ms": cpu, "wall_ms": wall})
         print(f"{label:<40} {timed['probes']:>6}  {cpu['p50']:>8.2f} {cpu['p95']:>8.2f} "
               f"{cpu['max']:>8.2f}  {wall['p50']:>8.2f} {wall['p95']:>8.2f}", flush=True)
+    after = reference_ms()
+    print(f"machine reference (fixed workload, CPU ms): {after:.2f} after the cases")
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps(
+            {"reference_ms": {"before": before, "after": after}, "rows": rows}, indent=2)
+            + "\n")
     return 0
