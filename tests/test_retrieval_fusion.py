@@ -193,7 +193,8 @@ def test_a_sentence_is_dated_by_the_first_unit_showing_it() -> None:
     assert strategy.turn_index.holders["s/sentence/1"] == [late, early]
 
 
-def test_turn_costs_count_runs_exactly(locomo_dataset: Dataset) -> None:
+def _budget_over_conv_26(locomo_dataset: Dataset) -> Any:
+    """budget(bm25) over conv-26's windows, every session ingested and prepared."""
     config = load_config({"name": "t", "dataset": {"name": "locomo"},
                           "chunker": {"name": "window"},
                           "retrieval": {"name": "budget", "params": {"base": "bm25"}}})
@@ -202,7 +203,11 @@ def test_turn_costs_count_runs_exactly(locomo_dataset: Dataset) -> None:
     for session in conversation.sessions:
         memory.ingest(session, conversation)
     memory.prepare()
-    budget = memory._retriever
+    return memory._retriever
+
+
+def test_turn_costs_count_runs_exactly(locomo_dataset: Dataset) -> None:
+    budget = _budget_over_conv_26(locomo_dataset)
     catalog, costs = budget.catalog, budget.costs
     assert len(costs.alone) == sum(len(order) for order in catalog.sessions.values())
     checked = 0
@@ -230,28 +235,16 @@ def test_turn_costs_floor_never_exceeds_what_adding_turns_costs(
     # floor must be a true lower bound, or packing would change
     import random
 
-    config = load_config({"name": "t", "dataset": {"name": "locomo"},
-                          "chunker": {"name": "window"},
-                          "retrieval": {"name": "budget", "params": {"base": "bm25"}}})
-    memory: Any = build_memory(config)
-    conversation = locomo_dataset.conversations[0]
-    for session in conversation.sessions:
-        memory.ingest(session, conversation)
-    memory.prepare()
-    catalog, costs = memory._retriever.catalog, memory._retriever.costs
+    from memlab.retrieval.budget import _runs
+
+    budget = _budget_over_conv_26(locomo_dataset)
+    catalog, costs = budget.catalog, budget.costs
     assert len(costs.additive) > len(catalog.sessions) // 2  # the shortcut is used
 
     def cost(order: list[str], positions: set[int]) -> int:
-        text = [catalog.line[order[p]] for p in range(len(order)) if p in positions]
-        runs, run = [], [min(positions)] if positions else []
-        for p in sorted(positions)[1:]:
-            if p != run[-1] + 1:
-                runs.append(run)
-                run = []
-            run.append(p)
-        runs += [run] if run else []
-        assert sum(len(r) for r in runs) == len(text)
-        return sum(text_tokens("\n".join(catalog.line[order[p]] for p in r)) for r in runs)
+        """Tokens of the chosen turns shown as spans, each span tokenised whole."""
+        return sum(text_tokens("\n".join(catalog.line[order[p]] for p in run))
+                   for run in _runs(sorted(positions)))
 
     rng = random.Random(0)
     checked = 0
