@@ -16,7 +16,7 @@ Dataset iteration (``dataset.probes``) is the config's; ``--conversations`` keep
 conversations for a quick look. ``--repeat N`` searches each conversation's probes N times
 over (dates parsed anew each pass) and times each probe by its median: one slow moment of
 a shared machine then moves no probe. A fixed workload is timed before and after the
-cases ("machine reference"): on a shared host the same code runs up to ~1.5x slower at
+cases ("machine reference"): on a shared host the same code runs up to ~1.7x slower at
 times, and the reference shows when.
 """
 
