@@ -55,6 +55,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reranker(args: argparse.Namespace) -> int:
+    from memlab.eval.train_reranker import train_reranker
+
+    manifest = train_reranker(args.config, args.only, overrides=args.set, out=args.out,
+                              negatives=args.negatives, epochs=args.epochs,
+                              batch_size=args.batch_size, learning_rate=args.learning_rate,
+                              seed=args.seed, progress=not args.quiet)
+    trained, pairs, seconds = manifest["trained_on"], manifest["pairs"], manifest["seconds"]
+    print(f"trained on the {trained['part']} part (seed {trained['seed']}, dev_fraction "
+          f"{trained['dev_fraction']}): {trained['conversations']} conversations, "
+          f"{trained['probes']} probes, {pairs['positive']} positive + {pairs['negative']} "
+          f"negative pairs; mining {seconds['mining']} s, training {seconds['training']} s")
+    print(f"model: {manifest['model']}")
+    return 0
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     from memlab.eval.scale import DEFAULT_METRICS, scale
 
@@ -261,6 +277,21 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     tn.add_argument("--quiet", action="store_true", help="no progress bars")
     tn.set_defaults(func=cmd_tune)
+    tr = sub.add_parser("train-reranker", help="train a cross_encoder case's model on the "
+                        "part of its probe split it does not score")
+    tr.add_argument("config", type=Path, help="experiment YAML")
+    tr.add_argument("--only", metavar="LABEL", help="the grid case (needed when there are "
+                    "several); its retrieval is cross_encoder, its probes one part of a split")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    tr.add_argument("--out", type=Path, help="model folder (default: the case's model)")
+    tr.add_argument("--negatives", type=int, default=10,
+                    help="hard negatives per probe from the base's top_n (default 10)")
+    tr.add_argument("--epochs", type=int, default=1)
+    tr.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    tr.add_argument("--learning-rate", dest="learning_rate", type=float, default=5e-5)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=cmd_train_reranker)
     sc = sub.add_parser("scale", help="the config's strategies at several history lengths "
                         "(haystacks padded with other conversations' sessions)")
     sc.add_argument("config", type=Path, help="experiment YAML (its grid: the strategies)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,12 +31,44 @@ class Spec(BaseModel):
                                             "(template version/hash, embedder model id)")
 
 
+class ProbeSplit(BaseModel):
+    """One part of a seeded random split of the dataset's conversations, drawn by the rule
+    ``tune.split`` uses (:func:`random_split`): a model trained on one part (``train-reranker``)
+    is scored on the other."""
+
+    model_config = ConfigDict(extra="forbid")
+    part: Literal["dev", "test"]
+    dev_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    seed: int = 0
+
+    def other(self) -> ProbeSplit:
+        """The complementary part of the same split."""
+        return self.model_copy(update={"part": "test" if self.part == "dev" else "dev"})
+
+    def select(self, known: list[str]) -> list[str]:
+        """The ids of ``known`` (in their order) that fall in this part."""
+        dev, test = random_split(known, self.dev_fraction, self.seed)
+        return dev if self.part == "dev" else test
+
+
+def random_split(known: list[str], dev_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(dev, test): ``known`` shuffled by ``seed``, the first ``dev_fraction`` of it (at
+    least one, at most all but one) dev; both in the order of ``known``."""
+    order = list(known)
+    random.Random(seed).shuffle(order)
+    n_dev = min(max(1, round(len(order) * dev_fraction)), len(order) - 1)
+    dev_set = set(order[:n_dev])
+    return [c for c in known if c in dev_set], [c for c in known if c not in dev_set]
+
+
 class ProbeSelection(BaseModel):
-    """Which probes to answer: all, some categories, a stratified sample, a limit."""
+    """Which probes to answer: all, some categories or conversations, one part of a
+    seeded split, a stratified sample, a limit."""
 
     model_config = ConfigDict(extra="forbid")
     categories: list[str] | None = None
     conversations: list[str] | None = None
+    split: ProbeSplit | None = None
     sample: int | None = Field(default=None, ge=1, description="stratified sample size")
     stratify: str = "category"
     limit: int | None = Field(default=None, ge=1, description="at most this many, in order")

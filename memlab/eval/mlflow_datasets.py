@@ -136,6 +136,8 @@ def _text(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, dict):  # a split: part:test;dev_fraction:0.5;seed:0
+        return ";".join(f"{k}:{v}" for k, v in value.items() if v is not None)
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 

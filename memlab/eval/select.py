@@ -17,10 +17,13 @@ def select_probes(dataset: Dataset, selection: ProbeSelection) -> list[tuple[Con
     (``category`` by default) in proportion to its frequency, with at least one per
     stratum while the sample size allows; the draw depends only on ``seed``.
     """
+    part = None if selection.split is None else set(
+        selection.split.select([c.id for c in dataset]))
     pairs = [
         (c, p) for c, p in dataset.probes()
         if (selection.categories is None or p.category in selection.categories)
         and (selection.conversations is None or c.id in selection.conversations)
+        and (part is None or c.id in part)
     ]
     _check_names(dataset, selection)
     if selection.sample is not None and selection.sample < len(pairs):

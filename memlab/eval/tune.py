@@ -59,9 +59,10 @@ def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
     dims = dimensions(spec.space, where)
     base = load_config(raw)
     _check_keys(raw, dims, where)
-    if base.dataset.probes.conversations is not None:
-        raise ConfigError(f"{where}: dataset.probes.conversations is set; tune chooses the "
-                          "conversations itself (tune.dev / tune.test / tune.split)")
+    for chosen in ("conversations", "split"):
+        if getattr(base.dataset.probes, chosen) is not None:
+            raise ConfigError(f"{where}: dataset.probes.{chosen} is set; tune chooses the "
+                              "conversations itself (tune.dev / tune.test / tune.split)")
     dataset = load_dataset(base.dataset.name, path=base.dataset.path, **base.dataset.params)
     dev, test = split_conversations(spec, [c.id for c in dataset], where)
     out_dir = Path(out) if out is not None else _default_out(base.name)

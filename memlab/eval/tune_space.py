@@ -25,13 +25,13 @@ path (``tune.space.retrieval.params.k1``).
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memlab.errors import ConfigError
+from memlab.eval.config import random_split
 
 
 class SplitRule(BaseModel):
@@ -183,11 +183,7 @@ def split_conversations(spec: TuneSpec, known: Sequence[str], where: str
                         ) -> tuple[list[str], list[str]]:
     """(dev, test) conversation ids, disjoint, in dataset order."""
     if spec.split is not None:
-        order = list(known)
-        random.Random(spec.split.seed).shuffle(order)
-        n_dev = min(max(1, round(len(order) * spec.split.dev_fraction)), len(order) - 1)
-        dev_set = set(order[:n_dev])
-        return [c for c in known if c in dev_set], [c for c in known if c not in dev_set]
+        return random_split(list(known), spec.split.dev_fraction, spec.split.seed)
     dev = list(spec.dev or [])
     for field, ids in (("dev", dev), ("test", spec.test or [])):
         unknown = [c for c in ids if c not in known]

@@ -15,9 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from memlab.data.schema import Conversation
-
-#: A training pair: question, text, label (1.0 relevant, 0.0 not).
-Pair = tuple[str, str, float]
+from memlab.eval.train_reranker import Pair
 
 
 def evidence_pairs(conversations: Iterable[Conversation], negatives: int = 1,
@@ -43,43 +41,7 @@ def minilm_cross_encoder(folder: str | Path, pairs: Sequence[Pair] = (), *,
                          batch_size: int = 16, learning_rate: float = 5e-5,
                          max_length: int = 128, seed: int = 0) -> Path:
     """Save a MiniLM cross-encoder (trained one pass over ``pairs`` if any) in ``folder``."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from memlab.eval.train_reranker import train_cross_encoder
 
-    from memlab.embed.sentence_transformer import bundled_model_dir
-
-    torch.manual_seed(seed)
-    source = bundled_model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=1, local_files_only=True)
-    if pairs:
-        _train(model, tokenizer, list(pairs), batch_size, learning_rate, max_length, seed)
-    out = Path(folder)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-def _train(model: object, tokenizer: object, pairs: list[Pair], batch_size: int,
-           learning_rate: float, max_length: int, seed: int) -> None:
-    """One shuffled pass of binary cross-entropy on the pairs' logits."""
-    import torch
-
-    rng = random.Random(seed)
-    rng.shuffle(pairs)
-    net: torch.nn.Module = model  # type: ignore[assignment]
-    optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    net.train()
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start:start + batch_size]
-        inputs = tokenizer([q for q, _, _ in batch], [t for _, t, _ in batch],  # type: ignore[operator]
-                           padding=True, truncation=True, max_length=max_length,
-                           return_tensors="pt")
-        labels = torch.tensor([y for _, _, y in batch], dtype=torch.float32)
-        loss = loss_fn(net(**inputs).logits.squeeze(-1), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    net.eval()
+    return train_cross_encoder(folder, pairs, epochs=1, batch_size=batch_size,
+                               learning_rate=learning_rate, max_length=max_length, seed=seed)

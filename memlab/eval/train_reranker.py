@@ -1,0 +1,228 @@
+"""Train the cross-encoder a ``cross_encoder`` case reads, on the conversations it does not score.
+
+``python -m memlab.eval train-reranker CONFIG --only LABEL`` takes one case of CONFIG
+whose retrieval is ``cross_encoder`` and whose probes are one part of a split
+(``dataset.probes.split: {part: test, seed: 0, dev_fraction: 0.5}``), and trains on the
+*other* part, so no probe the case scores was seen in training:
+
+- each conversation of that part is ingested into the case's memory with the reranker's
+  ``base`` as its retrieval; for each of its probes with evidence turns, every unit that
+  holds an evidence turn is a positive, and the base's best ``negatives`` units among its
+  ``top_n`` that hold none and lie in no evidence session are negatives (hard negatives:
+  what the reranker has to push down);
+- each unit is shown as the case shows it (``passage``, ``max_words``, ``embedder``), so
+  training and scoring read the same text;
+- a one-logit head on the bundled all-MiniLM-L6-v2 encoder is trained ``epochs`` passes
+  (binary cross-entropy, AdamW, seeded) and saved where the case's ``model`` points, with
+  ``memlab-reranker.json`` beside it: the case, the split, the conversations and pairs
+  trained on, the settings, the seconds, memlab's git commit.
+
+Deterministic for a seed on one thread count. Its cost is printed and kept in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memlab.errors import ConfigError
+
+#: A training pair: question, text, label (1.0 relevant, 0.0 not).
+Pair = tuple[str, str, float]
+MANIFEST = "memlab-reranker.json"
+
+
+@dataclass
+class TrainingSet:
+    """Pairs mined from one part of a split, and what they came from."""
+
+    pairs: list[Pair] = field(default_factory=list)
+    conversations: list[str] = field(default_factory=list)
+    probes: int = 0
+
+    def count(self, label: float) -> int:
+        return sum(1 for _, _, y in self.pairs if y == label)
+
+
+def reranker_case(config: str | Path, label: str | None,
+                  overrides: Sequence[str] = ()) -> Any:
+    """The grid case to train for (the only one when ``label`` is None)."""
+    from memlab.eval.config import expand_grid
+    from memlab.eval.sweep import select_variants, variant_label
+
+    variants = expand_grid(config, list(overrides))
+    if label is not None:
+        return select_variants(variants, [label])[0]
+    if len(variants) != 1:
+        raise ConfigError(f"{config}: {len(variants)} grid cases; name one with --only "
+                          f"({', '.join(variant_label(v.name) for v in variants)})")
+    return variants[0]
+
+
+def reranker_params(case: Any) -> dict[str, Any]:
+    """The case's ``cross_encoder`` parameters, defaults filled in (ConfigError if its
+    retrieval is something else)."""
+    from memlab.components import registry
+
+    spec = case.memory.params.get("retrieval")
+    name = spec.get("name") if isinstance(spec, dict) else getattr(spec, "name", spec)
+    if name != "cross_encoder":
+        raise ConfigError(f"{case.name}: retrieval is {name!r}; train-reranker trains the "
+                          "model of a cross_encoder retrieval")
+    given = spec.get("params") if isinstance(spec, dict) else getattr(spec, "params", None)
+    params = {p.name: p.default for p in registry("retrieval").params("cross_encoder")}
+    params.update(given or {})
+    return params
+
+
+def mine_pairs(case: Any, params: dict[str, Any], conversations: Sequence[Any],
+               negatives: int, progress: bool = True) -> TrainingSet:
+    """Positive and hard-negative pairs from ``conversations`` (see the module doc)."""
+    from tqdm.auto import tqdm
+
+    from memlab.eval.replay import build_memory
+    from memlab.memory.base import Preparable
+    from memlab.retrieval.cross_encoder import passages_for
+
+    mining = case.model_copy(deep=True)
+    mining.memory.params["retrieval"] = params["base"]
+    out = TrainingSet()
+    bar = tqdm(conversations, desc="mining pairs", unit="conv", disable=not progress)
+    for conversation in bar:
+        probes = [p for p in conversation.probes if p.evidence_turn_ids]
+        if not probes:
+            continue
+        out.conversations.append(conversation.id)
+        memory = build_memory(mining)
+        for session in conversation.sessions:
+            memory.ingest(session, conversation)
+        if isinstance(memory, Preparable):
+            memory.prepare()
+        warm = getattr(memory, "warm_queries", None)
+        if callable(warm):
+            warm([p.question for p in probes])
+        units = list(memory.units())
+        for probe in probes:
+            evidence = set(probe.evidence_turn_ids)
+            sessions = set(probe.evidence_session_ids)
+            positive = [u.text for u in units if evidence & set(u.source_turn_ids)]
+            hits = memory.search(probe.question, int(params["top_n"]), probe.asked_at,
+                                 probe=probe)
+            negative = [h.unit.text for h in hits
+                        if not evidence & set(h.unit.source_turn_ids)
+                        and h.unit.session_id not in sessions][:negatives]
+            shown = passages_for(params, probe.question, positive + negative)
+            out.pairs += [(probe.question, text, 1.0) for text in shown[:len(positive)]]
+            out.pairs += [(probe.question, text, 0.0) for text in shown[len(positive):]]
+            out.probes += 1
+        close = getattr(memory, "close", None)
+        if callable(close):
+            close()
+    return out
+
+
+def train_cross_encoder(folder: str | Path, pairs: Sequence[Pair], *, epochs: int = 1,
+                        batch_size: int = 16, learning_rate: float = 5e-5,
+                        max_length: int = 128, seed: int = 0,
+                        on_batch: Callable[[], object] | None = None) -> Path:
+    """Save in ``folder`` a one-logit MiniLM cross-encoder trained ``epochs`` shuffled
+    passes over ``pairs`` (none: the untrained, seeded head)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from memlab.embed.sentence_transformer import bundled_model_dir
+
+    torch.manual_seed(seed)
+    source = bundled_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=1, local_files_only=True)
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    for _ in range(epochs if pairs else 0):
+        order = list(pairs)
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            inputs = tokenizer([q for q, _, _ in batch], [t for _, t, _ in batch],
+                               padding=True, truncation=True, max_length=max_length,
+                               return_tensors="pt")
+            labels = torch.tensor([y for _, _, y in batch], dtype=torch.float32)
+            loss = loss_fn(model(**inputs).logits.squeeze(-1), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if on_batch is not None:
+                on_batch()
+    model.eval()
+    out = Path(folder)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def train_reranker(config: str | Path, label: str | None = None, *,
+                   overrides: Sequence[str] = (), out: str | Path | None = None,
+                   negatives: int = 10, epochs: int = 1, batch_size: int = 16,
+                   learning_rate: float = 5e-5, seed: int = 0,
+                   progress: bool = True) -> dict[str, Any]:
+    """Train the case's reranker on the part of its split it does not score; returns the
+    manifest written beside the model."""
+    from tqdm.auto import tqdm
+
+    from memlab.data import load_dataset
+    from memlab.eval.environment import git_state
+
+    case = reranker_case(config, label, overrides)
+    params = reranker_params(case)
+    split = case.dataset.probes.split
+    if split is None:
+        raise ConfigError(f"{case.name}: dataset.probes.split is not set; train-reranker "
+                          "trains on the part of a split the case does not score (e.g. "
+                          "dataset.probes.split: {part: test, seed: 0, dev_fraction: 0.5})")
+    if negatives < 1 or epochs < 1 or batch_size < 1:
+        raise ConfigError("train-reranker: negatives, epochs and batch size must be >= 1")
+    folder = Path(out if out is not None else params["model"]).expanduser()
+    spec = case.dataset
+    dataset = load_dataset(spec.name, path=spec.path, **spec.params)
+    trained_on = split.other()
+    chosen = set(trained_on.select([c.id for c in dataset]))
+    started = time.perf_counter()
+    mined = mine_pairs(case, params, [c for c in dataset if c.id in chosen], negatives,
+                       progress)
+    if not mined.pairs:
+        raise ConfigError(f"{case.name}: the {trained_on.part} part of the split has no probe "
+                          "with evidence turns to train on")
+    mined_seconds = time.perf_counter() - started
+    steps = epochs * -(-len(mined.pairs) // batch_size)
+    with tqdm(total=steps, desc="training", unit="batch", disable=not progress) as bar:
+        train_cross_encoder(folder, mined.pairs, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, max_length=int(params["max_length"]),
+                            seed=seed, on_batch=lambda: bar.update(1))
+    manifest = {
+        "config": str(config), "case": case.name,
+        "dataset": {"name": spec.name, "params": spec.params},
+        "trained_on": {**trained_on.model_dump(), "conversations": len(mined.conversations),
+                       "probes": mined.probes},
+        "scored_on": split.model_dump(),
+        "pairs": {"positive": mined.count(1.0), "negative": mined.count(0.0)},
+        "settings": {"negatives": negatives, "epochs": epochs, "batch_size": batch_size,
+                     "learning_rate": learning_rate, "seed": seed,
+                     "max_length": params["max_length"], "passage": params["passage"],
+                     "max_words": params["max_words"], "top_n": params["top_n"],
+                     "base": params["base"]},
+        "seconds": {"mining": round(mined_seconds, 1),
+                    "training": round(time.perf_counter() - started - mined_seconds, 1)},
+        "model": str(folder),
+        "memlab_commit": git_state()["commit"],
+        "conversation_ids": mined.conversations,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    return manifest

@@ -1,0 +1,179 @@
+"""A cross-encoder trained on one part of a split and scored on the other: the probe split
+(``dataset.probes.split``), what the model reads (``passage: sentences``), how its order
+meets the base's (``fuse``), and ``train-reranker`` end to end with the real MiniLM."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from memlab.data import load_dataset
+from memlab.errors import ConfigError
+from memlab.eval.config import ProbeSplit, load_config, random_split
+from memlab.eval.select import select_probes
+from memlab.retrieval.cross_encoder import best_sentences, rrf_fuse, session_fuse
+
+# ------------------------------------------------------------------ the probe split
+
+
+def test_split_parts_are_disjoint_cover_everything_and_match_tune() -> None:
+    from memlab.eval.tune_space import SplitRule, TuneSpec, split_conversations
+
+    known = [f"c{i}" for i in range(11)]
+    dev = ProbeSplit(part="dev", seed=3).select(known)
+    test = ProbeSplit(part="test", seed=3).select(known)
+    assert not set(dev) & set(test) and sorted(dev + test) == sorted(known)
+    assert len(dev) == round(11 * 0.5)
+    assert dev == [c for c in known if c in dev]  # dataset order kept
+    spec = TuneSpec(split=SplitRule(seed=3), space={"k": [1, 2]}, metric="m")
+    assert (dev, test) == split_conversations(spec, known, "here") == random_split(known, 0.5, 3)
+    assert ProbeSplit(part="dev", seed=3).other() == ProbeSplit(part="test", seed=3)
+    assert ProbeSplit(part="test", seed=4).select(known) != test  # the seed matters
+
+
+def test_select_probes_keeps_only_the_split_part() -> None:
+    dataset = load_dataset("synthetic")
+    ids = [c.id for c in dataset]
+    for part in ("dev", "test"):
+        config = load_config({"name": "t", "dataset": {"name": "synthetic", "probes": {
+            "split": {"part": part, "seed": 0}}}, "tracking": {"mlflow": False}})
+        chosen = {c.id for c, _ in select_probes(dataset, config.dataset.probes)}
+        assert chosen == set(ProbeSplit(part=part, seed=0).select(ids))
+    with pytest.raises(ConfigError, match="part"):
+        load_config({"name": "t", "dataset": {"name": "synthetic", "probes": {
+            "split": {"part": "train"}}}})
+
+
+def test_tune_refuses_a_config_that_already_picks_a_split(tmp_path: Path) -> None:
+    from memlab.eval.tune import tune
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "t", "dataset": {"name": "synthetic", "probes": {"split": {"part": "dev"}}},
+        "retrieval": {"name": "bm25"}, "tracking": {"mlflow": False},
+        "tune": {"metric": "turn.recall_any@5", "split": {"seed": 0},
+                 "space": {"retrieval.params.k1": [1.2, 1.5]}}}))
+    with pytest.raises(ConfigError, match=r"dataset\.probes\.split is set"):
+        tune(config, out=tmp_path / "out", track=False, progress=False)
+
+
+# ------------------------------------------------------------------ passages and fusion
+
+
+class WordCounter:
+    """An embedder whose vector counts the words ``cat``, ``dog`` and ``bird``."""
+
+    words = ("cat", "dog", "bird")
+
+    def model_id(self) -> str:
+        return "word-counter"
+
+    def params(self) -> dict[str, str]:
+        return {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = np.asarray([[t.lower().split().count(w) + 0.01 for w in self.words]
+                           for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_best_sentences_keeps_short_texts_and_picks_the_closest_sentences_in_order() -> None:
+    short = "user: my cat sleeps all day"
+    assert best_sentences(short, "cat", WordCounter(), 10) == short
+    text = ("user: I saw a bird today. The dog barked at the mailman. Then my cat hid.\n"
+            "assistant: A cat often hides. Birds sing early in spring. Dogs bark.")
+    # the question is about cats: the two cat sentences (4 + 4 words), in text order, each
+    # after its own speaker; the third-best would pass 9 words
+    assert best_sentences(text, "where is the cat", WordCounter(), 9) == (
+        "user: Then my cat hid.\nassistant: A cat often hides.")
+    # a first sentence longer than the budget is still shown
+    assert best_sentences(text, "dog", WordCounter(), 2) == "user: The dog barked at the mailman."
+
+
+def test_rrf_fuse_adds_base_and_model_reciprocal_ranks() -> None:
+    fused = rrf_fuse(np.asarray([0.1, 0.9, 0.5]), weight=2.0, rrf_k=1)
+    # base ranks 1, 2, 3; model ranks 3, 1, 2
+    assert fused.tolist() == pytest.approx([1 / 2 + 2 / 4, 1 / 3 + 2 / 2, 1 / 4 + 2 / 3])
+
+
+def test_session_fuse_lists_units_session_by_session() -> None:
+    sessions = ["a", "b", "a", "c", "b"]
+    relevance = np.asarray([0.2, 0.1, 0.3, 0.9, 0.8])
+    order, scores = session_fuse(sessions, relevance, weight=1.0, rrf_k=0)
+    # sessions in base order a, b, c; best model scores a 0.3, b 0.8, c 0.9 -> model ranks
+    # a 3, b 2, c 1; fused a 1 + 1/3, b 1/2 + 1/2, c 1/3 + 1
+    assert order == [0, 2, 3, 1, 4]
+    assert scores[0] == pytest.approx(4 / 3) and scores[2] == pytest.approx(4 / 3)
+    assert all(x > y for x, y in itertools.pairwise(scores))  # best first, no tie
+
+
+def test_cross_encoder_rejects_unknown_passage_and_fusion() -> None:
+    from memlab.retrieval import build_strategy
+
+    for params, field in (({"passage": "summary"}, "passage"), ({"fuse": "max"}, "fuse"),
+                          ({"max_words": 0}, "max_words")):
+        strategy = build_strategy({"name": "cross_encoder", "params": {"base": "bm25",
+                                                                        **params}})
+        with pytest.raises(ConfigError, match=field):
+            strategy.check_params()
+
+
+# ------------------------------------------------------------------ train-reranker
+
+
+def tiny_config(tmp_path: Path, **params: object) -> Path:
+    config = tmp_path / "rerank.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny-rerank",
+        "dataset": {"name": "synthetic", "probes": {"split": {"part": "test", "seed": 0}}},
+        "chunker": {"name": "turn"}, "tracking": {"mlflow": False},
+        "retrieval": {"name": "cross_encoder", "params": {
+            "base": "bm25", "top_n": 8, "passage": "sentences", "max_words": 12,
+            "max_length": 64, "fuse": "session_rrf", "model": str(tmp_path / "model"),
+            **params}}}))
+    return config
+
+
+def test_train_reranker_needs_a_cross_encoder_case_with_a_split(tmp_path: Path) -> None:
+    from memlab.eval.train_reranker import train_reranker
+
+    config = tmp_path / "bm25.yaml"
+    config.write_text(yaml.safe_dump({"name": "t", "dataset": {"name": "synthetic"},
+                                      "retrieval": {"name": "bm25"}}))
+    with pytest.raises(ConfigError, match="retrieval is 'bm25'"):
+        train_reranker(config, progress=False)
+    data = yaml.safe_load(tiny_config(tmp_path).read_text())
+    del data["dataset"]["probes"]
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"dataset\.probes\.split is not set"):
+        train_reranker(config, progress=False)
+
+
+def test_train_reranker_trains_on_the_other_part_and_the_case_runs(tmp_path: Path) -> None:
+    """Real MiniLM, real training (a few batches), then the case scored with the model."""
+    from memlab.eval.cli import main
+    from memlab.eval.run import evaluate
+    from memlab.eval.train_reranker import MANIFEST
+
+    config = tiny_config(tmp_path)
+    assert main(["train-reranker", str(config), "--negatives", "2", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "model" / MANIFEST).read_text())
+    dataset = load_dataset("synthetic")
+    scored = ProbeSplit(part="test", seed=0).select([c.id for c in dataset])
+    assert manifest["trained_on"]["part"] == "dev" and manifest["scored_on"]["part"] == "test"
+    assert manifest["conversation_ids"] and not set(manifest["conversation_ids"]) & set(scored)
+    assert manifest["pairs"]["positive"] > 0 and manifest["pairs"]["negative"] > 0
+    trained = manifest["trained_on"]["probes"]
+    assert trained == sum(1 for c in dataset if c.id in manifest["conversation_ids"]
+                          for p in c.probes if p.evidence_turn_ids)
+    result = evaluate(config, out=tmp_path / "run", track=False)
+    items = [json.loads(line) for line in (result.run_dir / "items.jsonl").open()]
+    assert items and {r["conversation_id"] for r in items} == set(scored)
+    assert not [r["error"] for r in items if r["error"]]
+    for row in items:  # nothing retrieved was said after the question
+        assert all(hit["at"] <= row["asked_at"] for hit in row["retrieved"])
