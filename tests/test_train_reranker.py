@@ -177,3 +177,45 @@ def test_train_reranker_trains_on_the_other_part_and_the_case_runs(tmp_path: Pat
     assert not [r["error"] for r in items if r["error"]]
     for row in items:  # nothing retrieved was said after the question
         assert all(hit["at"] <= row["asked_at"] for hit in row["retrieved"])
+
+
+# ------------------------------------------------------------------ real data: LoCoMo
+
+#: Sums over conv-30's first 10 probes with evidence of turn.evidence_recall@5 and
+#: turn.budget_evidence_recall@1000: BM25 over turns, and its top 20 re-ordered (fuse:
+#: rrf) by a MiniLM cross-encoder trained by train-reranker's mining on conv-26 (another
+#: conversation; seed 0). 1,000 tokens hold all 20 short turns, so only @5 can move.
+TRAINED_EXPECTED = {"bm25": (5.666666666666666, 6.916666666666666),
+                    "reranked": (6.166666666666666, 6.916666666666666)}
+
+
+@pytest.mark.slow
+def test_trained_reranker_exact_recall_on_locomo_conv_30(tmp_path: Path,
+                                                         locomo_dataset: object) -> None:
+    from memlab.eval.replay import replay_conversation
+    from memlab.eval.train_reranker import mine_pairs, reranker_params, train_cross_encoder
+
+    spec = {"name": "cross_encoder", "params": {
+        "base": "bm25", "top_n": 20, "passage": "sentences", "max_words": 60,
+        "max_length": 128, "fuse": "rrf", "model": str(tmp_path / "model")}}
+    case = load_config({"name": "t", "dataset": {"name": "locomo"}, "chunker": {"name": "turn"},
+                        "retrieval": spec, "k": 10, "depth": 100, "tracking": {"mlflow": False}})
+    conversations = {c.id: c for c in locomo_dataset.conversations}  # type: ignore[attr-defined]
+    params = reranker_params(case)
+    mined = mine_pairs(case, params, [conversations["conv-26"]], negatives=2, progress=False)
+    assert mined.conversations == ["conv-26"] and mined.count(1.0) and mined.count(0.0)
+    train_cross_encoder(tmp_path / "model", mined.pairs, max_length=128, seed=0)
+    conversation = conversations["conv-30"]
+    probes = [p for p in conversation.probes
+              if p.evidence_turn_ids and p.category != "adversarial"][:10]
+    measured = {}
+    for label, retrieval in (("bm25", {"name": "bm25"}), ("reranked", spec)):
+        config = case.model_copy(deep=True)
+        config.memory.params["retrieval"] = retrieval
+        items = replay_conversation(config, conversation, probes).items
+        assert not [r["error"] for r in items if r.get("error")]
+        assert len(items) == 10
+        measured[label] = tuple(sum(r["metrics"][m] for r in items) for m in (
+            "turn.evidence_recall@5", "turn.budget_evidence_recall@1000"))
+    assert measured == {k: pytest.approx(v, abs=1e-9) for k, v in TRAINED_EXPECTED.items()}, \
+        measured
