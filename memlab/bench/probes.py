@@ -38,10 +38,9 @@ def time_searches(config: ExperimentConfig, dataset: Any,
     """Per-probe search times (ms) of ``config`` over ``dataset``'s selected probes: with
     ``repeat`` > 1 each conversation's probes are searched that many times over (the time
     reader's memo emptied before each pass) and each probe's time is its median."""
-    from memlab.eval.replay import build_memory
+    from memlab.eval.replay import loaded_memory
     from memlab.eval.run import _pending
     from memlab.eval.select import select_probes
-    from memlab.memory.base import Preparable
     from memlab.retrieval import timeref
 
     todo = _pending(dataset, select_probes(dataset, config.dataset.probes), set())
@@ -49,14 +48,7 @@ def time_searches(config: ExperimentConfig, dataset: Any,
     wall: list[float] = []
     depth = max(config.k or 0, config.depth)
     for conversation, probes in todo[:conversations]:
-        memory = build_memory(config)
-        for session in conversation.sessions:
-            memory.ingest(session, conversation)
-        if isinstance(memory, Preparable):
-            memory.prepare()
-        warm = getattr(memory, "warm_queries", None)
-        if callable(warm):
-            warm([p.question for p in probes])
+        memory = loaded_memory(config, conversation, [p.question for p in probes])
         ordered = sorted(probes, key=lambda p: (p.asked_at, p.id))
         passes = np.empty((repeat, 2, len(ordered)))
         for r in range(repeat):

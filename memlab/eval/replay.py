@@ -62,6 +62,21 @@ def build_memory(config: ExperimentConfig) -> Memory:
     return memory
 
 
+def loaded_memory(config: ExperimentConfig, conversation: Conversation,
+                  questions: Sequence[str]) -> Memory:
+    """A fresh memory holding ``conversation``, indexed, with ``questions`` embedded
+    ahead where the memory can (outside the harness's timers: benches, training)."""
+    memory = build_memory(config)
+    for session in conversation.sessions:
+        memory.ingest(session, conversation)
+    if isinstance(memory, Preparable):
+        memory.prepare()
+    warm = getattr(memory, "warm_queries", None)
+    if callable(warm):
+        warm(list(questions))
+    return memory
+
+
 def replay_conversation(config: ExperimentConfig, conversation: Conversation,
                         probes: Sequence[Probe], answerer: Any = None,
                         on_session: Callable[[], object] | None = None) -> ConversationRun:

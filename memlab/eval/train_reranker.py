@@ -85,8 +85,7 @@ def mine_pairs(case: Any, params: dict[str, Any], conversations: Sequence[Any],
     """Positive and hard-negative pairs from ``conversations`` (see the module doc)."""
     from tqdm.auto import tqdm
 
-    from memlab.eval.replay import build_memory
-    from memlab.memory.base import Preparable
+    from memlab.eval.replay import loaded_memory
     from memlab.retrieval.cross_encoder import passages_for
 
     mining = case.model_copy(deep=True)
@@ -98,14 +97,7 @@ def mine_pairs(case: Any, params: dict[str, Any], conversations: Sequence[Any],
         if not probes:
             continue
         out.conversations.append(conversation.id)
-        memory = build_memory(mining)
-        for session in conversation.sessions:
-            memory.ingest(session, conversation)
-        if isinstance(memory, Preparable):
-            memory.prepare()
-        warm = getattr(memory, "warm_queries", None)
-        if callable(warm):
-            warm([p.question for p in probes])
+        memory = loaded_memory(mining, conversation, [p.question for p in probes])
         units = list(memory.units())
         for probe in probes:
             evidence = set(probe.evidence_turn_ids)

@@ -28,7 +28,7 @@ with one strong unit and a session the base already liked both stay in front. Fu
 scores are added to 1, above the rest of the base ranking.
 
 ``python -m memlab.eval train-reranker CONFIG`` trains such a model (MiniLM, one logit)
-on the dev part of a split and writes it where ``model`` points
+on the part of a probe split the case does not score and writes it where ``model`` points
 (:mod:`memlab.eval.train_reranker`).
 """
 
