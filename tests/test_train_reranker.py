@@ -36,6 +36,15 @@ def test_split_parts_are_disjoint_cover_everything_and_match_tune() -> None:
     assert ProbeSplit(part="test", seed=4).select(known) != test  # the seed matters
 
 
+def test_a_named_dev_part_splits_by_name() -> None:
+    known = [f"c{i}" for i in range(5)]
+    named = ProbeSplit(part="dev", dev=["c3", "c1"])
+    assert named.select(known) == ["c1", "c3"]
+    assert named.other().select(known) == ["c0", "c2", "c4"]
+    with pytest.raises(ConfigError, match=r"split\.dev: c9 not in the dataset"):
+        ProbeSplit(part="test", dev=["c1", "c9"]).select(known)
+
+
 def test_select_probes_keeps_only_the_split_part() -> None:
     dataset = load_dataset("synthetic")
     ids = [c.id for c in dataset]

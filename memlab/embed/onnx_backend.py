@@ -62,11 +62,16 @@ def ensure_model(folder: Path, digest: str, precision: str) -> Path:
 
 
 def max_length(folder: Path) -> int:
-    """The model's token limit (``max_seq_length`` of sentence_bert_config.json, else 512):
-    sentence-transformers truncates there, so the ONNX path must too."""
-    config = folder / "sentence_bert_config.json"
-    found = json.loads(config.read_text()).get("max_seq_length") if config.is_file() else None
-    return int(found or 512)
+    """The model's token limit (``max_seq_length`` of sentence_bert_config.json, as
+    sentence-transformers < 6 saves it, else the tokenizer's ``model_max_length``, as 6
+    saves it, else 512): sentence-transformers truncates there, so the ONNX path must too."""
+    for name, key in (("sentence_bert_config.json", "max_seq_length"),
+                      ("tokenizer_config.json", "model_max_length")):
+        config = folder / name
+        found = json.loads(config.read_text()).get(key) if config.is_file() else None
+        if isinstance(found, int | float) and 0 < found < 1_000_000:
+            return int(found)
+    return 512
 
 
 def _atomic(target: Path, write: Any) -> None:
@@ -82,7 +87,8 @@ def check_mean_pooling(folder: Path) -> None:
     """The ONNX graph pools by the mean: refuse models that pool otherwise."""
     config = folder / "1_Pooling" / "config.json"
     mode = json.loads(config.read_text()) if config.is_file() else {}
-    if not mode.get("pooling_mode_mean_tokens"):
+    # sentence-transformers < 6 writes pooling_mode_mean_tokens, 6 and later pooling_mode
+    if not (mode.get("pooling_mode_mean_tokens") or mode.get("pooling_mode") == "mean"):
         raise ConfigError(f"backend 'onnx' needs a mean-pooled model; {config} does not "
                           "say pooling_mode_mean_tokens: true (use backend 'torch')")
 

@@ -71,6 +71,23 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_embedder(args: argparse.Namespace) -> int:
+    from memlab.eval.train_embedder import train_embedder
+
+    manifest = train_embedder(args.config, args.only, overrides=args.set, model=args.model,
+                              top_n=args.top_n, negatives=args.negatives, epochs=args.epochs,
+                              batch_size=args.batch_size, learning_rate=args.learning_rate,
+                              seed=args.seed, progress=not args.quiet)
+    trained, seconds = manifest["trained_on"], manifest["seconds"]
+    print(f"trained on the {trained['part']} part (seed {trained['seed']}, dev_fraction "
+          f"{trained['dev_fraction']}): {trained['conversations']} conversations, "
+          f"{trained['probes']} probes, {manifest['triplets']} (question, positive) pairs "
+          f"with {manifest['hard_negatives']} hard negatives; mining {seconds['mining']} s, "
+          f"training {seconds['training']} s")
+    print(f"model: {manifest['model']}")
+    return 0
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     from memlab.eval.scale import DEFAULT_METRICS, scale
 
@@ -292,6 +309,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train_reranker)
+    te = sub.add_parser("train-embedder", help="fine-tune the sentence-transformers embedder "
+                        "a case's retrieval loads from a local folder, on the part of its "
+                        "probe split it does not score")
+    te.add_argument("config", type=Path, help="experiment YAML")
+    te.add_argument("--only", metavar="LABEL", help="the grid case (needed when there are "
+                    "several); its probes are one part of a split")
+    te.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    te.add_argument("--model", help="which embedder folder to train (needed when the "
+                    "retrieval names several)")
+    te.add_argument("--top-n", dest="top_n", type=int, default=40,
+                    help="hits per probe the hard negatives come from (default 40)")
+    te.add_argument("--negatives", type=int, default=3,
+                    help="hard negatives beside each positive (default 3)")
+    te.add_argument("--epochs", type=int, default=1)
+    te.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    te.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-5)
+    te.add_argument("--seed", type=int, default=0)
+    te.add_argument("--quiet", action="store_true", help="no progress bars")
+    te.set_defaults(func=cmd_train_embedder)
     sc = sub.add_parser("scale", help="the config's strategies at several history lengths "
                         "(haystacks padded with other conversations' sessions)")
     sc.add_argument("config", type=Path, help="experiment YAML (its grid: the strategies)")

@@ -33,13 +33,16 @@ class Spec(BaseModel):
 
 class ProbeSplit(BaseModel):
     """One part of a seeded random split of the dataset's conversations, drawn by the rule
-    ``tune.split`` uses (:func:`random_split`): a model trained on one part (``train-reranker``)
-    is scored on the other."""
+    ``tune.split`` uses (:func:`random_split`), or of a named one (``dev``: those
+    conversations, test: the rest, as ``tune``'s ``dev:`` list): a model trained on one
+    part (``train-reranker``, ``train-embedder``) is scored on the other."""
 
     model_config = ConfigDict(extra="forbid")
     part: Literal["dev", "test"]
     dev_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
     seed: int = 0
+    dev: list[str] | None = Field(default=None, min_length=1, description="the dev part's "
+                                  "conversation ids (instead of a seeded draw)")
 
     def other(self) -> ProbeSplit:
         """The complementary part of the same split."""
@@ -47,7 +50,15 @@ class ProbeSplit(BaseModel):
 
     def select(self, known: list[str]) -> list[str]:
         """The ids of ``known`` (in their order) that fall in this part."""
-        dev, test = random_split(known, self.dev_fraction, self.seed)
+        if self.dev is not None:
+            unknown = sorted(set(self.dev) - set(known))
+            if unknown:
+                raise ConfigError(f"dataset.probes.split.dev: {', '.join(unknown)} "
+                                  "not in the dataset")
+            dev = [c for c in known if c in set(self.dev)]
+            test = [c for c in known if c not in set(self.dev)]
+        else:
+            dev, test = random_split(known, self.dev_fraction, self.seed)
         return dev if self.part == "dev" else test
 
 

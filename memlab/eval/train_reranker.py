@@ -49,6 +49,24 @@ class TrainingSet:
         return sum(1 for _, _, y in self.pairs if y == label)
 
 
+@dataclass(frozen=True)
+class Example:
+    """One probe's question, the texts of the units holding its evidence turns, and the
+    base's best-ranked units that hold none and lie in no evidence session."""
+
+    question: str
+    positives: list[str]
+    negatives: list[str]
+
+
+@dataclass
+class Mined:
+    """Examples mined from some conversations (those with a probe with evidence turns)."""
+
+    examples: list[Example] = field(default_factory=list)
+    conversations: list[str] = field(default_factory=list)
+
+
 def reranker_case(config: str | Path, label: str | None,
                   overrides: Sequence[str] = ()) -> Any:
     """The grid case to train for (the only one when ``label`` is None)."""
@@ -62,6 +80,23 @@ def reranker_case(config: str | Path, label: str | None,
         raise ConfigError(f"{config}: {len(variants)} grid cases; name one with --only "
                           f"({', '.join(variant_label(v.name) for v in variants)})")
     return variants[0]
+
+
+def training_part(case: Any, command: str) -> tuple[Any, list[Any]]:
+    """The part of the case's probe split it does not score, and that part's conversations
+    (ConfigError when the case has no split)."""
+    from memlab.data import load_dataset
+
+    split = case.dataset.probes.split
+    if split is None:
+        raise ConfigError(f"{case.name}: dataset.probes.split is not set; {command} "
+                          "trains on the part of a split the case does not score (e.g. "
+                          "dataset.probes.split: {part: test, seed: 0, dev_fraction: 0.5})")
+    spec = case.dataset
+    dataset = load_dataset(spec.name, path=spec.path, **spec.params)
+    trained_on = split.other()
+    chosen = set(trained_on.select([c.id for c in dataset]))
+    return trained_on, [c for c in dataset if c.id in chosen]
 
 
 def reranker_params(case: Any) -> dict[str, Any]:
@@ -80,17 +115,18 @@ def reranker_params(case: Any) -> dict[str, Any]:
     return params
 
 
-def mine_pairs(case: Any, params: dict[str, Any], conversations: Sequence[Any],
-               negatives: int, progress: bool = True) -> TrainingSet:
-    """Positive and hard-negative pairs from ``conversations`` (see the module doc)."""
+def mine_examples(case: Any, retrieval: Any, conversations: Sequence[Any], top_n: int,
+                  negatives: int, progress: bool = True) -> Mined:
+    """Each probe with evidence turns of ``conversations``, replayed into the case's memory
+    with ``retrieval``: its positives and its ``negatives`` hardest negatives among the
+    ``top_n`` hits (see the module doc)."""
     from tqdm.auto import tqdm
 
     from memlab.eval.replay import loaded_memory
-    from memlab.retrieval.cross_encoder import passages_for
 
     mining = case.model_copy(deep=True)
-    mining.memory.params["retrieval"] = params["base"]
-    out = TrainingSet()
+    mining.memory.params["retrieval"] = retrieval
+    out = Mined()
     bar = tqdm(conversations, desc="mining pairs", unit="conv", disable=not progress)
     for conversation in bar:
         probes = [p for p in conversation.probes if p.evidence_turn_ids]
@@ -103,18 +139,31 @@ def mine_pairs(case: Any, params: dict[str, Any], conversations: Sequence[Any],
             evidence = set(probe.evidence_turn_ids)
             sessions = set(probe.evidence_session_ids)
             positive = [u.text for u in units if evidence & set(u.source_turn_ids)]
-            hits = memory.search(probe.question, int(params["top_n"]), probe.asked_at,
-                                 probe=probe)
+            hits = memory.search(probe.question, top_n, probe.asked_at, probe=probe)
             negative = [h.unit.text for h in hits
                         if not evidence & set(h.unit.source_turn_ids)
                         and h.unit.session_id not in sessions][:negatives]
-            shown = passages_for(params, probe.question, positive + negative)
-            out.pairs += [(probe.question, text, 1.0) for text in shown[:len(positive)]]
-            out.pairs += [(probe.question, text, 0.0) for text in shown[len(positive):]]
-            out.probes += 1
+            out.examples.append(Example(probe.question, positive, negative))
         close = getattr(memory, "close", None)
         if callable(close):
             close()
+    return out
+
+
+def mine_pairs(case: Any, params: dict[str, Any], conversations: Sequence[Any],
+               negatives: int, progress: bool = True) -> TrainingSet:
+    """Positive and hard-negative pairs from ``conversations`` (see the module doc), each
+    text shown as the case shows it (``passage``)."""
+    from memlab.retrieval.cross_encoder import passages_for
+
+    mined = mine_examples(case, params["base"], conversations, int(params["top_n"]),
+                          negatives, progress)
+    out = TrainingSet(conversations=mined.conversations, probes=len(mined.examples))
+    for example in mined.examples:
+        shown = passages_for(params, example.question, example.positives + example.negatives)
+        split = len(example.positives)
+        out.pairs += [(example.question, text, 1.0) for text in shown[:split]]
+        out.pairs += [(example.question, text, 0.0) for text in shown[split:]]
     return out
 
 
@@ -169,26 +218,16 @@ def train_reranker(config: str | Path, label: str | None = None, *,
     manifest written beside the model."""
     from tqdm.auto import tqdm
 
-    from memlab.data import load_dataset
     from memlab.eval.environment import git_state
 
     case = reranker_case(config, label, overrides)
     params = reranker_params(case)
-    split = case.dataset.probes.split
-    if split is None:
-        raise ConfigError(f"{case.name}: dataset.probes.split is not set; train-reranker "
-                          "trains on the part of a split the case does not score (e.g. "
-                          "dataset.probes.split: {part: test, seed: 0, dev_fraction: 0.5})")
     if negatives < 1 or epochs < 1 or batch_size < 1:
         raise ConfigError("train-reranker: negatives, epochs and batch size must be >= 1")
     folder = Path(out if out is not None else params["model"]).expanduser()
-    spec = case.dataset
-    dataset = load_dataset(spec.name, path=spec.path, **spec.params)
-    trained_on = split.other()
-    chosen = set(trained_on.select([c.id for c in dataset]))
+    trained_on, conversations = training_part(case, "train-reranker")
     started = time.perf_counter()
-    mined = mine_pairs(case, params, [c for c in dataset if c.id in chosen], negatives,
-                       progress)
+    mined = mine_pairs(case, params, conversations, negatives, progress)
     if not mined.pairs:
         raise ConfigError(f"{case.name}: the {trained_on.part} part of the split has no probe "
                           "with evidence turns to train on")
@@ -200,10 +239,10 @@ def train_reranker(config: str | Path, label: str | None = None, *,
                             seed=seed, on_batch=lambda: bar.update(1))
     manifest = {
         "config": str(config), "case": case.name,
-        "dataset": {"name": spec.name, "params": spec.params},
+        "dataset": {"name": case.dataset.name, "params": case.dataset.params},
         "trained_on": {**trained_on.model_dump(), "conversations": len(mined.conversations),
                        "probes": mined.probes},
-        "scored_on": split.model_dump(),
+        "scored_on": trained_on.other().model_dump(),
         "pairs": {"positive": mined.count(1.0), "negative": mined.count(0.0)},
         "settings": {"negatives": negatives, "epochs": epochs, "batch_size": batch_size,
                      "learning_rate": learning_rate, "seed": seed,

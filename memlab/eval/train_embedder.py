@@ -1,0 +1,240 @@
+"""Fine-tune the sentence embedder a case's dense retrieval reads, on the conversations it
+does not score.
+
+``python -m memlab.eval train-embedder CONFIG --only LABEL`` takes one case of CONFIG
+whose probes are one part of a split (``dataset.probes.split``) and whose retrieval names
+a ``sentence-transformers`` embedder by a local folder that is to hold the trained model
+(``embedder: {name: sentence-transformers, params: {model: runs/embedders/NAME}}``, at
+any depth: the dense part of a hybrid, the sentences of a multigrain, ...). It trains on
+the *other* part of the split, so no probe the case scores is seen in training:
+
+- each conversation of that part is replayed into the case's memory with the case's own
+  retrieval, every trained embedder replaced by the bundled all-MiniLM-L6-v2 the training
+  starts from; for each probe with evidence turns, each unit that holds an evidence turn
+  is a positive, and the ``negatives`` best-ranked units among the ``top_n`` hits that
+  hold none and lie in no evidence session are its hard negatives (what the first stage
+  ranks too high);
+- the bundled MiniLM is trained ``epochs`` passes with the multiple-negatives ranking
+  loss (a question's positive against its hard negatives and every other text in the
+  batch; cosine scaled by ``scale``; AdamW, seeded; a batch never holds one question
+  twice, so a question's other positives are never its negatives) and saved as a
+  sentence-transformers folder with ``memlab-embedder.json`` beside it: the case, the
+  split, the conversations and examples trained on, the settings, the seconds, memlab's
+  git commit.
+
+The folder's weights digest is part of the embedder's model id, so vectors cached under
+an earlier training are never reused. Deterministic for a seed on one thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memlab.errors import ConfigError
+
+MANIFEST = "memlab-embedder.json"
+EMBEDDER = "sentence-transformers"
+
+
+@dataclass(frozen=True)
+class Triplet:
+    """A question, one text that answers it and its hard negatives (maybe none)."""
+
+    question: str
+    positive: str
+    negatives: tuple[str, ...]
+
+
+def trained_folders(spec: Any) -> list[str]:
+    """The ``model`` of each ``sentence-transformers`` embedder anywhere in a retrieval spec
+    that is not the bundled MiniLM (a folder train-embedder may write), in order."""
+    from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
+
+    found: list[str] = []
+
+    def visit(node: Any, key: str | None) -> None:
+        if isinstance(node, dict):
+            if key == "embedder" and node.get("name") == EMBEDDER:
+                model = (node.get("params") or {}).get("model")
+                if isinstance(model, str) and not SentenceTransformerEmbedder(model).bundled \
+                        and model not in found:
+                    found.append(model)
+            for name, value in node.items():
+                visit(value, name)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value, key)
+
+    visit(spec, None)
+    return found
+
+
+def with_embedder(spec: Any, folder: str, model: str) -> Any:
+    """``spec`` (deep-copied) with every embedder that loads ``folder`` loading ``model``."""
+    spec = copy.deepcopy(spec)
+
+    def visit(node: Any, key: str | None) -> None:
+        if isinstance(node, dict):
+            params = node.get("params")
+            if key == "embedder" and node.get("name") == EMBEDDER \
+                    and isinstance(params, dict) and params.get("model") == folder:
+                params["model"] = model
+            for name, value in node.items():
+                visit(value, name)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value, key)
+
+    visit(spec, None)
+    return spec
+
+
+def triplets(examples: Sequence[Any], negatives: int) -> list[Triplet]:
+    """One triplet per (probe, positive); a probe's hard negatives are dealt out in turn
+    so that its positives see different ones."""
+    out = []
+    for example in examples:
+        pool = list(example.negatives)
+        for i, positive in enumerate(example.positives):
+            chosen = tuple(pool[(i * negatives + j) % len(pool)]
+                           for j in range(min(negatives, len(pool)))) if pool else ()
+            out.append(Triplet(example.question, positive, chosen))
+    return out
+
+
+def batches(items: Sequence[Triplet], size: int, rng: random.Random) -> list[list[Triplet]]:
+    """``items`` shuffled into batches of at most ``size`` with no question twice."""
+    pending = list(items)
+    rng.shuffle(pending)
+    out = []
+    while pending:
+        batch: list[Triplet] = []
+        seen: set[str] = set()
+        rest = []
+        for item in pending:
+            if len(batch) < size and item.question not in seen:
+                batch.append(item)
+                seen.add(item.question)
+            else:
+                rest.append(item)
+        out.append(batch)
+        pending = rest
+    return out
+
+
+def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epochs: int = 1,
+                            batch_size: int = 16, learning_rate: float = 2e-5,
+                            scale: float = 20.0, seed: int = 0,
+                            on_batch: Callable[[], object] | None = None) -> Path:
+    """Save in ``folder`` the bundled MiniLM trained ``epochs`` passes over ``items`` with
+    the multiple-negatives ranking loss (none: the bundled model unchanged)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from memlab.embed.sentence_transformer import bundled_model_dir
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    # sentence-transformers 6 renamed tokenize to preprocess (tokenize still works, warns)
+    prepare = getattr(model, "preprocess", None) or model.tokenize
+
+    def embed(texts: list[str]) -> Any:
+        features = prepare(texts)
+        vectors = model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(vectors, dim=-1)
+
+    model.train()
+    for _ in range(epochs if items else 0):
+        for batch in batches(items, batch_size, rng):
+            questions = embed([t.question for t in batch])
+            texts = [t.positive for t in batch] + [n for t in batch for n in t.negatives]
+            scores = questions @ embed(texts).T * scale
+            loss = loss_fn(scores, torch.arange(len(batch)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if on_batch is not None:
+                on_batch()
+    model.eval()
+    out = Path(folder)
+    model.save(str(out))
+    return out
+
+
+def train_embedder(config: str | Path, label: str | None = None, *,
+                   overrides: Sequence[str] = (), model: str | None = None,
+                   top_n: int = 40, negatives: int = 3, epochs: int = 1, batch_size: int = 16,
+                   learning_rate: float = 2e-5, seed: int = 0,
+                   progress: bool = True) -> dict[str, Any]:
+    """Train the case's embedder on the part of its split it does not score; returns the
+    manifest written beside the model."""
+    from tqdm.auto import tqdm
+
+    from memlab.embed.sentence_transformer import BUNDLED_MODEL
+    from memlab.eval.environment import git_state
+    from memlab.eval.train_reranker import mine_examples, reranker_case, training_part
+
+    if top_n < 1 or negatives < 0 or epochs < 1 or batch_size < 2:
+        raise ConfigError("train-embedder: top_n and epochs must be >= 1, negatives >= 0 "
+                          "and the batch size >= 2 (the other questions' texts are negatives)")
+    case = reranker_case(config, label, overrides)
+    retrieval = case.memory.params.get("retrieval")
+    retrieval = retrieval.model_dump() if hasattr(retrieval, "model_dump") else retrieval
+    folders = trained_folders(retrieval)
+    if model is not None and model not in folders:
+        raise ConfigError(f"{case.name}: no sentence-transformers embedder of its retrieval "
+                          f"loads {model!r} (it names: {', '.join(folders) or 'none'})")
+    if model is None:
+        if len(folders) != 1:
+            raise ConfigError(
+                f"{case.name}: train-embedder trains the sentence-transformers embedder whose "
+                "`model` is a local folder (embedder: {name: sentence-transformers, params: "
+                "{model: runs/embedders/NAME}}); its retrieval names "
+                f"{len(folders)} ({', '.join(folders) or 'none'}): choose one with --model")
+        model = folders[0]
+    trained_on, conversations = training_part(case, "train-embedder")
+    started = time.perf_counter()
+    mined = mine_examples(case, with_embedder(retrieval, model, BUNDLED_MODEL), conversations,
+                          top_n, negatives, progress)
+    items = triplets(mined.examples, negatives)
+    if not items:
+        raise ConfigError(f"{case.name}: the {trained_on.part} part of the split has no probe "
+                          "with evidence turns to train on")
+    mined_seconds = time.perf_counter() - started
+    folder = Path(model).expanduser()
+    steps = epochs * len(batches(items, batch_size, random.Random(seed)))
+    with tqdm(total=steps, desc="training", unit="batch", disable=not progress) as bar:
+        train_sentence_embedder(folder, items, epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, seed=seed,
+                                on_batch=lambda: bar.update(1))
+    manifest = {
+        "config": str(config), "case": case.name,
+        "dataset": {"name": case.dataset.name, "params": case.dataset.params},
+        "trained_on": {**trained_on.model_dump(), "conversations": len(mined.conversations),
+                       "probes": len(mined.examples)},
+        "scored_on": trained_on.other().model_dump(),
+        "triplets": len(items),
+        "hard_negatives": sum(len(t.negatives) for t in items),
+        "settings": {"top_n": top_n, "negatives": negatives, "epochs": epochs,
+                     "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+                     "loss": "multiple-negatives ranking, scale 20", "start": BUNDLED_MODEL,
+                     "mined_with": with_embedder(retrieval, model, BUNDLED_MODEL)},
+        "seconds": {"mining": round(mined_seconds, 1),
+                    "training": round(time.perf_counter() - started - mined_seconds, 1)},
+        "model": str(folder),
+        "memlab_commit": git_state()["commit"],
+        "conversation_ids": mined.conversations,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    return manifest

@@ -1,0 +1,163 @@
+"""``train-embedder``: MiniLM fine-tuned on one part of a probe split (its evidence units
+against the first stage's hard negatives) and loaded by a case scored on the other part —
+the spec plumbing, the batches, end to end with the real MiniLM, and exact recall on
+LoCoMo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memlab.data import load_dataset
+from memlab.errors import ConfigError
+from memlab.eval.config import ProbeSplit, load_config
+from memlab.eval.train_embedder import (
+    MANIFEST,
+    Triplet,
+    batches,
+    trained_folders,
+    triplets,
+    with_embedder,
+)
+from memlab.eval.train_reranker import Example
+
+TUNED = {"name": "sentence-transformers", "params": {"model": "runs/embedders/x"}}
+NESTED = {"name": "time_aware", "params": {"base": {"name": "multigrain", "params": {
+    "base": {"name": "hybrid", "params": {"dense": {"embedder": TUNED}}},
+    "turns": {"name": "dense", "params": {"embedder": TUNED}}}}}}
+
+
+def test_trained_folders_finds_non_bundled_embedders_at_any_depth() -> None:
+    assert trained_folders(NESTED) == ["runs/embedders/x"]
+    bundled = {"name": "dense", "params": {"embedder": {
+        "name": "sentence-transformers", "params": {"model": "all-MiniLM-L6-v2"}}}}
+    assert trained_folders(bundled) == [] and trained_folders({"name": "bm25"}) == []
+
+
+def test_with_embedder_swaps_every_copy_and_leaves_the_spec_alone() -> None:
+    swapped = with_embedder(NESTED, "runs/embedders/x", "all-MiniLM-L6-v2")
+    assert trained_folders(swapped) == []
+    assert trained_folders(NESTED) == ["runs/embedders/x"]  # a copy was changed
+    assert json.dumps(swapped).count("all-MiniLM-L6-v2") == 2
+
+
+def test_triplets_deal_each_probes_negatives_out_in_turn() -> None:
+    examples = [Example("q1", ["p1", "p2"], ["n1", "n2", "n3"]), Example("q2", ["p3"], [])]
+    assert triplets(examples, 2) == [Triplet("q1", "p1", ("n1", "n2")),
+                                     Triplet("q1", "p2", ("n3", "n1")),
+                                     Triplet("q2", "p3", ())]
+    assert triplets(examples, 0)[0].negatives == ()
+
+
+def test_batches_never_hold_a_question_twice_and_keep_every_triplet() -> None:
+    import random
+
+    items = [Triplet(f"q{i % 3}", f"p{i}", ()) for i in range(10)]
+    out = batches(items, 4, random.Random(0))
+    assert sorted(t.positive for b in out for t in b) == sorted(t.positive for t in items)
+    for batch in out:
+        assert len(batch) <= 4 and len({t.question for t in batch}) == len(batch)
+
+
+def tiny_config(tmp_path: Path, retrieval: dict | None = None) -> Path:
+    config = tmp_path / "embed.yaml"
+    model = str(tmp_path / "model")
+    config.write_text(yaml.safe_dump({
+        "name": "tiny-embed",
+        "dataset": {"name": "synthetic", "probes": {"split": {"part": "test", "seed": 0}}},
+        "chunker": {"name": "turn"}, "tracking": {"mlflow": False}, "k": 5,
+        "retrieval": retrieval or {"name": "hybrid", "params": {"dense": {"embedder": {
+            "name": "sentence-transformers", "params": {"model": model}}}}}}))
+    return config
+
+
+def test_train_embedder_needs_one_trainable_embedder_and_a_split(tmp_path: Path) -> None:
+    from memlab.eval.train_embedder import train_embedder
+
+    with pytest.raises(ConfigError, match="names 0"):
+        train_embedder(tiny_config(tmp_path, {"name": "bm25"}), progress=False)
+    with pytest.raises(ConfigError, match="no sentence-transformers embedder"):
+        train_embedder(tiny_config(tmp_path), model="elsewhere", progress=False)
+    data = yaml.safe_load(tiny_config(tmp_path).read_text())
+    del data["dataset"]["probes"]
+    (tmp_path / "embed.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"dataset\.probes\.split is not set"):
+        train_embedder(tmp_path / "embed.yaml", progress=False)
+
+
+def test_train_embedder_trains_on_the_other_part_and_the_case_runs(tmp_path: Path) -> None:
+    """Real MiniLM, real training (a few batches), then the case scored with the model."""
+    from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
+    from memlab.eval.cli import main
+    from memlab.eval.run import evaluate
+
+    config = tiny_config(tmp_path)
+    assert main(["train-embedder", str(config), "--negatives", "1", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "model" / MANIFEST).read_text())
+    dataset = load_dataset("synthetic")
+    scored = ProbeSplit(part="test", seed=0).select([c.id for c in dataset])
+    assert manifest["trained_on"]["part"] == "dev" and manifest["scored_on"]["part"] == "test"
+    assert manifest["conversation_ids"] and not set(manifest["conversation_ids"]) & set(scored)
+    assert manifest["triplets"] > 0 and manifest["hard_negatives"] > 0
+    tuned = SentenceTransformerEmbedder(str(tmp_path / "model"))
+    bundled = SentenceTransformerEmbedder()
+    assert tuned.model_id != bundled.model_id  # new weights: never the bundled cache
+    text = ["user: my dog is called Rex"]
+    assert float(tuned.encode(text)[0] @ bundled.encode(text)[0]) < 0.99999
+    result = evaluate(config, out=tmp_path / "run", track=False)
+    items = [json.loads(line) for line in (result.run_dir / "items.jsonl").open()]
+    assert items and {r["conversation_id"] for r in items} == set(scored)
+    assert not [r["error"] for r in items if r["error"]]
+    for row in items:  # nothing retrieved was said after the question
+        assert all(hit["at"] <= row["asked_at"] for hit in row["retrieved"])
+    again = evaluate(config, out=tmp_path / "again", track=False)
+    rerun = [json.loads(line) for line in (again.run_dir / "items.jsonl").open()]
+    for row in items + rerun:
+        del row["latency_seconds"]
+    assert rerun == items  # same model, same cache: the same items
+
+
+#: Sums over conv-30's first 10 probes with evidence (adversarial ones left out) of
+#: turn.evidence_recall@5 and turn.recall_any@10: dense retrieval over turns with the
+#: bundled MiniLM, and with MiniLM fine-tuned by train-embedder's mining and training on
+#: conv-26 (another conversation; seed 0, 2 hard negatives).
+#: conv-26 alone moves MiniLM a long way on a conversation it never saw.
+TUNED_EXPECTED = {"bundled": (3.0, 6.0), "tuned": (6.333333333333334, 8.0)}
+
+
+@pytest.mark.slow
+def test_tuned_embedder_exact_recall_on_locomo_conv_30(tmp_path: Path,
+                                                       locomo_dataset: object) -> None:
+    from memlab.embed.sentence_transformer import BUNDLED_MODEL
+    from memlab.eval.replay import replay_conversation
+    from memlab.eval.train_reranker import mine_examples
+
+    folder = str(tmp_path / "model")
+    spec = {"name": "dense", "params": {"embedder": {"name": "sentence-transformers",
+                                                     "params": {"model": folder}}}}
+    case = load_config({"name": "t", "dataset": {"name": "locomo"}, "chunker": {"name": "turn"},
+                        "retrieval": spec, "k": 10, "depth": 100, "tracking": {"mlflow": False}})
+    conversations = {c.id: c for c in locomo_dataset.conversations}  # type: ignore[attr-defined]
+    from memlab.eval.train_embedder import train_sentence_embedder
+
+    mined = mine_examples(case, with_embedder(spec, folder, BUNDLED_MODEL),
+                          [conversations["conv-26"]], top_n=20, negatives=2, progress=False)
+    assert mined.conversations == ["conv-26"] and mined.examples
+    train_sentence_embedder(folder, triplets(mined.examples, 2), seed=0)
+    conversation = conversations["conv-30"]
+    probes = [p for p in conversation.probes
+              if p.evidence_turn_ids and p.category != "adversarial"][:10]
+    measured = {}
+    for label, retrieval in (("bundled", {"name": "dense"}), ("tuned", spec)):
+        config = case.model_copy(deep=True)
+        config.memory.params["retrieval"] = retrieval
+        items = replay_conversation(config, conversation, probes).items
+        assert not [r["error"] for r in items if r.get("error")]
+        assert len(items) == 10
+        measured[label] = tuple(sum(r["metrics"][m] for r in items) for m in (
+            "turn.evidence_recall@5", "turn.recall_any@10"))
+    assert measured == {k: pytest.approx(v, abs=1e-9) for k, v in TUNED_EXPECTED.items()}, \
+        measured
