@@ -32,7 +32,7 @@ import copy
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,47 +52,39 @@ class Triplet:
     negatives: tuple[str, ...]
 
 
+def _embedders(node: Any, key: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every ``sentence-transformers`` embedder spec (as a dict) anywhere in ``node``."""
+    if isinstance(node, dict):
+        if key == "embedder" and node.get("name") == EMBEDDER:
+            yield node
+        for name, value in node.items():
+            yield from _embedders(value, name)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _embedders(value, key)
+
+
 def trained_folders(spec: Any) -> list[str]:
     """The ``model`` of each ``sentence-transformers`` embedder anywhere in a retrieval spec
     that is not the bundled MiniLM (a folder train-embedder may write), in order."""
     from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
 
     found: list[str] = []
-
-    def visit(node: Any, key: str | None) -> None:
-        if isinstance(node, dict):
-            if key == "embedder" and node.get("name") == EMBEDDER:
-                model = (node.get("params") or {}).get("model")
-                if isinstance(model, str) and not SentenceTransformerEmbedder(model).bundled \
-                        and model not in found:
-                    found.append(model)
-            for name, value in node.items():
-                visit(value, name)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value, key)
-
-    visit(spec, None)
+    for node in _embedders(spec):
+        model = (node.get("params") or {}).get("model")
+        if isinstance(model, str) and not SentenceTransformerEmbedder(model).bundled \
+                and model not in found:
+            found.append(model)
     return found
 
 
 def with_embedder(spec: Any, folder: str, model: str) -> Any:
     """``spec`` (deep-copied) with every embedder that loads ``folder`` loading ``model``."""
     spec = copy.deepcopy(spec)
-
-    def visit(node: Any, key: str | None) -> None:
-        if isinstance(node, dict):
-            params = node.get("params")
-            if key == "embedder" and node.get("name") == EMBEDDER \
-                    and isinstance(params, dict) and params.get("model") == folder:
-                params["model"] = model
-            for name, value in node.items():
-                visit(value, name)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value, key)
-
-    visit(spec, None)
+    for node in _embedders(spec):
+        params = node.get("params")
+        if isinstance(params, dict) and params.get("model") == folder:
+            params["model"] = model
     return spec
 
 
