@@ -88,8 +88,11 @@ def test_train_embedder_needs_one_trainable_embedder_and_a_split(tmp_path: Path)
         train_embedder(tmp_path / "embed.yaml", progress=False)
 
 
-def test_train_embedder_trains_on_the_other_part_and_the_case_runs(tmp_path: Path) -> None:
+def test_train_embedder_trains_on_the_other_part_and_the_case_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real MiniLM, real training (a few batches), then the case scored with the model."""
+    # the trained model's vectors are of no use after the test: keep them out of the cache
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
     from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
     from memlab.eval.cli import main
     from memlab.eval.run import evaluate
@@ -129,8 +132,9 @@ TUNED_EXPECTED = {"bundled": (3.0, 6.0), "tuned": (6.333333333333334, 8.0)}
 
 
 @pytest.mark.slow
-def test_tuned_embedder_exact_recall_on_locomo_conv_30(tmp_path: Path,
-                                                       locomo_dataset: object) -> None:
+def test_tuned_embedder_exact_recall_on_locomo_conv_30(
+        tmp_path: Path, locomo_dataset: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
     from memlab.embed.sentence_transformer import BUNDLED_MODEL
     from memlab.eval.replay import replay_conversation
     from memlab.eval.train_reranker import mine_examples

@@ -29,7 +29,6 @@ an earlier training are never reused. Deterministic for a seed on one thread cou
 from __future__ import annotations
 
 import copy
-import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -174,8 +173,12 @@ def train_embedder(config: str | Path, label: str | None = None, *,
     from tqdm.auto import tqdm
 
     from memlab.embed.sentence_transformer import BUNDLED_MODEL
-    from memlab.eval.environment import git_state
-    from memlab.eval.train_reranker import mine_examples, reranker_case, training_part
+    from memlab.eval.train_reranker import (
+        mine_examples,
+        reranker_case,
+        training_part,
+        write_manifest,
+    )
 
     if top_n < 1 or negatives < 0 or epochs < 1 or batch_size < 2:
         raise ConfigError("train-embedder: top_n and epochs must be >= 1, negatives >= 0 "
@@ -210,23 +213,11 @@ def train_embedder(config: str | Path, label: str | None = None, *,
         train_sentence_embedder(folder, items, epochs=epochs, batch_size=batch_size,
                                 learning_rate=learning_rate, seed=seed,
                                 on_batch=lambda: bar.update(1))
-    manifest = {
-        "config": str(config), "case": case.name,
-        "dataset": {"name": case.dataset.name, "params": case.dataset.params},
-        "trained_on": {**trained_on.model_dump(), "conversations": len(mined.conversations),
-                       "probes": len(mined.examples)},
-        "scored_on": trained_on.other().model_dump(),
-        "triplets": len(items),
-        "hard_negatives": sum(len(t.negatives) for t in items),
-        "settings": {"top_n": top_n, "negatives": negatives, "epochs": epochs,
-                     "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-                     "loss": "multiple-negatives ranking, scale 20", "start": BUNDLED_MODEL,
-                     "mined_with": with_embedder(retrieval, model, BUNDLED_MODEL)},
-        "seconds": {"mining": round(mined_seconds, 1),
-                    "training": round(time.perf_counter() - started - mined_seconds, 1)},
-        "model": str(folder),
-        "memlab_commit": git_state()["commit"],
-        "conversation_ids": mined.conversations,
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
-    return manifest
+    return write_manifest(
+        folder / MANIFEST, config, case, trained_on, mined.conversations, len(mined.examples),
+        mined_seconds, time.perf_counter() - started - mined_seconds,
+        triplets=len(items), hard_negatives=sum(len(t.negatives) for t in items),
+        settings={"top_n": top_n, "negatives": negatives, "epochs": epochs,
+                  "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+                  "loss": "multiple-negatives ranking, scale 20", "start": BUNDLED_MODEL,
+                  "mined_with": with_embedder(retrieval, model, BUNDLED_MODEL)})

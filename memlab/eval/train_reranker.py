@@ -218,8 +218,6 @@ def train_reranker(config: str | Path, label: str | None = None, *,
     manifest written beside the model."""
     from tqdm.auto import tqdm
 
-    from memlab.eval.environment import git_state
-
     case = reranker_case(config, label, overrides)
     params = reranker_params(case)
     if negatives < 1 or epochs < 1 or batch_size < 1:
@@ -237,23 +235,35 @@ def train_reranker(config: str | Path, label: str | None = None, *,
         train_cross_encoder(folder, mined.pairs, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, max_length=int(params["max_length"]),
                             seed=seed, on_batch=lambda: bar.update(1))
+    return write_manifest(
+        folder / MANIFEST, config, case, trained_on, mined.conversations, mined.probes,
+        mined_seconds, time.perf_counter() - started - mined_seconds,
+        pairs={"positive": mined.count(1.0), "negative": mined.count(0.0)},
+        settings={"negatives": negatives, "epochs": epochs, "batch_size": batch_size,
+                  "learning_rate": learning_rate, "seed": seed,
+                  "max_length": params["max_length"], "passage": params["passage"],
+                  "max_words": params["max_words"], "top_n": params["top_n"],
+                  "base": params["base"]})
+
+
+def write_manifest(path: Path, config: str | Path, case: Any, trained_on: Any,
+                   conversations: list[str], probes: int, mining: float, training: float,
+                   **details: Any) -> dict[str, Any]:
+    """Write (and return) the JSON manifest beside a trained model: the case, the part it
+    was trained on and the part it scores, ``details``, the seconds, memlab's commit."""
+    from memlab.eval.environment import git_state
+
     manifest = {
         "config": str(config), "case": case.name,
         "dataset": {"name": case.dataset.name, "params": case.dataset.params},
-        "trained_on": {**trained_on.model_dump(), "conversations": len(mined.conversations),
-                       "probes": mined.probes},
+        "trained_on": {**trained_on.model_dump(), "conversations": len(conversations),
+                       "probes": probes},
         "scored_on": trained_on.other().model_dump(),
-        "pairs": {"positive": mined.count(1.0), "negative": mined.count(0.0)},
-        "settings": {"negatives": negatives, "epochs": epochs, "batch_size": batch_size,
-                     "learning_rate": learning_rate, "seed": seed,
-                     "max_length": params["max_length"], "passage": params["passage"],
-                     "max_words": params["max_words"], "top_n": params["top_n"],
-                     "base": params["base"]},
-        "seconds": {"mining": round(mined_seconds, 1),
-                    "training": round(time.perf_counter() - started - mined_seconds, 1)},
-        "model": str(folder),
+        **details,
+        "seconds": {"mining": round(mining, 1), "training": round(training, 1)},
+        "model": str(path.parent),
         "memlab_commit": git_state()["commit"],
-        "conversation_ids": mined.conversations,
+        "conversation_ids": conversations,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    path.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
     return manifest
