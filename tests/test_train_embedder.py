@@ -165,3 +165,27 @@ def test_tuned_embedder_exact_recall_on_locomo_conv_30(
             "turn.evidence_recall@5", "turn.recall_any@10"))
     assert measured == {k: pytest.approx(v, abs=1e-9) for k, v in TUNED_EXPECTED.items()}, \
         measured
+
+
+def test_a_folder_trained_again_in_one_process_is_a_new_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook trains, scores, trains again into the same folder and scores again: the
+    second scoring must read the new weights (digest, ONNX export, torch model, vectors)."""
+    from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
+    from memlab.eval.train_embedder import train_sentence_embedder
+
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    items = [Triplet(f"what pet does user {i} have?", f"user {i}: I have a {pet}", ())
+             for i, pet in enumerate(("cat", "dog", "parrot", "horse"))]
+    text = ["user: my dog is called Rex"]
+    seen = []
+    for seed in (0, 1):
+        train_sentence_embedder(folder, items, batch_size=4, learning_rate=1e-3, seed=seed)
+        for backend in ("onnx", "torch"):
+            embedder = SentenceTransformerEmbedder(str(folder), backend=backend)
+            seen.append((backend, embedder.model_id, embedder.encode(text)[0]))
+    (_, onnx_0, v0), (_, torch_0, t0), (_, onnx_1, v1), (_, torch_1, t1) = seen
+    assert onnx_0 != onnx_1 and torch_0 != torch_1
+    assert float(v0 @ v1) < 0.99999 and float(t0 @ t1) < 0.99999
+    assert float(v1 @ t1) > 0.9999  # ONNX and torch read the same new weights

@@ -131,7 +131,7 @@ class SentenceTransformerEmbedder(Component):
                 os.environ["HF_HUB_OFFLINE"] = "1"
             source = str(bundled_model_dir()) if self.bundled else self.model
             try:
-                self._model = _load(source, self.device)
+                self._model = _load(source, self.device, self._revision())
             except (OSError, ValueError) as exc:
                 raise MemlabError(
                     f"sentence-transformers model {self.model!r} could not be loaded: {exc}"
@@ -146,13 +146,16 @@ class SentenceTransformerEmbedder(Component):
         for name in _WEIGHT_FILES:
             weights = folder / name
             if weights.is_file():
-                return _weights_digest(str(weights.resolve()))
+                stat = weights.stat()  # a folder trained again in this process: new key
+                return _weights_digest(str(weights.resolve()), stat.st_mtime_ns,
+                                       stat.st_size)
         return "unknown"
 
 
 @lru_cache(maxsize=4)
-def _load(source: str, device: str) -> Any:
-    """One model instance per (source, device) in a process: every memory shares it."""
+def _load(source: str, device: str, revision: str) -> Any:
+    """One model instance per (source, device, weights) in a process: every memory shares
+    it (a folder trained again in this process loads anew)."""
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(source, device=device)
@@ -181,7 +184,7 @@ def _local_folder(model: str) -> Path | None:
 
 
 @lru_cache(maxsize=16)
-def _weights_digest(path: str) -> str:
+def _weights_digest(path: str, mtime_ns: int = 0, size: int = 0) -> str:
     """First 16 hex digits of the weights' sha256 (the HF blob name when it is one)."""
     name = Path(path).name
     if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
