@@ -184,8 +184,9 @@ def _local_folder(model: str) -> Path | None:
 
 
 @lru_cache(maxsize=16)
-def _weights_digest(path: str, mtime_ns: int = 0, size: int = 0) -> str:
-    """First 16 hex digits of the weights' sha256 (the HF blob name when it is one)."""
+def _weights_digest(path: str, mtime_ns: int, size: int) -> str:
+    """First 16 hex digits of the weights' sha256 (the HF blob name when it is one);
+    ``mtime_ns`` and ``size`` only key the cache (weights rewritten in place)."""
     name = Path(path).name
     if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
         return name[:16]  # Hub cache blobs are named by their sha256

@@ -62,12 +62,9 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
                               negatives=args.negatives, epochs=args.epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
                               seed=args.seed, progress=not args.quiet)
-    trained, pairs, seconds = manifest["trained_on"], manifest["pairs"], manifest["seconds"]
-    print(f"trained on the {trained['part']} part (seed {trained['seed']}, dev_fraction "
-          f"{trained['dev_fraction']}): {trained['conversations']} conversations, "
-          f"{trained['probes']} probes, {pairs['positive']} positive + {pairs['negative']} "
-          f"negative pairs; mining {seconds['mining']} s, training {seconds['training']} s")
-    print(f"model: {manifest['model']}")
+    pairs = manifest["pairs"]
+    _print_trained(manifest, f"{pairs['positive']} positive + {pairs['negative']} negative "
+                   "pairs")
     return 0
 
 
@@ -78,14 +75,19 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
                               top_n=args.top_n, negatives=args.negatives, epochs=args.epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
                               seed=args.seed, progress=not args.quiet)
+    _print_trained(manifest, f"{manifest['triplets']} (question, positive) pairs with "
+                   f"{manifest['hard_negatives']} hard negatives")
+    return 0
+
+
+def _print_trained(manifest: dict, examples: str) -> None:
+    """What a train-* command trained on (``examples``: what it mined) and where it wrote."""
     trained, seconds = manifest["trained_on"], manifest["seconds"]
     print(f"trained on the {trained['part']} part (seed {trained['seed']}, dev_fraction "
           f"{trained['dev_fraction']}): {trained['conversations']} conversations, "
-          f"{trained['probes']} probes, {manifest['triplets']} (question, positive) pairs "
-          f"with {manifest['hard_negatives']} hard negatives; mining {seconds['mining']} s, "
+          f"{trained['probes']} probes, {examples}; mining {seconds['mining']} s, "
           f"training {seconds['training']} s")
     print(f"model: {manifest['model']}")
-    return 0
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
@@ -267,6 +269,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="Ray: retries of a task whose worker died (default 3)")
 
 
+def _training_arguments(parser: argparse.ArgumentParser, case_help: str,
+                        learning_rate: float) -> None:
+    """The arguments train-reranker and train-embedder share: the case and the optimiser."""
+    parser.add_argument("config", type=Path, help="experiment YAML")
+    parser.add_argument("--only", metavar="LABEL", help="the grid case (needed when there "
+                        f"are several); {case_help}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    parser.add_argument("--learning-rate", dest="learning_rate", type=float,
+                        default=learning_rate)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m memlab.eval",
@@ -296,37 +313,22 @@ def build_parser() -> argparse.ArgumentParser:
     tn.set_defaults(func=cmd_tune)
     tr = sub.add_parser("train-reranker", help="train a cross_encoder case's model on the "
                         "part of its probe split it does not score")
-    tr.add_argument("config", type=Path, help="experiment YAML")
-    tr.add_argument("--only", metavar="LABEL", help="the grid case (needed when there are "
-                    "several); its retrieval is cross_encoder, its probes one part of a split")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _training_arguments(tr, "its retrieval is cross_encoder, its probes one part of a split",
+                        learning_rate=5e-5)
     tr.add_argument("--out", type=Path, help="model folder (default: the case's model)")
     tr.add_argument("--negatives", type=int, default=10,
                     help="hard negatives per probe from the base's top_n (default 10)")
-    tr.add_argument("--epochs", type=int, default=1)
-    tr.add_argument("--batch-size", dest="batch_size", type=int, default=16)
-    tr.add_argument("--learning-rate", dest="learning_rate", type=float, default=5e-5)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train_reranker)
     te = sub.add_parser("train-embedder", help="fine-tune the sentence-transformers embedder "
                         "a case's retrieval loads from a local folder, on the part of its "
                         "probe split it does not score")
-    te.add_argument("config", type=Path, help="experiment YAML")
-    te.add_argument("--only", metavar="LABEL", help="the grid case (needed when there are "
-                    "several); its probes are one part of a split")
-    te.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    _training_arguments(te, "its probes are one part of a split", learning_rate=2e-5)
     te.add_argument("--model", help="which embedder folder to train (needed when the "
                     "retrieval names several)")
     te.add_argument("--top-n", dest="top_n", type=int, default=40,
                     help="hits per probe the hard negatives come from (default 40)")
     te.add_argument("--negatives", type=int, default=3,
                     help="hard negatives beside each positive (default 3)")
-    te.add_argument("--epochs", type=int, default=1)
-    te.add_argument("--batch-size", dest="batch_size", type=int, default=16)
-    te.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-5)
-    te.add_argument("--seed", type=int, default=0)
-    te.add_argument("--quiet", action="store_true", help="no progress bars")
     te.set_defaults(func=cmd_train_embedder)
     sc = sub.add_parser("scale", help="the config's strategies at several history lengths "
                         "(haystacks padded with other conversations' sessions)")

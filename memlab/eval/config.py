@@ -51,12 +51,13 @@ class ProbeSplit(BaseModel):
     def select(self, known: list[str]) -> list[str]:
         """The ids of ``known`` (in their order) that fall in this part."""
         if self.dev is not None:
-            unknown = sorted(set(self.dev) - set(known))
+            named = set(self.dev)
+            unknown = sorted(named - set(known))
             if unknown:
                 raise ConfigError(f"dataset.probes.split.dev: {', '.join(unknown)} "
                                   "not in the dataset")
-            dev = [c for c in known if c in set(self.dev)]
-            test = [c for c in known if c not in set(self.dev)]
+            dev = [c for c in known if c in named]
+            test = [c for c in known if c not in named]
         else:
             dev, test = random_split(known, self.dev_fraction, self.seed)
         return dev if self.part == "dev" else test

@@ -120,6 +120,14 @@ def batches(items: Sequence[Triplet], size: int, rng: random.Random) -> list[lis
     return out
 
 
+def schedule(items: Sequence[Triplet], batch_size: int, epochs: int,
+             seed: int) -> list[list[Triplet]]:
+    """Every batch of ``epochs`` passes over ``items``, in training order (each pass
+    shuffled anew by one seeded generator), so the count a progress bar shows is exact."""
+    rng = random.Random(seed)
+    return [batch for _ in range(epochs) for batch in batches(items, batch_size, rng)]
+
+
 def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epochs: int = 1,
                             batch_size: int = 16, learning_rate: float = 2e-5,
                             scale: float = 20.0, seed: int = 0,
@@ -132,7 +140,6 @@ def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epo
     from memlab.embed.sentence_transformer import bundled_model_dir
 
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -146,17 +153,16 @@ def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epo
         return torch.nn.functional.normalize(vectors, dim=-1)
 
     model.train()
-    for _ in range(epochs if items else 0):
-        for batch in batches(items, batch_size, rng):
-            questions = embed([t.question for t in batch])
-            texts = [t.positive for t in batch] + [n for t in batch for n in t.negatives]
-            scores = questions @ embed(texts).T * scale
-            loss = loss_fn(scores, torch.arange(len(batch)))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if on_batch is not None:
-                on_batch()
+    for batch in schedule(items, batch_size, epochs, seed):
+        questions = embed([t.question for t in batch])
+        texts = [t.positive for t in batch] + [n for t in batch for n in t.negatives]
+        scores = questions @ embed(texts).T * scale
+        loss = loss_fn(scores, torch.arange(len(batch)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if on_batch is not None:
+            on_batch()
     model.eval()
     out = Path(folder)
     model.save(str(out))
@@ -200,15 +206,15 @@ def train_embedder(config: str | Path, label: str | None = None, *,
         model = folders[0]
     trained_on, conversations = training_part(case, "train-embedder")
     started = time.perf_counter()
-    mined = mine_examples(case, with_embedder(retrieval, model, BUNDLED_MODEL), conversations,
-                          top_n, negatives, progress)
+    mining = with_embedder(retrieval, model, BUNDLED_MODEL)
+    mined = mine_examples(case, mining, conversations, top_n, negatives, progress)
     items = triplets(mined.examples, negatives)
     if not items:
         raise ConfigError(f"{case.name}: the {trained_on.part} part of the split has no probe "
                           "with evidence turns to train on")
     mined_seconds = time.perf_counter() - started
     folder = Path(model).expanduser()
-    steps = epochs * len(batches(items, batch_size, random.Random(seed)))
+    steps = len(schedule(items, batch_size, epochs, seed))
     with tqdm(total=steps, desc="training", unit="batch", disable=not progress) as bar:
         train_sentence_embedder(folder, items, epochs=epochs, batch_size=batch_size,
                                 learning_rate=learning_rate, seed=seed,
@@ -220,4 +226,4 @@ def train_embedder(config: str | Path, label: str | None = None, *,
         settings={"top_n": top_n, "negatives": negatives, "epochs": epochs,
                   "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                   "loss": "multiple-negatives ranking, scale 20", "start": BUNDLED_MODEL,
-                  "mined_with": with_embedder(retrieval, model, BUNDLED_MODEL)})
+                  "mined_with": mining})
