@@ -90,7 +90,8 @@ def check_mean_pooling(folder: Path) -> None:
     # sentence-transformers < 6 writes pooling_mode_mean_tokens, 6 and later pooling_mode
     if not (mode.get("pooling_mode_mean_tokens") or mode.get("pooling_mode") == "mean"):
         raise ConfigError(f"backend 'onnx' needs a mean-pooled model; {config} does not "
-                          "say pooling_mode_mean_tokens: true (use backend 'torch')")
+                          "say pooling_mode_mean_tokens: true or pooling_mode: mean "
+                          "(use backend 'torch')")
 
 
 def export(folder: Path, target: Path) -> None:
