@@ -227,6 +227,31 @@ def test_time_spans_read_rolling_windows_and_skip_rates() -> None:
     ]
 
 
+def test_time_spans_open_at_before_since_after_and_read_in_ago() -> None:
+    asked = datetime(2023, 6, 22, 11, 0, tzinfo=UTC)  # a Thursday
+    now = asked + timedelta(microseconds=1)
+    far = datetime(1900, 1, 1, tzinfo=UTC)
+    spans = {q: [(s.start, s.end) for s in time_spans(q, asked)] for q in (
+        "Which relative's wedding did I go to in a week ago?",  # not a week from now
+        "What did I buy before May?",
+        "Which airlines did I fly with before today?",  # the whole past
+        "What have I read since January?",
+        "Where did I go after last Tuesday?",
+        "What did I do until March 2023?",
+        "What was the puppy's name I got two weeks before August 11?")}  # an offset
+    assert list(spans.values()) == [
+        [(datetime(2023, 6, 12, tzinfo=UTC), datetime(2023, 6, 19, tzinfo=UTC))],
+        [(far, datetime(2023, 5, 1, tzinfo=UTC))],
+        [(far, datetime(2023, 6, 22, tzinfo=UTC))],
+        [(datetime(2023, 1, 1, tzinfo=UTC), now)],
+        [(datetime(2023, 6, 21, tzinfo=UTC), now)],
+        [(far, datetime(2023, 4, 1, tzinfo=UTC))],
+        # the offset stays dateparser's reading (two weeks before asked, and the day)
+        [(datetime(2023, 6, 5, tzinfo=UTC), datetime(2023, 6, 12, tzinfo=UTC)),
+         (datetime(2022, 8, 11, tzinfo=UTC), datetime(2022, 8, 12, tzinfo=UTC))],
+    ]
+
+
 def dated_units() -> list[MemoryUnit]:
     days = {"mon": 0, "tue": 1, "wed": 2, "later": 9}
     return [MemoryUnit(name, f"user: I bought {name} bread", "turn", (name,), name,

@@ -7,7 +7,11 @@ Two kinds of phrase are read before the parser sees the question: a rolling wind
 the past two weeks", "over the last 3 months", "in the last month": from that long
 before ``asked_at`` up to it, where the parser would pick one calendar week or month),
 and a rate or duration ("three days a week", "once per month", "for a week"), which names
-no time at all (the parser reads "a week" as a week ago). A
+no time at all (the parser reads "a week" as a week ago). "in a week ago" loses its "in"
+(the parser reads it as a week from now). A date after "before" / "prior to" / "until" is
+where the span ends (from far back: "before May" is everything before May), after "since"
+where it starts and after "after" where it starts once that date is over, all up to
+``asked_at`` ("before today" is then the whole past, which favours nothing). A
 cheap cue pattern runs first, so the parser (1-3 ms a question) only sees questions
 that mention a date-like word, and results are memoised per (question, asked_at). Spans
 never end after ``asked_at``: the past is all a memory can know.
@@ -50,6 +54,21 @@ _ROLLING = re.compile(
 _RATE = re.compile(r"\b(?:a|an|per|every|each|for\s+a)\s+(?:day|week|month|year)\b(?!\s+ago)",
                    re.IGNORECASE)
 _UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
+#: "in a week ago", "in 3 days ago": the "in" (the parser would read a time to come)
+_IN_AGO = re.compile(
+    rf"\bin\s+(?=(?:\d{{1,3}}|{'|'.join(sorted(_COUNTS, key=len, reverse=True))})\s+"
+    r"(?:days?|weeks?|months?|years?)\s+ago\b)", re.IGNORECASE)
+#: A word that turns a date into one end of an open span ("before May", "since March");
+#: the parser keeps it in its match or leaves it just in front.
+_DIRECTION = re.compile(r"\b(?P<word>before|prior\s+to|until|till|after|since)\s+$",
+                        re.IGNORECASE)
+_LEADING = re.compile(r"(?P<word>before|prior\s+to|until|till|after|since)\s+", re.IGNORECASE)
+#: A count of days, weeks, ... just before the direction word: an offset, not an open span
+_OFFSET = re.compile(
+    rf"\b(?:\d{{1,3}}|{'|'.join(sorted(_COUNTS, key=len, reverse=True))})\s+"
+    r"(?:days?|weeks?|months?|years?)\s+$", re.IGNORECASE)
+#: Where a "before" span starts: earlier than any conversation (and safe to widen)
+EARLIEST = datetime(1900, 1, 1)
 
 
 class TimeSpan(NamedTuple):
@@ -83,14 +102,18 @@ def _parse(question: str, asked_at: datetime) -> tuple[TimeSpan, ...]:
     settings = {"RELATIVE_BASE": base, "PREFER_DATES_FROM": "past",
                 "RETURN_AS_TIMEZONE_AWARE": False}
     spans: list[TimeSpan] = []
-    rest = _ROLLING.sub(lambda m: _read_rolling(m, base, spans), _RATE.sub(_blank, question))
+    rest = _ROLLING.sub(lambda m: _read_rolling(m, base, spans),
+                        _IN_AGO.sub(_blank, _RATE.sub(_blank, question)))
     # add_period: the period dateparser found with each date (parsing each found
     # expression again for it cost as much as the whole search)
     found = search_dates(rest, languages=["en"], settings=settings, add_period=True) or []
+    cursor = 0
     for text, when, period in found:
+        at = rest.find(text, cursor)
+        cursor = cursor if at < 0 else at + len(text)
         if when is None or not _ACCEPT.search(text):
             continue
-        span = _span(when, period or "day", text)
+        span = _open(_span(when, period or "day", text), _direction(rest, at, text), base)
         end = min(span.end, base + timedelta(microseconds=1))
         if span.start < end:
             spans.append(TimeSpan(span.start.replace(tzinfo=UTC), end.replace(tzinfo=UTC),
@@ -113,6 +136,35 @@ def _read_rolling(match: re.Match[str], base: datetime, spans: list[TimeSpan]) -
     spans.append(TimeSpan(start.replace(tzinfo=UTC),
                           (base + timedelta(microseconds=1)).replace(tzinfo=UTC), match[0]))
     return _blank(match)
+
+
+def _direction(rest: str, at: int, text: str) -> str | None:
+    """The direction word of the date ``text`` found at ``at`` in ``rest`` (in the match or
+    just before it), lower case with single spaces; None if there is none, or if it follows
+    an offset ("two weeks before August 11" is a date, not everything before it)."""
+    found = _LEADING.match(text)
+    head = rest[:at] if at >= 0 else ""
+    if found is None:
+        found = _DIRECTION.search(head)
+        head = head[:found.start()] if found is not None else head
+    if found is None or _OFFSET.search(head):
+        return None
+    return " ".join(found["word"].lower().split())
+
+
+def _open(span: TimeSpan, direction: str | None, base: datetime) -> TimeSpan:
+    """``span`` opened by its direction word: the time before it, since it or after it
+    (up to ``base``, which the caller clips to)."""
+    now = base + timedelta(microseconds=1)
+    if direction in ("before", "prior to"):
+        return TimeSpan(EARLIEST, span.start, span.text)
+    if direction in ("until", "till"):
+        return TimeSpan(EARLIEST, span.end, span.text)
+    if direction == "since":
+        return TimeSpan(span.start, now, span.text)
+    if direction == "after":
+        return TimeSpan(span.end, now, span.text)
+    return span
 
 
 def _blank(match: re.Match[str]) -> str:
