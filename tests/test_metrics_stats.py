@@ -153,3 +153,42 @@ def test_latency_percentiles() -> None:
         "p50": 3.0, "p95": pytest.approx(4.8), "max": 5.0, "n": 5}
     assert latency_summary([None, math.nan]) == {"p50": None, "p95": None, "max": None,
                                                    "n": 0}
+
+
+def write_run(folder, scores, offset=0, category="c"):
+    """A run directory whose items.jsonl scores probes p{offset}.. with ``scores``."""
+    import json
+
+    folder.mkdir(parents=True)
+    rows = [{"probe_id": f"p{offset + i}", "category": category if i % 2 else "other",
+             "error": None, "metrics": {"session.recall_all@5": v}}
+            for i, v in enumerate(scores)]
+    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_compare_pools_cross_fitted_pairs_and_counts_wins(tmp_path, capsys) -> None:
+    from memlab.errors import ConfigError
+    from memlab.eval.cli import main
+    from memlab.eval.compare import compare_pooled, compare_runs
+
+    a1 = write_run(tmp_path / "a1", [1.0, 0.0, 0.0, 1.0])
+    b1 = write_run(tmp_path / "b1", [1.0, 1.0, 1.0, 0.0])
+    a2 = write_run(tmp_path / "a2", [0.0, 0.0], offset=4)
+    b2 = write_run(tmp_path / "b2", [1.0, 0.0], offset=4)
+    metric = ["session.recall_all@5"]
+    [pooled] = compare_pooled([(a1, b1), (a2, b2)], metric)
+    assert (pooled["n"], pooled["won"], pooled["lost"]) == (6, 3, 1)
+    assert pooled["mean_a"] == pytest.approx(2 / 6) and pooled["mean_b"] == pytest.approx(4 / 6)
+    [one] = compare_runs(a1, b1, metric)
+    assert (one["n"], one["won"], one["lost"]) == (4, 2, 1)
+    rows = compare_pooled([(a1, b1), (a2, b2)], metric, by_category=True)
+    assert [(r["category"], r["n"], r["won"]) for r in rows] == [
+        (None, 6, 3), ("c", 3, 1), ("other", 3, 2)]
+    with pytest.raises(ConfigError, match="also in"):  # the same probes twice
+        compare_pooled([(a1, b1), (a1, b1)], metric)
+    assert main(["compare", str(a1), str(b1), str(a2), str(b2), "--metric", metric[0]]) == 0
+    out = capsys.readouterr().out
+    assert f"B = {b1} + {b2}" in out and out.rstrip().endswith("6    3    1")
+    assert main(["compare", str(a1), str(b1), str(a2)]) != 0
+    assert "in pairs" in capsys.readouterr().err

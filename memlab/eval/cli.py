@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import MemlabError
+from memlab.errors import ConfigError, MemlabError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -122,12 +122,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from memlab.eval.compare import compare_runs
+    from memlab.eval.compare import compare_pooled
 
-    rows = compare_runs(args.run_a, args.run_b, args.metric or None)
+    runs = [args.run_a, args.run_b, *args.more]
+    if len(runs) % 2:
+        raise ConfigError("compare takes run directories in pairs: A B [A2 B2 ...] "
+                          f"(got {len(runs)})")
+    pairs = list(zip(runs[::2], runs[1::2], strict=True))
+    rows = compare_pooled(pairs, args.metric or None, by_category=args.by_category)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    print(f"B = {' + '.join(str(b) for _, b in pairs)}\n"
+          f"A = {' + '.join(str(a) for a, _ in pairs)}\n")
+    print(f"{'metric':<34} {'A':>7} {'B':>7} {'B-A':>8} {'95% CI':>18} {'wilcoxon p':>10} "
+          f"{'perm. p':>8} {'n':>5} {'won':>4} {'lost':>4}")
+    for r in rows:
+        ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        name = r["metric"] if r["category"] is None else f"  {r['category']}"
+        print(f"{name:<34} {_f(r['mean_a']):>7} {_f(r['mean_b']):>7} "
+              f"{_f(r['mean_diff'], '+.3f'):>8} {ci:>18} {_f(r['wilcoxon_p'], '.4f'):>10} "
+              f"{_f(r['permutation_p'], '.4f'):>8} {r['n']:>5} {r['won']:>4} {r['lost']:>4}")
+    return 0
     print(f"B = {args.run_b}\nA = {args.run_a}\n")
     print(f"{'metric':<34} {'A':>7} {'B':>7} {'B-A':>8} {'95% CI':>18} {'wilcoxon p':>10} "
           f"{'perm. p':>8} {'n':>5}")
@@ -347,9 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config", type=Path)
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     val.set_defaults(func=cmd_validate)
-    cmp = sub.add_parser("compare", help="paired comparison of two run directories")
+    cmp = sub.add_parser("compare", help="paired comparison of two run directories (or "
+                         "of several pairs pooled: A1 B1 A2 B2 ..., cross-fitting)")
     cmp.add_argument("run_a", type=Path)
     cmp.add_argument("run_b", type=Path)
+    cmp.add_argument("more", nargs="*", type=Path, metavar="RUN",
+                     help="more A B pairs, pooled with the first (each on its own probes)")
+    cmp.add_argument("--by-category", action="store_true",
+                     help="also compare each probe category")
     cmp.add_argument("--metric", action="append", help="metric(s) to compare")
     cmp.add_argument("--json", action="store_true")
     cmp.set_defaults(func=cmd_compare)

@@ -1,7 +1,13 @@
-"""Paired comparison of two runs on the probes both answered (``compare RUN_A RUN_B``)."""
+"""Paired comparison of two runs on the probes both answered (``compare RUN_A RUN_B``).
+
+Cross-fitting pools several pairs: ``compare A1 B1 A2 B2`` compares A1 + A2 with B1 + B2,
+each pair on its own probes (e.g. each half of a split scored with a model trained on the
+other half), so one CI covers all of them. A probe may appear in one pair only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +25,43 @@ def run_items(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, metrics: list[str] | None = None,
-                 *, seed: int = 0) -> list[dict[str, Any]]:
-    """B − A per metric with a paired bootstrap CI and paired tests, over shared probes."""
-    a, b = run_items(run_a), run_items(run_b)
+                 *, seed: int = 0, by_category: bool = False) -> list[dict[str, Any]]:
+    """B − A per metric with a paired bootstrap CI and paired tests, over shared probes
+    (with ``by_category``, one more row per metric and probe category)."""
+    return compare_pooled([(run_a, run_b)], metrics, seed=seed, by_category=by_category)
+
+
+def compare_pooled(pairs: Sequence[tuple[str | Path, str | Path]],
+                   metrics: list[str] | None = None, *, seed: int = 0,
+                   by_category: bool = False) -> list[dict[str, Any]]:
+    """:func:`compare_runs` over several (A, B) pairs pooled: A = every pair's A items, B
+    = every pair's B items; each probe must belong to one pair only."""
+    if not pairs:
+        raise ConfigError("compare: no runs given")
+    a: list[dict[str, Any]] = []
+    b: list[dict[str, Any]] = []
+    owner: dict[Any, str] = {}
+    for run_a, run_b in pairs:
+        rows_a, rows_b = run_items(run_a), run_items(run_b)
+        for row in rows_a:
+            probe = row.get("probe_id")
+            if probe in owner:
+                raise ConfigError(
+                    f"{run_a}: probe {probe!r} is also in {owner[probe]}; pooled pairs "
+                    "must score different probes (one pair per part of the split)")
+            owner[probe] = str(run_a)
+        a += rows_a
+        b += rows_b
     present = {m for row in a for m in row.get("metrics", {})} & {
         m for row in b for m in row.get("metrics", {})}
     names = metrics or [m for m in HEADLINE if m in present]
     out = []
     for name in names:
-        result = paired_compare(a, b, name, seed=seed)
-        out.append(result.as_dict())
+        out.append({"category": None, **paired_compare(a, b, name, seed=seed).as_dict()})
+        if by_category:
+            for category in sorted({str(row.get("category")) for row in a}):
+                def part(rows: list[dict[str, Any]], c: str = category) -> list[dict[str, Any]]:
+                    return [row for row in rows if str(row.get("category")) == c]
+                out.append({"category": category,
+                            **paired_compare(part(a), part(b), name, seed=seed).as_dict()})
     return out

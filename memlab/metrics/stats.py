@@ -59,6 +59,8 @@ class Paired:
     ci_high: float | None
     wilcoxon_p: float | None
     permutation_p: float | None
+    won: int = 0  # probes where B scored higher
+    lost: int = 0  # probes where B scored lower
     tests: tuple[str, str] = (WILCOXON, PERMUTATION)
 
     def as_dict(self) -> dict[str, Any]:
@@ -273,7 +275,8 @@ def paired_compare(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping
     low, high = bootstrap_ci(diff, n_resamples=n_resamples, confidence=confidence, seed=seed)
     return Paired(metric, len(diff), excluded, unmatched, float(kept[:, 0].mean()),
                   float(kept[:, 1].mean()), float(diff.mean()), low, high,
-                  wilcoxon_p(diff), permutation_p(diff, n_permutations, seed))
+                  wilcoxon_p(diff), permutation_p(diff, n_permutations, seed),
+                  int((diff > 0).sum()), int((diff < 0).sum()))
 
 
 def unpaired_difference(values_a: Sequence[float] | np.ndarray,
