@@ -144,15 +144,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{_f(r['mean_diff'], '+.3f'):>8} {ci:>18} {_f(r['wilcoxon_p'], '.4f'):>10} "
               f"{_f(r['permutation_p'], '.4f'):>8} {r['n']:>5} {r['won']:>4} {r['lost']:>4}")
     return 0
-    print(f"B = {args.run_b}\nA = {args.run_a}\n")
-    print(f"{'metric':<34} {'A':>7} {'B':>7} {'B-A':>8} {'95% CI':>18} {'wilcoxon p':>10} "
-          f"{'perm. p':>8} {'n':>5}")
-    for r in rows:
-        ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-        print(f"{r['metric']:<34} {_f(r['mean_a']):>7} {_f(r['mean_b']):>7} "
-              f"{_f(r['mean_diff'], '+.3f'):>8} {ci:>18} {_f(r['wilcoxon_p'], '.4f'):>10} "
-              f"{_f(r['permutation_p'], '.4f'):>8} {r['n']:>5}")
-    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -55,13 +55,16 @@ def compare_pooled(pairs: Sequence[tuple[str | Path, str | Path]],
     present = {m for row in a for m in row.get("metrics", {})} & {
         m for row in b for m in row.get("metrics", {})}
     names = metrics or [m for m in HEADLINE if m in present]
+    parts: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    if by_category:
+        for side, rows in enumerate((a, b)):
+            for row in rows:
+                parts.setdefault(str(row.get("category")), ([], []))[side].append(row)
     out = []
     for name in names:
         out.append({"category": None, **paired_compare(a, b, name, seed=seed).as_dict()})
-        if by_category:
-            for category in sorted({str(row.get("category")) for row in a}):
-                def part(rows: list[dict[str, Any]], c: str = category) -> list[dict[str, Any]]:
-                    return [row for row in rows if str(row.get("category")) == c]
-                out.append({"category": category,
-                            **paired_compare(part(a), part(b), name, seed=seed).as_dict()})
+        for category in sorted(parts):
+            part_a, part_b = parts[category]
+            out.append({"category": category,
+                        **paired_compare(part_a, part_b, name, seed=seed).as_dict()})
     return out

@@ -43,30 +43,30 @@ _ACCEPT = re.compile(rf"(\b\d{{4}}\b|\b(?:{_MONTHS}|may|{_DAYS}|ago|yesterday|to
 _COUNTS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
            "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
            "couple of": 2, "few": 3, "several": 3}
+#: a count of days, weeks, ...: a digit string or one of the words above
+_COUNT = rf"\d{{1,3}}|{'|'.join(sorted(_COUNTS, key=len, reverse=True))}"
+#: "two weeks", "3 days": an amount of time
+_AMOUNT = rf"(?:{_COUNT})\s+(?:days?|weeks?|months?|years?)"
 #: "the past two weeks", "the last month", "past 3 days": a window ending at asked_at
 #: ("last month" without "the" or a count stays the calendar month, read by the parser;
 #: "the last week of August" is left to the parser as "of August": the month).
 _ROLLING = re.compile(
     r"\b(?:(?P<the>the)\s+)?(?:past|last|previous)\s+"
-    rf"(?:(?P<n>\d{{1,3}}|{'|'.join(sorted(_COUNTS, key=len, reverse=True))})\s+)?"
+    rf"(?:(?P<n>{_COUNT})\s+)?"
     r"(?P<unit>days?|weeks?|months?|years?)\b(?P<of>\s+of\b)?", re.IGNORECASE)
 #: "days a week", "once per month", "for a week": a rate or a duration, not a time
 _RATE = re.compile(r"\b(?:a|an|per|every|each|for\s+a)\s+(?:day|week|month|year)\b(?!\s+ago)",
                    re.IGNORECASE)
 _UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 #: "in a week ago", "in 3 days ago": the "in" (the parser would read a time to come)
-_IN_AGO = re.compile(
-    rf"\bin\s+(?=(?:\d{{1,3}}|{'|'.join(sorted(_COUNTS, key=len, reverse=True))})\s+"
-    r"(?:days?|weeks?|months?|years?)\s+ago\b)", re.IGNORECASE)
+_IN_AGO = re.compile(rf"\bin\s+(?={_AMOUNT}\s+ago\b)", re.IGNORECASE)
 #: A word that turns a date into one end of an open span ("before May", "since March");
 #: the parser keeps it in its match or leaves it just in front.
-_DIRECTION = re.compile(r"\b(?P<word>before|prior\s+to|until|till|after|since)\s+$",
-                        re.IGNORECASE)
-_LEADING = re.compile(r"(?P<word>before|prior\s+to|until|till|after|since)\s+", re.IGNORECASE)
-#: A count of days, weeks, ... just before the direction word: an offset, not an open span
-_OFFSET = re.compile(
-    rf"\b(?:\d{{1,3}}|{'|'.join(sorted(_COUNTS, key=len, reverse=True))})\s+"
-    r"(?:days?|weeks?|months?|years?)\s+$", re.IGNORECASE)
+_OPENER = r"(?P<word>before|prior\s+to|until|till|after|since)\s+"
+_DIRECTION = re.compile(rf"\b{_OPENER}$", re.IGNORECASE)
+_LEADING = re.compile(_OPENER, re.IGNORECASE)
+#: An amount just before the direction word: an offset, not an open span
+_OFFSET = re.compile(rf"\b{_AMOUNT}\s+$", re.IGNORECASE)
 #: Where a "before" span starts: earlier than any conversation (and safe to widen)
 EARLIEST = datetime(1900, 1, 1)
 
