@@ -115,7 +115,10 @@ def resolve(kind: str, spec: SpecLike, *, template_dirs: tuple[str, ...] = ()
         value = full.get(key)
         if value is None and ":" in sub_kind:
             value = {}  # a fixed component's params left out: its defaults
-        if value is not None and (is_spec(value) or _has_params(value)):
+        if isinstance(value, list | tuple):  # a list of components (an ensemble's parts)
+            full[key] = [_resolve_nested(sub_kind, v, template_dirs)
+                         if is_spec(v) or _has_params(v) else v for v in value]
+        elif value is not None and (is_spec(value) or _has_params(value)):
             full[key] = _resolve_nested(sub_kind, value, template_dirs)
     out: dict[str, Any] = {"name": name, "params": plain(full)}
     identity = _identity(kind, name, full)
@@ -179,6 +182,9 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
         if fixed and isinstance(value, Mapping):
             out += _param_problems(sub, fixed, dict(value), f"{where}.{key}", f"{where}.{key}",
                                    template_dirs)
+        elif isinstance(value, list | tuple) and not fixed:
+            for i, part in enumerate(value):
+                out += problems(sub, part, f"{where}.{key}[{i}]", template_dirs=template_dirs)
         elif value is not None and not fixed:
             out += problems(sub, value, f"{where}.{key}", template_dirs=template_dirs)
     return out

