@@ -35,6 +35,10 @@ def test_trained_folders_finds_non_bundled_embedders_at_any_depth() -> None:
     bundled = {"name": "dense", "params": {"embedder": {
         "name": "sentence-transformers", "params": {"model": "all-MiniLM-L6-v2"}}}}
     assert trained_folders(bundled) == [] and trained_folders({"name": "bm25"}) == []
+    other = {"name": "sentence-transformers", "params": {"model": "runs/embedders/y"}}
+    ensemble = {"name": "dense", "params": {"embedder": {"name": "ensemble", "params": {
+        "embedders": [TUNED, other, "hash"]}}}}
+    assert trained_folders(ensemble) == ["runs/embedders/x", "runs/embedders/y"]
 
 
 def test_with_embedder_swaps_every_copy_and_leaves_the_spec_alone() -> None:

@@ -52,9 +52,10 @@ class Triplet:
 
 
 def _embedders(node: Any, key: str | None = None) -> Iterator[dict[str, Any]]:
-    """Every ``sentence-transformers`` embedder spec (as a dict) anywhere in ``node``."""
+    """Every ``sentence-transformers`` embedder spec (as a dict) anywhere in ``node``, the
+    parts of an ``ensemble`` embedder (``embedders: [...]``) included."""
     if isinstance(node, dict):
-        if key == "embedder" and node.get("name") == EMBEDDER:
+        if key in ("embedder", "embedders") and node.get("name") == EMBEDDER:
             yield node
         for name, value in node.items():
             yield from _embedders(value, name)
