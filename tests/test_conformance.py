@@ -35,6 +35,7 @@ SPECS: dict[tuple[str, str], dict[str, Any]] = {
                                                        "params": {"embedder": "hash"}}},
     ("memory", "extracted"): {"llm": _MOCK, "embedder": "hash", "decide": "rule"},
     ("embedder", "ollama"): {"host": "http://127.0.0.1:9"},
+    ("embedder", "ensemble"): {"embedders": ["hash", {"name": "hash", "params": {"dim": 64}}]},
     ("retrieval", "query_rewrite"): {"llm": _MOCK},
 }
 
