@@ -13,16 +13,20 @@ import pytest
 import memlab
 from memlab.data.paths import PROJECT_ROOT
 from memlab.data.schema import Dataset
+from memlab.errors import ConfigError
 from memlab.eval import notebook
 from memlab.eval.analysis import (
     age_bin,
     age_bin_labels,
+    evidence_ranks,
     failure_rates,
     mean_memory_tokens,
     memory_tokens,
+    miss_table,
     probe_table,
     retrieved_context,
 )
+from memlab.eval.cli import main
 from memlab.eval.run import RunResult, evaluate
 from memlab.metrics.base import mlflow_key
 
@@ -206,3 +210,94 @@ def test_plots_carry_titles_and_axis_labels(bm25_run: RunResult, synthetic: Data
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     plt.close("all")
+
+
+def _hit(session: str, *turns: str) -> dict[str, Any]:
+    return {"id": f"{session}/{turns[0]}", "session_id": session, "source_turn_ids": list(turns)}
+
+
+def _row(probe: str, sessions: list[str], turns: list[str], hits: list[dict[str, Any]],
+         metrics: dict[str, float | None]) -> dict[str, Any]:
+    return {"probe_id": probe, "category": "multi", "question": f"{probe}?",
+            "evidence_session_ids": sessions, "evidence_turn_ids": turns, "retrieved": hits,
+            "metrics": metrics, "error": None}
+
+
+def test_evidence_ranks_count_distinct_sessions_or_unit_positions() -> None:
+    hits = [_hit("s1", "a"), _hit("s1", "b"), _hit("s2", "c", "d"), _hit("s3", "e")]
+    row = _row("p", ["s3", "s9", "s1"], ["d", "a", "z"], hits, {})
+    assert evidence_ranks(row) == {"s3": 3, "s9": None, "s1": 1}
+    assert evidence_ranks(row, "turn") == {"d": 3, "a": 1, "z": None}
+    with pytest.raises(ConfigError, match="'turn' or 'session'"):
+        evidence_ranks(row, "unit")
+
+
+def test_miss_table_says_how_far_each_miss_is() -> None:
+    hits = [_hit(f"s{i}", f"t{i}") for i in range(1, 13)]
+    rows = [_row("found", ["s1", "s2"], [], hits, {"session.recall_all@2": 1.0}),
+            _row("near", ["s1", "s4"], [], hits, {"session.recall_all@2": 0.0}),
+            _row("deep", ["s1", "s9"], [], hits, {"session.recall_all@2": 0.0}),
+            _row("gone", ["s1", "x"], [], hits, {"session.recall_all@2": 0.0}),
+            _row("many", ["s1", "s2", "s3"], [], hits, {"session.recall_all@2": 0.0}),
+            _row("abstain", [], [], hits, {"session.recall_all@2": None})]
+    table = miss_table(rows, "session.recall_all@2")
+    assert table["probe_id"].tolist() == ["near", "deep", "gone", "many"]
+    assert table["kind"].tolist() == ["within 2k", "deeper than 2k", "not in the stored list",
+                                      "more evidence than k"]
+    assert table["ranks"].tolist() == [[1, 4], [1, 9], [1, None], [1, 2, 3]]
+    # recall_any is decided by the best rank
+    any_rows = [_row("any", ["s5", "s11"], [], hits, {"session.recall_any@2": 0.0})]
+    assert miss_table(any_rows, "session.recall_any@2")["kind"].tolist() == ["deeper than 2k"]
+    with pytest.raises(ConfigError, match=r"LEVEL\.recall_all@K"):
+        miss_table(rows, "locomo_f1")
+
+
+@pytest.fixture(scope="module")
+def longmemeval_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """BM25 over turns on 60 real LongMemEval oracle questions, top 30 units stored."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEMLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    try:
+        return evaluate({"name": "misses", "dataset": {"name": "longmemeval",
+                                                       "probes": {"sample": 60}},
+                         "chunker": {"name": "turn"}, "retrieval": {"name": "bm25"}, "k": 30,
+                         "tracking": {"mlflow": False}},
+                        out=tmp_path_factory.mktemp("run"), progress=False)
+    finally:
+        mp.undo()
+
+
+@pytest.mark.parametrize("level", ["turn", "session"])
+@pytest.mark.parametrize("run", ["bm25_run", "longmemeval_run"])
+def test_evidence_ranks_agree_with_the_run_s_own_recall(
+        run: str, level: str, request: pytest.FixtureRequest) -> None:
+    checked = 0
+    for row in request.getfixturevalue(run).items():
+        for k in (1, 3, 5, 10):
+            recall = row["metrics"].get(f"{level}.recall_all@{k}")
+            if recall is None or row.get("error"):
+                continue
+            ranks = list(evidence_ranks(row, level).values())
+            # the metric reads the run's depth (100 units), the row stores its top k = 10:
+            # an unranked item is known to lie past k only if the stored list reaches k
+            reach = len(row["retrieved"]) if level == "turn" else len(
+                {h["session_id"] for h in row["retrieved"]})
+            if None in ranks and reach < k:
+                continue
+            assert recall == float(all(r is not None and r <= k for r in ranks)), row["probe_id"]
+            checked += 1
+    assert checked > 100
+
+
+def test_misses_command_on_a_real_run(bm25_run: RunResult, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    metric = "turn.recall_all@3"
+    table = miss_table(bm25_run.items(), metric)
+    failing = [r for r in bm25_run.items()
+               if not r.get("error") and r["metrics"].get(metric) is not None
+               and r["metrics"][metric] < 1]
+    assert len(table) == len(failing) > 0
+    assert main(["misses", str(bm25_run.run_dir), "--metric", metric]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{len(failing)} of ")
+    assert all(q in out for q in table["question"])

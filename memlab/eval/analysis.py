@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from memlab.data.schema import Dataset, Turn
+from memlab.errors import ConfigError
+from memlab.metrics.retrieval import coverage
 from memlab.metrics.stats import summarize, value
 
 #: Edges (days) of the evidence-age bins: asked_at minus the evidence turn's time.
@@ -170,6 +173,80 @@ def retrieved_context(row: dict[str, Any], dataset: Dataset, top: int | None = N
     frame = pd.DataFrame(lines, columns=["rank", "score", "unit", "session", "evidence",
                                          "days_before", "tokens", "text"])
     return frame.astype({"rank": "Int64"})
+
+
+_RANKED = re.compile(r"^(turn|session)\.(recall_all|recall_any)@(\d+)$")
+
+#: How far a missed probe's evidence lies, worst first (see :func:`miss_table`).
+MISS_KINDS = ("not in the stored list", "deeper than 2k", "within 2k",
+              "more evidence than k")
+
+
+def evidence_ranks(row: dict[str, Any], level: str = "session") -> dict[str, int | None]:
+    """Each evidence item's rank in a probe's stored ``retrieved`` list, None beyond it.
+
+    At session level the rank counts the distinct sessions the units cover, in order
+    (LongMemEval's widened k: ``session.recall_all@5`` asks for every evidence session
+    within the first five); at turn level it is the position of the first unit covering
+    the turn (``turn.*@k`` counts units). A run stores its top ``k`` units per probe
+    (``--set k=300 --set depth=300`` keeps deeper lists).
+    """
+    if level not in ("turn", "session"):
+        raise ConfigError(f"evidence ranks are at level 'turn' or 'session', not {level!r}")
+    wanted = row["evidence_session_ids"] if level == "session" else row["evidence_turn_ids"]
+    ranks: dict[str, int | None] = dict.fromkeys(wanted)
+    seen: dict[str, int] = {}
+    for position, hit in enumerate(row.get("retrieved", []), start=1):
+        cover = coverage(hit)
+        if level == "turn":
+            for turn in cover.turns:
+                seen.setdefault(turn, position)
+            continue
+        for session in sorted(cover.sessions):
+            seen.setdefault(session, len(seen) + 1)
+    for item in ranks:
+        ranks[item] = seen.get(item)
+    return ranks
+
+
+def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_all@5") -> Any:
+    """One row per probe that misses a ranked recall metric, with where its evidence lies.
+
+    ``metric`` is ``LEVEL.recall_all@K`` or ``LEVEL.recall_any@K``. ``ranks`` are the
+    evidence items' ranks (:func:`evidence_ranks`, best first, None last); ``kind`` says
+    how far the miss is, from the rank that decides it (the worst evidence rank for
+    recall_all, the best for recall_any): ``more evidence than k`` (recall_all with more
+    evidence items than k: no top k holds them), ``within 2k``, ``deeper than 2k``, or
+    ``not in the stored list``. Probes the metric does not apply to, and errored ones,
+    are left out.
+    """
+    import pandas as pd
+
+    match = _RANKED.match(metric)
+    if match is None:
+        raise ConfigError(f"misses reads evidence ranks: the metric must be "
+                          f"LEVEL.recall_all@K or LEVEL.recall_any@K (LEVEL turn or "
+                          f"session), not {metric!r}")
+    level, kind, k = match.group(1), match.group(2), int(match.group(3))
+    rows = []
+    for row in items:
+        score = None if row.get("error") else value(row, metric)
+        if score is None or score >= 1.0:
+            continue
+        ranks = evidence_ranks(row, level)
+        found = sorted(r for r in ranks.values() if r is not None)
+        ordered: list[int | None] = [*found, *([None] * (len(ranks) - len(found)))]
+        if kind == "recall_all" and len(ranks) > k:
+            where = MISS_KINDS[3]
+        else:
+            decisive = ordered[-1] if kind == "recall_all" else ordered[0]
+            where = (MISS_KINDS[0] if decisive is None else
+                     MISS_KINDS[2] if decisive <= 2 * k else MISS_KINDS[1])
+        rows.append({"probe_id": row["probe_id"], "category": row["category"],
+                     "question": row["question"], "n_evidence": len(ranks),
+                     "ranks": ordered, "kind": where, "stored": len(row.get("retrieved", []))})
+    return pd.DataFrame(rows, columns=["probe_id", "category", "question", "n_evidence",
+                                       "ranks", "kind", "stored"])
 
 
 def _days(asked: datetime, at: datetime) -> float:

@@ -146,6 +146,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_misses(args: argparse.Namespace) -> int:
+    from memlab.eval.analysis import MISS_KINDS, miss_table
+    from memlab.eval.compare import run_items
+    from memlab.metrics.stats import value
+
+    items = run_items(args.run)
+    table = miss_table(items, args.metric)
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+        return 0
+    scored = sum(1 for row in items if not row.get("error") and value(row, args.metric) is not None)
+    stored = max((len(row.get("retrieved", [])) for row in items), default=0)
+    print(f"{len(table)} of {scored} probes miss {args.metric} ({args.run})")
+    for kind in MISS_KINDS:
+        count = int((table["kind"] == kind).sum()) if len(table) else 0
+        if count:
+            print(f"  {count:>4}  {kind}")
+    hint = ("; re-run with --set k=300 --set depth=300 to see deeper"
+            if (table["kind"] == MISS_KINDS[0]).any() else "") if len(table) else ""
+    print(f"ranks are counted in each probe's stored top {stored} units ('-': not in it"
+          f"{hint})\n")
+    for row in table.itertuples():
+        ranks = ", ".join("-" if r is None else str(r) for r in row.ranks)
+        print(f"{row.category[:20]:<20} [{ranks}] {row.question}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from memlab.eval.report import plot_report, report, to_markdown
 
@@ -365,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metric", action="append", help="metric(s) to compare")
     cmp.add_argument("--json", action="store_true")
     cmp.set_defaults(func=cmd_compare)
+    mis = sub.add_parser("misses", help="the probes a run misses, with the ranks of their "
+                         "evidence (how far each miss is)")
+    mis.add_argument("run", type=Path, help="a run directory")
+    mis.add_argument("--metric", default="session.recall_all@5",
+                     help="LEVEL.recall_all@K or LEVEL.recall_any@K (default "
+                          "session.recall_all@5)")
+    mis.add_argument("--json", action="store_true")
+    mis.set_defaults(func=cmd_misses)
     rep = sub.add_parser("report", help="table of finished runs (run directories)")
     rep.add_argument("runs", nargs="+", type=Path, help="run directories or folders of them")
     rep.add_argument("--metric", action="append", help="metric(s) to show")
