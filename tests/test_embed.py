@@ -61,6 +61,11 @@ def test_ensemble_cosine_is_the_weighted_mean_of_its_parts_cached_one_by_one(
     assert problems("embedder", {"name": "ensemble", "params": {"embedders": ["hash", "hsah"]}},
                     "dense.embedder")[0].startswith(
         "dense.embedder.params.embedders[1].name: unknown embedder 'hsah'")
+    uncached = build_embedder({"name": "ensemble", "params": {
+        "embedders": [CountingEmbedder(small), CountingEmbedder(large)], "cache": False}})
+    uncached.encode(TEXTS)
+    uncached.encode(TEXTS)
+    assert [len(p.calls) for p in uncached.parts] == [2, 2]  # type: ignore[attr-defined]
     for params, message in [({"embedders": ["hash"]}, "at least two embedders"),
                             ({"embedders": ["hash", "hash"], "weights": [1]}, "2 embedders"),
                             ({"embedders": ["hash", "hash"], "weights": [1, -1]}, ">= 0")]:

@@ -6,9 +6,10 @@ concatenated; the result is again unit length, and the dot product of two such v
 similarities. Two checkpoints of one fine-tuning run, or a fine-tuned model and the model
 it started from, then rank by their averaged similarity without any new training.
 
-Every part goes through the persistent embedding cache under its own model id, so an
-ensemble of models already used embeds nothing new (the ensemble itself is not cached a
-second time: it is a concatenation of cached vectors).
+Every part goes through the persistent embedding cache under its own model id (``cache``:
+True for the default file, a path, or False), so an ensemble of models already used embeds
+nothing new (the ensemble itself is not cached a second time: it is a concatenation of
+cached vectors).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ class EnsembleEmbedder(Component):
     cheap = True  # its parts are cached one by one
 
     def __init__(self, embedders: Sequence[EmbedderSpec] = (),
-                 weights: Sequence[float] | None = None) -> None:
+                 weights: Sequence[float] | None = None, cache: bool | str = True) -> None:
         self.embedders = list(embedders)
         self.weights = None if weights is None else [float(w) for w in weights]
+        self.cache = cache
 
     def _check(self) -> list[float]:
         if len(self.embedders) < 2:
@@ -55,7 +57,7 @@ class EnsembleEmbedder(Component):
         from memlab.embed.cache import maybe_cached
 
         self._check()
-        return [maybe_cached(build_embedder(spec)) for spec in self.embedders]
+        return [maybe_cached(build_embedder(spec), self.cache) for spec in self.embedders]
 
     @cached_property
     def scales(self) -> np.ndarray:
