@@ -159,12 +159,12 @@ def cmd_misses(args: argparse.Namespace) -> int:
     scored = sum(1 for row in items if not row.get("error") and value(row, args.metric) is not None)
     stored = max((len(row.get("retrieved", [])) for row in items), default=0)
     print(f"{len(table)} of {scored} probes miss {args.metric} ({args.run})")
+    counts = table["kind"].value_counts()
     for kind in MISS_KINDS:
-        count = int((table["kind"] == kind).sum()) if len(table) else 0
-        if count:
-            print(f"  {count:>4}  {kind}")
+        if counts.get(kind):
+            print(f"  {counts[kind]:>4}  {kind}")
     hint = ("; re-run with --set k=300 --set depth=300 to see deeper"
-            if (table["kind"] == MISS_KINDS[0]).any() else "") if len(table) else ""
+            if counts.get(MISS_KINDS[0]) else "")
     print(f"ranks are counted in each probe's stored top {stored} units ('-': not in it"
           f"{hint})\n")
     for row in table.itertuples():
