@@ -39,7 +39,9 @@ class EnsembleEmbedder(Component):
         self.weights = None if weights is None else [float(w) for w in weights]
         self.cache = cache
 
-    def _check(self) -> list[float]:
+    @cached_property
+    def _weights(self) -> list[float]:
+        """The weights (1 each when none are given), checked."""
         if len(self.embedders) < 2:
             raise ConfigError("the ensemble embedder needs at least two embedders "
                               f"(embedders: [...]), got {len(self.embedders)}")
@@ -56,24 +58,23 @@ class EnsembleEmbedder(Component):
         """The part embedders, each behind the persistent cache."""
         from memlab.embed.cache import maybe_cached
 
-        self._check()
+        self._weights  # noqa: B018 - a bad ensemble fails before any model loads
         return [maybe_cached(build_embedder(spec), self.cache) for spec in self.embedders]
 
     @cached_property
     def scales(self) -> np.ndarray:
-        weights = np.asarray(self._check(), dtype=np.float64)
+        weights = np.asarray(self._weights, dtype=np.float64)
         return np.sqrt(weights / weights.sum()).astype(np.float32)
 
     @property
     def model_id(self) -> str:
-        weights = self._check()
         inner = ", ".join(f"{w:g} x {part.model_id}"
-                          for w, part in zip(weights, self.parts, strict=True))
+                          for w, part in zip(self._weights, self.parts, strict=True))
         return f"ensemble({inner})"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        blocks = [normalize_rows(part.encode(texts)) * scale
+        blocks = [part.encode(texts) * scale  # parts return unit rows (the protocol)
                   for part, scale in zip(self.parts, self.scales, strict=True)]
         return normalize_rows(np.concatenate(blocks, axis=1))

@@ -194,7 +194,6 @@ def evidence_ranks(row: dict[str, Any], level: str = "session") -> dict[str, int
     if level not in ("turn", "session"):
         raise ConfigError(f"evidence ranks are at level 'turn' or 'session', not {level!r}")
     wanted = row["evidence_session_ids"] if level == "session" else row["evidence_turn_ids"]
-    ranks: dict[str, int | None] = dict.fromkeys(wanted)
     seen: dict[str, int] = {}
     for position, hit in enumerate(row.get("retrieved", []), start=1):
         cover = coverage(hit)
@@ -204,9 +203,7 @@ def evidence_ranks(row: dict[str, Any], level: str = "session") -> dict[str, int
             continue
         for session in sorted(cover.sessions):
             seen.setdefault(session, len(seen) + 1)
-    for item in ranks:
-        ranks[item] = seen.get(item)
-    return ranks
+    return {item: seen.get(item) for item in wanted}
 
 
 def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_all@5") -> Any:
