@@ -60,12 +60,14 @@ def test_onnx_encodes_each_distinct_text_once_in_input_order(turns: list[str]) -
     assert embedder.encode([]).shape == (0, 384)
 
 
-def recall_at_10(dataset: Dataset, backend: str, cache: str,
-                 embedder: dict[str, Any] | None = None) -> tuple[int, int]:
-    """(answerable probes of conversation 0 with an evidence turn in the top 10, probes)."""
+def recall_at_10(dataset: Dataset, embedder: str | dict[str, Any],
+                 cache: str) -> tuple[int, int]:
+    """(answerable probes of conversation 0 with an evidence turn in the top 10, probes)
+    under ``embedder``: a spec, or the bundled MiniLM's backend by name."""
     conversation = dataset.conversations[0]
     chunker = chunkers.build("turn")
-    embedder = embedder or {"name": "sentence-transformers", "params": {"backend": backend}}
+    if isinstance(embedder, str):
+        embedder = {"name": "sentence-transformers", "params": {"backend": embedder}}
     strategy: Any = build_strategy({"name": "dense", "params": {"cache": cache,
                                                                 "embedder": embedder}})
     strategy.index([u for s in conversation.sessions for u in chunker.split(s, conversation)])
@@ -108,5 +110,5 @@ def test_an_ensemble_of_two_backends_averages_their_cosines_on_real_turns(
     assert ensemble.model_id == (f"ensemble(2 x {SentenceTransformerEmbedder().model_id}, "
                                  f"1 x {int8_id})")
     spec = {"name": "ensemble", "params": {"embedders": parts}}
-    found, total = recall_at_10(locomo_dataset, "", str(tmp_path / "e.sqlite"), spec)
+    found, total = recall_at_10(locomo_dataset, spec, str(tmp_path / "e.sqlite"))
     assert (found, total) == (79, 150)  # exact; fp32 alone finds 80, int8 alone 75

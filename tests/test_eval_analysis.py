@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from memlab.eval.analysis import (
     miss_table,
     probe_table,
     retrieved_context,
+    run_dataset,
+    when_line,
 )
 from memlab.eval.cli import main
 from memlab.eval.run import RunResult, evaluate
@@ -252,6 +254,36 @@ def test_miss_table_says_how_far_each_miss_is() -> None:
         miss_table(rows, "locomo_f1")
 
 
+def test_miss_table_with_a_dataset_says_when() -> None:
+    from memlab.data.schema import Conversation, Role, Session, Turn
+
+    def session(name: str, day: int) -> Session:
+        at = datetime(2023, 3, day, 12, tzinfo=UTC)
+        return Session(name, at, (Turn(f"{name}-t", name, "user", Role.USER, "hi", at),))
+
+    conversation = Conversation("c", ("user",), (session("s1", 15), session("s2", 10),
+                                                 session("s3", 1)), ())
+    dataset = Dataset("d", (conversation,))
+    hits = [_hit("s1", "s1-t"), _hit("s3", "s3-t")]
+    row = {**_row("p", ["s1", "s2"], ["s1-t", "s2-t"], hits, {"session.recall_all@2": 0.0,
+                                                                 "turn.recall_all@2": 0.0}),
+           "conversation_id": "c", "question": "What did I post 5 days ago?",
+           "asked_at": "2023-03-20T05:50:00+00:00"}
+    table = miss_table([row], "session.recall_all@2", dataset)
+    miss = next(table.itertuples())
+    assert miss.named == [(date(2023, 3, 15), date(2023, 3, 15))]
+    assert miss.evidence == [(datetime(2023, 3, 10, 12, tzinfo=UTC), None, False),
+                             (datetime(2023, 3, 15, 12, tzinfo=UTC), 1, True)]
+    assert when_line(miss) == ("asked 2023-03-20 Mon; names 2023-03-15; evidence "
+                               "2023-03-10 Fri #-, 2023-03-15 Wed #1*")
+    turns = miss_table([row], "turn.recall_all@2", dataset)
+    assert [at.day for at, _, _ in turns["evidence"][0]] == [10, 15]
+    assert "evidence" not in miss_table([row], "session.recall_all@2").columns
+    other = Dataset("d", (Conversation("c", ("user",), (session("s1", 15),), ()),))
+    with pytest.raises(ConfigError, match=r"session 's2' of probe 'p'.*the run replayed"):
+        miss_table([row], "session.recall_all@2", other)
+
+
 @pytest.fixture(scope="module")
 def longmemeval_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     """BM25 over turns on 60 real LongMemEval oracle questions, top 30 units stored."""
@@ -301,3 +333,28 @@ def test_misses_command_on_a_real_run(bm25_run: RunResult, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert out.startswith(f"{len(failing)} of ")
     assert all(q in out for q in table["question"])
+
+
+def test_misses_with_dates_on_a_real_longmemeval_run(
+        longmemeval_run: RunResult, capsys: pytest.CaptureFixture[str]) -> None:
+    from memlab.retrieval.timeref import time_spans
+
+    metric = "session.recall_all@1"
+    dataset = run_dataset(longmemeval_run.run_dir)
+    table = miss_table(longmemeval_run.items(), metric, dataset)
+    started = {(c.id, s.id): s.started_at for c in dataset for s in c.sessions}
+    rows = {r["probe_id"]: r for r in longmemeval_run.items()}
+    named = 0
+    for miss in table.itertuples():
+        row = rows[miss.probe_id]
+        assert [at for at, _, _ in miss.evidence] == sorted(
+            started[(row["conversation_id"], s)] for s in row["evidence_session_ids"])
+        assert sorted(r for _, r, _ in miss.evidence if r is not None) == [
+            r for r in miss.ranks if r is not None]
+        named += bool(time_spans(row["question"], datetime.fromisoformat(row["asked_at"])))
+        assert len(miss.named) == len(
+            time_spans(row["question"], datetime.fromisoformat(row["asked_at"])))
+    assert len(table) > 10 and named > 0  # LongMemEval's temporal questions name times
+    assert main(["misses", str(longmemeval_run.run_dir), "--metric", metric, "--dates"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n" + " " * 21 + "asked ") == len(table)

@@ -15,7 +15,7 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,8 @@ def evidence_ranks(row: dict[str, Any], level: str = "session") -> dict[str, int
     return {item: seen.get(item) for item in wanted}
 
 
-def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_all@5") -> Any:
+def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_all@5",
+               dataset: Dataset | None = None) -> Any:
     """One row per probe that misses a ranked recall metric, with where its evidence lies.
 
     ``metric`` is ``LEVEL.recall_all@K`` or ``LEVEL.recall_any@K``. ``ranks`` are the
@@ -216,6 +217,13 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
     evidence items than k: no top k holds them), ``within 2k``, ``deeper than 2k``, or
     ``not in the stored list``. Probes the metric does not apply to, and errored ones,
     are left out.
+
+    Given the ``dataset`` the run replayed, each miss also says when: ``asked_at``, the
+    spans of time the question names as ``time_aware`` reads them (``named``: ``(first
+    day, last day)`` pairs, relative to ``asked_at``), and its evidence items by time
+    (``evidence``: ``(time, rank, inside a named span)``, oldest first; inside means
+    within the span itself, without ``time_aware``'s ``slack_days``) - what shows
+    whether a time filter or boost could have found them.
     """
     import pandas as pd
 
@@ -225,6 +233,7 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
                           f"LEVEL.recall_all@K or LEVEL.recall_any@K (LEVEL turn or "
                           f"session), not {metric!r}")
     level, kind, k = match.group(1), match.group(2), int(match.group(3))
+    times = _evidence_times(dataset, level) if dataset is not None else {}
     rows = []
     for row in items:
         score = None if row.get("error") else value(row, metric)
@@ -242,8 +251,66 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
         rows.append({"probe_id": row["probe_id"], "category": row["category"],
                      "question": row["question"], "n_evidence": len(ranks),
                      "ranks": ordered, "kind": where, "stored": len(row.get("retrieved", []))})
-    return pd.DataFrame(rows, columns=["probe_id", "category", "question", "n_evidence",
-                                       "ranks", "kind", "stored"])
+        if dataset is not None:
+            rows[-1].update(_when(row, ranks, level, times))
+    columns = ["probe_id", "category", "question", "n_evidence", "ranks", "kind", "stored"]
+    return pd.DataFrame(rows, columns=columns + (["asked_at", "named", "evidence"]
+                                                 if dataset is not None else []))
+
+
+def _evidence_times(dataset: Dataset, level: str) -> dict[tuple[str, str], datetime]:
+    """``(conversation id, session or turn id) -> when it was said`` for the dataset."""
+    if level == "turn":
+        return {key: turn.at for key, turn in turn_index(dataset).items()}
+    return {(c.id, s.id): s.started_at for c in dataset for s in c.sessions}
+
+
+def _when(row: dict[str, Any], ranks: dict[str, int | None], level: str,
+          times: dict[tuple[str, str], datetime]) -> dict[str, Any]:
+    """A missed probe's asked_at, the spans its question names and its dated evidence."""
+    from memlab.retrieval.timeref import time_spans
+
+    asked = datetime.fromisoformat(row["asked_at"])
+    spans = time_spans(row["question"], asked)
+    dated = []
+    for item, rank in ranks.items():
+        at = times.get((row["conversation_id"], item))
+        if at is None:
+            raise ConfigError(f"misses: {level} {item!r} of probe {row['probe_id']!r} "
+                              f"(conversation {row['conversation_id']!r}) is not in the "
+                              "dataset given: is it the dataset the run replayed?")
+        dated.append((at, rank, any(s.start <= at < s.end for s in spans)))
+    last = timedelta(microseconds=1)
+    return {"asked_at": asked,
+            "named": [(s.start.date(), (s.end - last).date()) for s in spans],
+            "evidence": sorted(dated, key=lambda d: d[0])}
+
+
+def when_line(row: Any) -> str:
+    """A :func:`miss_table` row made with a dataset, in one line: when it was asked, the
+    days its question names, its evidence by date with ranks (``*``: inside a named span)."""
+    named = ", ".join(f"{first:%Y-%m-%d}" if first == last else
+                      f"..{last:%Y-%m-%d}" if first.year <= 1900 else
+                      f"{first:%Y-%m-%d}..{last:%Y-%m-%d}" for first, last in row.named)
+    evidence = ", ".join(f"{at:%Y-%m-%d %a} #{'-' if rank is None else rank}"
+                         f"{'*' if inside else ''}" for at, rank, inside in row.evidence)
+    return (f"asked {row.asked_at:%Y-%m-%d %a}; names {named or 'no time'}; "
+            f"evidence {evidence}")
+
+
+def run_dataset(run_dir: str | Path) -> Dataset:
+    """The dataset a run replayed, loaded as its ``config.resolved.yaml`` says."""
+    import yaml
+
+    from memlab.data import load_dataset
+    from memlab.eval.config import load_config
+
+    path = Path(run_dir) / "config.resolved.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.resolved.yaml)")
+    config = load_config(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return load_dataset(config.dataset.name, path=config.dataset.path,
+                        **config.dataset.params)
 
 
 def _days(asked: datetime, at: datetime) -> float:

@@ -147,14 +147,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_misses(args: argparse.Namespace) -> int:
-    from memlab.eval.analysis import MISS_KINDS, miss_table
+    from memlab.eval.analysis import MISS_KINDS, miss_table, run_dataset, when_line
     from memlab.eval.compare import run_items
     from memlab.metrics.stats import value
 
     items = run_items(args.run)
-    table = miss_table(items, args.metric)
+    table = miss_table(items, args.metric, run_dataset(args.run) if args.dates else None)
     if args.json:
-        print(table.to_json(orient="records", indent=2))
+        print(table.to_json(orient="records", indent=2, date_format="iso"))
         return 0
     scored = sum(1 for row in items if not row.get("error") and value(row, args.metric) is not None)
     stored = max((len(row.get("retrieved", [])) for row in items), default=0)
@@ -170,6 +170,8 @@ def cmd_misses(args: argparse.Namespace) -> int:
     for row in table.itertuples():
         ranks = ", ".join("-" if r is None else str(r) for r in row.ranks)
         print(f"{row.category[:20]:<20} [{ranks}] {row.question}")
+        if args.dates:
+            print(f"{'':<20} {when_line(row)}")
     return 0
 
 
@@ -398,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     mis.add_argument("--metric", default="session.recall_all@5",
                      help="LEVEL.recall_all@K or LEVEL.recall_any@K (default "
                           "session.recall_all@5)")
+    mis.add_argument("--dates", action="store_true",
+                     help="also show when: asked_at, the time the question names (as "
+                          "time_aware reads it) and each evidence item's date and rank "
+                          "(loads the run's dataset)")
     mis.add_argument("--json", action="store_true")
     mis.set_defaults(func=cmd_misses)
     rep = sub.add_parser("report", help="table of finished runs (run directories)")
