@@ -193,3 +193,65 @@ def test_a_folder_trained_again_in_one_process_is_a_new_model(
     assert onnx_0 != onnx_1 and torch_0 != torch_1
     assert float(v0 @ v1) < 0.99999 and float(t0 @ t1) < 0.99999
     assert float(v1 @ t1) > 0.9999  # ONNX and torch read the same new weights
+
+
+def test_cached_gradients_are_the_whole_batch_s_gradients() -> None:
+    """Gradient caching adds, one mini-batch of texts at a time, the gradient the whole
+    batch's graph gives (dropout off, so both passes see the same network)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from memlab.embed.sentence_transformer import bundled_model_dir
+    from memlab.eval.train_embedder import batch_loss, cached_step
+
+    batch = [Triplet(f"what pet does user {i} have?", f"user {i}: I have a {pet}",
+                     (f"user {i}: I like {food}", "assistant: pets are nice"))
+             for i, (pet, food) in enumerate((("cat", "pizza"), ("dog", "rice"),
+                                              ("parrot", "soup")))]
+    model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
+    model.eval()
+    grads = []
+    for mini_batch in (None, 2, 5):
+        model.zero_grad()
+        if mini_batch is None:
+            loss = batch_loss(model, batch)
+            loss.backward()
+        else:
+            loss = cached_step(model, batch, 20.0, mini_batch)
+        grads.append((float(loss.detach()), [p.grad.clone() for p in model.parameters()
+                                             if p.grad is not None]))
+    # with dropout on, a mini-batch as large as each column draws the whole batch's masks
+    # and the second pass must replay them
+    model.train()
+    for mini_batch in (None, 100):
+        torch.manual_seed(7)
+        model.zero_grad()
+        if mini_batch is None:
+            batch_loss(model, batch).backward()
+        else:
+            cached_step(model, batch, 20.0, mini_batch)
+        grads.append((None, [p.grad.clone() for p in model.parameters()
+                             if p.grad is not None]))
+    (whole, expected), *cached, (_, dropout_whole), (_, dropout_cached) = grads
+    assert whole > 0 and len(expected) > 50
+    for loss, got in cached:
+        assert loss == pytest.approx(whole, rel=1e-5)
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(dropout_cached, dropout_whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert not all(torch.allclose(a, b) for a, b in zip(dropout_whole, expected, strict=True))
+
+
+def test_train_embedder_with_a_mini_batch_trains_and_records_it(tmp_path: Path) -> None:
+    from memlab.eval.train_embedder import train_sentence_embedder
+
+    items = [Triplet(f"what pet does user {i} have?", f"user {i}: I have a {pet}",
+                     ("assistant: pets are nice",))
+             for i, pet in enumerate(("cat", "dog", "parrot", "horse"))]
+    folder = train_sentence_embedder(tmp_path / "model", items, batch_size=4,
+                                     learning_rate=1e-3, mini_batch=3)
+    assert (folder / "config.json").is_file()
+    with pytest.raises(ConfigError, match="mini-batch must be >= 1"):
+        train_sentence_embedder(tmp_path / "other", items, mini_batch=0)

@@ -74,7 +74,8 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
     manifest = train_embedder(args.config, args.only, overrides=args.set, model=args.model,
                               top_n=args.top_n, negatives=args.negatives, epochs=args.epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
-                              seed=args.seed, progress=not args.quiet)
+                              seed=args.seed, mini_batch=args.mini_batch,
+                              progress=not args.quiet)
     _print_trained(manifest, f"{manifest['triplets']} (question, positive) pairs with "
                    f"{manifest['hard_negatives']} hard negatives")
     return 0
@@ -365,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hits per probe the hard negatives come from (default 40)")
     te.add_argument("--negatives", type=int, default=3,
                     help="hard negatives beside each positive (default 3)")
+    te.add_argument("--mini-batch", dest="mini_batch", type=int, metavar="TEXTS",
+                    help="cache gradients: encode TEXTS texts at a time with a graph (the "
+                         "same step in far less memory, one more forward pass; default: "
+                         "the whole batch at once)")
     te.set_defaults(func=cmd_train_embedder)
     sc = sub.add_parser("scale", help="the config's strategies at several history lengths "
                         "(haystacks padded with other conversations' sessions)")

@@ -131,36 +131,35 @@ def schedule(items: Sequence[Triplet], batch_size: int, epochs: int,
 
 def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epochs: int = 1,
                             batch_size: int = 16, learning_rate: float = 2e-5,
-                            scale: float = 20.0, seed: int = 0,
+                            scale: float = 20.0, seed: int = 0, mini_batch: int | None = None,
                             on_batch: Callable[[], object] | None = None) -> Path:
     """Save in ``folder`` the bundled MiniLM trained ``epochs`` passes over ``items`` with
-    the multiple-negatives ranking loss (none: the bundled model unchanged)."""
+    the multiple-negatives ranking loss (none: the bundled model unchanged).
+
+    ``mini_batch`` (texts) caches gradients (GradCache, Gao et al. 2021): the batch's
+    vectors are computed without a graph, the loss's gradient with respect to them taken,
+    then each ``mini_batch`` texts are encoded again with a graph (the same dropout masks)
+    and given their share of it. The step is the one the whole batch would take, in memory
+    that grows with ``mini_batch`` instead of with the batch's questions x (1 + negatives)
+    texts; it costs a second forward pass. Dropout draws its masks per mini-batch, so a
+    seed gives other weights than without it."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     from memlab.embed.sentence_transformer import bundled_model_dir
 
+    if mini_batch is not None and mini_batch < 1:
+        raise ConfigError(f"train-embedder: the mini-batch must be >= 1 text, got {mini_batch}")
     torch.manual_seed(seed)
     model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    # sentence-transformers 6 renamed tokenize to preprocess (tokenize still works, warns)
-    prepare = getattr(model, "preprocess", None) or model.tokenize
-
-    def embed(texts: list[str]) -> Any:
-        features = prepare(texts)
-        vectors = model(features)["sentence_embedding"]
-        return torch.nn.functional.normalize(vectors, dim=-1)
-
     model.train()
     for batch in schedule(items, batch_size, epochs, seed):
-        questions = embed([t.question for t in batch])
-        texts = [t.positive for t in batch] + [n for t in batch for n in t.negatives]
-        scores = questions @ embed(texts).T * scale
-        loss = loss_fn(scores, torch.arange(len(batch)))
         optimizer.zero_grad()
-        loss.backward()
+        if mini_batch is None:
+            batch_loss(model, batch, scale).backward()
+        else:
+            cached_step(model, batch, scale, mini_batch)
         optimizer.step()
         if on_batch is not None:
             on_batch()
@@ -170,10 +169,72 @@ def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epo
     return out
 
 
+def _columns(batch: Sequence[Triplet]) -> tuple[list[str], list[str]]:
+    """A batch's questions, and the texts they are scored against: every positive (the
+    i-th question's at i), then every hard negative."""
+    return ([t.question for t in batch],
+            [t.positive for t in batch] + [n for t in batch for n in t.negatives])
+
+
+def _encode(model: Any, texts: list[str]) -> Any:
+    """Unit vectors of ``texts`` under ``model``, with a graph when grad is enabled."""
+    import torch
+
+    # sentence-transformers 6 renamed tokenize to preprocess (tokenize still works, warns)
+    prepare = getattr(model, "preprocess", None) or model.tokenize
+    vectors = model(prepare(texts))["sentence_embedding"]
+    return torch.nn.functional.normalize(vectors, dim=-1)
+
+
+def _ranking_loss(questions: Any, texts: Any, scale: float) -> Any:
+    """Multiple-negatives ranking loss: question i against every text, its positive at i."""
+    import torch
+
+    scores = questions @ texts.T * scale
+    return torch.nn.functional.cross_entropy(scores, torch.arange(len(questions)))
+
+
+def batch_loss(model: Any, batch: Sequence[Triplet], scale: float = 20.0) -> Any:
+    """The batch's loss, with a graph through every text of the batch."""
+    questions, texts = _columns(batch)
+    return _ranking_loss(_encode(model, questions), _encode(model, texts), scale)
+
+
+def cached_step(model: Any, batch: Sequence[Triplet], scale: float, mini_batch: int) -> Any:
+    """Add the batch's gradient to ``model``'s parameters ``mini_batch`` texts at a time
+    (what ``batch_loss(...).backward()`` adds, with the graph of one mini-batch at a time);
+    returns the loss, without a graph."""
+    import torch
+
+    columns = _columns(batch)
+    chunks = [[texts[i:i + mini_batch] for i in range(0, len(texts), mini_batch)]
+              for texts in columns]
+    states: list[list[Any]] = [[], []]
+    vectors = []
+    with torch.no_grad():
+        for column, parts in enumerate(chunks):
+            encoded = []
+            for part in parts:
+                states[column].append(torch.get_rng_state())
+                encoded.append(_encode(model, part))
+            vectors.append(torch.cat(encoded).requires_grad_())
+    loss = _ranking_loss(vectors[0], vectors[1], scale)
+    loss.backward()
+    for column, parts in enumerate(chunks):
+        cached = vectors[column].grad
+        assert cached is not None  # the loss reads every vector
+        grads = cached.split([len(part) for part in parts])
+        for part, state, grad in zip(parts, states[column], grads, strict=True):
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(state)  # the same dropout masks as the first pass
+                _encode(model, part).backward(grad)
+    return loss.detach()
+
+
 def train_embedder(config: str | Path, label: str | None = None, *,
                    overrides: Sequence[str] = (), model: str | None = None,
                    top_n: int = 40, negatives: int = 3, epochs: int = 1, batch_size: int = 16,
-                   learning_rate: float = 2e-5, seed: int = 0,
+                   learning_rate: float = 2e-5, seed: int = 0, mini_batch: int | None = None,
                    progress: bool = True) -> dict[str, Any]:
     """Train the case's embedder on the part of its split it does not score; returns the
     manifest written beside the model."""
@@ -218,7 +279,7 @@ def train_embedder(config: str | Path, label: str | None = None, *,
     steps = len(schedule(items, batch_size, epochs, seed))
     with tqdm(total=steps, desc="training", unit="batch", disable=not progress) as bar:
         train_sentence_embedder(folder, items, epochs=epochs, batch_size=batch_size,
-                                learning_rate=learning_rate, seed=seed,
+                                learning_rate=learning_rate, seed=seed, mini_batch=mini_batch,
                                 on_batch=lambda: bar.update(1))
     return write_manifest(
         folder / MANIFEST, config, case, trained_on, mined.conversations, len(mined.examples),
@@ -226,5 +287,6 @@ def train_embedder(config: str | Path, label: str | None = None, *,
         triplets=len(items), hard_negatives=sum(len(t.negatives) for t in items),
         settings={"top_n": top_n, "negatives": negatives, "epochs": epochs,
                   "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+                  "mini_batch": mini_batch,
                   "loss": "multiple-negatives ranking, scale 20", "start": BUNDLED_MODEL,
                   "mined_with": mining})
