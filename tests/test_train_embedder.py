@@ -85,6 +85,8 @@ def test_train_embedder_needs_one_trainable_embedder_and_a_split(tmp_path: Path)
         train_embedder(tiny_config(tmp_path, {"name": "bm25"}), progress=False)
     with pytest.raises(ConfigError, match="no sentence-transformers embedder"):
         train_embedder(tiny_config(tmp_path), model="elsewhere", progress=False)
+    with pytest.raises(ConfigError, match="mini-batch must be >= 1"):  # before any mining
+        train_embedder(tiny_config(tmp_path), mini_batch=0, progress=False)
     data = yaml.safe_load(tiny_config(tmp_path).read_text())
     del data["dataset"]["probes"]
     (tmp_path / "embed.yaml").write_text(yaml.safe_dump(data))

@@ -289,8 +289,10 @@ def _when(row: dict[str, Any], ranks: dict[str, int | None], level: str,
 def when_line(row: Any) -> str:
     """A :func:`miss_table` row made with a dataset, in one line: when it was asked, the
     days its question names, its evidence by date with ranks (``*``: inside a named span)."""
+    from memlab.retrieval.timeref import EARLIEST
+
     named = ", ".join(f"{first:%Y-%m-%d}" if first == last else
-                      f"..{last:%Y-%m-%d}" if first.year <= 1900 else
+                      f"..{last:%Y-%m-%d}" if first <= EARLIEST.date() else
                       f"{first:%Y-%m-%d}..{last:%Y-%m-%d}" for first, last in row.named)
     evidence = ", ".join(f"{at:%Y-%m-%d %a} #{'-' if rank is None else rank}"
                          f"{'*' if inside else ''}" for at, rank, inside in row.evidence)
@@ -302,15 +304,12 @@ def run_dataset(run_dir: str | Path) -> Dataset:
     """The dataset a run replayed, loaded as its ``config.resolved.yaml`` says."""
     import yaml
 
-    from memlab.data import load_dataset
     from memlab.eval.config import load_config
 
     path = Path(run_dir) / "config.resolved.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.resolved.yaml)")
-    config = load_config(yaml.safe_load(path.read_text(encoding="utf-8")))
-    return load_dataset(config.dataset.name, path=config.dataset.path,
-                        **config.dataset.params)
+    return load_config(yaml.safe_load(path.read_text(encoding="utf-8"))).dataset.load()
 
 
 def _days(asked: datetime, at: datetime) -> float:

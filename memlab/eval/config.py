@@ -13,12 +13,15 @@ import copy
 import itertools
 import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from memlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from memlab.data.schema import Dataset
 
 
 class Spec(BaseModel):
@@ -93,6 +96,13 @@ class DatasetSpec(BaseModel):
     path: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     probes: ProbeSelection = Field(default_factory=ProbeSelection)
+
+    def load(self) -> Dataset:
+        """The dataset this spec names, with its loader options (every probe: ``probes``
+        selects among them later)."""
+        from memlab.data import load_dataset
+
+        return load_dataset(self.name, path=self.path, **self.params)
 
 
 class AnswerSpec(BaseModel):

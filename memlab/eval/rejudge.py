@@ -101,12 +101,10 @@ def _renamed(config: ExperimentConfig, kind: str, **update: Any) -> ExperimentCo
 def _derive(source: Path, config: ExperimentConfig,
             update: Callable[[dict[str, Any], Probe], None], out: str | Path | None,
             track: bool, kind: str) -> RunResult:
-    from memlab.data import load_dataset
     from memlab.eval.judge_check import check_for_run
 
     run_dir = prepare_run_dir(config, out)
-    dataset = load_dataset(config.dataset.name, path=config.dataset.path,
-                           **config.dataset.params)
+    dataset = config.dataset.load()
     check = check_for_run(config, dataset, run_dir) if config.judge is not None else None
     rows = [copy.deepcopy(row) for row in item_file.read_items(source / "items.jsonl")]
     for row in rows:

@@ -25,7 +25,6 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from memlab.data import load_dataset
 from memlab.data.paths import PROJECT_ROOT
 from memlab.data.schema import Conversation, Dataset, Probe
 from memlab.errors import ConfigError, MemlabError
@@ -82,8 +81,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
         config = config.model_copy(update={"workers": workers})
     run_dir = prepare_run_dir(config, out)
     if dataset is None:
-        dataset = load_dataset(config.dataset.name, path=config.dataset.path,
-                               **config.dataset.params)
+        dataset = config.dataset.load()
     pairs = select_probes(dataset, config.dataset.probes)
     judge_check = _check_judge(config, dataset, run_dir)  # before any answer is judged
     all_rows = item_file.repair(run_dir / "items.jsonl")  # the finished probes' rows

@@ -148,8 +148,7 @@ def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epo
 
     from memlab.embed.sentence_transformer import bundled_model_dir
 
-    if mini_batch is not None and mini_batch < 1:
-        raise ConfigError(f"train-embedder: the mini-batch must be >= 1 text, got {mini_batch}")
+    _check_mini_batch(mini_batch)
     torch.manual_seed(seed)
     model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
@@ -167,6 +166,11 @@ def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epo
     out = Path(folder)
     model.save(str(out))
     return out
+
+
+def _check_mini_batch(mini_batch: int | None) -> None:
+    if mini_batch is not None and mini_batch < 1:
+        raise ConfigError(f"train-embedder: the mini-batch must be >= 1 text, got {mini_batch}")
 
 
 def _columns(batch: Sequence[Triplet]) -> tuple[list[str], list[str]]:
@@ -251,6 +255,7 @@ def train_embedder(config: str | Path, label: str | None = None, *,
     if top_n < 1 or negatives < 0 or epochs < 1 or batch_size < 2:
         raise ConfigError("train-embedder: top_n and epochs must be >= 1, negatives >= 0 "
                           "and the batch size >= 2 (the other questions' texts are negatives)")
+    _check_mini_batch(mini_batch)  # before the mining, not after it
     case = reranker_case(config, label, overrides)
     retrieval = case.memory.params.get("retrieval")
     retrieval = retrieval.model_dump() if hasattr(retrieval, "model_dump") else retrieval

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memlab.data import load_dataset
 from memlab.data.schema import Dataset
 from memlab.errors import ConfigError, MemlabError
 from memlab.eval.config import apply_override, load_config, read_raw, set_dotted
@@ -63,7 +62,7 @@ def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
         if getattr(base.dataset.probes, chosen) is not None:
             raise ConfigError(f"{where}: dataset.probes.{chosen} is set; tune chooses the "
                               "conversations itself (tune.dev / tune.test / tune.split)")
-    dataset = load_dataset(base.dataset.name, path=base.dataset.path, **base.dataset.params)
+    dataset = base.dataset.load()
     dev, test = split_conversations(spec, [c.id for c in dataset], where)
     out_dir = Path(out) if out is not None else _default_out(base.name)
     study = _open_study(out_dir, spec, raw, where)
