@@ -6,6 +6,7 @@ LoCoMo."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,32 @@ def test_train_embedder_needs_one_trainable_embedder_and_a_split(tmp_path: Path)
         train_embedder(tmp_path / "embed.yaml", progress=False)
 
 
+def test_mine_with_must_be_a_model_trained_on_the_same_part(tmp_path: Path) -> None:
+    from memlab.eval.train_embedder import train_embedder
+
+    config = tiny_config(tmp_path)
+    miner = tmp_path / "miner"
+    with pytest.raises(ConfigError, match="that is the folder being trained"):
+        train_embedder(config, mine_with=str(tmp_path / "model"), progress=False)
+    with pytest.raises(ConfigError, match=f"no {MANIFEST} there"):
+        train_embedder(config, mine_with=str(miner), progress=False)
+    miner.mkdir()
+    (miner / MANIFEST).write_text("{}")
+    with pytest.raises(ConfigError, match="not a train-embedder manifest"):
+        train_embedder(config, mine_with=str(miner), progress=False)
+    manifest = {"dataset": {"name": "synthetic", "params": {}},
+                "trained_on": {"part": "test", "dev_fraction": 0.5, "seed": 0, "dev": None}}
+    (miner / MANIFEST).write_text(json.dumps(manifest))
+    # trained on the part the case scores: it has seen the case's probes
+    with pytest.raises(ConfigError, match=r"differ .* in part \(part: 'test' != 'dev'\)"):
+        train_embedder(config, mine_with=str(miner), progress=False)
+    manifest["trained_on"]["part"] = "dev"
+    manifest["dataset"]["name"] = "locomo"
+    (miner / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="in name"):
+        train_embedder(config, mine_with=str(miner), progress=False)
+
+
 def test_train_embedder_trains_on_the_other_part_and_the_case_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real MiniLM, real training (a few batches), then the case scored with the model."""
@@ -127,6 +154,14 @@ def test_train_embedder_trains_on_the_other_part_and_the_case_runs(
     for row in items + rerun:
         del row["latency_seconds"]
     assert rerun == items  # same model, same cache: the same items
+    # ANCE-style: a second model whose hard negatives the first one mined
+    shutil.copytree(tmp_path / "model", tmp_path / "miner")
+    assert main(["train-embedder", str(config), "--negatives", "1", "--quiet",
+                 "--mine-with", str(tmp_path / "miner")]) == 0
+    second = json.loads((tmp_path / "model" / MANIFEST).read_text())
+    assert trained_folders(second["settings"]["mined_with"]) == [str(tmp_path / "miner")]
+    assert second["hard_negatives"] > 0
+    assert second["conversation_ids"] == manifest["conversation_ids"]
 
 
 #: Sums over conv-30's first 10 probes with evidence (adversarial ones left out) of

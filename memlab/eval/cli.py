@@ -75,7 +75,7 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
                               top_n=args.top_n, negatives=args.negatives, epochs=args.epochs,
                               batch_size=args.batch_size, learning_rate=args.learning_rate,
                               seed=args.seed, mini_batch=args.mini_batch,
-                              progress=not args.quiet)
+                              mine_with=args.mine_with, progress=not args.quiet)
     _print_trained(manifest, f"{manifest['triplets']} (question, positive) pairs with "
                    f"{manifest['hard_negatives']} hard negatives")
     return 0
@@ -370,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cache gradients: encode TEXTS texts at a time with a graph (the "
                          "same step in far less memory, one more forward pass; default: "
                          "the whole batch at once)")
+    te.add_argument("--mine-with", dest="mine_with", metavar="FOLDER",
+                    help="mine the hard negatives with this model (one train-embedder wrote "
+                         "on the same part of the split) instead of the bundled MiniLM")
     te.set_defaults(func=cmd_train_embedder)
     sc = sub.add_parser("scale", help="the config's strategies at several history lengths "
                         "(haystacks padded with other conversations' sessions)")

@@ -13,7 +13,10 @@ the *other* part of the split, so no probe the case scores is seen in training:
   starts from; for each probe with evidence turns, each unit that holds an evidence turn
   is a positive, and the ``negatives`` best-ranked units among the ``top_n`` hits that
   hold none and lie in no evidence session are its hard negatives (what the first stage
-  ranks too high);
+  ranks too high); with ``mine_with`` a model train-embedder wrote earlier on the same
+  part mines instead of the bundled one (ANCE-style: the negatives the fine-tuned first
+  stage still ranks too high; the model must have been trained on this part, so it has
+  seen no probe the case scores);
 - the bundled MiniLM is trained ``epochs`` passes with the multiple-negatives ranking
   loss (a question's positive against its hard negatives and every other text in the
   batch; cosine scaled by ``scale``; AdamW, seeded; a batch never holds one question
@@ -173,6 +176,39 @@ def _check_mini_batch(mini_batch: int | None) -> None:
         raise ConfigError(f"train-embedder: the mini-batch must be >= 1 text, got {mini_batch}")
 
 
+def _miner(folder: str, model: str, case: Any, trained_on: Any) -> str:
+    """``folder`` checked as a model to mine hard negatives with: written by train-embedder,
+    not the folder being trained, trained on the very part of the very dataset the case
+    trains on (so it has seen no probe the case scores)."""
+    import json
+
+    path = Path(folder).expanduser() / MANIFEST
+    if Path(folder).expanduser().resolve() == Path(model).expanduser().resolve():
+        raise ConfigError(f"--mine-with {folder}: that is the folder being trained; mine "
+                          "with a model trained before, into another folder")
+    if not path.is_file():
+        raise ConfigError(f"--mine-with {folder}: no {MANIFEST} there; mine with a model "
+                          "train-embedder wrote (its manifest tells what it was trained on)")
+    try:
+        manifest = json.loads(path.read_text())
+        seen, dataset = manifest["trained_on"], manifest["dataset"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a train-embedder manifest ({exc!r} reading "
+                          "trained_on / dataset)") from exc
+    ours = {**trained_on.model_dump(), "name": case.dataset.name,
+            "params": json.loads(json.dumps(case.dataset.params, default=str))}
+    theirs = {**{key: seen.get(key) for key in trained_on.model_dump()},
+              "name": dataset.get("name"), "params": dataset.get("params")}
+    differ = [key for key in ours if ours[key] != theirs[key]]
+    if differ:
+        detail = ", ".join(f"{key}: {theirs[key]!r} != {ours[key]!r}" for key in differ)
+        raise ConfigError(
+            f"{path}: trained_on/dataset differ from the part {case.name} trains on in "
+            f"{', '.join(differ)} ({detail}); a model that saw other probes could leak the "
+            "ones the case scores")
+    return str(folder)
+
+
 def _columns(batch: Sequence[Triplet]) -> tuple[list[str], list[str]]:
     """A batch's questions, and the texts they are scored against: every positive (the
     i-th question's at i), then every hard negative."""
@@ -239,7 +275,7 @@ def train_embedder(config: str | Path, label: str | None = None, *,
                    overrides: Sequence[str] = (), model: str | None = None,
                    top_n: int = 40, negatives: int = 3, epochs: int = 1, batch_size: int = 16,
                    learning_rate: float = 2e-5, seed: int = 0, mini_batch: int | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   mine_with: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the case's embedder on the part of its split it does not score; returns the
     manifest written beside the model."""
     from tqdm.auto import tqdm
@@ -273,7 +309,8 @@ def train_embedder(config: str | Path, label: str | None = None, *,
         model = folders[0]
     trained_on, conversations = training_part(case, "train-embedder")
     started = time.perf_counter()
-    mining = with_embedder(retrieval, model, BUNDLED_MODEL)
+    miner = BUNDLED_MODEL if mine_with is None else _miner(mine_with, model, case, trained_on)
+    mining = with_embedder(retrieval, model, miner)
     mined = mine_examples(case, mining, conversations, top_n, negatives, progress)
     items = triplets(mined.examples, negatives)
     if not items:
