@@ -32,6 +32,7 @@ an earlier training are never reused. Deterministic for a seed on one thread cou
 from __future__ import annotations
 
 import copy
+import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -180,8 +181,6 @@ def _miner(folder: str, model: str, case: Any, trained_on: Any) -> str:
     """``folder`` checked as a model to mine hard negatives with: written by train-embedder,
     not the folder being trained, trained on the very part of the very dataset the case
     trains on (so it has seen no probe the case scores)."""
-    import json
-
     path = Path(folder).expanduser() / MANIFEST
     if Path(folder).expanduser().resolve() == Path(model).expanduser().resolve():
         raise ConfigError(f"--mine-with {folder}: that is the folder being trained; mine "
