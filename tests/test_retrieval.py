@@ -118,8 +118,8 @@ def _private_cache(monkeypatch, tmp_path: Path) -> None:
 def test_registry_lists_every_strategy() -> None:
     assert registry.names() == ["bm25", "budget", "cross_encoder", "dense", "full_context",
                                 "hierarchical", "hybrid", "keys", "llm_rerank", "mmr",
-                                "multigrain", "none", "oracle", "query_rewrite", "recency",
-                                "time_aware"]
+                                "multigrain", "none", "oracle", "prf", "query_rewrite",
+                                "recency", "time_aware"]
 
 
 @pytest.mark.parametrize("name", registry.names())

@@ -1,7 +1,7 @@
 """Issue 13's LLM-free fusion techniques: hybrid's z-score fusion, multigrain (windows
-re-scored by their best turn), budget's token counts from per-turn counts, the search
-indexes built before the first search; hand-checked, no look past ``as_of``,
-deterministic, and exact recall on a real LoCoMo conversation."""
+re-scored by their best turn), pseudo-relevance feedback (prf), budget's token counts from
+per-turn counts, the search indexes built before the first search; hand-checked, no look
+past ``as_of``, deterministic, and exact recall on a real LoCoMo conversation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from test_retrieval import LookupEmbedder
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Dataset
@@ -316,6 +318,56 @@ def test_prepare_builds_bm25_before_the_first_search(locomo_dataset: Dataset) ->
     memory.prepare()
     bm25 = memory._retriever.base_strategy.base_strategy
     assert bm25._engine is not None  # built by prepare, not by the first search
+
+
+def prf_order(depth: int, weight: float, k: int | None = None) -> list[str]:
+    """``a b c d`` ranked by a fixed base (scores 1, 1/2, 1/3, 1/4), then fed back."""
+    vectors = {"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [1.0, 0.0], "d": [0.6, 0.8]}
+    units = [MemoryUnit(u, u, "turn", (u,), "s", T0) for u in "abcd"]
+    strategy = build_strategy({"name": "prf", "params": {
+        "base": FixedRanking(list("abcd")), "embedder": LookupEmbedder(vectors),
+        "cache": False, "depth": depth, "weight": weight, "k": k}})
+    strategy.index(units)
+    hits = strategy.search("q")
+    return [f"{h.unit.id} {h.score:.6f}" for h in hits]
+
+
+def test_prf_lifts_what_resembles_the_base_best_units() -> None:
+    # base min-max: a 1, b 1/3, c 1/9, d 0. depth 1: the centroid is a = (1, 0), so the
+    # cosines a 1, b 0, c 1, d 0.6 (min-max the same); weight 0.5 halves and adds both.
+    assert prf_order(1, 0.5) == ["a 1.000000", "c 0.555556", "d 0.300000", "b 0.166667"]
+    assert [h[0] for h in prf_order(1, 0.0)] == list("abcd")  # weight 0: the base ranking
+    assert [h[0] for h in prf_order(1, 1.0)] == list("acdb")  # a = c: base rank breaks it
+    # depth 2: centroid (0.5, 0.5), cosines a b c 0.5, d 0.7 -> min-max 0, 0, 0, 1: d ties
+    # a at 0.5 (a first, by base rank), then b 1/6, c 1/18
+    assert prf_order(2, 0.5) == ["a 0.500000", "d 0.500000", "b 0.166667", "c 0.055556"]
+    assert [h[0] for h in prf_order(2, 0.5, k=2)] == ["a", "d"]
+
+
+def test_prf_checks_its_parameters() -> None:
+    with pytest.raises(ConfigError, match=r"prf: weight must lie in \[0, 1\], got 1.5"):
+        build_strategy({"name": "prf", "params": {"weight": 1.5}}).search("q", 1)
+    with pytest.raises(ConfigError, match=r"prf: depth .* at least 1, got 0"):
+        build_strategy({"name": "prf", "params": {"depth": 0}}).search("q", 1)
+
+
+def test_unit_vectors_reads_indexed_units_and_embeds_the_others() -> None:
+    from memlab.retrieval.dense import DenseStrategy
+
+    embedder = LookupEmbedder({"a": [1.0, 0.0], "b": [0.0, 1.0], "new": [0.6, 0.8],
+                               "b again": [0.8, 0.6]})
+    dense = DenseStrategy(embedder=embedder, cache=False)
+    dense.index([MemoryUnit("a", "a", "turn", ("a",), "s", T0),
+                 MemoryUnit("b", "b", "turn", ("b",), "s", T0)])
+    calls = embedder.calls
+    asked = [MemoryUnit("b", "b", "turn", ("b",), "s", T0),
+             MemoryUnit("x", "new", "turn", ("x",), "s", T0),
+             MemoryUnit("b", "b again", "turn", ("b",), "s", T0),  # same id, other text
+             MemoryUnit("a", "a", "turn", ("a",), "s", T0)]
+    got = dense.unit_vectors(asked)
+    assert got == pytest.approx(np.asarray([[0.0, 1.0], [0.6, 0.8], [0.8, 0.6], [1.0, 0.0]]))
+    assert embedder.calls == calls + 1  # the two it had not indexed, in one batch
+    assert dense.unit_vectors([]).shape[0] == 0
 
 
 # ---------------------------------------------------------------- real data: LoCoMo conv-26

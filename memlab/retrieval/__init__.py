@@ -25,10 +25,11 @@ llm_rerank     1 + P(yes) for the top_n, 1/(1+rank) after   1.5: P(yes) >= 0.5
 multigrain     (1-w) x base' + w x best turn' (min-max)     half-way on both
 cross_encoder  1 + sigmoid(logit) for the top_n, as above   1.5: sigmoid >= 0.5
 query_rewrite  sum w/(rrf_k+rank) over question + rewrites  rrf: nothing passes
+prf            (1-w) x base' + w x feedback cos' (min-max)  half-way on both
 =============  ===========================================  ==========================
 
 ``budget``, ``hierarchical``, ``time_aware``, ``keys``, ``llm_rerank``, ``multigrain``,
-``cross_encoder`` and ``query_rewrite`` wrap a ``base`` strategy (any
+``cross_encoder``, ``query_rewrite`` and ``prf`` wrap a ``base`` strategy (any
 spec, nested wrappers included): ``{name: budget, params: {base: {name: time_aware,
 params: {base: bm25}}}}``. ``budget`` is the one strategy whose hits may be new units
 (spans of indexed turns).
@@ -58,6 +59,7 @@ registry.register("llm_rerank", "memlab.retrieval.rerank:LlmRerankStrategy")
 registry.register("multigrain", "memlab.retrieval.multigrain:MultiGrainStrategy")
 registry.register("cross_encoder", "memlab.retrieval.cross_encoder:CrossEncoderStrategy")
 registry.register("query_rewrite", "memlab.retrieval.query_rewrite:QueryRewriteStrategy")
+registry.register("prf", "memlab.retrieval.feedback:FeedbackStrategy")
 
 
 def build_strategy(spec: Any) -> Retriever:

@@ -93,6 +93,21 @@ class DenseStrategy(ScoredStrategy, Component):
         self._warmed = dict(zip(texts, vectors, strict=True))
         return True
 
+    def unit_vectors(self, units: Sequence[MemoryUnit]) -> np.ndarray:
+        """The vectors of ``units``: indexed ones as indexed (looked up by id, text
+        unchanged), any other embedded now through the cache."""
+        rows, held = self.table.rows, self.table.units
+        known = [rows.get(u.id) for u in units]
+        known = [r if r is not None and held[r].text == u.text else None
+                 for r, u in zip(known, units, strict=True)]
+        missing = [u.text for u, r in zip(units, known, strict=True) if r is None]
+        fresh = iter(self.encoder.encode(missing) if missing else ())
+        data = self._vectors.data
+        if not units:
+            return np.zeros((0, data.shape[1]), dtype=np.float32)
+        return np.asarray([data[r] if r is not None else next(fresh) for r in known],
+                          dtype=np.float32)
+
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
         """Vectors of rows of the time-sorted view."""
         self._prepare()
