@@ -388,6 +388,7 @@ REAL = {  # strategy over 4-turn windows -> sum of turn.budget_evidence_recall@1
         "weight": 0.1, "base": WEIGHTED}}), 123.75),
     "multigrain_sentence": (_budget_time({"name": "multigrain", "params": {
         "weight": 0.1, "base": WEIGHTED, "grain": "sentence"}}), 120.75),
+    "prf": (_budget_time({"name": "prf", "params": {"weight": 0.2, "base": WEIGHTED}}), 122.25),
 }
 
 
