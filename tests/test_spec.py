@@ -191,3 +191,23 @@ def test_sweep_only_runs_the_named_cases_in_the_order_given(tmp_path: Path) -> N
         memlab.sweep(config, out=tmp_path / "other", progress=False, only=["typo"])
     variants = select_variants(expand_grid(config), ["recent", "lexical", "recent"])
     assert [v.name for v in variants] == ["t[recent]", "t[lexical]"]
+
+
+def test_only_names_a_case_or_some_parts_of_a_label() -> None:
+    from memlab.eval.train_reranker import reranker_case
+
+    config = _config(dataset={"name": "synthetic", "probes": {"limit": 2}},
+                     grid={"cases": [{"label": "a", "retrieval.name": "bm25"},
+                                     {"label": "b", "retrieval.name": "recency"}],
+                           "k": [3, 5]})
+    names = [v.name for v in select_variants(expand_grid(config), ["b", "a,k=5", "b,k=3"])]
+    assert names == ["t[b,k=3]", "t[b,k=5]", "t[a,k=5]"]  # each once, in the order named
+    assert [v.name for v in select_variants(expand_grid(config), ["k=3"])] == [
+        "t[a,k=3]", "t[b,k=3]"]
+    with pytest.raises(ConfigError, match="--only a,k=4: no such grid case; the grid has: "
+                                          "a,k=3, a,k=5, b,k=3, b,k=5"):
+        select_variants(expand_grid(config), ["a,k=4"])
+    with pytest.raises(ConfigError, match=r"--only a: names 2 grid cases; name one "
+                                          r"\(a,k=3, a,k=5\)"):
+        reranker_case(config, "a")
+    assert reranker_case(config, "a,k=5").name == "t[a,k=5]"

@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sw)
     sw.add_argument("--only", action="append", default=[], metavar="LABEL",
                     help="run only this grid case (repeat for more; they run in the order "
-                         "given); LABEL as in the run name's [...]")
+                         "given); LABEL as in the run name's [...], or some of its "
+                         "comma-separated parts (a case's label: all of its variants)")
     sw.set_defaults(func=cmd_sweep)
     tn = sub.add_parser("tune", help="search the config's tune.space on dev conversations, "
                         "score the best on the test conversations")

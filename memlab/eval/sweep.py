@@ -63,16 +63,34 @@ def variant_label(name: str) -> str:
 
 
 def select_variants(variants: Sequence[Any], only: Sequence[str]) -> list[Any]:
-    """The variants labelled as ``only`` names them, in that order (ConfigError if one
-    matches none, naming the labels the grid has)."""
+    """The variants ``only`` names, in that order, each once (ConfigError if a name matches
+    none, naming the labels the grid has).
+
+    A name is a whole grid label (``dev,depth=3``), or some of its comma-separated parts:
+    ``dev`` names every variant of the ``dev`` case, ``dev,weight=0.1`` the ``dev``
+    variants with that value, in grid order.
+    """
     from memlab.errors import ConfigError
 
     by_label = {variant_label(v.name): v for v in variants}
-    unknown = [label for label in only if label not in by_label]
+    picked: dict[str, Any] = {}
+    unknown = []
+    for name in only:
+        matches = [name] if name in by_label else _partial_matches(name, list(by_label))
+        if not matches:
+            unknown.append(name)
+        for label in matches:
+            picked.setdefault(label, by_label[label])
     if unknown:
         raise ConfigError(f"--only {', '.join(unknown)}: no such grid case; the grid has: "
                           f"{', '.join(by_label)}")
-    return [by_label[label] for label in dict.fromkeys(only)]
+    return list(picked.values())
+
+
+def _partial_matches(name: str, labels: Sequence[str]) -> list[str]:
+    """Labels holding every comma-separated part of ``name`` among their own parts."""
+    wanted = set(name.split(","))
+    return [label for label in labels if wanted <= set(label.split(","))]
 
 
 def _datasets(variants: Sequence[Any]) -> list[Any]:

@@ -75,7 +75,11 @@ def reranker_case(config: str | Path, label: str | None,
 
     variants = expand_grid(config, list(overrides))
     if label is not None:
-        return select_variants(variants, [label])[0]
+        named = select_variants(variants, [label])
+        if len(named) > 1:
+            raise ConfigError(f"--only {label}: names {len(named)} grid cases; name one "
+                              f"({', '.join(variant_label(v.name) for v in named)})")
+        return named[0]
     if len(variants) != 1:
         raise ConfigError(f"{config}: {len(variants)} grid cases; name one with --only "
                           f"({', '.join(variant_label(v.name) for v in variants)})")
