@@ -211,3 +211,12 @@ def test_only_names_a_case_or_some_parts_of_a_label() -> None:
                                           r"\(a,k=3, a,k=5\)"):
         reranker_case(config, "a")
     assert reranker_case(config, "a,k=5").name == "t[a,k=5]"
+
+
+def test_grid_labels_name_a_dotted_key_by_its_last_part_unless_two_would_read_alike(
+        ) -> None:
+    config = _config(grid={"retrieval.name": ["bm25"], "retrieval.params.k1": [0.9],
+                           "retrieval.params.b": [0.5], "k": [5],
+                           "retrieval.params.k": [3]})
+    assert [v.name for v in expand_grid(config)] == [
+        "t[retrieval=bm25,k1=0.9,b=0.5,k=5,retrieval.params.k=3]"]

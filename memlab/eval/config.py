@@ -344,7 +344,9 @@ def expand_grid(source: str | Path | dict[str, Any],
     grid = raw.pop("grid", None) or {}
     if not isinstance(grid, dict):
         raise ConfigError(f"{where}: grid must map dotted keys to lists of values")
-    axes = [_axis(key, values, where) for key, values in grid.items()]
+    shorts = _short_keys([key for key in grid if key != "cases"])
+    axes = [_axis(key, values, where, shorts[key] if key in shorts else str(key))
+            for key, values in grid.items()]
     configs = []
     for combo in itertools.product(*axes):
         variant = copy.deepcopy(raw)
@@ -361,12 +363,21 @@ def expand_grid(source: str | Path | dict[str, Any],
     return configs
 
 
-def _axis(key: str, values: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
-    """A grid axis as (label, {dotted key: value}) choices."""
+def _short_keys(keys: list[str]) -> dict[str, str]:
+    """Each grid key's name in variant labels: ``chunker.name`` is ``chunker``, a deeper key
+    its last part (``retrieval.params.base.params.depth`` is ``depth``) unless another
+    key's label would read the same, then the whole key."""
+    first = {key: key.rsplit(".", 1)[0] if key.endswith(".name") else key.rsplit(".", 1)[-1]
+             for key in keys}
+    taken = list(first.values())
+    return {key: short if taken.count(short) == 1 else key for key, short in first.items()}
+
+
+def _axis(key: str, values: Any, where: str, short: str) -> list[tuple[str, dict[str, Any]]]:
+    """A grid axis as (label, {dotted key: value}) choices, labelled ``short=value``."""
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{where}: grid.{key} must be a non-empty list")
     if key != "cases":
-        short = key.rsplit(".", 1)[0] if key.endswith(".name") else key
         return [(f"{short}={_label(v)}", {key: v}) for v in values]
     axis = []
     for i, case in enumerate(values):

@@ -19,7 +19,8 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
     """Evaluate each grid variant (each in its own run directory); returns a report table.
 
     ``only`` keeps the variants with these grid labels (``cases`` labels, or ``key=value``
-    for other axes), in the order given: e.g. the expensive cases of a sweep first.
+    for other axes, ``key`` the last part of a dotted key; see :func:`select_variants`), in
+    the order given: e.g. the expensive cases of a sweep first.
 
     Finished runs are mirrored into MLflow by a background process while the next
     variant replays; the sweep returns once every run is logged. With an ``executor``
