@@ -344,11 +344,32 @@ def test_prf_lifts_what_resembles_the_base_best_units() -> None:
     assert [h[0] for h in prf_order(2, 0.5, k=2)] == ["a", "d"]
 
 
+def test_prf_feedback_sessions_takes_the_best_unit_of_each_first_session() -> None:
+    vectors = {"a": [1.0, 0.0], "b": [1.0, 0.0], "c": [0.0, 1.0], "d": [0.6, 0.8]}
+    units = [MemoryUnit(u, u, "turn", (u,), s, T0) for u, s in zip("abcd", ["s1", "s1", "s2",
+                                                                         "s3"], strict=True)]
+
+    def order(feedback: str) -> list[str]:
+        strategy = build_strategy({"name": "prf", "params": {
+            "base": FixedRanking(list("abcd")), "embedder": LookupEmbedder(vectors),
+            "cache": False, "depth": 2, "weight": 0.5, "feedback": feedback}})
+        strategy.index(units)
+        return [f"{h.unit.id} {h.score:.6f}" for h in strategy.search("q")]
+
+    # units: a and b (both s1), centroid (1, 0): cosines 1, 1, 0, 0.6
+    assert order("units") == ["a 1.000000", "b 0.666667", "d 0.300000", "c 0.055556"]
+    # sessions: a (s1) and c (s2), centroid (0.5, 0.5): cosines .5, .5, .5, .7 -> 0, 0, 0, 1
+    assert order("sessions") == ["a 0.500000", "d 0.500000", "b 0.166667", "c 0.055556"]
+
+
 def test_prf_checks_its_parameters() -> None:
     with pytest.raises(ConfigError, match=r"prf: weight must lie in \[0, 1\], got 1.5"):
         build_strategy({"name": "prf", "params": {"weight": 1.5}}).search("q", 1)
     with pytest.raises(ConfigError, match=r"prf: depth .* at least 1, got 0"):
         build_strategy({"name": "prf", "params": {"depth": 0}}).search("q", 1)
+    with pytest.raises(ConfigError, match="prf: feedback 'turns' is not known; valid choices: "
+                                          "units, sessions"):
+        build_strategy({"name": "prf", "params": {"feedback": "turns"}}).search("q", 1)
 
 
 def test_unit_vectors_reads_indexed_units_and_embeds_the_others() -> None:

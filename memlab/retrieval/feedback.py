@@ -10,7 +10,10 @@ towards the centroid of the first results. Here, from the base strategy's best
     score = (1 - weight) * base' + weight * cos(unit, centroid of the feedback units)'
 
 where ``'`` is min-max normalisation over the candidates (as in ``multigrain``), so
-``weight: 0`` is the base ranking. The cosine is the dot product of the unit's vector
+``weight: 0`` is the base ranking. With ``feedback: sessions`` the feedback set is the best
+unit of each of the first ``depth`` sessions instead: a question about two things (the
+trip to Europe *or* the road trip) keeps both in the centroid, where the best units alone
+may all tell of the first. The cosine is the dot product of the unit's vector
 with the mean of the feedback vectors (``embedder``, unit-length vectors through the
 persistent cache: units the embedder already saw cost a cache read). Only the base's
 candidates are re-scored: feedback re-orders what the base found, it adds nothing the
@@ -37,6 +40,8 @@ from memlab.retrieval.ranking import select_top
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 
+FEEDBACK = ("units", "sessions")
+
 
 class FeedbackStrategy(Wrapper, Component):
     """A base ranking re-scored by similarity to its own best units (Rocchio PRF)."""
@@ -53,6 +58,7 @@ class FeedbackStrategy(Wrapper, Component):
         candidates: int = 100,
         depth: int = 3,
         weight: float = 0.2,
+        feedback: str = "units",
     ) -> None:
         self.k = k
         self.threshold = threshold
@@ -62,6 +68,7 @@ class FeedbackStrategy(Wrapper, Component):
         self.candidates = candidates
         self.depth = depth
         self.weight = weight
+        self.feedback = feedback
 
     def check_params(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
@@ -69,6 +76,9 @@ class FeedbackStrategy(Wrapper, Component):
         if self.depth < 1:
             raise ConfigError(f"prf: depth (feedback units) must be at least 1, "
                               f"got {self.depth!r}")
+        if self.feedback not in FEEDBACK:
+            raise ConfigError(f"prf: feedback {self.feedback!r} is not known; "
+                              f"valid choices: {', '.join(FEEDBACK)}")
 
     @cached_property
     def vectors(self) -> DenseStrategy:
@@ -85,10 +95,22 @@ class FeedbackStrategy(Wrapper, Component):
         if not hits:
             return []
         matrix = self.vectors.unit_vectors([h.unit for h in hits])
-        centroid = matrix[: self.depth].mean(axis=0)
+        centroid = matrix[self._feedback_rows(hits)].mean(axis=0)
         similarity = normalised((matrix @ centroid).astype(np.float64))
         base = normalised(np.asarray([h.score for h in hits], dtype=np.float64))
         scores = (1.0 - self.weight) * base + self.weight * similarity
         picked = select_top(scores, np.arange(len(hits)), limit, self.threshold)
         values = scores.tolist()
         return [Hit(hits[i].unit, values[i]) for i in picked.tolist()]
+
+    def _feedback_rows(self, hits: list[Hit]) -> list[int]:
+        """The feedback set: the first ``depth`` hits, or the first hit of each of the first
+        ``depth`` sessions."""
+        if self.feedback == "units":
+            return list(range(min(self.depth, len(hits))))
+        first: dict[str, int] = {}
+        for row, hit in enumerate(hits):
+            first.setdefault(hit.unit.session_id, row)
+            if len(first) == self.depth:
+                break
+        return list(first.values())
