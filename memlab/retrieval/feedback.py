@@ -74,7 +74,7 @@ class FeedbackStrategy(Wrapper, Component):
         if not 0.0 <= self.weight <= 1.0:
             raise ConfigError(f"prf: weight must lie in [0, 1], got {self.weight!r}")
         if self.depth < 1:
-            raise ConfigError(f"prf: depth (feedback units) must be at least 1, "
+            raise ConfigError(f"prf: depth (feedback units or sessions) must be at least 1, "
                               f"got {self.depth!r}")
         if self.feedback not in FEEDBACK:
             raise ConfigError(f"prf: feedback {self.feedback!r} is not known; "
