@@ -213,6 +213,16 @@ def test_only_names_a_case_or_some_parts_of_a_label() -> None:
     assert reranker_case(config, "a,k=5").name == "t[a,k=5]"
 
 
+def test_set_under_grid_takes_the_rest_as_one_dotted_grid_key() -> None:
+    config = _config(grid={"retrieval.name": ["bm25", "dense"], "retrieval.params.k1": [0.9]})
+    variants = expand_grid(config, ["grid.retrieval.name=[bm25]",
+                                    "grid.retrieval.params.k1=[1.2, 2.0]", "grid.k=[4]"])
+    assert [v.name for v in variants] == ["t[retrieval=bm25,k1=1.2,k=4]",
+                                          "t[retrieval=bm25,k1=2.0,k=4]"]
+    with pytest.raises(ConfigError, match=r"grid\.k must be a non-empty list"):
+        expand_grid(config, ["grid.k=3"])
+
+
 def test_grid_labels_name_a_dotted_key_by_its_last_part_unless_two_would_read_alike(
         ) -> None:
     config = _config(grid={"retrieval.name": ["bm25"], "retrieval.params.k1": [0.9],

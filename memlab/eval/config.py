@@ -308,11 +308,21 @@ def _get_dotted(obj: Any, dotted: str) -> Any:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply ``a.b.c=value`` to the raw config; the value is parsed as YAML."""
+    """Apply ``a.b.c=value`` to the raw config; the value is parsed as YAML.
+
+    Under ``grid.`` the rest is one grid key, dots and all: ``grid.retrieval.params.k=[3, 5]``
+    sets the axis ``retrieval.params.k`` (grid keys are dotted config paths).
+    """
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {item!r}")
     value = yaml.safe_load(text) if text else None
+    if key.startswith("grid.") and len(key) > len("grid."):
+        grid = raw.setdefault("grid", {})
+        if not isinstance(grid, dict):
+            raise ConfigError(f"cannot set {key}: grid is not a mapping")
+        grid[key.removeprefix("grid.")] = value
+        return
     set_dotted(raw, key, value)
 
 
