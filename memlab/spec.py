@@ -176,6 +176,8 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
                 f"(valid: {', '.join(names) or 'none'})" for key in unknown]
     out += [f"{where}.{p.name}: required by {kind} '{name}'" for p in accepted
             if p.required and p.name not in params]
+    if not out:
+        out += _value_problems(factory, params, where)
     for key, sub_kind in getattr(factory, "nested", {}).items():
         value = params.get(key)
         sub, _, fixed = sub_kind.partition(":")
@@ -188,6 +190,21 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
         elif value is not None and not fixed:
             out += problems(sub, value, f"{where}.{key}", template_dirs=template_dirs)
     return out
+
+
+def _value_problems(factory: Any, params: dict[str, Any], where: str) -> list[str]:
+    """What a component's own ``check_params`` refuses (a weight outside [0, 1], an unknown
+    mode), found before a run starts: only classes that define it, whose constructors just
+    keep their parameters (nested components are built on first use, not here)."""
+    if not isinstance(factory, type) or not callable(getattr(factory, "check_params", None)):
+        return []
+    try:
+        factory(**params).check_params()
+    except ConfigError as exc:
+        return [f"{where}: {exc}"]
+    except (TypeError, ValueError):  # left to the run, which names the component
+        return []
+    return []
 
 
 def _has_params(value: Any) -> bool:

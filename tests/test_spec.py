@@ -230,3 +230,19 @@ def test_grid_labels_name_a_dotted_key_by_its_last_part_unless_two_would_read_al
                            "retrieval.params.k": [3]})
     assert [v.name for v in expand_grid(config)] == [
         "t[retrieval=bm25,k1=0.9,b=0.5,k=5,retrieval.params.k=3]"]
+
+
+def test_loading_a_config_checks_wrapper_values_before_any_run() -> None:
+    bad = _config(retrieval={"name": "budget", "params": {"base": {
+        "name": "time_aware", "params": {"mode": "sideways", "base": {
+            "name": "prf", "params": {"weight": 2, "base": "bm25"}}}}}})
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value).splitlines()[1:] == [
+        "  retrieval.params.base.params: time_aware mode 'sideways' is not known; valid "
+        "choices: boost, filter",
+        "  retrieval.params.base.params.base.params: prf: weight must lie in [0, 1], got 2"]
+    # a cross-encoder whose model is not trained yet still validates (loading is the run's)
+    later = _config(retrieval={"name": "cross_encoder", "params": {
+        "model": "runs/rerankers/not-trained-yet", "base": "bm25"}})
+    assert load_config(later).memory.params["retrieval"]["name"] == "cross_encoder"

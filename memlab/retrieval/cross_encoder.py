@@ -35,7 +35,7 @@ on the part of a probe split the case does not score and writes it where ``model
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.embed.base import Embedder, EmbedderSpec, build_embedder
 from memlab.embed.cache import maybe_cached
@@ -127,7 +128,13 @@ class CrossEncoderStrategy(Wrapper, Component):
         if self.max_words < 1 or self.rrf_k < 0 or self.weight < 0:
             raise ConfigError("cross_encoder: max_words must be >= 1, rrf_k and weight >= 0 "
                               f"(got {self.max_words}, {self.rrf_k}, {self.weight})")
-        self.encoder  # noqa: B018  (a model that cannot load fails before indexing)
+
+    def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        """Load the model first: a model that cannot load fails before any indexing (not
+        in ``check_params``, which config validation runs before a model may exist)."""
+        self.check_params()
+        self.encoder  # noqa: B018
+        super().index(units, vectors)
 
     @cached_property
     def sentence_encoder(self) -> Embedder:
