@@ -74,6 +74,19 @@ def test_a_space_key_the_config_rejects_is_named(tmp_path: Path) -> None:
         tune(path, out=tmp_path / "out")
 
 
+def test_validate_checks_a_tune_config_without_running_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from memlab.eval.cli import main
+
+    assert main(["validate", str(ROOT / "experiments" / "locomo-tune.yaml")]) == 0
+    assert capsys.readouterr().out.startswith("ok: locomo-tune (locomo, tune: ")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_config(space={"retrieval.params.k_one": [1.0, 2.0]})))
+    assert main(["validate", str(path)]) != 0
+    assert "tune.space.retrieval.params.k_one" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_tune_section_errors_name_their_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"tune.direction"):
         parse_tune({"space": {"a": [1]}, "dev": ["x"], "direction": "up"}, "x.yaml")

@@ -112,8 +112,15 @@ def _tracked(table: Any) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from memlab.eval.config import expand_grid
+    from memlab.eval.config import expand_grid, read_raw
 
+    if "tune" in read_raw(args.config)[0]:
+        from memlab.eval.tune import tune_plan
+
+        _, _, spec, dims, base = tune_plan(args.config, args.set)
+        print(f"ok: {base.name} ({base.dataset.name}, tune: {len(dims)} dimension(s), "
+              f"{spec.trials} trials, {spec.metric})")
+        return 0
     configs = expand_grid(args.config, args.set)
     for config in configs:
         answer = config.answer

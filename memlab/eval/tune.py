@@ -23,7 +23,13 @@ from typing import Any
 
 from memlab.data.schema import Dataset
 from memlab.errors import ConfigError, MemlabError
-from memlab.eval.config import apply_override, load_config, read_raw, set_dotted
+from memlab.eval.config import (
+    ExperimentConfig,
+    apply_override,
+    load_config,
+    read_raw,
+    set_dotted,
+)
 from memlab.eval.lock import unlock_run_dir
 from memlab.eval.tune_report import TuneResult, log_parent, score_of, write_result
 from memlab.eval.tune_space import (
@@ -35,14 +41,12 @@ from memlab.eval.tune_space import (
 )
 
 
-def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
-         overrides: Sequence[str] | None = None, trials: int | None = None,
-         track: bool | None = None, progress: bool = True) -> TuneResult:
-    """Run (or resume) the tune a config's ``tune:`` section declares; see the module doc.
-
-    ``trials`` overrides ``tune.trials`` (the total, completed trials of a resumed study
-    count); ``track=False`` skips MLflow.
-    """
+def tune_plan(config: str | Path | dict[str, Any], overrides: Sequence[str] | None = None,
+              trials: int | None = None) -> tuple[dict[str, Any], str, TuneSpec,
+                                                  list[Dimension], ExperimentConfig]:
+    """A tune config read and checked without running anything: ``(raw config without
+    tune/grid, where, tune spec, its dimensions, the base config)``; ConfigError names
+    what is wrong (also what ``validate`` runs on a config with a ``tune:`` section)."""
     raw, where = read_raw(config)
     for item in overrides or []:
         apply_override(raw, item)
@@ -62,6 +66,18 @@ def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
         if getattr(base.dataset.probes, chosen) is not None:
             raise ConfigError(f"{where}: dataset.probes.{chosen} is set; tune chooses the "
                               "conversations itself (tune.dev / tune.test / tune.split)")
+    return raw, where, spec, dims, base
+
+
+def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
+         overrides: Sequence[str] | None = None, trials: int | None = None,
+         track: bool | None = None, progress: bool = True) -> TuneResult:
+    """Run (or resume) the tune a config's ``tune:`` section declares; see the module doc.
+
+    ``trials`` overrides ``tune.trials`` (the total, completed trials of a resumed study
+    count); ``track=False`` skips MLflow.
+    """
+    raw, where, spec, dims, base = tune_plan(config, overrides, trials)
     dataset = base.dataset.load()
     dev, test = split_conversations(spec, [c.id for c in dataset], where)
     out_dir = Path(out) if out is not None else _default_out(base.name)
