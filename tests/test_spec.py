@@ -242,6 +242,16 @@ def test_loading_a_config_checks_wrapper_values_before_any_run() -> None:
         "  retrieval.params.base.params: time_aware mode 'sideways' is not known; valid "
         "choices: boost, filter",
         "  retrieval.params.base.params.base.params: prf: weight must lie in [0, 1], got 2"]
+    nested = _config(retrieval={"name": "hybrid", "params": {
+        "fusion": "max", "dense": {"index": "annoy"}, "bm25": {"stemmer": "porter"}}})
+    with pytest.raises(ConfigError) as info:
+        load_config(nested)
+    assert str(info.value).splitlines()[1:] == [
+        "  retrieval.params: hybrid fusion 'max' is not known; valid choices: rrf, weighted",
+        "  retrieval.params.bm25: bm25 stemmer 'porter' is not known; valid choices: "
+        "'snowball', null",
+        "  retrieval.params.dense: dense index 'annoy' is not known; valid choices: exact, "
+        "faiss, faiss-ivf, faiss-hnsw"]
     # a cross-encoder whose model is not trained yet still validates (loading is the run's)
     later = _config(retrieval={"name": "cross_encoder", "params": {
         "model": "runs/rerankers/not-trained-yet", "base": "bm25"}})

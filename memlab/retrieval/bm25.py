@@ -50,6 +50,10 @@ class Bm25Strategy(ScoredStrategy, Component):
         self._engine: Any = None
         self._tokenizer: Any = None
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for an unknown stemmer (config validation runs it)."""
+        _stemmer(self.stemmer)
+
     def _added(
         self,
         units: Sequence[MemoryUnit],

@@ -192,10 +192,14 @@ class DenseStrategy(ScoredStrategy, Component):
                 and n >= size == len(self._ann_order)
                 and np.array_equal(self.table.order[:size], self._ann_order))
 
-    def _build_ann(self, matrix: np.ndarray) -> FaissIndex | None:
+    def check_params(self) -> None:
+        """Raise a ConfigError for an unknown index kind (config validation runs it)."""
         if self.index_kind not in INDEXES:
             raise ConfigError(f"dense index {self.index_kind!r} is not known; "
                               f"valid choices: {', '.join(INDEXES)}")
+
+    def _build_ann(self, matrix: np.ndarray) -> FaissIndex | None:
+        self.check_params()
         if self.index_kind == "exact":
             return None
         params = dict(self.index_params or {})

@@ -99,16 +99,20 @@ class HybridStrategy(Component):
         self._aligned = False
         self._aligned_at: tuple[int, ...] | None = None
 
-    @cached_property
-    def parts(self) -> tuple[Bm25Strategy, DenseStrategy]:
-        """The BM25 and dense strategies: built from the ``bm25``/``dense`` params, or the
-        instances given there (so several strategies can share one big index)."""
+    def check_params(self) -> None:
+        """Raise a ConfigError for an unknown fusion or norm (config validation runs it)."""
         if self.fusion not in FUSIONS:
             raise ConfigError(f"hybrid fusion {self.fusion!r} is not known; "
                               f"valid choices: {', '.join(FUSIONS)}")
         if self.norm not in NORMS:
             raise ConfigError(f"hybrid norm {self.norm!r} is not known; "
                               f"valid choices: {', '.join(NORMS)}")
+
+    @cached_property
+    def parts(self) -> tuple[Bm25Strategy, DenseStrategy]:
+        """The BM25 and dense strategies: built from the ``bm25``/``dense`` params, or the
+        instances given there (so several strategies can share one big index)."""
+        self.check_params()
         try:
             bm25 = self.bm25 if isinstance(self.bm25, Bm25Strategy) else Bm25Strategy(
                 **dict(self.bm25 or {}))

@@ -51,12 +51,16 @@ class RecencyStrategy(Component):
         self.half_life_days = half_life_days
         self.candidates = candidates
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a half-life that is not positive."""
+        if self.half_life_days <= 0:
+            raise ConfigError(f"recency half_life_days must be > 0, got {self.half_life_days}")
+
     @cached_property
     def base_strategy(self) -> Retriever:
         from memlab.retrieval import build_strategy
 
-        if self.half_life_days <= 0:
-            raise ConfigError(f"recency half_life_days must be > 0, got {self.half_life_days}")
+        self.check_params()
         if isinstance(self.base, str | Mapping):
             return build_strategy(self.base)
         return self.base
