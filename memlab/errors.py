@@ -7,6 +7,7 @@ always says *where* the problem is.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 
@@ -60,3 +61,12 @@ class UnknownComponentError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+def check_choice(what: str, value: object, choices: Collection[str]) -> None:
+    """Raise a ConfigError unless ``value`` is one of ``choices``; the message reads
+    ``{what} {value!r} is not known; valid choices: ...`` (``what`` names the component and
+    its parameter, e.g. ``time_aware mode``)."""
+    if value not in choices:
+        raise ConfigError(f"{what} {value!r} is not known; "
+                          f"valid choices: {', '.join(choices)}")

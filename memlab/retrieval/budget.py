@@ -53,7 +53,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_choice
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit
 from memlab.retrieval.speakers import SpeakerNames, line_speaker
@@ -140,9 +140,7 @@ class BudgetStrategy(Wrapper, Component):
         if not isinstance(self.neighbors, int) or self.neighbors < 0:
             raise ConfigError(f"budget: neighbors must be an integer >= 0, "
                               f"got {self.neighbors!r}")
-        if self.granularity not in GRANULARITIES:
-            raise ConfigError(f"budget: granularity {self.granularity!r} is not known; "
-                              f"valid choices: {', '.join(GRANULARITIES)}")
+        check_choice("budget: granularity", self.granularity, GRANULARITIES)
         if self.speaker_from is not None:
             _check_count("speaker_from", self.speaker_from, 0, " or null")
         if self.aliases is not None and (not isinstance(self.aliases, Mapping) or any(

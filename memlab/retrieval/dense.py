@@ -30,7 +30,7 @@ import numpy as np
 from memlab.chunkers.base import MemoryUnit
 from memlab.embed.base import Embedder, EmbedderSpec, build_embedder
 from memlab.embed.cache import CachedEmbedder, maybe_cached
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_choice
 from memlab.retrieval.ann import FaissIndex
 from memlab.retrieval.blas import matvec
 from memlab.retrieval.ranking import DEFAULT_K, GrowingMatrix, select_top
@@ -97,9 +97,8 @@ class DenseStrategy(ScoredStrategy, Component):
         """The vectors of ``units``: indexed ones as indexed (looked up by id, text
         unchanged), any other embedded now through the cache."""
         rows, held = self.table.rows, self.table.units
-        known = [rows.get(u.id) for u in units]
-        known = [r if r is not None and held[r].text == u.text else None
-                 for r, u in zip(known, units, strict=True)]
+        known = [r if (r := rows.get(u.id)) is not None and held[r].text == u.text else None
+                 for u in units]
         missing = [u.text for u, r in zip(units, known, strict=True) if r is None]
         fresh = iter(self.encoder.encode(missing) if missing else ())
         data = self._vectors.data
@@ -194,9 +193,7 @@ class DenseStrategy(ScoredStrategy, Component):
 
     def check_params(self) -> None:
         """Raise a ConfigError for an unknown index kind (config validation runs it)."""
-        if self.index_kind not in INDEXES:
-            raise ConfigError(f"dense index {self.index_kind!r} is not known; "
-                              f"valid choices: {', '.join(INDEXES)}")
+        check_choice("dense index", self.index_kind, INDEXES)
 
     def _build_ann(self, matrix: np.ndarray) -> FaissIndex | None:
         self.check_params()

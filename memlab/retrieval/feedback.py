@@ -32,7 +32,7 @@ import numpy as np
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.embed.base import EmbedderSpec
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.dense import DenseStrategy
 from memlab.retrieval.hybrid import normalised
@@ -76,9 +76,7 @@ class FeedbackStrategy(Wrapper, Component):
         if self.depth < 1:
             raise ConfigError(f"prf: depth (feedback units or sessions) must be at least 1, "
                               f"got {self.depth!r}")
-        if self.feedback not in FEEDBACK:
-            raise ConfigError(f"prf: feedback {self.feedback!r} is not known; "
-                              f"valid choices: {', '.join(FEEDBACK)}")
+        check_choice("prf: feedback", self.feedback, FEEDBACK)
 
     @cached_property
     def vectors(self) -> DenseStrategy:

@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
+from memlab.errors import check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
 from memlab.retrieval.wrap import BaseSpec, Wrapper
@@ -69,9 +69,7 @@ class HierarchicalStrategy(Wrapper, Component):
         self.rrf_k = rrf_k
 
     def check_params(self) -> None:
-        if self.aggregate not in AGGREGATES:
-            raise ConfigError(f"hierarchical aggregate {self.aggregate!r} is not known; "
-                              f"valid choices: {', '.join(AGGREGATES)}")
+        check_choice("hierarchical aggregate", self.aggregate, AGGREGATES)
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,
                probe: Probe | None = None) -> list[Hit]:

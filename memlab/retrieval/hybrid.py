@@ -26,7 +26,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.bm25 import Bm25Strategy
 from memlab.retrieval.dense import DenseStrategy
@@ -101,12 +101,8 @@ class HybridStrategy(Component):
 
     def check_params(self) -> None:
         """Raise a ConfigError for an unknown fusion or norm (config validation runs it)."""
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"hybrid fusion {self.fusion!r} is not known; "
-                              f"valid choices: {', '.join(FUSIONS)}")
-        if self.norm not in NORMS:
-            raise ConfigError(f"hybrid norm {self.norm!r} is not known; "
-                              f"valid choices: {', '.join(NORMS)}")
+        check_choice("hybrid fusion", self.fusion, FUSIONS)
+        check_choice("hybrid norm", self.norm, NORMS)
 
     @cached_property
     def parts(self) -> tuple[Bm25Strategy, DenseStrategy]:

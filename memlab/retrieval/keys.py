@@ -31,7 +31,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_choice
 from memlab.llm.calls import CallRecords
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import resolve_k
@@ -77,9 +77,7 @@ class KeyStrategy(CallRecords, Wrapper, Component):
         self.records: list[dict[str, Any]] = []  # one per LLM call: tokens, seconds, error
 
     def check_params(self) -> None:
-        if self.key not in KEYS:
-            raise ConfigError(f"keys: key {self.key!r} is not known; "
-                              f"valid choices: {', '.join(KEYS)}")
+        check_choice("keys: key", self.key, KEYS)
         if isinstance(self.speakers, str):
             raise ConfigError("keys: speakers must be a list of speaker names")
 

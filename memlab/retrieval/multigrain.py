@@ -34,7 +34,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.sentences import SentenceIndex
 from memlab.retrieval.turns import FineIndex, TurnCatalog, TurnIndex
@@ -72,9 +72,7 @@ class MultiGrainStrategy(Wrapper, Component):
     def check_params(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
             raise ConfigError(f"multigrain: weight must lie in [0, 1], got {self.weight!r}")
-        if self.grain not in GRAINS:
-            raise ConfigError(f"multigrain: grain {self.grain!r} is not known; "
-                              f"valid choices: {', '.join(GRAINS)}")
+        check_choice("multigrain: grain", self.grain, GRAINS)
 
     @cached_property
     def catalog(self) -> TurnCatalog:

@@ -28,7 +28,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
+from memlab.errors import check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
 from memlab.retrieval.timeref import TimeSpan, time_spans, warm_up
@@ -69,9 +69,7 @@ class TimeAwareStrategy(Wrapper, Component):
         self.rrf_k = rrf_k
 
     def check_params(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"time_aware mode {self.mode!r} is not known; "
-                              f"valid choices: {', '.join(MODES)}")
+        check_choice("time_aware mode", self.mode, MODES)
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         """Index the base, and load the date parser now rather than at the first search."""
