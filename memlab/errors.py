@@ -7,6 +7,7 @@ always says *where* the problem is.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Collection
 from pathlib import Path
 
@@ -70,3 +71,37 @@ def check_choice(what: str, value: object, choices: Collection[str]) -> None:
     if value not in choices:
         raise ConfigError(f"{what} {value!r} is not known; "
                           f"valid choices: {', '.join(choices)}")
+
+
+def check_number(what: str, value: object, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False,
+                 integer: bool = False, optional: bool = False) -> None:
+    """Raise a ConfigError unless ``value`` is a number (an ``integer``) within the bounds
+    (``low_open``/``high_open``: the bound itself is excluded; ``optional``: None passes);
+    the message reads ``{what} must be an integer >= 1, got 0`` (``what`` names the
+    component and its parameter, e.g. ``llm 'llamacpp': n_ctx``)."""
+    if value is None and optional:
+        return
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok:
+        number = float(value)  # type: ignore[arg-type]
+        ok = number == number and (  # NaN is never within bounds
+            (low is None or (number > low if low_open else number >= low))
+            and (high is None or (number < high if high_open else number <= high)))
+    if not ok:
+        raise ConfigError(f"{what} must be {_describe(low, high, low_open, high_open, integer)}"
+                          f"{' or null' if optional else ''}, got {value!r}")
+
+
+def _describe(low: float | None, high: float | None, low_open: bool, high_open: bool,
+              integer: bool) -> str:
+    noun = "an integer" if integer else "a number"
+    if low is not None and high is not None:
+        return (f"{noun} in {'(' if low_open else '['}{low:g}, {high:g}"
+                f"{')' if high_open else ']'}")
+    if low is not None:
+        return f"{noun} {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{noun} {'<' if high_open else '<='} {high:g}"
+    return noun

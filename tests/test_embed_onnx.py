@@ -23,7 +23,7 @@ def test_backend_is_a_parameter_and_part_of_the_cache_key() -> None:
     assert onnx.params()["backend"] == "onnx"
     assert onnx.model_id == f"{torch_id}+onnx-v2"
     assert int8.model_id == f"{torch_id}+onnx-int8-v2"
-    with pytest.raises(ConfigError, match="backend 'tensorrt' is not known; valid: torch, "
+    with pytest.raises(ConfigError, match="backend 'tensorrt' is not known; valid choices: torch, "
                                           "onnx, onnx-int8"):
         registry.build("sentence-transformers", {"backend": "tensorrt"}).encode(["hi"])
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from test_memory_helpers import HASH_DENSE, ScriptedLLM, at, conversation, session
 
+from memlab.errors import ConfigError
 from memlab.memory import registry
 from memlab.memory.tiered import TieredMemory
 from memlab.tokens import count_tokens
@@ -233,5 +234,6 @@ def test_summaries_dated_at_consolidation_let_an_hnsw_graph_grow_without_rebuild
     else:
         assert all(u.at == max(turn_at[t] for t in u.source_turn_ids) for u in summaries)
         assert dense.ann_builds > 1
-    with pytest.raises(Exception, match="date_summaries must be"):
+    with pytest.raises(ConfigError, match="date_summaries 'wall_clock' is not known; valid "
+                       "choices: latest_turn, consolidation"):
         _memory(ScriptedLLM(), date_summaries="wall_clock").ingest(sessions[0])

@@ -256,3 +256,68 @@ def test_loading_a_config_checks_wrapper_values_before_any_run() -> None:
     later = _config(retrieval={"name": "cross_encoder", "params": {
         "model": "runs/rerankers/not-trained-yet", "base": "bm25"}})
     assert load_config(later).memory.params["retrieval"]["name"] == "cross_encoder"
+
+
+def test_loading_a_config_checks_every_kind_of_component_before_any_run(
+        tmp_path: Path) -> None:
+    """Chunkers, embedders, LLM backends, memory architectures and stores refuse bad values
+    at validation too, each line naming its YAML path; nothing is loaded or contacted."""
+    bad = _config(
+        chunker={"name": "token_window", "params": {"max_tokens": 64, "overlap": 64}},
+        retrieval={"name": "mmr", "params": {"lambda_mult": 1.5, "embedder": {
+            "name": "ensemble", "params": {"embedders": ["hash", {"name": "hash", "params": {
+                "dim": 0}}], "weights": [1, -1]}}}},
+        answer={"llm": {"name": "llamacpp", "params": {"n_ctx": 0}}},
+        judge={"llm": {"name": "openai", "params": {"model": "m", "top_p": 0}}})
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value).splitlines()[1:] == [
+        "  chunker.params: chunker 'token_window': overlap must be an integer from 0 to "
+        "max_tokens - 1 (63), got 64",
+        "  retrieval.params: mmr: lambda_mult must be a number in [0, 1], got 1.5",
+        "  retrieval.params.embedder.params: ensemble weights must be >= 0 with a positive "
+        "sum, got [1.0, -1.0]",
+        "  retrieval.params.embedder.params.embedders[1].params: embedder 'hash': dim must be "
+        "an integer >= 1, got 0",
+        "  answer.llm.params: llm 'llamacpp': n_ctx must be an integer >= 1, got 0",
+        "  judge.llm.params: llm 'openai': top_p must be a number in (0, 1], got 0"]
+    missing = tmp_path / "nowhere.gguf"
+    memory = _config(memory={"name": "tiered", "params": {
+        "consolidate_by": "week", "llm": {"name": "llamacpp", "params": {
+            "model_path": str(missing)}}, "store": {"name": "pgvector", "params": {
+                "table": "units; drop table x"}}}})
+    with pytest.raises(ConfigError) as info:
+        load_config(memory)
+    assert str(info.value).splitlines()[1:] == [
+        "  memory.params: memory 'tiered': consolidate_by 'week' is not known; valid "
+        "choices: session, batch",
+        f"  memory.params.llm.params: llm 'llamacpp': model_path: no model file at {missing}",
+        "  memory.params.store.params: pgvector store: table 'units; drop table x' is not a "
+        "plain SQL name"]
+    extracted = _config(memory={"name": "extracted", "params": {
+        "similar_threshold": 0.9, "same_threshold": 0.8}})
+    with pytest.raises(ConfigError, match=r"memory\.params: memory 'extracted': "
+                       r"similar_threshold \(0\.9\) must not exceed same_threshold \(0\.8\)"):
+        load_config(extracted)
+    templates = _config(retrieval={"name": "keys", "params": {
+        "template": "nope", "base": {"name": "full_context", "params": {
+            "tokenizer": "gpt-4"}}}},
+        chunker={"name": "facts", "params": {"template": "extract_facts", "max_tokens": 0}})
+    with pytest.raises(ConfigError) as info:
+        load_config(templates)
+    lines = str(info.value).splitlines()[1:]
+    assert lines[0] == ("  chunker.params: chunker 'facts': max_tokens must be an integer "
+                        ">= 1, got 0")
+    assert lines[1].startswith("  retrieval.params: keys: template: unknown prompt template "
+                               "'nope'. Valid choices: agent_chat, ")
+    assert lines[2] == ("  retrieval.params.base.params: full_context: tokenizer 'gpt-4' is "
+                        "not a Qwen tokenizer; e.g. qwen2.5, qwen3:4b, qwen3.6-27b")
+    # the same checks guard a component built in Python, at its first use
+    from memlab.components import registry
+
+    with pytest.raises(ConfigError, match="llm 'llamacpp': temperature must be a number "
+                       ">= 0, got -1"):
+        registry("llm").build("llamacpp", {"temperature": -1}).cache_identity()
+    with pytest.raises(ConfigError, match="llm 'openai': max_tokens must be an integer >= 1"):
+        registry("llm").build("openai", {"model": "m"}).generate(
+            [{"role": "user", "content": "hi"}], max_tokens=0)

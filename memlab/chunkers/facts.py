@@ -109,7 +109,7 @@ class FactsChunker(LLMChunkerMixin, Component):
         self._known: dict[str | None, dict[str, list[str]]] = {}
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
-        self._check()
+        self.check_params()
         self._known.setdefault(_key(context), {})[session.id] = []  # until extracted below
         if not session.turns:
             return []
@@ -141,7 +141,8 @@ class FactsChunker(LLMChunkerMixin, Component):
                      proposed=len(items), **counts)
         return units
 
-    def _check(self) -> None:
+    def check_params(self) -> None:
+        """Raise a ConfigError for an invalid parameter (config validation runs it)."""
         require(isinstance(self.max_memories, int) and self.max_memories >= 1, self.name,
                 f"max_memories must be an integer >= 1, got {self.max_memories!r}")
         require(isinstance(self.min_chars, int) and self.min_chars >= 0, self.name,
@@ -157,6 +158,7 @@ class FactsChunker(LLMChunkerMixin, Component):
                 f"memory_context must be an integer >= 0, got {self.memory_context!r}")
         require(self.unsourced in ("session", "drop"), self.name,
                 f"unsourced must be 'session' or 'drop', got {self.unsourced!r}")
+        self.check_prompt()
 
     def _previous(self, session: Session, context: Conversation | None) -> list[str]:
         """Facts extracted earlier from sessions before ``session`` in the conversation."""

@@ -16,9 +16,9 @@ from typing import Any
 
 from memlab.chunkers.common import turns_text
 from memlab.data.schema import Conversation, Session
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_number
 from memlab.llm.calls import CallRecords
-from memlab.prompts import Rendered, Template, get_template
+from memlab.prompts import Rendered, Template, check_template, get_template
 
 #: The model used when a chunker's ``llm`` is None: the embedded Qwen.
 DEFAULT_LLM: dict[str, Any] = {"name": "llamacpp", "params": {}}
@@ -42,6 +42,12 @@ class LLMChunkerMixin(CallRecords):
 
     def _template(self) -> Template:
         return get_template(self.template, tuple(self.template_dirs or ()))
+
+    def check_prompt(self) -> None:
+        """Raise a ConfigError for an unknown template or a max_tokens below 1."""
+        check_number(f"chunker '{self.name}': max_tokens", self.max_tokens, low=1, integer=True)
+        check_template(f"chunker '{self.name}': template", self.template,
+                       tuple(self.template_dirs or ()))
 
     def _generate(self, rendered: Rendered) -> Any:
         return self._model().generate(rendered.messages, max_tokens=self.max_tokens)

@@ -44,9 +44,14 @@ class SummaryChunker(LLMChunkerMixin, Component):
         self.max_tokens = max_tokens
         self.records: list[dict[str, Any]] = []
 
-    def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
+    def check_params(self) -> None:
+        """Raise a ConfigError for an invalid parameter (config validation runs it)."""
         require(isinstance(self.min_chars, int) and self.min_chars >= 0, self.name,
                 f"min_chars must be an integer >= 0, got {self.min_chars!r}")
+        self.check_prompt()
+
+    def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
+        self.check_params()
         if not session.turns:
             return []
         if too_short(session, self.min_chars):

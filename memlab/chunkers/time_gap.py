@@ -23,9 +23,13 @@ class TimeGapChunker(Component):
     def __init__(self, gap_seconds: float = 120.0) -> None:
         self.gap_seconds = gap_seconds
 
-    def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
+    def check_params(self) -> None:
+        """Raise a ConfigError for an invalid gap (config validation runs it)."""
         require(isinstance(self.gap_seconds, int | float) and self.gap_seconds >= 0, self.name,
                 f"gap_seconds must be a number >= 0, got {self.gap_seconds!r}")
+
+    def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
+        self.check_params()
         segments: list[list[Turn]] = []
         for turn in session.turns:
             if not segments or self._quiet_before(segments[-1][-1], turn):

@@ -6,7 +6,7 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require, turn_line, turns_text
 from memlab.data.schema import Conversation, Session, Turn
 from memlab.spec import Component
-from memlab.tokens import DEFAULT_TOKENIZER, count_tokens, decode, encode
+from memlab.tokens import DEFAULT_TOKENIZER, check_tokenizer, count_tokens, decode, encode
 
 
 class TokenWindowChunker(Component):
@@ -30,7 +30,7 @@ class TokenWindowChunker(Component):
         self.tokenizer = tokenizer
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
-        self._check()
+        self.check_params()
         units: list[MemoryUnit] = []
         window: list[Turn] = []
         pending = False  # does `window` hold a turn no unit has yet?
@@ -53,12 +53,14 @@ class TokenWindowChunker(Component):
             units.append(self._unit(session, len(units), window))
         return units
 
-    def _check(self) -> None:
+    def check_params(self) -> None:
+        """Raise a ConfigError for an invalid parameter (config validation runs it)."""
         require(isinstance(self.max_tokens, int) and self.max_tokens >= 1, self.name,
                 f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
         require(isinstance(self.overlap, int) and 0 <= self.overlap < self.max_tokens,
                 self.name, f"overlap must be an integer from 0 to max_tokens - 1 "
                 f"({self.max_tokens - 1}), got {self.overlap!r}")
+        check_tokenizer(f"chunker '{self.name}': tokenizer", self.tokenizer)
 
     def _count(self, turns: list[Turn]) -> int:
         return count_tokens(turns_text(turns), self.tokenizer)

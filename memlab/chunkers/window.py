@@ -23,11 +23,7 @@ class WindowChunker(Component):
         self.stride = stride
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
-        require(isinstance(self.size, int) and self.size >= 1, self.name,
-                f"size must be an integer >= 1, got {self.size!r}")
-        require(isinstance(self.stride, int) and 1 <= self.stride <= self.size, self.name,
-                f"stride must be an integer from 1 to size ({self.size}), got {self.stride!r}"
-                " (a larger stride would skip turns)")
+        self.check_params()
         turns = session.turns
         units: list[MemoryUnit] = []
         for start in range(0, len(turns), self.stride):
@@ -36,3 +32,11 @@ class WindowChunker(Component):
             if start + self.size >= len(turns):
                 break
         return units
+
+    def check_params(self) -> None:
+        """Raise a ConfigError for an invalid size or stride (config validation runs it)."""
+        require(isinstance(self.size, int) and self.size >= 1, self.name,
+                f"size must be an integer >= 1, got {self.size!r}")
+        require(isinstance(self.stride, int) and 1 <= self.stride <= self.size, self.name,
+                f"stride must be an integer from 1 to size ({self.size}), got {self.stride!r}"
+                " (a larger stride would skip turns)")

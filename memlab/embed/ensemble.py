@@ -39,6 +39,11 @@ class EnsembleEmbedder(Component):
         self.weights = None if weights is None else [float(w) for w in weights]
         self.cache = cache
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for fewer than two parts or bad weights (config validation
+        runs it)."""
+        self._weights  # noqa: B018
+
     @cached_property
     def _weights(self) -> list[float]:
         """The weights (1 each when none are given), checked."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from memlab.embed.base import normalize_rows
+from memlab.errors import check_number
 from memlab.spec import Component
 
 _WORD = re.compile(r"\w+")
@@ -37,9 +38,12 @@ class HashEmbedder(Component):
     def model_id(self) -> str:
         return f"hash:blake2b-v2:{self.dim}"
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a dim below 1 (config validation runs it)."""
+        check_number("embedder 'hash': dim", self.dim, low=1, integer=True)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self.dim < 1:
-            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        self.check_params()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):

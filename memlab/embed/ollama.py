@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from memlab.embed.base import normalize_rows
-from memlab.errors import MemlabError
+from memlab.errors import MemlabError, check_number
 from memlab.spec import Component
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -41,6 +41,12 @@ class OllamaEmbedder(Component):
         self._client: Any = None
         self._model_id: str | None = None
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a batch size below 1 or a timeout not above 0 (config
+        validation runs it)."""
+        check_number("embedder 'ollama': batch_size", self.batch_size, low=1, integer=True)
+        check_number("embedder 'ollama': timeout", self.timeout, low=0, low_open=True)
+
     @property
     def resolved_host(self) -> str:
         return self.host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
@@ -58,6 +64,7 @@ class OllamaEmbedder(Component):
         return self._model_id
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.check_params()
         rows: list[Sequence[float]] = []
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start : start + self.batch_size])

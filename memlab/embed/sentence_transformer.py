@@ -28,7 +28,7 @@ import numpy as np
 
 from memlab.embed.base import normalize_rows
 from memlab.embed.onnx_backend import RECIPE
-from memlab.errors import ConfigError, MemlabError
+from memlab.errors import ConfigError, MemlabError, check_choice, check_number
 from memlab.spec import Component
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
@@ -115,10 +115,15 @@ class SentenceTransformerEmbedder(Component):
                                        self.batch_size)
         return self._onnx
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for an unknown backend or a batch size below 1 (config
+        validation runs it; the model is not looked for here)."""
+        check_choice("sentence-transformers backend", self.backend, BACKENDS)
+        check_number("embedder 'sentence-transformers': batch_size", self.batch_size, low=1,
+                     integer=True)
+
     def _backend(self) -> str:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"sentence-transformers backend {self.backend!r} is not known; "
-                              f"valid: {', '.join(BACKENDS)}")
+        self.check_params()
         return self.backend
 
     def _folder(self) -> Path | None:

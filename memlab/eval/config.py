@@ -203,9 +203,7 @@ def load_config(
     raw, where = read_raw(source)
     for item in overrides or []:
         apply_override(raw, item)
-    config = fold_shorthands(_validate_shape(raw, where), where)
-    check_components(config, where)
-    return config
+    return _validated(raw, where)
 
 
 def read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -237,39 +235,53 @@ def _validate_shape(raw: dict[str, Any], where: str) -> ExperimentConfig:
         raise ConfigError(f"{where}: invalid config:\n" + "\n".join(problems)) from None
 
 
-def fold_shorthands(config: ExperimentConfig, where: str = "<config>") -> ExperimentConfig:
-    """Move top-level ``chunker``/``retrieval`` into the memory's params: they are
-    shorthands for ``memory.params.chunker``/``.retrieval``, for any memory that takes
-    such a parameter (``flat``: both; ``tiered``/``extracted``: ``retrieval``)."""
+def _validated(raw: dict[str, Any], where: str) -> ExperimentConfig:
+    """``raw`` checked in shape, shorthands folded, and every component checked: all the
+    problems of the shorthands and of the other components in one error."""
+    config, found = fold_shorthands(_validate_shape(raw, where))
+    found += component_problems(config)
+    if found:
+        raise ConfigError(f"{where}: invalid components:\n" + "\n".join(found))
+    return config
+
+
+def fold_shorthands(config: ExperimentConfig) -> tuple[ExperimentConfig, list[str]]:
+    """(the config with top-level ``chunker``/``retrieval`` moved into the memory's params,
+    the shorthands' problems). They are shorthands for ``memory.params.chunker`` /
+    ``.retrieval``, for any memory that takes such a parameter (``flat``: both;
+    ``tiered``/``extracted``: ``retrieval``); with an unknown memory nothing is moved (the
+    memory's own check names it)."""
     from memlab.components import registry
     from memlab.spec import problems
 
     given = {key: getattr(config, key) for key in SHORTHANDS if getattr(config, key) is not None}
     if not given:
-        return config
+        return config, []
     try:
         accepted = {p.name for p in registry("memory").params(config.memory.name)}
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: invalid components:\n  memory.name: {exc}") from None
+    except ConfigError:
+        return config, []
     params = dict(config.memory.params)
     found = []
     for key, spec in given.items():
+        mine = []
         if key not in accepted:
-            found.append(f"  {key}: memory '{config.memory.name}' takes no {key} (it would be "
-                         f"ignored); remove it, or set it only where memory is flat")
+            mine.append(f"  {key}: memory '{config.memory.name}' takes no {key} (it would be "
+                        f"ignored); remove it, or set it only where memory is flat")
         elif key in params:
-            found.append(f"  {key}: set both here and in memory.params.{key}; keep one")
-        found += [f"  {p}" for p in problems(key, spec, key,
-                                             template_dirs=tuple(config.template_dirs))]
-        params[key] = spec.model_dump(exclude_none=True)
-    if found:
-        raise ConfigError(f"{where}: invalid components:\n" + "\n".join(found))
+            mine.append(f"  {key}: set both here and in memory.params.{key}; keep one")
+        mine += [f"  {p}" for p in problems(key, spec, key,
+                                            template_dirs=tuple(config.template_dirs))]
+        if not mine:  # a shorthand with problems stays out (its lines name it once)
+            params[key] = spec.model_dump(exclude_none=True)
+        found += mine
     memory = config.memory.model_copy(update={"params": params})
-    return config.model_copy(update={"memory": memory, **dict.fromkeys(given)})
+    return config.model_copy(update={"memory": memory, **dict.fromkeys(given)}), found
 
 
-def check_components(config: ExperimentConfig, where: str = "<config>") -> None:
-    """Every component (nested ones too) exists and accepts its parameters."""
+def component_problems(config: ExperimentConfig) -> list[str]:
+    """Every problem of the config's components (nested ones too), one indented line each
+    naming its YAML path."""
     from memlab.components import registry
     from memlab.spec import problems as spec_problems
 
@@ -289,8 +301,7 @@ def check_components(config: ExperimentConfig, where: str = "<config>") -> None:
             registry("scorer").get(name)
         except ConfigError as exc:
             problems.append(f"  scorers: {exc}")
-    if problems:
-        raise ConfigError(f"{where}: invalid components:\n" + "\n".join(problems))
+    return problems
 
 
 def _check_template(name: str, template_dirs: list[str]) -> None:
@@ -367,9 +378,7 @@ def expand_grid(source: str | Path | dict[str, Any],
             labels.append(label)
         if labels:
             variant["name"] = f"{raw.get('name', 'sweep')}[{','.join(labels)}]"
-        config = fold_shorthands(_validate_shape(variant, where), where)
-        check_components(config, where)
-        configs.append(config)
+        configs.append(_validated(variant, where))
     return configs
 
 

@@ -5,10 +5,38 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, check_number
 from memlab.llm.base import Message
 from memlab.llm.chatml import count_chat_tokens
 from memlab.tokens import count_tokens
+
+#: The bounds (:func:`memlab.errors.check_number`'s) of the LLM backends' numeric
+#: parameters, generation and transport alike; a backend checks those it takes.
+BOUNDS: dict[str, dict[str, Any]] = {
+    "temperature": {"low": 0},
+    "top_p": {"low": 0, "high": 1, "low_open": True},
+    "top_k": {"low": 0, "integer": True},
+    "min_p": {"low": 0, "high": 1},
+    "repeat_penalty": {"low": 0, "low_open": True},
+    "max_tokens": {"low": 1, "integer": True},
+    "seed": {"integer": True},
+    "n_ctx": {"low": 1, "integer": True},
+    "num_ctx": {"low": 1, "integer": True},
+    "n_threads": {"low": 0, "integer": True},
+    "n_batch": {"low": 1, "integer": True},
+    "timeout": {"low": 0, "low_open": True},
+    "retries": {"low": 0, "integer": True},
+    "backoff": {"low": 0},
+}
+
+
+def check_values(backend: str, values: Mapping[str, Any]) -> None:
+    """Raise a ConfigError for the first of ``values`` outside its :data:`BOUNDS`
+    (``llm 'llamacpp': max_tokens must be an integer >= 1, got 0``)."""
+    for key, value in values.items():
+        bounds = BOUNDS.get(key)
+        if bounds is not None:
+            check_number(f"llm '{backend}': {key}", value, **bounds)
 
 
 def resolve_generation(
@@ -23,6 +51,7 @@ def resolve_generation(
         )
     resolved = dict(defaults)
     resolved.update(overrides)
+    check_values(backend, overrides)
     return resolved
 
 

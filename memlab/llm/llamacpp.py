@@ -26,11 +26,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
-from memlab.errors import MemlabError
+from memlab.errors import ConfigError, MemlabError
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import QWEN25_DEFAULT_SYSTEM, split_thinking, tokenizer_for
-from memlab.llm.common import check_messages, qwen_counts, resolve_generation
-from memlab.llm.models import catalog_model, resolve_model_path
+from memlab.llm.common import check_messages, check_values, qwen_counts, resolve_generation
+from memlab.llm.models import ModelFileError, catalog_model, resolve_model_path
 from memlab.llm.retry import LLMCallError, PermanentError, failed
 from memlab.spec import Component
 
@@ -168,7 +168,24 @@ class LlamaCppLLM(Component):
         self.max_tokens = max_tokens
         self.timeout = timeout
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a value out of range, an unknown embedded model or a
+        model file that is not there (config validation runs it; nothing is loaded)."""
+        check_values(self.backend, self.params())
+        try:
+            if self.model_path:
+                path = Path(self.model_path).expanduser()
+                if not path.is_file():
+                    raise ConfigError(f"model_path: no model file at {path}")
+            else:
+                catalog_model(self.model)
+        except ModelFileError as exc:
+            raise ConfigError(f"llm '{self.backend}': model: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"llm '{self.backend}': {exc}") from None
+
     def _defaults(self) -> dict[str, Any]:
+        check_values(self.backend, self.params())  # a missing model is the call's error
         return {
             "temperature": float(self.temperature), "top_p": float(self.top_p),
             "top_k": int(self.top_k), "min_p": float(self.min_p),

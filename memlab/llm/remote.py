@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memlab.llm.base import Completion, Message
-from memlab.llm.common import check_messages, resolve_generation
+from memlab.llm.common import check_messages, check_values, resolve_generation
 from memlab.llm.retry import failed, with_retries
 
 
@@ -56,7 +56,13 @@ class RemoteChat(ABC):
                     meta: dict[str, Any]) -> Completion:
         ...
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a value out of range (config validation runs it; the
+        server is not asked)."""
+        check_values(self.backend, self.params())
+
     def cache_identity(self, **overrides: Any) -> dict[str, Any]:
+        self.check_params()
         params = {k: v for k, v in self.params().items() if k not in self.cache_exempt}
         params.update(resolve_generation(self.backend, self._defaults(), overrides))
         model, digest = self._identity()
@@ -64,6 +70,7 @@ class RemoteChat(ABC):
 
     def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
         start = time.perf_counter()
+        self.check_params()
         gen = resolve_generation(self.backend, self._defaults(), overrides)
         chat = check_messages(messages)
         response, error, attempts = with_retries(

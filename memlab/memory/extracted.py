@@ -139,11 +139,25 @@ class ExtractedMemory(CallRecords, Component):
 
     # ------------------------------------------------------------------ internals
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a value out of range or an unknown choice (config
+        validation runs it; nothing is built)."""
+        support.check_values(self, {
+            "max_memories": {"low": 1, "integer": True},
+            "min_chars": {"low": 0, "integer": True},
+            "similar_threshold": {"low": -1, "high": 1},
+            "same_threshold": {"low": -1, "high": 1},
+            "candidates": {"low": 1, "integer": True},
+            "extract_max_tokens": {"low": 1, "integer": True},
+            "decide_max_tokens": {"low": 1, "integer": True},
+        }, {"decide": MODES, "llm_cache": support.CACHE_MODES})
+        support.require(self.similar_threshold <= self.same_threshold, self.name,
+                        f"similar_threshold ({self.similar_threshold}) must not exceed "
+                        f"same_threshold ({self.same_threshold})")
+
     def _ready(self) -> _Versions:
         if self._state is None:
-            support.require(self.decide in MODES, self.name,
-                            f"decide must be one of {', '.join(MODES)}, got {self.decide!r}")
-            support.require(self.candidates >= 1, self.name, "candidates must be >= 1")
+            self.check_params()
             retrieval = self.retrieval or {"name": "dense", "params": {
                 "embedder": self.embedder}}
             self._state = _Versions(self.embedder, retrieval, self.store)

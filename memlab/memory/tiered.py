@@ -247,17 +247,25 @@ class TieredMemory(CallRecords, Component):
 
     # ------------------------------------------------------------------ internals
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a value out of range or an unknown choice (config
+        validation runs it; nothing is built)."""
+        support.check_values(self, {
+            "top_k": {"low": 0, "integer": True, "optional": True},
+            "relevance_threshold": {"optional": True},
+            "recall_tokens": {"low": 0, "integer": True},
+            "core_tokens": {"low": 0, "integer": True},
+            "core_facts": {"low": 0, "integer": True},
+            "consolidate_min_tokens": {"low": 0, "integer": True},
+            "summary_max_tokens": {"low": 1, "integer": True},
+            "facts_max_tokens": {"low": 1, "integer": True},
+        }, {"consolidate_by": ("session", "batch"),
+            "date_summaries": ("latest_turn", "consolidation"),
+            "llm_cache": support.CACHE_MODES})
+
     def _ready(self) -> TierState:
         if self._state is None:
-            support.require(self.recall_tokens >= 0, self.name, "recall_tokens must be >= 0")
-            support.require(self.top_k is None or self.top_k >= 0, self.name,
-                            "top_k must be >= 0 or null")
-            support.require(self.consolidate_by in ("session", "batch"), self.name,
-                            f"consolidate_by must be 'session' or 'batch', "
-                            f"got {self.consolidate_by!r}")
-            support.require(self.date_summaries in ("latest_turn", "consolidation"), self.name,
-                            f"date_summaries must be 'latest_turn' or 'consolidation', "
-                            f"got {self.date_summaries!r}")
+            self.check_params()
             self._state = TierState(self.retrieval, self.store, self.core_tokens)
         return self._state
 

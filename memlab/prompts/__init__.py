@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from memlab.errors import ConfigError
 from memlab.prompts.library import BUILTIN_DIR, TemplateLibrary, load_templates
 from memlab.prompts.parsing import (
     PARSERS,
@@ -49,6 +50,16 @@ def get_template(name: str, template_dirs: Iterable[str | Path] | None = None) -
     return _library(tuple(str(d) for d in template_dirs or ())).get(name)
 
 
+def check_template(what: str, name: str,
+                   template_dirs: Iterable[str | Path] | None = None) -> None:
+    """Raise a ConfigError naming ``what`` (``keys: template``) unless ``name`` is a template
+    in ``template_dirs`` or the built-ins."""
+    try:
+        get_template(name, template_dirs)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
 def render(name: str, template_dirs: Iterable[str | Path] | None = None,
            **variables: Any) -> Rendered:
     return get_template(name, template_dirs).render(**variables)
@@ -61,6 +72,7 @@ __all__ = [
     "Rendered",
     "Template",
     "TemplateLibrary",
+    "check_template",
     "extract_json",
     "get_template",
     "load_templates",

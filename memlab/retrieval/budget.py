@@ -53,7 +53,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError, check_choice
+from memlab.errors import ConfigError, check_choice, check_number
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit
 from memlab.retrieval.speakers import SpeakerNames, line_speaker
@@ -62,7 +62,7 @@ from memlab.retrieval.turns import TurnCatalog, TurnIndex, turn_lines
 from memlab.retrieval.wrap import BaseSpec, Wrapper
 from memlab.spec import Component
 from memlab.store.codec import at_micros
-from memlab.tokens import DEFAULT_TOKENIZER
+from memlab.tokens import DEFAULT_TOKENIZER, check_tokenizer
 
 GRANULARITIES = ("hit", "turn")
 
@@ -135,21 +135,19 @@ class BudgetStrategy(Wrapper, Component):
         self.tokenizer = tokenizer
 
     def check_params(self) -> None:
-        if not isinstance(self.budget, int) or self.budget < 0:
-            raise ConfigError(f"budget: budget must be an integer >= 0, got {self.budget!r}")
-        if not isinstance(self.neighbors, int) or self.neighbors < 0:
-            raise ConfigError(f"budget: neighbors must be an integer >= 0, "
-                              f"got {self.neighbors!r}")
+        check_number("budget: budget", self.budget, low=0, integer=True)
+        check_number("budget: neighbors", self.neighbors, low=0, integer=True)
         check_choice("budget: granularity", self.granularity, GRANULARITIES)
-        if self.speaker_from is not None:
-            _check_count("speaker_from", self.speaker_from, 0, " or null")
+        check_number("budget: speaker_from", self.speaker_from, low=0, integer=True,
+                     optional=True)
         if self.aliases is not None and (not isinstance(self.aliases, Mapping) or any(
                 isinstance(words, str) or not all(isinstance(w, str) for w in words)
                 for words in self.aliases.values())):
             raise ConfigError("budget: aliases must map a speaker to a list of words, e.g. "
                               f"{{user: [I, me, my]}}; got {self.aliases!r}")
         for name in ("focus_turns", "focus_candidates"):
-            _check_count(name, getattr(self, name), 1)
+            check_number(f"budget: {name}", getattr(self, name), low=1, integer=True)
+        check_tokenizer("budget: tokenizer", self.tokenizer)
 
     @cached_property
     def catalog(self) -> TurnCatalog:
@@ -406,12 +404,6 @@ class _Packer:
             if self._kept(rank):
                 kept += len(out) - before
         return out
-
-
-def _check_count(name: str, value: object, low: int, also: str = "") -> None:
-    """ConfigError unless ``value`` is an integer (not a bool) of at least ``low``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"budget: {name} must be an integer >= {low}{also}, got {value!r}")
 
 
 def _runs(positions: list[int]) -> list[list[int]]:

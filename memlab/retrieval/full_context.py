@@ -19,10 +19,11 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
+from memlab.errors import check_number
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import UnitTable, resolve_k
 from memlab.spec import Component
-from memlab.tokens import DEFAULT_TOKENIZER, count_tokens
+from memlab.tokens import DEFAULT_TOKENIZER, check_tokenizer, count_tokens
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ class FullContextStrategy(Component):
         self.last_trim: Trim | None = None
         self._tokens: dict[str, int] = {}
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a budget below 1 or an unknown tokenizer (config
+        validation runs it)."""
+        check_number("full_context: max_tokens", self.max_tokens, low=1, integer=True,
+                     optional=True)
+        check_tokenizer("full_context: tokenizer", self.tokenizer)
+
     @cached_property
     def table(self) -> UnitTable:
         return UnitTable()
@@ -78,6 +86,7 @@ class FullContextStrategy(Component):
         *,
         probe: Probe | None = None,
     ) -> list[Hit]:
+        self.check_params()
         limit = resolve_k(k, self.k)
         visible = self.table.visible(as_of)
         if self.threshold is not None and self.threshold > 1.0:

@@ -31,7 +31,7 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError, check_choice
+from memlab.errors import ConfigError, check_choice, check_number
 from memlab.llm.calls import CallRecords
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import resolve_k
@@ -77,7 +77,11 @@ class KeyStrategy(CallRecords, Wrapper, Component):
         self.records: list[dict[str, Any]] = []  # one per LLM call: tokens, seconds, error
 
     def check_params(self) -> None:
+        from memlab.prompts import check_template
+
         check_choice("keys: key", self.key, KEYS)
+        check_number("keys: max_tokens", self.max_tokens, low=1, integer=True)
+        check_template("keys: template", self.template)
         if isinstance(self.speakers, str):
             raise ConfigError("keys: speakers must be a list of speaker names")
 

@@ -20,8 +20,9 @@ import numpy as np
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.embed.base import EmbedderSpec
+from memlab.errors import check_choice, check_number
 from memlab.retrieval.base import Hit
-from memlab.retrieval.dense import DenseStrategy
+from memlab.retrieval.dense import INDEXES, DenseStrategy
 from memlab.retrieval.ranking import DEFAULT_K, resolve_k
 from memlab.spec import Component
 
@@ -84,8 +85,16 @@ class MmrStrategy(Component):
         self.index_kind = index
         self.index_params = index_params
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for lambda_mult outside [0, 1], candidates below 1 or an
+        unknown index kind (config validation runs it)."""
+        check_number("mmr: lambda_mult", self.lambda_mult, low=0, high=1)
+        check_number("mmr: candidates", self.candidates, low=1, integer=True)
+        check_choice("dense index", self.index_kind, INDEXES)
+
     @cached_property
     def dense(self) -> DenseStrategy:
+        self.check_params()
         return DenseStrategy(k=None, threshold=self.threshold, embedder=self.embedder,
                              cache=self.cache, index=self.index_kind,
                              index_params=self.index_params)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError, check_choice
+from memlab.errors import ConfigError, check_choice, check_number
 from memlab.llm.calls import CallRecords
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import resolve_k, select_top
@@ -104,9 +104,14 @@ class QueryRewriteStrategy(CallRecords, Wrapper, Component):
         self.records: list[dict[str, Any]] = []  # one per LLM call: tokens, seconds, error
 
     def check_params(self) -> None:
+        from memlab.prompts import check_template
+
         check_choice("query_rewrite: mode", self.mode, TEMPLATES)
         if self.n_queries < 1:
             raise ConfigError(f"query_rewrite: n_queries must be >= 1, got {self.n_queries}")
+        check_number("query_rewrite: max_tokens", self.max_tokens, low=1, integer=True)
+        if self.template is not None:
+            check_template("query_rewrite: template", self.template)
 
     @cached_property
     def model(self) -> Any:

@@ -31,6 +31,7 @@ import numpy as np
 
 from memlab.cache import cache_root
 from memlab.data.schema import Probe
+from memlab.errors import check_number
 from memlab.llm.calls import CallRecords
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
@@ -61,6 +62,14 @@ class LlmRerankStrategy(CallRecords, Wrapper, Component):
         self.template = template
         self.cache = cache
         self.records: list[dict[str, Any]] = []  # one per pair scored: tokens, seconds
+
+    def check_params(self) -> None:
+        """Raise a ConfigError for top_n below 1 or an unknown template (config validation
+        runs it)."""
+        from memlab.prompts import check_template
+
+        check_number("llm_rerank: top_n", self.top_n, low=1, integer=True)
+        check_template("llm_rerank: template", self.template)
 
     @cached_property
     def model(self) -> Any:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.errors import ConfigError, MemlabError
+from memlab.errors import ConfigError, MemlabError, check_number
 from memlab.spec import Component
 from memlab.store.base import (
     DEFAULT_NAMESPACE,
@@ -208,13 +208,25 @@ class PgvectorStore(Component):
                 self._conn = self._connect()
             return self._conn
 
+    def check_params(self) -> None:
+        """Raise a ConfigError for a table that is not a plain SQL name or HNSW settings
+        out of range (config validation runs it; the server is not asked, and a dsn may
+        still come from MEMLAB_PG_DSN at run time)."""
+        if not isinstance(self.table, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                               self.table):
+            raise ConfigError(f"pgvector store: table {self.table!r} is not a plain SQL name")
+        check_number("pgvector store: hnsw_m", self.hnsw_m, low=2, high=100, integer=True)
+        check_number("pgvector store: ef_construction", self.ef_construction,
+                     low=2 * self.hnsw_m, high=1000, integer=True)
+        check_number("pgvector store: ef_search", self.ef_search, low=1, high=1000,
+                     integer=True)
+
     def _connect(self) -> Any:
         dsn = self.dsn or os.environ.get("MEMLAB_PG_DSN")
         if not dsn:
             raise ConfigError("pgvector store: no dsn (set the store's dsn parameter or "
                               "MEMLAB_PG_DSN, e.g. postgresql://user@host:5432/memlab)")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.table):
-            raise ConfigError(f"pgvector store: table {self.table!r} is not a plain SQL name")
+        self.check_params()
         try:
             import psycopg
         except ImportError as exc:
