@@ -153,3 +153,28 @@ def test_a_template_may_allow_empty_answers(tmp_path: Path) -> None:
                        progress=False)
     assert run.summary["errors"]["probes"] == 0
     assert {row["answer"] for row in run.items()} == {""}
+
+
+def test_cli_counts_and_run_paths_are_checked_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A count of 0 or a mistyped run folder is an error naming it, not a silent serial run,
+    an empty table or a traceback from Optuna."""
+    from memlab.eval.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    cases = [
+        (["run", str(root / "experiments/quickstart.yaml"), "--workers", "0", "--no-mlflow"],
+         "error: workers must be an integer >= 1, got 0"),
+        (["tune", str(root / "experiments/locomo-tune.yaml"), "--trials", "0",
+          "--out", str(tmp_path / "tune")], "error: trials must be an integer >= 1, got 0"),
+        (["report", str(tmp_path / "no-such-runs")],
+         f"error: {tmp_path / 'no-such-runs'}: no such file or directory"),
+        (["report", str(tmp_path)],
+         f"error: no run directories (holding metrics.json) under {tmp_path}"),
+        (["judge-check", "--judge", "mock", "--per-type", "0"],
+         "error: judge-check: per_type must be an integer >= 1, got 0"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "tune").exists()

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from memlab.bench import count
 from memlab.bench.search import load_locomo, parse_size, percentiles
 
 
@@ -226,11 +227,11 @@ def render(ours: dict[str, Any], theirs: dict[str, Any] | None, args: argparse.N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench agent", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ingest", type=int, default=500, help="memories per ingest row")
+    parser.add_argument("--ingest", type=count, default=500, help="memories per ingest row")
     parser.add_argument("--sizes", default="1k,10k,100k", help="memories per user")
-    parser.add_argument("--queries", type=int, default=100, help="searches per size")
+    parser.add_argument("--queries", type=count, default=100, help="searches per size")
     parser.add_argument("--mem0-max", default="100k", help="largest size searched in mem0")
-    parser.add_argument("--fill-texts", type=int, default=2000,
+    parser.add_argument("--fill-texts", type=count, default=2000,
                         help="distinct LoCoMo turns the search rows' memories are drawn from")
     parser.add_argument("--no-mem0", action="store_true", help="skip mem0 even if installed")
     parser.add_argument("--backend", default=None, choices=("torch", "onnx", "onnx-int8"),

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from memlab.bench import count
 from memlab.eval.run import evaluate
 
 
@@ -110,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="locomo")
     parser.add_argument("--retrieval", default="hybrid")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N probes")
+    parser.add_argument("--limit", type=count, default=None, help="only the first N probes")
     parser.add_argument("--backend", default=None, choices=("torch", "onnx", "onnx-int8"),
                         help="the MiniLM embedder's backend (default: the embedder's own)")
     parser.add_argument("--sweep", metavar="CONFIG", default=None,
                         help="time this experiment's whole sweep cold and warm instead")
-    parser.add_argument("--workers", type=int, default=None, help="with --sweep: processes")
+    parser.add_argument("--workers", type=count, default=None, help="with --sweep: processes")
     parser.add_argument("--no-mlflow", action="store_true",
                         help="with --sweep: without MLflow logging (the sweep's --no-mlflow)")
     parser.add_argument("--cache", type=Path, default=None,

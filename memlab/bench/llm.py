@@ -22,6 +22,7 @@ import statistics
 import sys
 from typing import Any
 
+from memlab.bench import count, non_negative
 from memlab.llm.base import Message
 from memlab.tokens import count_tokens
 
@@ -118,11 +119,11 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench llm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-ctx", type=int, default=8192)
-    parser.add_argument("--threads", type=int, default=0, help="0 = one per core")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--prompt-tokens", type=int, default=1000)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--n-ctx", type=count, default=8192)
+    parser.add_argument("--threads", type=non_negative, default=0, help="0 = one per core")
+    parser.add_argument("--repeats", type=count, default=3)
+    parser.add_argument("--prompt-tokens", type=count, default=1000)
+    parser.add_argument("--max-tokens", type=count, default=64)
     parser.add_argument("--model-path", default="", help="GGUF file (default: embedded Qwen)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

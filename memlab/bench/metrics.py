@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from memlab.bench import count
 from memlab.bench.eval import _print
 
 
@@ -31,7 +32,7 @@ def _best(work: Callable[[], Any], repeat: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench metrics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="best of N (default 3)")
+    parser.add_argument("--repeat", type=count, default=3, help="best of N (default 3)")
     args = parser.parse_args(argv)
     from memlab.data import load_dataset
     from memlab.eval.summary import summarize_run

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from memlab.bench import count
 from memlab.eval.config import ExperimentConfig
 
 
@@ -100,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="time only these grid cases (repeatable)")
     parser.add_argument("--set", action="append", default=[], dest="overrides",
                         metavar="KEY=VALUE", help="override a config key (as for run)")
-    parser.add_argument("--conversations", type=int, default=None,
+    parser.add_argument("--conversations", type=count, default=None,
                         help="only the first N conversations with selected probes")
-    parser.add_argument("--repeat", type=int, default=1,
+    parser.add_argument("--repeat", type=count, default=1,
                         help="search every probe N times (dates parsed anew each pass) and "
                              "time each by its median: steadier on a shared machine")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from memlab.bench import count, fractions
+
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
 K = 10
 
@@ -201,7 +203,6 @@ def bench_strategies(size: int, units: list[Any], vectors: np.ndarray,
                 dense=dense), True, shared, "build includes bm25 + dense")
         run("recency (dense)", partial(RecencyStrategy, base=dense), True, rows[1].build_s,
             "build includes dense")
-        del dense
         run("mmr", partial(MmrStrategy, embedder=emb, cache=False), True)
     kinds = ["faiss-ivf"] + (["faiss-hnsw"] if size <= hnsw_max else [])
     for kind in kinds:
@@ -375,22 +376,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10k,100k,1M", help="comma-separated unit counts")
-    parser.add_argument("--queries", type=int, default=200,
+    parser.add_argument("--queries", type=count, default=200,
                         help="queries per size (fewer at 1M: exact search is slow there)")
-    parser.add_argument("--embed-queries", type=int, default=50,
+    parser.add_argument("--embed-queries", type=count, default=50,
                         help="queries timed with live query embedding")
-    parser.add_argument("--throughput-sample", type=int, default=1024,
+    parser.add_argument("--throughput-sample", type=count, default=1024,
                         help="LoCoMo turns embedded to measure sentences/s")
     parser.add_argument("--noise", type=float, default=0.5,
                         help="norm of the Gaussian noise added to each real embedding")
     parser.add_argument("--hnsw-max", default="1M",
                         help="largest size that also builds the (slow) faiss HNSW index")
-    parser.add_argument("--hnsw-threads", type=int, default=1,
+    parser.add_argument("--hnsw-threads", type=count, default=1,
                         help="threads building HNSW (1 = a reproducible graph)")
     parser.add_argument("--hnsw-param", action="append", default=[], metavar="KEY=INT",
                         help="a faiss HNSW index parameter (hnsw_m, ef_construction, "
                         "ef_search, max_ef_search), repeatable; default: dense's own")
-    parser.add_argument("--fractions", default="0.5,0.1",
+    parser.add_argument("--fractions", type=fractions, default=[0.5, 0.1],
                         help="visible fractions of units for the as_of-filtered rows")
     parser.add_argument("--dense-only", action="store_true",
                         help="only dense rows (exact, faiss, filtered) and no memory/sqlite "
@@ -467,7 +468,7 @@ def bench_size(size: int, texts: list[str], base: np.ndarray, questions: list[st
            "probe": probe, "embed_queries": min(n_queries, args.embed_queries),
            "dense_only": args.dense_only,
            "hnsw_params": {"threads": args.hnsw_threads, **hnsw_params(args.hnsw_param)},
-           "fractions": [float(f) for f in args.fractions.split(",") if f],
+           "fractions": args.fractions,
            "pg_ef_search": [int(e) for e in args.pg_ef_search.split(",")],
            "pg_work_mem": args.pg_work_mem}
     rows = bench_strategies(size, units, vectors, ctx, parse_size(args.hnsw_max))

@@ -187,6 +187,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from memlab.eval.report import plot_report, report, to_markdown
 
     table = report(args.runs, metric=args.metric, by_category=args.by_category)
+    if table.empty:
+        raise MemlabError(f"no run directories (holding metrics.json) under "
+                          f"{', '.join(map(str, args.runs))}")
     if args.markdown:
         print(to_markdown(table, [c for c in table.columns if c not in ("dir", "dataset")]))
     else:

@@ -42,8 +42,10 @@ def judge_check(judge: JudgeSpec, dataset: Dataset, *, per_type: int = 2, seed: 
                 n_resamples: int = 1000) -> dict[str, Any]:
     """The judge's figures on the labelled set built from ``dataset``'s ``split``
     conversations (``all``, ``dev`` or ``heldout``; see :func:`split_dataset`)."""
+    from memlab.errors import check_number
     from memlab.eval.answer import LLMJudge
 
+    check_number("judge-check: per_type", per_type, low=1, integer=True)
     config = ExperimentConfig.model_validate({
         "name": "judge-check", "dataset": DatasetSpec(name=dataset.name), "judge": judge,
         "template_dirs": list(template_dirs), "cache": {"llm": cache}})

@@ -14,9 +14,12 @@ from memlab.eval.summary import HEADLINE, error_counts
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run directories (holding metrics.json) at or below ``paths``, sorted."""
+    """Run directories (holding metrics.json) at or below ``paths``, sorted; a path that
+    does not exist is an error (a typo must not read as "no runs")."""
     found: set[Path] = set()
     for p in map(Path, paths):
+        if not p.exists():
+            raise MemlabError(f"{p}: no such file or directory")
         if (p / "metrics.json").exists():
             found.add(p)
         elif p.is_dir():

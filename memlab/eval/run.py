@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from memlab.data.paths import PROJECT_ROOT
 from memlab.data.schema import Conversation, Dataset, Probe
-from memlab.errors import ConfigError, MemlabError
+from memlab.errors import ConfigError, MemlabError, check_number
 from memlab.eval import items as item_file
 from memlab.eval.config import ExperimentConfig, load_config, resolved_dict
 from memlab.eval.environment import environment
@@ -78,6 +78,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, list(overrides or []))
     if workers is not None:
+        check_number("workers", workers, low=1, integer=True)
         config = config.model_copy(update={"workers": workers})
     run_dir = prepare_run_dir(config, out)
     if dataset is None:

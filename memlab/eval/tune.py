@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.data.schema import Dataset
-from memlab.errors import ConfigError, MemlabError
+from memlab.errors import ConfigError, MemlabError, check_number
 from memlab.eval.config import (
     ExperimentConfig,
     apply_override,
@@ -58,6 +58,7 @@ def tune_plan(config: str | Path | dict[str, Any], overrides: Sequence[str] | No
     spec = parse_tune(raw.pop("tune"), where)
     raw.pop("grid", None)
     if trials is not None:
+        check_number("trials", trials, low=1, integer=True)
         spec = spec.model_copy(update={"trials": trials})
     dims = dimensions(spec.space, where)
     base = load_config(raw)
