@@ -192,3 +192,19 @@ def test_compare_pools_cross_fitted_pairs_and_counts_wins(tmp_path, capsys) -> N
     assert f"B = {b1} + {b2}" in out and out.rstrip().endswith("6    3    1")
     assert main(["compare", str(a1), str(b1), str(a2)]) != 0
     assert "in pairs" in capsys.readouterr().err
+
+
+def test_compare_refuses_runs_on_different_probes_and_metrics_neither_scored(tmp_path) -> None:
+    """Two halves given as one pair, or a mistyped metric, is an error saying what to do,
+    not a table of dashes with n = 0."""
+    from memlab.errors import ConfigError
+    from memlab.eval.compare import compare_runs
+
+    test = write_run(tmp_path / "test", [1.0, 0.0])
+    dev = write_run(tmp_path / "dev", [1.0, 1.0], offset=2)
+    with pytest.raises(ConfigError, match=r"share no probe \(2 and 2 scored\).*compare A1 B1 "
+                       r"A2 B2"):
+        compare_runs(test, dev)
+    with pytest.raises(ConfigError, match=r"session\.recall_all@50 not scored in both runs; "
+                       r"they share: session\.recall_all@5$"):
+        compare_runs(test, test, ["session.recall_all@50"])

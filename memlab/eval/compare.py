@@ -43,6 +43,11 @@ def compare_pooled(pairs: Sequence[tuple[str | Path, str | Path]],
     owner: dict[Any, str] = {}
     for run_a, run_b in pairs:
         rows_a, rows_b = run_items(run_a), run_items(run_b)
+        if not {r.get("probe_id") for r in rows_a} & {r.get("probe_id") for r in rows_b}:
+            raise ConfigError(
+                f"{run_a} and {run_b} share no probe ({len(rows_a)} and {len(rows_b)} "
+                "scored): compare pairs each probe with itself; runs on different probes "
+                "(e.g. the two halves of a split) pool as pairs: compare A1 B1 A2 B2")
         for row in rows_a:
             probe = row.get("probe_id")
             if probe in owner:
@@ -55,6 +60,10 @@ def compare_pooled(pairs: Sequence[tuple[str | Path, str | Path]],
     present = {m for row in a for m in row.get("metrics", {})} & {
         m for row in b for m in row.get("metrics", {})}
     names = metrics or [m for m in HEADLINE if m in present]
+    missing = [m for m in names if m not in present]
+    if missing:
+        raise ConfigError(f"compare: {', '.join(missing)} not scored in both runs; they "
+                          f"share: {', '.join(sorted(present)) or 'no metric'}")
     parts: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     if by_category:
         for side, rows in enumerate((a, b)):
