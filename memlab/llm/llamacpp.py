@@ -172,17 +172,15 @@ class LlamaCppLLM(Component):
         """Raise a ConfigError for a value out of range, an unknown embedded model or a
         model file that is not there (config validation runs it; nothing is loaded)."""
         check_values(self.backend, self.params())
+        if self.model_path:
+            path = Path(self.model_path).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"llm '{self.backend}': model_path: no model file at {path}")
+            return
         try:
-            if self.model_path:
-                path = Path(self.model_path).expanduser()
-                if not path.is_file():
-                    raise ConfigError(f"model_path: no model file at {path}")
-            else:
-                catalog_model(self.model)
+            catalog_model(self.model)
         except ModelFileError as exc:
             raise ConfigError(f"llm '{self.backend}': model: {exc}") from None
-        except ConfigError as exc:
-            raise ConfigError(f"llm '{self.backend}': {exc}") from None
 
     def _defaults(self) -> dict[str, Any]:
         check_values(self.backend, self.params())  # a missing model is the call's error
