@@ -222,3 +222,50 @@ def test_bundled_minilm_loads_offline_and_ranks_paraphrases(monkeypatch) -> None
         "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2@")
     assert embedder.model_id.endswith("+onnx-v2")  # the default backend
     assert len(embedder.model_id.rsplit("@", 1)[1].split("+")[0]) == 16
+
+
+def _legacy_file(path: Path, model_id: str, texts: list[str]) -> np.ndarray:
+    """A cache file in the first layout (one WITHOUT ROWID table keyed by the model id's
+    text), holding ``texts``' vectors as HashEmbedder gives them."""
+    import sqlite3
+
+    from memlab.embed.cache import text_key
+
+    vectors = HashEmbedder().encode(texts)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE embeddings (model TEXT NOT NULL, text_sha256 BLOB NOT NULL, "
+                     "dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, "
+                     "text_sha256)) WITHOUT ROWID")
+        conn.executemany("INSERT INTO embeddings VALUES (?, ?, ?, ?)", [
+            (model_id, text_key(t), int(v.shape[0]), v.astype("<f4").tobytes())
+            for t, v in zip(texts, vectors, strict=True)])
+    return vectors
+
+
+def test_a_cache_in_the_first_layout_is_still_read_then_compacted_and_dropped(
+        tmp_path: Path) -> None:
+    """Upgrading loses no vector: the old table is a read fallback, new vectors go to the
+    new layout, ``compact`` moves the old rows (same bytes) and ``drop`` forgets a model."""
+    path = tmp_path / "emb.sqlite"
+    old = _legacy_file(path, "model-a@1", TEXTS[:2])
+    model = CountingEmbedder(HashEmbedder(), "model-a@1")
+    first = CachedEmbedder(model, path).encode(TEXTS)
+    assert model.calls == [[TEXTS[2]]]  # the two old vectors came from the old table
+    np.testing.assert_array_equal(first[:2], old)
+    cache = EmbeddingCache(path)
+    assert cache.models() == [("model-a@1", 2, 2 * 512 * 4, True),
+                              ("model-a@1", 1, 512 * 4, False)]
+    assert cache.count() == 3 and cache.count("model-a@1") == 3
+    before, after = cache.compact()
+    assert before > 0 and after > 0
+    assert cache.models() == [("model-a@1", 3, 3 * 512 * 4, False)]
+    again = CountingEmbedder(HashEmbedder(), "model-a@1")
+    np.testing.assert_array_equal(CachedEmbedder(again, EmbeddingCache(path)).encode(TEXTS),
+                                  first)
+    assert again.calls == []
+    CachedEmbedder(CountingEmbedder(HashEmbedder(), "model-b@1"), path).encode(TEXTS[:1])
+    assert EmbeddingCache(path).drop(["model-a@1"]) == 3
+    assert [m[:2] for m in EmbeddingCache(path).models()] == [("model-b@1", 1)]
+    fresh = CountingEmbedder(HashEmbedder(), "model-a@1")
+    CachedEmbedder(fresh, EmbeddingCache(path)).encode(TEXTS)
+    assert fresh.calls == [TEXTS]  # dropped: embedded again

@@ -5,6 +5,16 @@ Vectors live in one SQLite file (``$MEMLAB_CACHE_DIR/embeddings.sqlite``, defaul
 includes a digest of the weights where one is known, so a changed model never reuses old
 vectors. WAL mode plus a busy timeout and retries make it safe for several processes at
 once (a process pool replaying conversations in parallel).
+
+Layout: ``models`` numbers each model id once; ``vectors`` holds (model number, text hash,
+float32 vector) rows in an ordinary rowid table with a unique index on the key, so a
+384-d vector (1,536 bytes) sits inside its B-tree page. The first layout, one ``WITHOUT
+ROWID`` table ``embeddings`` keyed by the model id's full text, put every such row over the
+size a key-ordered page keeps inline: each vector spilled into an overflow page of its own
+(~4.1 kB a vector, 2.7x the bytes, two page reads a lookup). A file that still holds that
+table is read as a fallback (nothing is lost on upgrade); ``compact`` moves its rows into
+the new layout, drops it and gives the space back (``python -m memlab.eval cache
+--compact``).
 """
 
 from __future__ import annotations
@@ -26,15 +36,14 @@ from memlab.errors import MemlabError
 
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS embeddings (
-    model TEXT NOT NULL,
-    text_sha256 BLOB NOT NULL,
-    dim INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (model, text_sha256)
-) WITHOUT ROWID
-"""
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS vectors (model INTEGER NOT NULL, text_sha256 BLOB NOT NULL, "
+    "vector BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS vectors_key ON vectors (model, text_sha256)",
+)
+#: The first layout's table, read as a fallback until ``compact`` moves its rows.
+LEGACY_TABLE = "embeddings"
 _CHUNK = 500  # keys per SELECT ... IN (...), well under SQLite's variable limit
 _RETRIES = 20
 
@@ -55,6 +64,8 @@ class EmbeddingCache:
         self.path = Path(path).expanduser() if path is not None else default_cache_path()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._legacy = False
+        self._models: dict[str, int] = {}
 
     def get_many(self, model_id: str, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among ``keys`` (missing keys are simply absent).
@@ -72,41 +83,122 @@ class EmbeddingCache:
                 missing.append(key)
             else:
                 found[key] = vector
-        for start in range(0, len(missing), _CHUNK):
-            chunk = missing[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = (
-                "SELECT text_sha256, vector FROM embeddings "
-                f"WHERE model = ? AND text_sha256 IN ({marks})"
-            )
-            rows = self._retry(partial(self._fetch, sql, [model_id, *chunk]))
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
-                vector.setflags(write=False)
-                found[bytes(key)] = vector
-                _remember(tier, bytes(key), vector)
+        number = self._model_number(model_id, create=False) if missing else None
+        sources: list[tuple[str, int | str]] = []
+        if number is not None:
+            sources.append(("vectors", number))
+        if self._legacy and missing:
+            sources.append((LEGACY_TABLE, model_id))  # the first layout, until compacted
+        for table, model in sources:
+            for start in range(0, len(missing), _CHUNK):
+                chunk = missing[start : start + _CHUNK]
+                sql = (f"SELECT text_sha256, vector FROM {table} WHERE model = ? AND "
+                       f"text_sha256 IN ({','.join('?' * len(chunk))})")
+                rows = self._retry(partial(self._fetch, sql, [model, *chunk]))
+                for key, blob in rows:
+                    vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                    vector.setflags(write=False)
+                    found[bytes(key)] = vector
+                    _remember(tier, bytes(key), vector)
+            missing = [key for key in missing if key not in found]
         return found
 
     def put_many(self, model_id: str, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
         """Store vectors; a key already present (another process won the race) is kept."""
-        rows = [
-            (model_id, key, int(vec.shape[0]), np.asarray(vec, dtype="<f4").tobytes())
-            for key, vec in items
-        ]
+        if not items:
+            return
+        number = self._model_number(model_id, create=True)
+        rows = [(number, key, np.asarray(vec, dtype="<f4").tobytes()) for key, vec in items]
 
         def write() -> None:
             with self._db() as conn:
-                conn.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+                conn.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?, ?)", rows)
 
-        if rows:
-            self._retry(write)
+        self._retry(write)
 
     def count(self, model_id: str | None = None) -> int:
-        if model_id is None:
-            sql, args = "SELECT COUNT(*) FROM embeddings", []
-        else:
-            sql, args = "SELECT COUNT(*) FROM embeddings WHERE model = ?", [model_id]
-        return int(self._retry(lambda: self._db().execute(sql, args).fetchone()[0]))
+        """Vectors cached (of ``model_id``), in either layout."""
+        return sum(rows for name, rows, _, _ in self.models()
+                   if model_id is None or name == model_id)
+
+    def models(self) -> list[tuple[str, int, int, bool]]:
+        """``(model id, vectors, bytes of vector data, in the first layout)`` per model and
+        layout, largest first."""
+        self._db()
+        out = [(str(name), int(rows), int(size or 0), False) for name, rows, size in
+               self._retry(partial(self._fetch, "SELECT m.name, COUNT(*), SUM(LENGTH(v.vector)) "
+                                   "FROM vectors v JOIN models m ON m.id = v.model "
+                                   "GROUP BY v.model", []))]
+        if self._legacy:
+            out += [(str(name), int(rows), int(size or 0), True) for name, rows, size in
+                    self._retry(partial(self._fetch, f"SELECT model, COUNT(*), SUM(LENGTH("
+                                        f"vector)) FROM {LEGACY_TABLE} GROUP BY model", []))]
+        return sorted(out, key=lambda row: (-row[2], row[0], row[3]))
+
+    def drop(self, model_ids: Sequence[str]) -> int:
+        """Delete every vector of ``model_ids`` (both layouts); the rows deleted. The file
+        keeps its size until :meth:`compact` (SQLite reuses the freed pages first)."""
+        deleted = 0
+        for model_id in model_ids:
+            number = self._model_number(model_id, create=False)
+
+            def delete(number: int | None = number, model_id: str = model_id) -> int:
+                with self._db() as conn:
+                    n = 0
+                    if number is not None:  # its number stays: another process may hold it
+                        n += conn.execute("DELETE FROM vectors WHERE model = ?",
+                                          (number,)).rowcount
+                    if self._legacy:
+                        n += conn.execute(f"DELETE FROM {LEGACY_TABLE} WHERE model = ?",
+                                          (model_id,)).rowcount
+                    return n
+
+            deleted += self._retry(delete)
+            self._models.pop(model_id, None)
+            _TIERS.pop((str(self.path), model_id), None)
+        return deleted
+
+    def compact(self) -> tuple[int, int]:
+        """Move the first layout's rows into the current one, drop its table and VACUUM
+        (which needs free disk space about the size of what remains); ``(bytes before,
+        bytes after)``. Run it when no other process is using the cache."""
+        before = self.path.stat().st_size if self.path.exists() else 0
+        conn = self._db()
+        if self._legacy:
+            def move() -> None:
+                with conn:
+                    conn.execute(f"INSERT OR IGNORE INTO models (name) SELECT DISTINCT model "
+                                 f"FROM {LEGACY_TABLE}")
+                    conn.execute(f"INSERT OR IGNORE INTO vectors SELECT m.id, e.text_sha256, "
+                                 f"e.vector FROM {LEGACY_TABLE} e JOIN models m ON "
+                                 f"m.name = e.model")
+                    conn.execute(f"DROP TABLE {LEGACY_TABLE}")
+
+            self._retry(move)
+            self._legacy = False
+            self._models.clear()
+        self._retry(lambda: conn.execute("VACUUM"))
+        self._retry(lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        return before, self.path.stat().st_size
+
+    def _model_number(self, model_id: str, *, create: bool) -> int | None:
+        """The number ``models`` gives ``model_id`` (None if it has none and not ``create``)."""
+        number = self._models.get(model_id)
+        if number is None:
+            conn = self._db()
+            if create:
+                def add() -> None:
+                    with conn:
+                        conn.execute("INSERT OR IGNORE INTO models (name) VALUES (?)",
+                                     (model_id,))
+
+                self._retry(add)
+            row = self._retry(partial(self._fetch, "SELECT id FROM models WHERE name = ?",
+                                      [model_id]))
+            if not row:
+                return None
+            number = self._models[model_id] = int(row[0][0])
+        return number
 
     def _fetch(self, sql: str, args: list[Any]) -> list[Any]:
         return self._db().execute(sql, args).fetchall()
@@ -124,10 +216,14 @@ class EmbeddingCache:
                 conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
                 self._retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute("PRAGMA synchronous=NORMAL")
-                self._retry(lambda: conn.execute(_SCHEMA))
+                for statement in _SCHEMA:
+                    self._retry(partial(conn.execute, statement))
+                self._legacy = bool(conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    (LEGACY_TABLE,)).fetchone())
             except (OSError, sqlite3.DatabaseError) as exc:
                 raise MemlabError(f"embedding cache {self.path}: cannot open: {exc}") from exc
-            self._conn, self._pid = conn, os.getpid()
+            self._conn, self._pid, self._models = conn, os.getpid(), {}
         return self._conn
 
     def _retry(self, action: Callable[[], T]) -> T:

@@ -200,6 +200,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from memlab.eval.cache_admin import (
+        cache_report,
+        compact_embeddings,
+        drop_embeddings,
+        drop_folder,
+        format_report,
+        human,
+    )
+
+    verb = "deleted" if args.yes else "would delete (add --yes)"
+    if args.drop_embeddings:
+        matched, deleted = drop_embeddings(args.drop_embeddings, apply=args.yes)
+        for model, rows in matched:
+            print(f"{verb}: {rows:,} vectors of {model}")
+        if args.yes:
+            print(f"{deleted:,} vectors deleted; `cache --compact` gives their space back")
+    for name in args.drop:
+        print(f"{verb}: {name}/ ({human(drop_folder(name, apply=args.yes))})")
+    if args.compact:
+        before, after = compact_embeddings()
+        print(f"embeddings.sqlite compacted: {human(before)} -> {human(after)}")
+    report = cache_report()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     from memlab.eval.report import find_runs
     from memlab.eval.tracking import log_run
@@ -444,6 +471,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="log the runs as one sweep: children of one parent run")
     log.set_defaults(func=cmd_log)
     _add_judge_commands(sub)
+    ca = sub.add_parser("cache", help="what memlab's cache holds (embeddings by model, LLM "
+                        "responses, indexes, models); drop what is no longer needed")
+    ca.add_argument("--drop-embeddings", action="append", default=[], metavar="GLOB",
+                    help="the cached vectors of every embedding model whose id matches, e.g. "
+                         "'*trained-on-dev*' (repeatable; a dry run without --yes)")
+    ca.add_argument("--drop", action="append", default=[], choices=("faiss", "onnx"),
+                    help="a folder memlab rebuilds when missing (a dry run without --yes)")
+    ca.add_argument("--compact", action="store_true",
+                    help="move vectors of the first layout into the current one and give "
+                         "freed space back (SQLite VACUUM: needs free disk about the size of "
+                         "what remains; run it while nothing else uses the cache)")
+    ca.add_argument("--yes", action="store_true", help="really delete what --drop* names")
+    ca.add_argument("--json", action="store_true", help="the report as JSON")
+    ca.set_defaults(func=cmd_cache)
     ls = sub.add_parser("ls", help="list every registered component with its parameters")
     ls.add_argument("kinds", nargs="*", help="only these kinds (chunker, retrieval, ...)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
