@@ -269,3 +269,16 @@ def test_a_cache_in_the_first_layout_is_still_read_then_compacted_and_dropped(
     fresh = CountingEmbedder(HashEmbedder(), "model-a@1")
     CachedEmbedder(fresh, EmbeddingCache(path)).encode(TEXTS)
     assert fresh.calls == [TEXTS]  # dropped: embedded again
+
+
+def test_a_reader_survives_another_process_compacting_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "emb.sqlite"
+    _legacy_file(path, "model-a@1", TEXTS)
+    reader = EmbeddingCache(path)
+    assert len(reader.get_many("model-b@1", [b"x" * 32])) == 0  # opened: the old table seen
+    EmbeddingCache(path).compact()  # "another process"
+    model = CountingEmbedder(HashEmbedder(), "model-a@1")
+    texts = [*TEXTS, "a text no layout holds"]  # looked for in the dropped table too
+    np.testing.assert_array_equal(CachedEmbedder(model, reader).encode(texts),
+                                  HashEmbedder().encode(texts))
+    assert model.calls == [texts[-1:]]  # the others came from the new layout

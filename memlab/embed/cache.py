@@ -94,7 +94,13 @@ class EmbeddingCache:
                 chunk = missing[start : start + _CHUNK]
                 sql = (f"SELECT text_sha256, vector FROM {table} WHERE model = ? AND "
                        f"text_sha256 IN ({','.join('?' * len(chunk))})")
-                rows = self._retry(partial(self._fetch, sql, [model, *chunk]))
+                try:
+                    rows = self._retry(partial(self._fetch, sql, [model, *chunk]))
+                except MemlabError as exc:
+                    if table != LEGACY_TABLE or "no such table" not in str(exc.__cause__):
+                        raise
+                    self._legacy = False  # another process compacted the file meanwhile
+                    break
                 for key, blob in rows:
                     vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
                     vector.setflags(write=False)
