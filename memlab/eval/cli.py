@@ -18,6 +18,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from memlab.eval.run import evaluate
     from memlab.eval.summary import render_table
 
+    if args.repeats is not None and args.repeats != 1:
+        return _run_repeats(args)
     with _executor(args) as executor:
         result = evaluate(args.config, out=args.out, overrides=args.set, workers=args.workers,
                           track=False if args.no_mlflow else None,
@@ -28,6 +30,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         from memlab.eval.tracking import ui_link
 
         print(f"MLflow run: {result.mlflow_run_id}\nMLflow UI: {ui_link(result.run_dir)}")
+    return 0
+
+
+def _run_repeats(args: argparse.Namespace) -> int:
+    from memlab.eval.repeat import evaluate_repeats, render_spread
+
+    with _executor(args) as executor:
+        result = evaluate_repeats(args.config, args.repeats, out=args.out,
+                                  overrides=args.set, workers=args.workers,
+                                  track=False if args.no_mlflow else None, executor=executor)
+    print(f"\n{result.runs[0].config.name.rsplit('[', 1)[0]}: {len(result.runs)} runs, "
+          "answer seeds varied (mean of each run's mean)")
+    print(render_spread(result))
+    print(f"\nrun directories: {result.out_dir}/seed-*  (spread: {result.out_dir}/repeats.json)")
     return 0
 
 
@@ -370,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.add_argument("--retry-errors", dest="retry_errors", action="store_true",
                      help="resuming --out: run the probes that failed (LLM errors) again")
+    run.add_argument("--repeats", type=int, metavar="N",
+                     help="N runs, the answer model's seed varied (seed, seed + 1, ...): "
+                          "each metric's mean, sd, min and max over them")
     run.set_defaults(func=cmd_run)
     sw = sub.add_parser("sweep", help="run every combination of a config's grid")
     _add_run_options(sw)

@@ -19,6 +19,8 @@ class MockLLM:
     callable ``messages -> str``. ``default`` answers anything the mapping does not
     match. Every call is kept in ``calls`` so tests can inspect the prompts. ``error``
     makes every call fail with that message (a dead backend, for the failure paths).
+    ``seed`` shifts where a list of answers starts (call ``i`` gets answer ``i + seed``),
+    so repeated runs with other seeds answer differently, as a sampling model would.
     """
 
     def __init__(
@@ -27,17 +29,19 @@ class MockLLM:
         default: str = "I don't know.",
         model: str = "mock",
         error: str = "",
+        seed: int = 0,
     ) -> None:
         self.responses = responses
         self.default = default
         self.model = model
         self.error = error
+        self.seed = seed
         self.calls: list[list[Message]] = []
 
     def params(self) -> dict[str, Any]:
         script = self.responses if not callable(self.responses) else repr(self.responses)
         return {"responses": script, "default": self.default, "model": self.model,
-                "error": self.error}
+                "error": self.error, "seed": self.seed}
 
     def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
         start = time.perf_counter()
@@ -67,5 +71,5 @@ class MockLLM:
                     return answer
             return self.default
         if self.responses:
-            return self.responses[index % len(self.responses)]
+            return self.responses[(index + self.seed) % len(self.responses)]
         return self.default
