@@ -40,7 +40,7 @@ def _run_repeats(args: argparse.Namespace) -> int:
         result = evaluate_repeats(args.config, args.repeats, out=args.out,
                                   overrides=args.set, workers=args.workers,
                                   track=False if args.no_mlflow else None, executor=executor)
-    print(f"\n{result.runs[0].config.name.rsplit('[', 1)[0]}: {len(result.runs)} runs, "
+    print(f"\n{result.name}: {len(result.runs)} runs, "
           "answer seeds varied (mean of each run's mean)")
     print(render_spread(result))
     print(f"\nrun directories: {result.out_dir}/seed-*  (spread: {result.out_dir}/repeats.json)")

@@ -28,8 +28,10 @@ from memlab.eval.summary import HEADLINE
 
 @dataclass
 class RepeatResult:
-    """The runs (in seed order), where they live, and each metric's spread over them."""
+    """The config's name, the runs (in seed order), where they live, and each metric's
+    spread over them."""
 
+    name: str
     out_dir: Path
     runs: list[RunResult]
     spread: dict[str, dict[str, float]]
@@ -76,7 +78,7 @@ def evaluate_repeats(config: ExperimentConfig | str | Path | dict[str, Any], run
                                          "mlflow_run_id": r.mlflow_run_id}
                                         for i, r in enumerate(results)],
         "spread": spread, "notes": notes}, indent=2) + "\n", encoding="utf-8")
-    return RepeatResult(out_dir, results, spread, notes)
+    return RepeatResult(config.name, out_dir, results, spread, notes)
 
 
 def metric_spread(summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
