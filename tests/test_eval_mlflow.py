@@ -201,3 +201,34 @@ def test_background_logger_names_the_runs_it_could_not_log(tmp_path: Path) -> No
         logger.submit(tmp_path / "run-a", pareto=False)
         with pytest.raises(MemlabError, match=r"1 of 1 runs were not logged.*run-a"):
             logger.wait()
+
+
+@pytest.mark.slow
+def test_repeats_are_children_of_one_parent_holding_the_spread(served: Any,
+                                                                tmp_path: Path) -> None:
+    from memlab.data import load_dataset
+    from memlab.eval.repeat import evaluate_repeats
+
+    conversation = load_dataset("synthetic").conversations[0]
+    config = {"name": "repeated", "dataset": {"name": "synthetic", "probes": {
+                  "conversations": [conversation.id]}},
+              "retrieval": {"name": "bm25"}, "scorers": ["exact_match"],
+              "cache": {"llm": "off"}, "tracking": {"experiment": "memlab-repeat-test"},
+              "answer": {"llm": {"name": "mock", "params": {
+                  "responses": [p.answer for p in conversation.probes]}}}}
+    result = evaluate_repeats(config, 2, out=tmp_path / "rep", progress=False)
+    client = served
+    experiment = client.get_experiment_by_name("memlab-repeat-test")
+    everything = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in everything if "memlab.sweep_id" in r.data.tags]
+    assert parent.info.run_name == "repeated (repeats)" and parent.info.status == "FINISHED"
+    children = sorted((r for r in everything if r is not parent),
+                      key=lambda r: r.info.run_name)
+    assert len(children) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert sorted(r.data.params["answer.llm.params.seed"] for r in children) == ["0", "1"]
+    spread = result.spread["exact_match"]
+    assert parent.data.metrics["exact_match.mean"] == pytest.approx(spread["mean"])
+    assert parent.data.metrics["exact_match.sd"] == pytest.approx(spread["sd"])
+    assert spread["sd"] > 0
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"repeats.json"}

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 KIND_TAG = "mlflow.experimentKind"
@@ -204,3 +206,48 @@ def ui_path(experiment_id: str, tags: dict[str, str]) -> str:
     views = sorted(k.removeprefix(VIEW_TAG) for k in tags if k.startswith(VIEW_TAG + "memlab-"))
     view = f"&viewStateShareKey={views[0]}&compareRunsMode=CHART" if views else ""
     return f"{base}/runs?workflowType=machine_learning{view}"
+
+
+class GroupMirror:
+    """MLflow for a group of runs (a scaling curve, repeats): a parent ``<name> (<role>)``
+    made before the first child, every run mirrored as its child by a background logger,
+    and on :meth:`finish` the group's own artifacts and metrics on the parent."""
+
+    def __init__(self, config: Any, dataset: str, track: bool | None, role: str) -> None:
+        self.config, self.dataset, self.role = config, dataset, role
+        self.enabled = config.tracking.mlflow if track is None else track
+        self.group = uuid.uuid4().hex
+        self.logger: Any = None
+        self.client: Any = None
+        self.parent: str | None = None
+
+    def __enter__(self) -> GroupMirror:
+        if self.enabled:
+            from memlab.eval.tracking import BackgroundLogger
+
+            name = self.config.name.split("[", 1)[0]
+            self.client, self.parent = group_parent(self.config.tracking, self.dataset,
+                                                    self.group, f"{name} ({self.role})",
+                                                    self.role)
+            self.logger = BackgroundLogger()
+            self.logger.sweep = self.group
+        return self
+
+    def submit(self, run_dir: Any) -> None:
+        if self.logger is not None:
+            self.logger.submit(run_dir, pareto=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.logger is not None:
+            self.logger.wait()
+
+    def finish(self, artifacts: Sequence[Any] = (), metrics: dict[str, float] | None = None
+               ) -> None:
+        """Log ``artifacts`` (paths) and ``metrics`` on the parent and close it."""
+        if self.parent is None:
+            return
+        for path in artifacts:
+            self.client.log_artifact(self.parent, str(path))
+        for key, value in (metrics or {}).items():
+            self.client.log_metric(self.parent, key, value)
+        self.client.set_terminated(self.parent)

@@ -5,7 +5,9 @@ above 0, as Qwen3's thinking mode recommends) or its server is not deterministic
 answers with ``answer.llm.params.seed = seed + i`` (``seed``: the config's, else the
 backend's default), into ``OUT/seed-S``; each is an ordinary run directory (resumable,
 tracked, comparable), and ``OUT/repeats.json`` holds every metric's mean, standard deviation
-(n - 1), minimum and maximum over the runs. Retrieval, the judge and the cache keys of other
+(n - 1), minimum and maximum over the runs. With MLflow on, the runs are children of one
+parent ``<name> (repeats)`` that carries each headline metric's ``.mean`` and ``.sd`` and
+``repeats.json``. Retrieval, the judge and the cache keys of other
 calls are unchanged, so only what the seed moves can move. A greedy llama.cpp reader
 (``temperature: 0``) answers the same whatever the seed: the spread is then 0 by
 construction, and a note says so.
@@ -22,8 +24,10 @@ from typing import Any
 
 from memlab.errors import ConfigError, check_number
 from memlab.eval.config import ExperimentConfig, load_config
+from memlab.eval.mlflow_runs import GroupMirror
 from memlab.eval.run import RunResult, _default_dir, evaluate
 from memlab.eval.summary import HEADLINE
+from memlab.metrics import mlflow_key
 
 
 @dataclass
@@ -64,20 +68,24 @@ def evaluate_repeats(config: ExperimentConfig | str | Path | dict[str, Any], run
                      "so the spread is 0 by construction (set answer.llm.params.temperature)")
     out_dir = Path(out) if out is not None else _default_dir(config)
     results = []
-    for seed in range(base, base + runs):
-        variant = config.model_copy(deep=True)
-        assert variant.answer is not None
-        variant.answer.llm.params["seed"] = seed
-        variant.name = f"{config.name}[seed={seed}]"
-        results.append(evaluate(variant, out=out_dir / f"seed-{seed}", workers=workers,
-                                progress=progress, track=track, pareto=False,
-                                executor=executor))
+    with GroupMirror(config, config.dataset.name, track, "repeats") as mirror:
+        for seed in range(base, base + runs):
+            variant = config.model_copy(deep=True)
+            assert variant.answer is not None
+            variant.answer.llm.params["seed"] = seed
+            variant.name = f"{config.name}[seed={seed}]"
+            results.append(evaluate(variant, out=out_dir / f"seed-{seed}", workers=workers,
+                                    progress=progress, track=False, executor=executor))
+            mirror.submit(results[-1].run_dir)
     spread = metric_spread([r.summary for r in results])
-    (out_dir / "repeats.json").write_text(json.dumps({
-        "config": config.name, "runs": [{"seed": base + i, "run_dir": str(r.run_dir),
-                                         "mlflow_run_id": r.mlflow_run_id}
+    saved = out_dir / "repeats.json"
+    saved.write_text(json.dumps({
+        "config": config.name, "runs": [{"seed": base + i, "run_dir": str(r.run_dir)}
                                         for i, r in enumerate(results)],
         "spread": spread, "notes": notes}, indent=2) + "\n", encoding="utf-8")
+    mirror.finish([saved], {mlflow_key(f"{name}.{stat}"): values[stat]
+                            for name, values in spread.items() if name in HEADLINE
+                            for stat in ("mean", "sd")})
     return RepeatResult(config.name, out_dir, results, spread, notes)
 
 

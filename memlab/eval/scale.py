@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from memlab.data import load_dataset
 from memlab.data.haystack import build_haystack, haystack_option, history_tokens, parse_tokens
 from memlab.errors import ConfigError
 from memlab.eval.config import apply_override, expand_grid, read_raw
+from memlab.eval.mlflow_runs import GroupMirror
 
 #: What the table and plot show unless told otherwise (LongMemEval's session metrics).
 DEFAULT_METRICS = ("session.recall_any@5", "session.recall_all@5")
@@ -55,7 +55,7 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
     wanted = {c.id for c, _ in select_probes(loaded, spec.probes)}
     out_dir = Path(out) if out is not None else _default_out(base[0].name)
     rows = []
-    with _Mirror(base[0], loaded.name, track) as mirror:
+    with GroupMirror(base[0], loaded.name, track, "scale") as mirror:
         for size in sizes:
             dataset = build_haystack(loaded, size, option["seed"], option["lead_days"],
                                      conversations=wanted)
@@ -65,7 +65,7 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
                                       progress, mirror))
     table = pd.DataFrame(rows)
     _write(table, out_dir, list(metrics), base[0].name.split("[", 1)[0])
-    mirror.finish(out_dir)
+    mirror.finish([out_dir / "scale.csv", out_dir / "scale.png"])
     return table
 
 
@@ -99,7 +99,7 @@ def strategy_label(name: str) -> str:
 
 
 def _evaluate(variant: Any, dataset: Any, out_dir: Path, size: int, length: float,
-              metrics: Sequence[str], progress: bool, mirror: _Mirror) -> dict[str, Any]:
+              metrics: Sequence[str], progress: bool, mirror: GroupMirror) -> dict[str, Any]:
     from memlab.eval.run import evaluate
     from memlab.eval.sweep import slug
 
@@ -168,42 +168,3 @@ def scale_plot(table: Any, metrics: Sequence[str], path: Path | None = None,
         if path is not None:
             fig.savefig(path, dpi=110)
     return axes
-
-
-class _Mirror:
-    """MLflow for a scaling run: a parent ``<name> (scale)`` with every run as a child."""
-
-    def __init__(self, config: Any, dataset: str, track: bool | None) -> None:
-        self.config, self.dataset = config, dataset
-        self.enabled = config.tracking.mlflow if track is None else track
-        self.group = uuid.uuid4().hex
-        self.logger: Any = None
-        self.client: Any = None
-        self.parent: str | None = None
-
-    def __enter__(self) -> _Mirror:
-        if self.enabled:
-            from memlab.eval.mlflow_runs import group_parent
-            from memlab.eval.tracking import BackgroundLogger
-
-            name = self.config.name.split("[", 1)[0]
-            self.client, self.parent = group_parent(self.config.tracking, self.dataset,
-                                                    self.group, f"{name} (scale)", "scale")
-            self.logger = BackgroundLogger()
-            self.logger.sweep = self.group
-        return self
-
-    def submit(self, run_dir: Path) -> None:
-        if self.logger is not None:
-            self.logger.submit(run_dir, pareto=False)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.logger is not None:
-            self.logger.wait()
-
-    def finish(self, out_dir: Path) -> None:
-        if self.parent is None:
-            return
-        for name in ("scale.csv", "scale.png"):
-            self.client.log_artifact(self.parent, str(out_dir / name))
-        self.client.set_terminated(self.parent)
