@@ -9,6 +9,7 @@ heavy dependencies are imported lazily:
 >>> memlab.resolve("retrieval", "bm25")["params"]["k1"]            # every default filled in
 1.5
 >>> result = memlab.evaluate("experiments/quickstart.yaml")        # python -m memlab.eval run
+>>> spread = memlab.repeat("experiments/quickstart.yaml", 3).spread # run --repeats 3
 >>> table = memlab.sweep("experiments/locomo-retrieval.yaml")      # python -m memlab.eval sweep
 >>> tuned = memlab.tune("experiments/locomo-tune.yaml")            # python -m memlab.eval tune
 """
@@ -60,6 +61,15 @@ def evaluate(config: Any, **options: Any) -> RunResult:
     return run(config, **options)
 
 
+def repeat(config: Any, runs: int, **options: Any) -> Any:
+    """Run a config ``runs`` times with the answer model's seed varied (``python -m
+    memlab.eval run --repeats N``); returns a :class:`memlab.eval.repeat.RepeatResult`
+    whose ``spread`` holds each metric's mean, sd, min and max over the runs."""
+    from memlab.eval.repeat import evaluate_repeats
+
+    return evaluate_repeats(config, runs, **options)
+
+
 def sweep(config: Any, **options: Any) -> Any:
     """Run every variant of a config's grid (``python -m memlab.eval sweep``); returns the
     report table."""
@@ -93,6 +103,7 @@ __all__ = [
     "build",
     "evaluate",
     "load_dataset",
+    "repeat",
     "resolve",
     "scale",
     "sweep",

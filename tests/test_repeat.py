@@ -84,3 +84,10 @@ def test_repeats_with_the_embedded_qwen_sampling(tmp_path: Path) -> None:
     assert first == second
     assert greedy.notes and "spread is 0 by construction" in greedy.notes[0]
     assert all(s["sd"] == 0 for s in greedy.spread.values())
+
+
+def test_memlab_repeat_is_the_same_function(tmp_path: Path) -> None:
+    import memlab
+
+    result = memlab.repeat(_config(["x", "y"]), 2, out=tmp_path / "r", progress=False)
+    assert result.name == "rep" and [r.run_dir.name for r in result.runs] == ["seed-0", "seed-1"]
