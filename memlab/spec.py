@@ -177,6 +177,8 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
     out += [f"{where}.{p.name}: required by {kind} '{name}'" for p in accepted
             if p.required and p.name not in params]
     if not out:
+        out += _common_problems(kind, name, params, where)
+    if not out:
         out += _value_problems(factory, params, where)
     for key, sub_kind in getattr(factory, "nested", {}).items():
         value = params.get(key)
@@ -189,6 +191,28 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
                 out += problems(sub, part, f"{where}.{key}[{i}]", template_dirs=template_dirs)
         elif value is not None and not fixed:
             out += problems(sub, value, f"{where}.{key}", template_dirs=template_dirs)
+    return out
+
+
+#: Parameters every component of a kind takes, checked the same way for all of them
+#: (:func:`memlab.errors.check_number`'s bounds): a strategy's ``k`` and ``threshold``.
+COMMON_BOUNDS: dict[str, dict[str, dict[str, Any]]] = {
+    "retrieval": {"k": {"low": 0, "integer": True, "optional": True},
+                  "threshold": {"optional": True}},
+}
+
+
+def _common_problems(kind: str, name: str, params: dict[str, Any], where: str) -> list[str]:
+    """What :data:`COMMON_BOUNDS` refuses among ``params`` (one line per parameter)."""
+    from memlab.errors import check_number
+
+    out = []
+    for key, bounds in COMMON_BOUNDS.get(kind, {}).items():
+        if key in params:
+            try:
+                check_number(f"{kind} '{name}': {key}", params[key], **bounds)
+            except ConfigError as exc:
+                out.append(f"{where}.{key}: {exc}")
     return out
 
 

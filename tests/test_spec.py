@@ -321,3 +321,17 @@ def test_loading_a_config_checks_every_kind_of_component_before_any_run(
     with pytest.raises(ConfigError, match="llm 'openai': max_tokens must be an integer >= 1"):
         registry("llm").build("openai", {"model": "m"}).generate(
             [{"role": "user", "content": "hi"}], max_tokens=0)
+
+
+def test_every_strategys_k_and_threshold_are_checked_at_validation() -> None:
+    bad = _config(retrieval={"name": "budget", "params": {"threshold": "high", "base": {
+        "name": "bm25", "params": {"k": -3}}}})
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value).splitlines()[1:] == [
+        "  retrieval.params.threshold: retrieval 'budget': threshold must be a number or "
+        "null, got 'high'",
+        "  retrieval.params.base.params.k: retrieval 'bm25': k must be an integer >= 0 or "
+        "null, got -3"]
+    fine = _config(retrieval={"name": "hybrid", "params": {"k": None, "threshold": 0.2}})
+    assert load_config(fine).memory.params["retrieval"]["params"]["k"] is None
