@@ -8,8 +8,9 @@ always says *where* the problem is.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 
 class MemlabError(Exception):
@@ -92,6 +93,15 @@ def check_number(what: str, value: object, *, low: float | None = None,
     if not ok:
         raise ConfigError(f"{what} must be {_describe(low, high, low_open, high_open, integer)}"
                           f"{' or null' if optional else ''}, got {value!r}")
+
+
+def check_numbers(owner: str, values: Mapping[str, object],
+                  bounds: Mapping[str, Mapping[str, Any]]) -> None:
+    """:func:`check_number` on each of ``values`` that ``bounds`` names, in the order of
+    ``values``; messages read ``{owner}: {key} must be ...``."""
+    for key, value in values.items():
+        if key in bounds:
+            check_number(f"{owner}: {key}", value, **bounds[key])
 
 
 def _describe(low: float | None, high: float | None, low_open: bool, high_open: bool,

@@ -25,7 +25,7 @@ from typing import Any
 from memlab.errors import ConfigError, check_number
 from memlab.eval.config import ExperimentConfig, load_config
 from memlab.eval.mlflow_runs import GroupMirror
-from memlab.eval.run import RunResult, _default_dir, evaluate
+from memlab.eval.run import RunResult, default_run_dir, evaluate
 from memlab.eval.summary import HEADLINE
 from memlab.metrics import mlflow_key
 
@@ -66,7 +66,7 @@ def evaluate_repeats(config: ExperimentConfig | str | Path | dict[str, Any], run
     if llm.name == "llamacpp" and float(params.get("temperature", 0.0)) == 0.0:
         notes.append("temperature 0: llama.cpp answers greedily, the same whatever the seed, "
                      "so the spread is 0 by construction (set answer.llm.params.temperature)")
-    out_dir = Path(out) if out is not None else _default_dir(config)
+    out_dir = Path(out) if out is not None else default_run_dir(config)
     results = []
     with GroupMirror(config, config.dataset.name, track, "repeats") as mirror:
         for seed in range(base, base + runs):

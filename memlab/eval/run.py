@@ -115,7 +115,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
 
 def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
     """Create (or reopen, to resume) the run directory and write the resolved config."""
-    run_dir = Path(out) if out is not None else _default_dir(config)
+    run_dir = Path(out) if out is not None else default_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_run_dir(run_dir)
     resolved = yaml.safe_dump(resolved_dict(config), sort_keys=True, allow_unicode=True)
@@ -129,7 +129,8 @@ def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
     return run_dir
 
 
-def _default_dir(config: ExperimentConfig) -> Path:
+def default_run_dir(config: ExperimentConfig) -> Path:
+    """``$MEMLAB_RUNS_DIR`` (default ``runs/``) / the config's name / a UTC timestamp."""
     base = Path(os.environ.get("MEMLAB_RUNS_DIR", PROJECT_ROOT / "runs"))
     safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", config.name).strip("_") or "run"
     return base / safe / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

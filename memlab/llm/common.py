@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from memlab.errors import ConfigError, check_number
+from memlab.errors import ConfigError, check_numbers
 from memlab.llm.base import Message
 from memlab.llm.chatml import count_chat_tokens
 from memlab.tokens import count_tokens
@@ -33,10 +33,7 @@ BOUNDS: dict[str, dict[str, Any]] = {
 def check_values(backend: str, values: Mapping[str, Any]) -> None:
     """Raise a ConfigError for the first of ``values`` outside its :data:`BOUNDS`
     (``llm 'llamacpp': max_tokens must be an integer >= 1, got 0``)."""
-    for key, value in values.items():
-        bounds = BOUNDS.get(key)
-        if bounds is not None:
-            check_number(f"llm '{backend}': {key}", value, **bounds)
+    check_numbers(f"llm '{backend}'", values, BOUNDS)
 
 
 def resolve_generation(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.errors import ConfigError, check_choice, check_number
+from memlab.errors import ConfigError, check_choice, check_numbers
 from memlab.memory.base import ComponentSpec
 from memlab.spec import build
 
@@ -117,8 +117,8 @@ def check_values(memory: Any, bounds: Mapping[str, Mapping[str, Any]],
                  choices: Mapping[str, Sequence[str]]) -> None:
     """Raise a ConfigError for the first of ``memory``'s parameters outside its ``bounds``
     (:func:`memlab.errors.check_number`'s) or ``choices``, naming the architecture."""
-    for key, bound in bounds.items():
-        check_number(f"memory '{memory.name}': {key}", getattr(memory, key), **bound)
+    check_numbers(f"memory '{memory.name}'", {key: getattr(memory, key) for key in bounds},
+                  bounds)
     for key, allowed in choices.items():
         check_choice(f"memory '{memory.name}': {key}", getattr(memory, key), allowed)
 

@@ -69,6 +69,7 @@ class FullContextStrategy(Component):
         return UnitTable()
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
+        self.check_params()
         self.table.add(units)
 
     def tokens(self, unit: MemoryUnit) -> int:
@@ -86,7 +87,6 @@ class FullContextStrategy(Component):
         *,
         probe: Probe | None = None,
     ) -> list[Hit]:
-        self.check_params()
         limit = resolve_k(k, self.k)
         visible = self.table.visible(as_of)
         if self.threshold is not None and self.threshold > 1.0:
