@@ -274,3 +274,19 @@ def test_report_plots_a_metric_against_prompt_tokens(tmp_path: Path) -> None:
     assert pareto_front([(10, 0.5), (100, 0.4), (100, 0.6)]) == [0, 2]
     with pytest.raises(MemlabError, match="no run has 'judge'"):
         plot_report(table, tmp_path / "judge.png", "judge")
+
+
+def test_a_dataset_file_may_be_given_as_path_or_as_params_path(tmp_path: Path) -> None:
+    from memlab.data import load_dataset
+    from memlab.data.loaders.native import save_native
+    from memlab.eval.config import DatasetSpec
+
+    path = save_native(load_dataset("synthetic"), tmp_path / "mine.jsonl")
+    by_path = DatasetSpec(name="memlab", path=str(path)).load()
+    by_params = DatasetSpec(name="memlab", params={"path": str(path)}).load()
+    assert by_params.conversations == by_path.conversations
+    both = DatasetSpec(name="memlab", path=str(path), params={"path": str(path)}).load()
+    assert both.conversations == by_path.conversations
+    with pytest.raises(ConfigError, match="two files given, dataset.path .* and "
+                                          "dataset.params.path .*other.jsonl'; keep one"):
+        DatasetSpec(name="memlab", path=str(path), params={"path": "other.jsonl"}).load()

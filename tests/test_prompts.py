@@ -63,6 +63,7 @@ EXAMPLES: dict[str, dict] = {
     "extract_facts": {"turns": TURNS, "existing_memories": ["Caroline likes hiking"],
                       "session_date": MAY8},
     "session_summary": {"turns": TURNS, "session_date": MAY8},
+    "generate_probes": {"turns": TURNS, "session_date": MAY8, "n_questions": 3},
     "extract_keys": {"text": "Caroline: I went to a LGBTQ support group yesterday."},
     "rerank_yesno": {"question": "When did Caroline go to the support group?",
                      "memory": "Caroline: I went to a LGBTQ support group yesterday."},
@@ -281,7 +282,7 @@ def test_unknown_template_lists_choices() -> None:
     assert "unknown prompt template 'answer_shrt'. Did you mean 'answer_short'" in message
     assert ("Valid choices: agent_chat, answer_chain_of_note, answer_json, "
             "answer_premise_check, answer_reasoning, answer_short, extract_facts, "
-            "extract_keys, hypothetical_answer, judge_locomo, "
+            "extract_keys, generate_probes, hypothetical_answer, judge_locomo, "
             "judge_locomo_criteria, judge_longmemeval, judge_longmemeval_criteria, "
             "memory_update, rerank_yesno, rewrite_queries, session_summary") in message
 

@@ -175,15 +175,15 @@ class FactsChunker(LLMChunkerMixin, Component):
     def _select(self, items: list[Any], session: Session,
                 known: list[str]) -> tuple[list[_Fact], dict[str, int]]:
         counts: Counter[str] = Counter(dict.fromkeys(_COUNTS, 0))
-        seen = [_words(k) for k in known]
-        vocabulary = _session_vocabulary(session)
+        seen = [word_set(k) for k in known]
+        vocabulary = session_vocabulary(session)
         facts: list[_Fact] = []
         for item in items:
             content, category, raw_ids = _fields(item)
             if not content:
                 counts["empty"] += 1
                 continue
-            if any(_jaccard(_words(content), s) >= self.similarity for s in seen):
+            if any(jaccard(word_set(content), s) >= self.similarity for s in seen):
                 counts["duplicate"] += 1
                 continue
             if grounded_share(content, vocabulary) < self.grounding:
@@ -200,11 +200,11 @@ class FactsChunker(LLMChunkerMixin, Component):
             counts["unsourced"] += int(fact.unsourced)
             counts["bad_category"] += int(fact.category_given is not None)
             facts.append(fact)
-            seen.append(_words(content))
+            seen.append(word_set(content))
         return facts, dict(counts)
 
     def _fact(self, content: str, category: Any, raw_ids: list[str], session: Session) -> _Fact:
-        resolved = {raw: _resolve(raw, session) for raw in raw_ids}
+        resolved = {raw: resolve_turn(raw, session) for raw in raw_ids}
         valid = list({t.id: t for t in resolved.values() if t is not None}.values())
         dropped = tuple(raw for raw, turn in resolved.items() if turn is None)
         label = category.strip().lower() if isinstance(category, str) else ""
@@ -225,7 +225,7 @@ class FactsChunker(LLMChunkerMixin, Component):
                          metadata=metadata)
 
 
-def _resolve(raw: str, session: Session) -> Turn | None:
+def resolve_turn(raw: str, session: Session) -> Turn | None:
     """The turn a model's reference points at: a 1-based position as the prompt shows
     (``3``, ``"3"``, ``"#3"``), else a turn id (``"D1:3"``); None if neither."""
     number = raw.lstrip("#")
@@ -260,10 +260,11 @@ def _fields(item: Any) -> tuple[str, Any, list[str]]:
         return "", None, []
     content = next((item[k] for k in _CONTENT_KEYS if isinstance(item.get(k), str)), "")
     raw: Any = next((item[k] for k in _ID_KEYS if item.get(k) not in (None, "", [])), [])
-    return " ".join(content.split()), item.get("category"), _ids(raw)
+    return " ".join(content.split()), item.get("category"), turn_refs(raw)
 
 
-def _ids(raw: Any) -> list[str]:
+def turn_refs(raw: Any) -> list[str]:
+    """A model's turn references as strings, from a list, a number or "1, 3"."""
     values = raw if isinstance(raw, list) else [raw]
     out: list[str] = []
     for value in values:
@@ -272,30 +273,38 @@ def _ids(raw: Any) -> list[str]:
     return out
 
 
-def _content_words(text: str) -> list[str]:
+def content_words(text: str) -> list[str]:
+    """Words of 3+ letters that are not stop words, case-folded."""
     return [w for w in re.findall(r"[^\W_]+", text.casefold())
             if len(w) >= 3 and w not in _STOP_WORDS]
 
 
-def _session_vocabulary(session: Session) -> frozenset[str]:
+def session_vocabulary(session: Session) -> frozenset[str]:
     """Word stems (first ``_STEM`` letters) of everything the model saw of the session."""
     date = session.started_at
     parts = [f"{date:%A %B %Y} {date.day}"]
     parts += [f"{t.speaker} {t.full_text}" for t in session.turns]
-    return frozenset(w[:_STEM] for w in _content_words(" ".join(parts)))
+    return stems(" ".join(parts))
+
+
+def stems(text: str) -> frozenset[str]:
+    """The stems (first ``_STEM`` letters) of ``text``'s content words."""
+    return frozenset(w[:_STEM] for w in content_words(text))
 
 
 def grounded_share(content: str, vocabulary: frozenset[str]) -> float:
     """The share of ``content``'s content words whose stem occurs in ``vocabulary``."""
-    words = _content_words(content)
+    words = content_words(content)
     if not words:
         return 1.0
     return sum(w[:_STEM] in vocabulary for w in words) / len(words)
 
 
-def _words(text: str) -> frozenset[str]:
+def word_set(text: str) -> frozenset[str]:
+    """Every word of ``text``, case-folded (for near-duplicate checks)."""
     return frozenset(re.findall(r"\w+", text.casefold()))
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Word-set Jaccard similarity (1.0 for two empty sets)."""
     return len(a & b) / len(a | b) if a or b else 1.0

@@ -1,8 +1,12 @@
-"""``python -m memlab.data stats``: load datasets and print their statistics.
+"""``python -m memlab.data``: dataset statistics, and probes for chats that have none.
 
-With no arguments it loads every dataset it can find: the committed synthetic set and
-the public benchmark files under ``../shared/datasets`` (or ``$MEMLAB_DATASETS``).
+``stats`` with no arguments loads every dataset it can find: the committed synthetic set
+and the public benchmark files under ``../shared/datasets`` (or ``$MEMLAB_DATASETS``).
 ``NAME=PATH`` loads a specific file with a named loader.
+
+``probes SOURCE --out FILE`` asks an LLM for recall questions about each session of
+SOURCE (``NAME`` or ``NAME=PATH``) and writes SOURCE with them as a memlab file
+(:mod:`memlab.data.probegen`), plus ``FILE.report.json`` (calls, tokens, seconds, drops).
 """
 
 from __future__ import annotations
@@ -51,6 +55,48 @@ def _parse_spec(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _source(text: str) -> tuple[str, Path | None]:
+    name, sep, path = text.partition("=")
+    if name not in registry:
+        raise argparse.ArgumentTypeError(
+            f"unknown loader {name!r}; choose one of {', '.join(registry.names())}"
+        )
+    return name, Path(path) if sep else None
+
+
+def _probes(args: argparse.Namespace) -> int:
+    from memlab.data.loaders.native import save_native
+    from memlab.data.probegen import generate_probes
+    from memlab.llm.models import parse_llm
+
+    out = Path(args.out)
+    report_path = out.with_name(out.name + ".report.json")
+    if out.exists() and not args.force:
+        print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
+        return 2
+    name, path = args.source
+    dataset = load_dataset(name, path=path)
+    generated, report = generate_probes(
+        dataset, parse_llm(args.llm) if args.llm else None, per_session=args.per_session,
+        max_sessions=args.max_sessions, conversations=args.conversations, seed=args.seed,
+        asked_at=args.asked_at, keep_probes=args.keep_probes, grounding=args.grounding,
+        min_chars=args.min_chars, cache="off" if args.no_cache else "readwrite",
+        progress=not args.quiet)
+    if report.calls and len(report.errors) == report.calls:
+        print(f"error: every LLM call failed ({report.calls}); first: {report.errors[0]}",
+              file=sys.stderr)
+        return 1
+    save_native(generated, out)
+    report_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.render())
+        print(f"wrote {out} and {report_path.name}; score it with dataset "
+              f"{{name: memlab, params: {{path: {out}}}}}")
+    return 0
+
+
 def _render(rows: list[dict[str, Any]]) -> str:
     headers = ["dataset", "conversations", "sessions", "turns", "probes", "abstention_probes",
                "repaired_or_dropped", "first_session", "last_session", "load_seconds"]
@@ -79,7 +125,37 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("datasets", nargs="*", type=_parse_spec, metavar="NAME=PATH",
                        help="datasets to load (default: every known dataset that exists)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    probes = sub.add_parser("probes", help="write recall probes for a dataset's sessions with "
+                            "an LLM (for chats that have no questions)")
+    probes.add_argument("source", type=_source, metavar="NAME[=PATH]",
+                        help="the dataset: a loader name, with its file after '='")
+    probes.add_argument("--out", required=True, help="memlab file to write (.json or .jsonl)")
+    probes.add_argument("--llm", help="a catalog model (qwen2.5-coder-1.5b), a .gguf path, a "
+                        "backend name, or YAML '{name: ollama, params: {model: qwen3:4b}}' "
+                        "(default: the embedded 0.5B)")
+    probes.add_argument("--per-session", type=int, default=2, help="questions a session (2)")
+    probes.add_argument("--max-sessions", type=int, help="sessions sampled per conversation")
+    probes.add_argument("--conversations", type=int, help="only the first N conversations")
+    probes.add_argument("--seed", type=int, default=0, help="seed of the session sample")
+    probes.add_argument("--asked-at", choices=("end", "session"), default="end",
+                        help="ask after the whole history (end) or right after the session")
+    probes.add_argument("--keep-probes", action="store_true",
+                        help="keep the dataset's own probes beside the generated ones")
+    probes.add_argument("--grounding", type=float, default=0.6, help="share of the answer's "
+                        "content words that must occur in its cited turns (0.6)")
+    probes.add_argument("--min-chars", type=int, default=200,
+                        help="skip sessions with shorter transcripts (200)")
+    probes.add_argument("--no-cache", action="store_true", help="do not use the LLM cache")
+    probes.add_argument("--force", action="store_true", help="replace an existing --out file")
+    probes.add_argument("--quiet", action="store_true", help="no progress bar")
+    probes.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    if args.command == "probes":
+        try:
+            return _probes(args)
+        except MemlabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
 
     specs = args.datasets or [(n, p) for n, p in DEFAULTS if p.exists()]
     if not specs:

@@ -99,10 +99,18 @@ class DatasetSpec(BaseModel):
 
     def load(self) -> Dataset:
         """The dataset this spec names, with its loader options (every probe: ``probes``
-        selects among them later)."""
+        selects among them later). The file may be given as ``path`` or as
+        ``params.path``, not as two different ones."""
         from memlab.data import load_dataset
 
-        return load_dataset(self.name, path=self.path, **self.params)
+        params, path = dict(self.params), self.path
+        if "path" in params:
+            given = params.pop("path")
+            if path is not None and str(given) != str(path):
+                raise ConfigError(f"dataset {self.name!r}: two files given, dataset.path "
+                                  f"{path!r} and dataset.params.path {given!r}; keep one")
+            path = given
+        return load_dataset(self.name, path=path, **params)
 
 
 class AnswerSpec(BaseModel):

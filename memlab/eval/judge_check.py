@@ -164,20 +164,12 @@ def parse_judge(text: str, template: str | None = None) -> JudgeSpec:
     """A judge from the CLI's ``--judge``: a catalog model (``qwen2.5-coder-1.5b``), a
     ``.gguf`` path, a backend name (``ollama``), or YAML (``{name: ollama, params: {...}}``
     for the LLM, or ``{llm: ..., template: ...}`` for the whole judge)."""
-    import yaml
-
-    from memlab.llm.models import CATALOG
+    from memlab.llm.models import parse_llm
 
     extra: dict[str, Any] = {"template": template} if template else {}
-    value = yaml.safe_load(text) if text not in CATALOG else None
-    if text in CATALOG:
-        llm: Any = {"name": "llamacpp", "params": {"model": text}}
-    elif text.endswith(".gguf"):
-        llm = {"name": "llamacpp", "params": {"model_path": text}}
-    elif isinstance(value, dict) and "llm" in value:
-        return JudgeSpec.model_validate({**value, **extra})
-    else:
-        llm = value if isinstance(value, dict) else {"name": str(text)}
+    llm = parse_llm(text)
+    if "llm" in llm:
+        return JudgeSpec.model_validate({**llm, **extra})
     return JudgeSpec.model_validate({"llm": Spec.model_validate(llm), **extra})
 
 

@@ -346,3 +346,17 @@ def resolve_model_path(model_path: str | Path | None, progress: bool = True,
             f"model: {', '.join(CATALOG)})"
         )
     return path, file_digest(path, progress)
+
+
+def parse_llm(text: str) -> dict[str, Any]:
+    """An LLM spec from a command line: a catalog model (``qwen2.5-coder-1.5b``), a
+    ``.gguf`` path, a backend name (``ollama``) or YAML (``{name: ollama, params: {...}}``;
+    any other mapping is returned as written, for callers that take more than an LLM)."""
+    import yaml
+
+    if text in CATALOG:
+        return {"name": "llamacpp", "params": {"model": text}}
+    if text.endswith(".gguf"):
+        return {"name": "llamacpp", "params": {"model_path": text}}
+    value = yaml.safe_load(text)
+    return dict(value) if isinstance(value, dict) else {"name": str(text)}
