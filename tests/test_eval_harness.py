@@ -287,6 +287,6 @@ def test_a_dataset_file_may_be_given_as_path_or_as_params_path(tmp_path: Path) -
     assert by_params.conversations == by_path.conversations
     both = DatasetSpec(name="memlab", path=str(path), params={"path": str(path)}).load()
     assert both.conversations == by_path.conversations
-    with pytest.raises(ConfigError, match="two files given, dataset.path .* and "
-                                          "dataset.params.path .*other.jsonl'; keep one"):
+    with pytest.raises(ConfigError, match=r"two files given, dataset\.path .* and "
+                                          r"dataset\.params\.path 'other\.jsonl'; keep one"):
         DatasetSpec(name="memlab", path=str(path), params={"path": "other.jsonl"}).load()

@@ -128,7 +128,7 @@ class FactsChunker(LLMChunkerMixin, Component):
             self._record(session, context, rendered, completion, outcome="error", units=0,
                          error=f"llm error: {completion.error}")
             return []
-        items = _items(extract_json(completion.text))
+        items = proposed_items(extract_json(completion.text))
         if items is None:
             self._record(session, context, rendered, completion, outcome="error", units=0,
                          error=f"unparseable answer: {completion.text[:300]!r}")
@@ -239,15 +239,17 @@ def _key(context: Conversation | None) -> str | None:
     return context.id if context is not None else None
 
 
-def _items(data: Any) -> list[Any] | None:
-    """The list of proposed facts in a parsed answer, or None if it has no such list."""
+def proposed_items(data: Any, list_keys: Sequence[str] = _LIST_KEYS,
+                   item_keys: Sequence[str] = _CONTENT_KEYS) -> list[Any] | None:
+    """The list of proposals in a parsed answer (a list, a list under one of
+    ``list_keys``, or one proposal with a text under one of ``item_keys``), or None."""
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
-        for key in _LIST_KEYS:
+        for key in list_keys:
             if isinstance(data.get(key), list):
                 return data[key]
-        if any(isinstance(data.get(k), str) for k in _CONTENT_KEYS):
+        if any(isinstance(data.get(k), str) for k in item_keys):
             return [data]
     return None
 

@@ -44,6 +44,7 @@ from memlab.chunkers.facts import (
     content_words,
     grounded_share,
     jaccard,
+    proposed_items,
     resolve_turn,
     session_vocabulary,
     stems,
@@ -205,7 +206,7 @@ def _session_probes(conv: Conversation, session: Session,
         report.errors.append(f"{conv.id} {where}: {completion.error}")
         return [], [DataIssue(conv.id, where, "llm", str(completion.error)[:200],
                               "no probes: the LLM call failed")]
-    items = _items(extract_json(completion.text))
+    items = proposed_items(extract_json(completion.text), _LIST_KEYS, _QUESTION_KEYS)
     if items is None:
         report.errors.append(f"{conv.id} {where}: unparseable answer {completion.text[:120]!r}")
         return [], [DataIssue(conv.id, where, "llm", completion.text[:200],
@@ -275,19 +276,6 @@ def _sessions(conv: Conversation, max_sessions: int | None, seed: int, min_chars
         usable = [s for i, s in enumerate(usable) if i in picked]
     report.sessions += len(usable)
     return usable
-
-
-def _items(data: Any) -> list[Any] | None:
-    """The proposals in a parsed answer: a list, or a list under a known key."""
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for key in _LIST_KEYS:
-            if isinstance(data.get(key), list):
-                return data[key]
-        if any(k in data for k in _QUESTION_KEYS):
-            return [data]
-    return None
 
 
 def _candidate(item: Any) -> _Candidate:
