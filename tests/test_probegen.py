@@ -219,8 +219,9 @@ def test_cli_writes_the_file_and_its_report(tmp_path: Path,
     args = ["probes", "synthetic", "--out", str(out), "--llm", llm, "--quiet",
             "--max-sessions", "1", "--no-cache"]
     assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "0 probes kept of 0 proposed, from 4 sessions of 4 conversations" in printed
+    printed = capsys.readouterr()
+    assert "0 probes kept of 0 proposed, from 4 sessions of 4 conversations" in printed.out
+    assert "warning: no proposal was kept" in printed.err
     report = json.loads((tmp_path / "gen.jsonl.report.json").read_text())
     assert report["calls"] == 4 and report["model"] == "mock"
     assert load_dataset("memlab", path=out).name == "synthetic-small-generated"

@@ -88,6 +88,9 @@ def _probes(args: argparse.Namespace) -> int:
         return 1
     save_native(generated, out)
     report_path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if report.kept == 0:
+        print("warning: no proposal was kept (the dropped counts say why; each is an issue "
+              "in the file)", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
