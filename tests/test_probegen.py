@@ -251,3 +251,21 @@ def test_the_embedded_qwen_writes_grounded_probes(tmp_path: Path) -> None:
         assert probe.question.endswith("?") and probe.answer
     save_native(generated, tmp_path / "qwen.jsonl")
     assert load_dataset("memlab", path=tmp_path / "qwen.jsonl").conversations == (conv,)
+
+
+def test_a_long_session_is_asked_about_in_parts_that_fit() -> None:
+    shelter = {"question": "Which shelter did Ann visit?", "answer": "Riverside animal shelter",
+               "turns": [1]}
+    llm = MockLLM([_reply(GOOD), _reply(shelter)])
+    one = Dataset("chats", (_conversation(n_sessions=1),))
+    generated, report = generate_probes(one, llm, max_chars=150, progress=False,
+                                        cache="off", asked_at="session")
+    # turns 1-2 (Ann's dog, Ben's question) and 3-4 (the shelter, Clara) are two calls
+    assert report.calls == 2 and report.sessions == 1
+    assert "[1] Ann: At the Riverside" in llm.calls[1][-1]["content"]
+    first, second = generated.conversations[0].probes
+    assert first.evidence_turn_ids == ("c1:s0:t0",)
+    assert second.evidence_turn_ids == ("c1:s0:t2",)  # number 1 of the second part
+    assert second.evidence_session_ids == ("c1:s0",)
+    last = max(t.at for t in one.conversations[0].sessions[0].turns)
+    assert first.asked_at == second.asked_at == last + timedelta(minutes=1)

@@ -80,8 +80,8 @@ def _probes(args: argparse.Namespace) -> int:
         dataset, parse_llm(args.llm) if args.llm else None, per_session=args.per_session,
         max_sessions=args.max_sessions, conversations=args.conversations, seed=args.seed,
         asked_at=args.asked_at, keep_probes=args.keep_probes, grounding=args.grounding,
-        min_chars=args.min_chars, cache="off" if args.no_cache else "readwrite",
-        progress=not args.quiet)
+        min_chars=args.min_chars, max_chars=args.max_chars,
+        cache="off" if args.no_cache else "readwrite", progress=not args.quiet)
     if report.calls and len(report.errors) == report.calls:
         print(f"error: every LLM call failed ({report.calls}); first: {report.errors[0]}",
               file=sys.stderr)
@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                         "content words that must occur in its cited turns (0.6)")
     probes.add_argument("--min-chars", type=int, default=200,
                         help="skip sessions with shorter transcripts (200)")
+    probes.add_argument("--max-chars", type=int, default=12000,
+                        help="ask about longer sessions in parts of this many characters "
+                             "(12000, ~3k tokens)")
     probes.add_argument("--no-cache", action="store_true", help="do not use the LLM cache")
     probes.add_argument("--force", action="store_true", help="replace an existing --out file")
     probes.add_argument("--quiet", action="store_true", help="no progress bar")

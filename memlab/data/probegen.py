@@ -125,6 +125,7 @@ def generate_probes(
     asked_at: str = "end",
     keep_probes: bool = False,
     min_chars: int = 200,
+    max_chars: int = 12000,
     grounding: float = 0.6,
     similarity: float = 0.8,
     template: str = "generate_probes",
@@ -139,11 +140,14 @@ def generate_probes(
     None (the embedded Qwen). ``max_sessions`` samples that many sessions a conversation
     (seeded by ``seed`` and the conversation id; all by default) and ``conversations``
     keeps the first N conversations; sessions whose transcript is under ``min_chars``
-    characters are skipped without a call. The original probes are replaced unless
-    ``keep_probes``.
+    characters are skipped without a call, and a session longer than ``max_chars`` is
+    asked about in parts of whole turns that fit (a call each, ``per_session`` questions a
+    part), so no prompt outgrows a small model's context. The original probes are
+    replaced unless ``keep_probes``.
     """
     _check(per_session, max_sessions, conversations, asked_at, min_chars, grounding,
            similarity, max_tokens, template, template_dirs)
+    check_number("probes: max_chars", max_chars, low=1, integer=True)
     from memlab.memory.support import build_llm
 
     model = build_llm(llm, cache=cache)
@@ -151,7 +155,8 @@ def generate_probes(
     chosen = dataset.conversations[:conversations] if conversations else dataset.conversations
     report = ProbeReport(template=template, conversations=len(chosen))
     start = time.perf_counter()
-    plan = [(c, _sessions(c, max_sessions, seed, min_chars, report)) for c in chosen]
+    plan = [(c, [part for s in _sessions(c, max_sessions, seed, min_chars, report)
+                 for part in _parts(s, max_chars)]) for c in chosen]
     bar = _bar(sum(len(s) for _, s in plan), progress)
     issues: list[DataIssue] = list(dataset.issues)
     out: list[Conversation] = []
@@ -181,7 +186,8 @@ def generate_probes(
         "model": report.model, "digest": report.digest, "template": template,
         "per_session": per_session, "max_sessions": max_sessions, "seed": seed,
         "asked_at": asked_at, "keep_probes": keep_probes, "min_chars": min_chars,
-        "grounding": grounding, "similarity": similarity, "max_tokens": max_tokens,
+        "max_chars": max_chars, "grounding": grounding, "similarity": similarity,
+        "max_tokens": max_tokens,
         "source": dataset.source or dataset.name}}
     generated = Dataset(name=f"{dataset.name}-generated", conversations=tuple(out),
                         source=dataset.source, issues=tuple(issues), metadata=meta)
@@ -255,7 +261,8 @@ def _reject(c: _Candidate, turns: list[Turn], vocabulary: frozenset[str],
 def _probe(conv: Conversation, session: Session, c: _Candidate, turns: list[Turn], n: int,
            asked_at: str, generated_by: dict[str, Any]) -> Probe:
     if asked_at == "session":
-        when = max(t.at for t in session.turns) + DELAY
+        whole = next((s for s in conv.sessions if s.id == session.id), session)
+        when = max(t.at for t in whole.turns) + DELAY
     else:
         when = max(t.at for s in conv.sessions for t in s.turns) + DELAY
     question = c.question if c.question.endswith("?") else c.question + "?"
@@ -290,6 +297,23 @@ def _candidate(item: Any) -> _Candidate:
 def _text(item: Mapping[str, Any], keys: Sequence[str]) -> str:
     value = next((item[k] for k in keys if item.get(k) not in (None, "")), "")
     return " ".join(str(value).split()) if isinstance(value, str | int | float) else ""
+
+
+def _parts(session: Session, max_chars: int) -> list[Session]:
+    """``session`` as one part, or cut between turns into parts of at most ``max_chars``
+    characters of transcript (a longer single turn is a part of its own)."""
+    parts: list[list[Turn]] = [[]]
+    size = 0
+    for turn in session.turns:
+        length = len(turn.speaker) + len(turn.full_text) + 8  # "[n] speaker: text\n"
+        if parts[-1] and size + length > max_chars:
+            parts.append([])
+            size = 0
+        parts[-1].append(turn)
+        size += length
+    if len(parts) == 1:
+        return [session]
+    return [replace(session, turns=tuple(p)) for p in parts]
 
 
 def _turns(refs: Sequence[str], session: Session, answer: str,
@@ -328,5 +352,5 @@ def _check(per_session: Any, max_sessions: Any, conversations: Any, asked_at: An
 def _bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="probes: LLM per session", unit="session",
+    return tqdm(total=total, desc="probes: LLM per session", unit="call",
                 disable=not enabled, leave=False)
