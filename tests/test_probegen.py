@@ -269,3 +269,7 @@ def test_a_long_session_is_asked_about_in_parts_that_fit() -> None:
     assert second.evidence_session_ids == ("c1:s0",)
     last = max(t.at for t in one.conversations[0].sessions[0].turns)
     assert first.asked_at == second.asked_at == last + timedelta(minutes=1)
+    dropped, _ = generate_probes(one, MockLLM([_reply({**GOOD, "turns": [7]})]),
+                                  max_chars=150, progress=False, cache="off")
+    assert [i.record for i in dropped.issues] == ["session c1:s0 part 1/2 proposal 0",
+                                            "session c1:s0 part 2/2 proposal 0"]

@@ -63,6 +63,8 @@ _LIST_KEYS = ("questions", "probes", "items", "qa")
 _QUESTION_KEYS = ("question", "q")
 _ANSWER_KEYS = ("answer", "a")
 _TURN_KEYS = ("turns", "turn_ids", "evidence", "turn", "ids")
+#: Metadata key of a part of a long session ("2/3"), named in its issues' records.
+PART = "probes_part"
 #: How long after the last turn a probe is asked (``asked_at="end"``/``"session"``).
 DELAY = timedelta(minutes=1)
 
@@ -207,7 +209,8 @@ def _session_probes(conv: Conversation, session: Session,
     report.prompt_tokens += completion.prompt_tokens or 0
     report.completion_tokens += completion.completion_tokens or 0
     report.llm_seconds += completion.seconds or 0.0
-    where = f"session {session.id}"
+    where = f"session {session.id}" + (f" part {session.metadata[PART]}"
+                                       if PART in session.metadata else "")
     if completion.error is not None:
         report.errors.append(f"{conv.id} {where}: {completion.error}")
         return [], [DataIssue(conv.id, where, "llm", str(completion.error)[:200],
@@ -313,7 +316,9 @@ def _parts(session: Session, max_chars: int) -> list[Session]:
         size += length
     if len(parts) == 1:
         return [session]
-    return [replace(session, turns=tuple(p)) for p in parts]
+    return [replace(session, turns=tuple(p),
+                    metadata={**session.metadata, PART: f"{n}/{len(parts)}"})
+            for n, p in enumerate(parts, start=1)]
 
 
 def _turns(refs: Sequence[str], session: Session, answer: str,
