@@ -92,6 +92,11 @@ def test_grounded_proposals_become_probes_with_their_evidence_turns() -> None:
           "turns": [4]}, "ungrounded"),
         ({"question": "Where does Clara work as an architect?", "answer": "architect",
           "turns": [4]}, "answer_in_question"),
+        ({"question": "What new job did Ben's sister Clara take as an architect?",
+          "answer": "architects", "turns": [4]}, "answer_in_question"),  # same stem
+        # Ben said it (turn 4), the question puts it in Ann's mouth
+        ({"question": "Where did Ann's sister Clara move?", "answer": "Lisbon", "turns": [4]},
+         "wrong_speaker"),
         ("just a string", "empty"),
     ],
 )
