@@ -9,16 +9,16 @@ single-session questions. Every proposal is then checked here, and dropped with 
 reason (kept in the dataset's ``issues``, never silently):
 
 - ``empty``: no question or no answer (or a question under 3 words);
-- ``no_turns``: none of its turn references is a turn of the session;
-  (references that miss the answer are moved to the one turn of the session that holds
-  it, when exactly one does: a small model often cites a neighbouring turn);
+- ``no_turns``: none of its turn references is a turn of the session (references that
+  miss the answer are moved to the one turn of the session that holds it, when exactly
+  one does: a small model often cites a neighbouring turn);
 - ``ungrounded``: under ``grounding`` of the answer's content words occur in the cited
   turns (matched on their first 5 letters, as the ``facts`` chunker does), or under
   half of the question's occur in the session - a small model copies the prompt's
   worked example (the cat called Miso) into sessions that never mention it;
 - ``wrong_speaker``: the question names people of the conversation but none of them
-  said a cited turn ("What is Gina's passion?" answered from Jon's turn: 66 of the 306
-  probes the 1.5B wrote for LoCoMo before this check);
+  said a cited turn ("What is Gina's passion for?" answered from Jon's turn: 90 of the
+  1.5B's 527 proposals for LoCoMo);
 - ``answer_in_question``: 3/4 of the answer's content words are already in the question
   (stems: "expand my brand worldwide" for "What is Calvin's plan for expanding his brand
   worldwide?");
@@ -26,7 +26,8 @@ reason (kept in the dataset's ``issues``, never silently):
   question of the same conversation;
 - ``over_cap``: beyond ``per_session`` kept questions.
 
-A kept proposal becomes a :class:`~memlab.data.schema.Probe` (category ``generated``,
+Sessions longer than ``max_chars`` are asked about in parts of whole turns (one call
+each). A kept proposal becomes a :class:`~memlab.data.schema.Probe` (category ``generated``,
 evidence = the cited turns and their session) asked after the conversation's last turn
 (``asked_at="end"``: recall over the whole history) or right after its own session
 (``"session"``); its metadata names the model, its digest and the prompt. The LLM is
