@@ -170,6 +170,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agree(args: argparse.Namespace) -> int:
+    from memlab.eval.agree import agreement, render_agreement
+
+    result = agreement(args.sweep_a, args.sweep_b, args.metric, category_a=args.category_a,
+                       category_b=args.category_b, seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else render_agreement(result))
+    return 0
+
+
 def cmd_misses(args: argparse.Namespace) -> int:
     from memlab.eval.analysis import MISS_KINDS, miss_table, run_dataset, when_line
     from memlab.eval.compare import run_items
@@ -461,6 +470,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metric", action="append", help="metric(s) to compare")
     cmp.add_argument("--json", action="store_true")
     cmp.set_defaults(func=cmd_compare)
+    agr = sub.add_parser("agree", help="do two sweeps (the same grid on two probe sets) "
+                         "rank the configurations alike? Kendall tau with its CI")
+    agr.add_argument("sweep_a", type=Path, help="the reference sweep (its run directories)")
+    agr.add_argument("sweep_b", type=Path, help="the same grid on the other probe set")
+    agr.add_argument("--metric", default="turn.budget_evidence_recall@1000")
+    agr.add_argument("--category-a", help="only A's probes of this category")
+    agr.add_argument("--category-b", help="only B's probes of this category")
+    agr.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    agr.add_argument("--json", action="store_true")
+    agr.set_defaults(func=cmd_agree)
     mis = sub.add_parser("misses", help="the probes a run misses, with the ranks of their "
                          "evidence (how far each miss is)")
     mis.add_argument("run", type=Path, help="a run directory")
