@@ -237,6 +237,8 @@ def test_cli_writes_the_file_and_its_report(tmp_path: Path,
     assert main(["probes", "synthetic", "--out", str(gone), "--llm", dead, "--quiet",
                  "--no-cache"]) == 1
     assert "every LLM call failed" in capsys.readouterr().err and not gone.exists()
+    assert main(["probes", "synthetic", "--out", str(tmp_path / "gen.txt"), "--llm", dead]) == 2
+    assert "write a .json or .jsonl file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["probes", "locomoo", "--out", str(gone)])
     assert "unknown loader 'locomoo'" in capsys.readouterr().err

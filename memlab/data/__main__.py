@@ -71,6 +71,9 @@ def _probes(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     report_path = out.with_name(out.name + ".report.json")
+    if out.suffix not in (".json", ".jsonl"):
+        print(f"error: {out}: write a .json or .jsonl file (memlab's format)", file=sys.stderr)
+        return 2
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
         return 2
