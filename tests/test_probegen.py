@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ def test_grounded_proposals_become_probes_with_their_evidence_turns() -> None:
     assert generated.name == "chats-generated"
     assert generated.metadata["generated_probes"]["per_session"] == 2
     assert "Conversation on" in llm.calls[0][-1]["content"]
+    assert "Ask only about" not in llm.calls[0][0]["content"]  # nobody's turns excluded
     assert "[3] Ann: At the Riverside animal shelter" in llm.calls[0][-1]["content"]
 
 
@@ -109,6 +111,26 @@ def test_each_dropped_proposal_is_counted_and_kept_as_an_issue(proposal: Any,
     (issue,) = generated.issues
     assert issue.conversation_id == "c1" and issue.action == f"dropped: {reason}"
     assert issue.record.startswith("session c1:s") and issue.record.endswith("proposal 0")
+
+
+def test_evidence_only_an_assistant_said_is_dropped_unless_asked_for() -> None:
+    conv = _conversation(n_sessions=1)
+    session = conv.sessions[0]
+    turns = tuple(replace(t, role="assistant") if t.speaker == "Ben" else t
+                  for t in session.turns)
+    chat = Dataset("chats", (replace(conv, sessions=(replace(session, turns=turns),)),))
+    clara = {"question": "Where did Clara move for her new job?", "answer": "Lisbon",
+             "turns": [4]}
+    llm = MockLLM([_reply(clara, GOOD)])
+    generated, report = generate_probes(chat, llm, progress=False, cache="off")
+    assert report.dropped["wrong_role"] == 1 and report.kept == 1
+    assert "- Ask only about what Ann said, never about the other side's replies." in (
+        llm.calls[0][0]["content"])
+    generated, report = generate_probes(chat, MockLLM([_reply(clara, GOOD)]),
+                                        roles=["user", "assistant"], progress=False,
+                                        cache="off")
+    assert report.kept == 2
+    assert generated.metadata["generated_probes"]["roles"] == ["user", "assistant"]
 
 
 def test_a_reference_that_misses_the_answer_moves_to_the_one_turn_holding_it() -> None:
@@ -178,6 +200,8 @@ def test_failed_and_unparseable_calls_are_reported_not_raised() -> None:
         ({"grounding": 1.5}, "grounding must be"),
         ({"asked_at": "later"}, "asked_at must be one of end, session"),
         ({"template": "generate_probs"}, "generate_probes"),
+        ({"roles": ["user", "bot"]}, "roles must be a non-empty list"),
+        ({"roles": "user"}, "roles must be a non-empty list"),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], message: str) -> None:

@@ -19,6 +19,10 @@ reason (kept in the dataset's ``issues``, never silently):
 - ``wrong_speaker``: the question names people of the conversation but none of them
   said a cited turn ("What is Gina's passion for?" answered from Jon's turn: 90 of the
   1.5B's 527 proposals for LoCoMo);
+- ``wrong_role``: no cited turn is of one of ``roles`` (by default the user's and other
+  people's, so an assistant's general advice - "What is a scavenger hunt?", asked of
+  LongMemEval's chats - is not a probe; add ``assistant`` to test recall of what the
+  assistant said);
 - ``answer_in_question``: 3/4 of the answer's content words are already in the question
   (stems: "expand my brand worldwide" for "What is Calvin's plan for expanding his brand
   worldwide?");
@@ -65,8 +69,11 @@ from memlab.prompts import check_template, extract_json, get_template
 
 CATEGORY = "generated"
 ASKED_AT = ("end", "session")
-REASONS = ("empty", "no_turns", "ungrounded", "wrong_speaker", "answer_in_question",
-           "duplicate", "over_cap")
+REASONS = ("empty", "no_turns", "ungrounded", "wrong_speaker", "wrong_role",
+           "answer_in_question", "duplicate", "over_cap")
+#: Roles whose turns a probe's evidence must include by default: what people said, not an
+#: assistant's general advice ("What is a scavenger hunt?").
+ROLES = ("user", "other")
 _LIST_KEYS = ("questions", "probes", "items", "qa")
 _QUESTION_KEYS = ("question", "q")
 _ANSWER_KEYS = ("answer", "a")
@@ -138,6 +145,7 @@ def generate_probes(
     max_chars: int = 12000,
     grounding: float = 0.6,
     similarity: float = 0.8,
+    roles: Sequence[str] = ROLES,
     template: str = "generate_probes",
     template_dirs: Sequence[str] = (),
     max_tokens: int = 384,
@@ -156,7 +164,7 @@ def generate_probes(
     replaced unless ``keep_probes``.
     """
     _check(per_session, max_sessions, conversations, asked_at, min_chars, grounding,
-           similarity, max_tokens, template, template_dirs)
+           similarity, max_tokens, template, template_dirs, roles)
     check_number("probes: max_chars", max_chars, low=1, integer=True)
     from memlab.memory.support import build_llm
 
@@ -178,11 +186,13 @@ def generate_probes(
             for session in sessions:
                 def ask(rows: list[dict[str, Any]], s: Session = session) -> Any:
                     rendered = prompt.render(turns=rows, session_date=s.started_at,
-                                             n_questions=per_session)
+                                             n_questions=per_session,
+                                             about=_about(s, frozenset(roles)))
                     return rendered, model.generate(rendered.messages, max_tokens=max_tokens)
 
                 new, dropped = _session_probes(conv, session, ask, report, seen, made,
-                                               per_session, grounding, similarity, asked_at)
+                                               per_session, grounding, similarity, asked_at,
+                                               frozenset(roles))
                 made += len(new)
                 probes += new
                 issues += dropped
@@ -197,7 +207,7 @@ def generate_probes(
         "per_session": per_session, "max_sessions": max_sessions, "seed": seed,
         "asked_at": asked_at, "keep_probes": keep_probes, "min_chars": min_chars,
         "max_chars": max_chars, "grounding": grounding, "similarity": similarity,
-        "max_tokens": max_tokens,
+        "roles": list(roles), "max_tokens": max_tokens,
         "source": dataset.source or dataset.name}}
     generated = Dataset(name=f"{dataset.name}-generated", conversations=tuple(out),
                         source=dataset.source, issues=tuple(issues), metadata=meta)
@@ -207,8 +217,8 @@ def generate_probes(
 def _session_probes(conv: Conversation, session: Session,
                     ask: Callable[[list[dict[str, Any]]], Any], report: ProbeReport,
                     seen: list[frozenset[str]], numbered: int, per_session: int,
-                    grounding: float, similarity: float,
-                    asked_at: str) -> tuple[list[Probe], list[DataIssue]]:
+                    grounding: float, similarity: float, asked_at: str,
+                    roles: frozenset[str]) -> tuple[list[Probe], list[DataIssue]]:
     """The probes one session yields, and an issue for each proposal dropped."""
     rendered, completion = ask(transcript(session))
     report.calls += 1
@@ -236,7 +246,7 @@ def _session_probes(conv: Conversation, session: Session,
         candidate = _candidate(item)
         turns = _turns(candidate.refs, session, candidate.answer, grounding)
         reason = _reject(candidate, turns, vocabulary, seen, grounding, similarity,
-                         conv.speakers)
+                         conv.speakers, roles)
         if reason is None and len(probes) >= per_session:
             reason = "over_cap"
         if reason is not None:
@@ -255,7 +265,7 @@ def _session_probes(conv: Conversation, session: Session,
 
 def _reject(c: _Candidate, turns: list[Turn], vocabulary: frozenset[str],
             seen: list[frozenset[str]], grounding: float, similarity: float,
-            speakers: Sequence[str]) -> str | None:
+            speakers: Sequence[str], roles: frozenset[str]) -> str | None:
     if not c.answer or len(c.question.split()) < 3:
         return "empty"
     if not turns:
@@ -265,12 +275,23 @@ def _reject(c: _Candidate, turns: list[Turn], vocabulary: frozenset[str],
     named = _named(c.question, speakers)
     if named and not any(t.speaker in named for t in turns):
         return "wrong_speaker"
+    if not any(str(t.role) in roles for t in turns):
+        return "wrong_role"
     if content_words(c.answer) and grounded_share(c.answer, stems(c.question)) >= 0.75:
         return "answer_in_question"
     words = word_set(c.question)
     if any(jaccard(words, s) >= similarity for s in seen):
         return "duplicate"
     return None
+
+
+def _about(session: Session, roles: frozenset[str]) -> list[str] | None:
+    """The speakers the prompt asks about when some of the session's speakers are of
+    another role (an assistant's replies), else None (the prompt names nobody)."""
+    allowed = list(dict.fromkeys(t.speaker for t in session.turns if str(t.role) in roles))
+    if len(allowed) == len({t.speaker for t in session.turns}):
+        return None
+    return allowed
 
 
 def _named(question: str, speakers: Sequence[str]) -> set[str]:
@@ -359,7 +380,7 @@ def _holds(answer: str, turns: Sequence[Turn], grounding: float) -> bool:
 
 def _check(per_session: Any, max_sessions: Any, conversations: Any, asked_at: Any,
            min_chars: Any, grounding: Any, similarity: Any, max_tokens: Any,
-           template: str, template_dirs: Sequence[str]) -> None:
+           template: str, template_dirs: Sequence[str], roles: Any) -> None:
     check_number("probes: per_session", per_session, low=1, integer=True)
     check_number("probes: max_sessions", max_sessions, low=1, integer=True, optional=True)
     check_number("probes: conversations", conversations, low=1, integer=True, optional=True)
@@ -371,6 +392,10 @@ def _check(per_session: Any, max_sessions: Any, conversations: Any, asked_at: An
         raise ConfigError(f"probes: asked_at must be one of {', '.join(ASKED_AT)}, "
                           f"got {asked_at!r}")
     check_template("probes: template", template, tuple(template_dirs))
+    unknown = sorted(set(roles) - {"user", "assistant", "other"})
+    if isinstance(roles, str) or not roles or unknown:
+        raise ConfigError(f"probes: roles must be a non-empty list of user / assistant / "
+                          f"other, got {roles!r}")
 
 
 def _bar(total: int, enabled: bool) -> Any:
