@@ -73,7 +73,6 @@ def test_grounded_proposals_become_probes_with_their_evidence_turns() -> None:
     assert generated.name == "chats-generated"
     assert generated.metadata["generated_probes"]["per_session"] == 2
     assert "Conversation on" in llm.calls[0][-1]["content"]
-    assert "Ask only about" not in llm.calls[0][0]["content"]  # nobody's turns excluded
     assert "[3] Ann: At the Riverside animal shelter" in llm.calls[0][-1]["content"]
 
 
@@ -124,8 +123,6 @@ def test_evidence_only_an_assistant_said_is_dropped_unless_asked_for() -> None:
     llm = MockLLM([_reply(clara, GOOD)])
     generated, report = generate_probes(chat, llm, progress=False, cache="off")
     assert report.dropped["wrong_role"] == 1 and report.kept == 1
-    assert "- Ask only about what Ann said, never about the other side's replies." in (
-        llm.calls[0][0]["content"])
     generated, report = generate_probes(chat, MockLLM([_reply(clara, GOOD)]),
                                         roles=["user", "assistant"], progress=False,
                                         cache="off")

@@ -186,8 +186,7 @@ def generate_probes(
             for session in sessions:
                 def ask(rows: list[dict[str, Any]], s: Session = session) -> Any:
                     rendered = prompt.render(turns=rows, session_date=s.started_at,
-                                             n_questions=per_session,
-                                             about=_about(s, frozenset(roles)))
+                                             n_questions=per_session)
                     return rendered, model.generate(rendered.messages, max_tokens=max_tokens)
 
                 new, dropped = _session_probes(conv, session, ask, report, seen, made,
@@ -283,15 +282,6 @@ def _reject(c: _Candidate, turns: list[Turn], vocabulary: frozenset[str],
     if any(jaccard(words, s) >= similarity for s in seen):
         return "duplicate"
     return None
-
-
-def _about(session: Session, roles: frozenset[str]) -> list[str] | None:
-    """The speakers the prompt asks about when some of the session's speakers are of
-    another role (an assistant's replies), else None (the prompt names nobody)."""
-    allowed = list(dict.fromkeys(t.speaker for t in session.turns if str(t.role) in roles))
-    if len(allowed) == len({t.speaker for t in session.turns}):
-        return None
-    return allowed
 
 
 def _named(question: str, speakers: Sequence[str]) -> set[str]:
