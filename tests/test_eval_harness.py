@@ -290,3 +290,16 @@ def test_a_dataset_file_may_be_given_as_path_or_as_params_path(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"two files given, dataset\.path .* and "
                                           r"dataset\.params\.path 'other\.jsonl'; keep one"):
         DatasetSpec(name="memlab", path=str(path), params={"path": "other.jsonl"}).load()
+
+
+def test_a_sweep_reads_a_dataset_file_given_as_params_path(tmp_path: Path) -> None:
+    from memlab.data import load_dataset
+    from memlab.data.loaders.native import save_native
+    from memlab.eval.sweep import sweep
+
+    path = save_native(load_dataset("synthetic"), tmp_path / "mine.jsonl")
+    table = sweep({"name": "mine", "dataset": {"name": "memlab", "params": {"path": str(path)}},
+                   "k": 5, "tracking": {"mlflow": False},
+                   "grid": {"retrieval.name": ["bm25", "recency"]}},
+                  out=tmp_path / "runs", progress=False)
+    assert len(table) == 2

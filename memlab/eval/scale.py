@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memlab.data import load_dataset
 from memlab.data.haystack import build_haystack, haystack_option, history_tokens, parse_tokens
 from memlab.errors import ConfigError
 from memlab.eval.config import apply_override, expand_grid, read_raw
@@ -48,8 +47,8 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
                               **({} if seed is None else {"seed": seed})})
     base = expand_grid(_with_haystack(raw, sizes[0], option))
     spec = base[0].dataset
-    loaded = load_dataset(spec.name, path=spec.path,
-                          **{k: v for k, v in spec.params.items() if k != "haystack"})
+    unpadded = {k: v for k, v in spec.params.items() if k != "haystack"}
+    loaded = spec.model_copy(update={"params": unpadded}).load()
     from memlab.eval.select import select_probes
 
     wanted = {c.id for c, _ in select_probes(loaded, spec.probes)}

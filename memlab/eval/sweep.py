@@ -96,15 +96,13 @@ def _partial_matches(name: str, labels: Sequence[str]) -> list[str]:
 
 def _datasets(variants: Sequence[Any]) -> list[Any]:
     """Each variant's dataset, loaded once per distinct dataset spec."""
-    from memlab.data import load_dataset
-
     loaded: dict[str, Any] = {}
     out = []
     for variant in variants:
         spec = variant.dataset
         key = json.dumps([spec.name, spec.path, spec.params], sort_keys=True, default=str)
         if key not in loaded:
-            loaded[key] = load_dataset(spec.name, path=spec.path, **spec.params)
+            loaded[key] = spec.load()
         out.append(loaded[key])
     return out
 

@@ -89,15 +89,13 @@ def reranker_case(config: str | Path, label: str | None,
 def training_part(case: Any, command: str) -> tuple[Any, list[Any]]:
     """The part of the case's probe split it does not score, and that part's conversations
     (ConfigError when the case has no split)."""
-    from memlab.data import load_dataset
-
     split = case.dataset.probes.split
     if split is None:
         raise ConfigError(f"{case.name}: dataset.probes.split is not set; {command} "
                           "trains on the part of a split the case does not score (e.g. "
                           "dataset.probes.split: {part: test, seed: 0, dev_fraction: 0.5})")
     spec = case.dataset
-    dataset = load_dataset(spec.name, path=spec.path, **spec.params)
+    dataset = spec.load()
     trained_on = split.other()
     chosen = set(trained_on.select([c.id for c in dataset]))
     return trained_on, [c for c in dataset if c.id in chosen]
