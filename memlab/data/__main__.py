@@ -45,17 +45,15 @@ def dataset_stats(specs: list[tuple[str, Path]]) -> list[dict[str, Any]]:
 
 
 def _parse_spec(text: str) -> tuple[str, Path]:
-    name, sep, path = text.partition("=")
-    if not sep:
+    if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    if name not in registry:
-        raise argparse.ArgumentTypeError(
-            f"unknown loader {name!r}; choose one of {', '.join(registry.names())}"
-        )
-    return name, Path(path)
+    name, path = _source(text)
+    assert path is not None
+    return name, path
 
 
 def _source(text: str) -> tuple[str, Path | None]:
+    """``NAME`` or ``NAME=PATH`` of a registered loader (argparse type)."""
     name, sep, path = text.partition("=")
     if name not in registry:
         raise argparse.ArgumentTypeError(
