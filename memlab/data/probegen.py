@@ -46,7 +46,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -63,9 +63,10 @@ from memlab.chunkers.facts import (
     word_set,
 )
 from memlab.chunkers.llm_support import too_short, transcript
-from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Session, Turn
-from memlab.errors import ConfigError, check_number
-from memlab.prompts import check_template, extract_json, get_template
+from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
+from memlab.errors import ConfigError, check_numbers
+from memlab.llm.base import Completion
+from memlab.prompts import Rendered, check_template, extract_json, get_template
 
 CATEGORY = "generated"
 ASKED_AT = ("end", "session")
@@ -80,6 +81,17 @@ _ANSWER_KEYS = ("answer", "a")
 _TURN_KEYS = ("turns", "turn_ids", "evidence", "turn", "ids")
 #: Metadata key of a part of a long session ("2/3"), named in its issues' records.
 PART = "probes_part"
+#: The numeric options and their bounds (:func:`memlab.errors.check_number`'s).
+BOUNDS: dict[str, dict[str, Any]] = {
+    "per_session": {"low": 1, "integer": True},
+    "max_sessions": {"low": 1, "integer": True, "optional": True},
+    "conversations": {"low": 1, "integer": True, "optional": True},
+    "min_chars": {"low": 0, "integer": True},
+    "max_chars": {"low": 1, "integer": True},
+    "grounding": {"low": 0, "high": 1},
+    "similarity": {"low": 0, "high": 1, "low_open": True},
+    "max_tokens": {"low": 1, "integer": True},
+}
 #: How long after the last turn a probe is asked (``asked_at="end"``/``"session"``).
 DELAY = timedelta(minutes=1)
 
@@ -125,6 +137,17 @@ class ProbeReport:
 
 
 @dataclass(frozen=True)
+class _Rules:
+    """What a proposal is held to, and when its probe is asked."""
+
+    per_session: int
+    grounding: float
+    similarity: float
+    asked_at: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
 class _Candidate:
     question: str
     answer: str
@@ -163,13 +186,16 @@ def generate_probes(
     part), so no prompt outgrows a small model's context. The original probes are
     replaced unless ``keep_probes``.
     """
-    _check(per_session, max_sessions, conversations, asked_at, min_chars, grounding,
-           similarity, max_tokens, template, template_dirs, roles)
-    check_number("probes: max_chars", max_chars, low=1, integer=True)
+    check_numbers("probes", {
+        "per_session": per_session, "max_sessions": max_sessions,
+        "conversations": conversations, "min_chars": min_chars, "max_chars": max_chars,
+        "grounding": grounding, "similarity": similarity, "max_tokens": max_tokens}, BOUNDS)
+    _check(asked_at, template, template_dirs, roles)
     from memlab.memory.support import build_llm
 
     model = build_llm(llm, cache=cache)
     prompt = get_template(template, tuple(template_dirs))
+    rules = _Rules(per_session, grounding, similarity, asked_at, frozenset(roles))
     chosen = dataset.conversations[:conversations] if conversations else dataset.conversations
     report = ProbeReport(template=template, conversations=len(chosen))
     start = time.perf_counter()
@@ -184,14 +210,12 @@ def generate_probes(
             seen: list[frozenset[str]] = []
             made = 0
             for session in sessions:
-                def ask(rows: list[dict[str, Any]], s: Session = session) -> Any:
-                    rendered = prompt.render(turns=rows, session_date=s.started_at,
-                                             n_questions=per_session)
-                    return rendered, model.generate(rendered.messages, max_tokens=max_tokens)
-
-                new, dropped = _session_probes(conv, session, ask, report, seen, made,
-                                               per_session, grounding, similarity, asked_at,
-                                               frozenset(roles))
+                rendered = prompt.render(turns=transcript(session),
+                                         session_date=session.started_at,
+                                         n_questions=per_session)
+                completion = model.generate(rendered.messages, max_tokens=max_tokens)
+                new, dropped = _session_probes(conv, session, rendered, completion, rules,
+                                               report, seen, made)
                 made += len(new)
                 probes += new
                 issues += dropped
@@ -213,13 +237,11 @@ def generate_probes(
     return generated, report
 
 
-def _session_probes(conv: Conversation, session: Session,
-                    ask: Callable[[list[dict[str, Any]]], Any], report: ProbeReport,
-                    seen: list[frozenset[str]], numbered: int, per_session: int,
-                    grounding: float, similarity: float, asked_at: str,
-                    roles: frozenset[str]) -> tuple[list[Probe], list[DataIssue]]:
-    """The probes one session yields, and an issue for each proposal dropped."""
-    rendered, completion = ask(transcript(session))
+def _session_probes(conv: Conversation, session: Session, rendered: Rendered,
+                    completion: Completion, rules: _Rules, report: ProbeReport,
+                    seen: list[frozenset[str]],
+                    numbered: int) -> tuple[list[Probe], list[DataIssue]]:
+    """The probes one session's answer yields, and an issue for each proposal dropped."""
     report.calls += 1
     report.cached_calls += int(bool(getattr(completion, "cached", False)))
     report.model, report.digest = completion.model, completion.digest or ""
@@ -243,10 +265,9 @@ def _session_probes(conv: Conversation, session: Session,
     for index, item in enumerate(items):
         report.proposed += 1
         candidate = _candidate(item)
-        turns = _turns(candidate.refs, session, candidate.answer, grounding)
-        reason = _reject(candidate, turns, vocabulary, seen, grounding, similarity,
-                         conv.speakers, roles)
-        if reason is None and len(probes) >= per_session:
+        turns = _turns(candidate.refs, session, candidate.answer, rules.grounding)
+        reason = _reject(candidate, turns, vocabulary, seen, rules, conv.speakers)
+        if reason is None and len(probes) >= rules.per_session:
             reason = "over_cap"
         if reason is not None:
             report.dropped[reason] += 1
@@ -256,30 +277,30 @@ def _session_probes(conv: Conversation, session: Session,
             continue
         seen.append(word_set(candidate.question))
         probes.append(_probe(conv, session, candidate, turns, numbered + len(probes),
-                             asked_at, {**rendered.record(), "model": completion.model,
+                             rules.asked_at, {**rendered.record(), "model": completion.model,
                                         "digest": completion.digest}))
     report.kept += len(probes)
     return probes, issues
 
 
 def _reject(c: _Candidate, turns: list[Turn], vocabulary: frozenset[str],
-            seen: list[frozenset[str]], grounding: float, similarity: float,
-            speakers: Sequence[str], roles: frozenset[str]) -> str | None:
+            seen: list[frozenset[str]], rules: _Rules, speakers: Sequence[str]) -> str | None:
     if not c.answer or len(c.question.split()) < 3:
         return "empty"
     if not turns:
         return "no_turns"
-    if not _holds(c.answer, turns, grounding) or grounded_share(c.question, vocabulary) < 0.5:
+    if (not _holds(c.answer, turns, rules.grounding)
+            or grounded_share(c.question, vocabulary) < 0.5):
         return "ungrounded"
     named = _named(c.question, speakers)
     if named and not any(t.speaker in named for t in turns):
         return "wrong_speaker"
-    if not any(str(t.role) in roles for t in turns):
+    if not any(str(t.role) in rules.roles for t in turns):
         return "wrong_role"
     if content_words(c.answer) and grounded_share(c.answer, stems(c.question)) >= 0.75:
         return "answer_in_question"
     words = word_set(c.question)
-    if any(jaccard(words, s) >= similarity for s in seen):
+    if any(jaccard(words, s) >= rules.similarity for s in seen):
         return "duplicate"
     return None
 
@@ -368,21 +389,12 @@ def _holds(answer: str, turns: Sequence[Turn], grounding: float) -> bool:
     return grounded_share(answer, stems(" ".join(t.full_text for t in turns))) >= grounding
 
 
-def _check(per_session: Any, max_sessions: Any, conversations: Any, asked_at: Any,
-           min_chars: Any, grounding: Any, similarity: Any, max_tokens: Any,
-           template: str, template_dirs: Sequence[str], roles: Any) -> None:
-    check_number("probes: per_session", per_session, low=1, integer=True)
-    check_number("probes: max_sessions", max_sessions, low=1, integer=True, optional=True)
-    check_number("probes: conversations", conversations, low=1, integer=True, optional=True)
-    check_number("probes: min_chars", min_chars, low=0, integer=True)
-    check_number("probes: grounding", grounding, low=0, high=1)
-    check_number("probes: similarity", similarity, low=0, high=1, low_open=True)
-    check_number("probes: max_tokens", max_tokens, low=1, integer=True)
+def _check(asked_at: Any, template: str, template_dirs: Sequence[str], roles: Any) -> None:
     if asked_at not in ASKED_AT:
         raise ConfigError(f"probes: asked_at must be one of {', '.join(ASKED_AT)}, "
                           f"got {asked_at!r}")
     check_template("probes: template", template, tuple(template_dirs))
-    unknown = sorted(set(roles) - {"user", "assistant", "other"})
+    unknown = sorted(set(roles) - {r.value for r in Role})
     if isinstance(roles, str) or not roles or unknown:
         raise ConfigError(f"probes: roles must be a non-empty list of user / assistant / "
                           f"other, got {roles!r}")
