@@ -19,6 +19,7 @@ allows; if it is far below A's subsample, B's questions measure something else.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,6 @@ def _scores(paths: str | Path | Sequence[str | Path], metric: str,
 
 def _label(run: Path) -> str:
     """A run's grid label: ``bm25`` of ``locomo-retrieval-sota[bm25]``, else its name."""
-    import json
-
     name = str(json.loads((run / "metrics.json").read_text()).get("config_name") or run.name)
     return name[name.index("[") + 1: -1] if name.endswith("]") and "[" in name else name
 
