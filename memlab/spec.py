@@ -36,9 +36,19 @@ class Component:
     param_attrs: ClassVar[Mapping[str, str]] = {}
     #: constructor parameters that are components themselves: parameter -> kind
     nested: ClassVar[Mapping[str, str]] = {}
+    #: numeric parameters -> their bounds (:func:`memlab.errors.check_number`'s keywords),
+    #: checked by :meth:`check_bounds` from a component's ``check_params``
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     def params(self) -> dict[str, Any]:
         return constructor_params(self)
+
+    def check_bounds(self, owner: str) -> None:
+        """Raise a ConfigError for the first parameter outside its :attr:`bounds` (the
+        message names ``owner``, e.g. ``bm25: b must be a number in [0, 1], got 2``)."""
+        from memlab.errors import check_numbers
+
+        check_numbers(owner, self.params(), self.bounds)
 
 
 def constructor_params(obj: Any) -> dict[str, Any]:
@@ -85,12 +95,17 @@ def spec_parts(kind: str, spec: SpecLike) -> tuple[str, dict[str, Any]]:
 
 
 def build(kind: str, spec: SpecLike) -> Any:
-    """The component ``spec`` names (an instance is returned as it is)."""
+    """The component ``spec`` names (an instance is returned as it is), after the checks
+    config validation runs (:func:`problems`: names, bounds, choices, nested specs)."""
     if not is_spec(spec):
         return spec
     from memlab.components import registry
 
     name, params = spec_parts(kind, spec)
+    found = problems(kind, spec, kind)
+    if found:
+        raise ConfigError(f"{kind} '{name}' cannot be built:\n"
+                          + "\n".join(f"  {p}" for p in found))
     return registry(kind).build(name, params)
 
 
@@ -177,7 +192,7 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
     out += [f"{where}.{p.name}: required by {kind} '{name}'" for p in accepted
             if p.required and p.name not in params]
     if not out:
-        out += _common_problems(kind, name, params, where)
+        out += _bound_problems(kind, name, factory, params, where)
     if not out:
         out += _value_problems(factory, params, where)
     for key, sub_kind in getattr(factory, "nested", {}).items():
@@ -202,15 +217,18 @@ COMMON_BOUNDS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _common_problems(kind: str, name: str, params: dict[str, Any], where: str) -> list[str]:
-    """What :data:`COMMON_BOUNDS` refuses among ``params`` (one line per parameter)."""
+def _bound_problems(kind: str, name: str, factory: Any, params: dict[str, Any], where: str
+                    ) -> list[str]:
+    """What :data:`COMMON_BOUNDS` and the component's own :attr:`Component.bounds` refuse
+    among ``params``: one line per parameter, each with its YAML path."""
     from memlab.errors import check_number
 
+    bounds = {**COMMON_BOUNDS.get(kind, {}), **getattr(factory, "bounds", {})}
     out = []
-    for key, bounds in COMMON_BOUNDS.get(kind, {}).items():
-        if key in params:
+    for key, value in params.items():
+        if key in bounds:
             try:
-                check_number(f"{kind} '{name}': {key}", params[key], **bounds)
+                check_number(f"{kind} '{name}': {key}", value, **bounds[key])
             except ConfigError as exc:
                 out.append(f"{where}.{key}: {exc}")
     return out

@@ -22,6 +22,7 @@ from memlab.eval.config import load_config
 from memlab.eval.replay import build_memory
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval import build_strategy
+from memlab.retrieval.feedback import FeedbackStrategy
 from memlab.retrieval.hybrid import weighted_scores
 from memlab.retrieval.multigrain import MultiGrainStrategy
 from memlab.retrieval.sentences import sentences
@@ -127,8 +128,8 @@ def test_multigrain_lifts_the_window_holding_the_best_turn() -> None:
     assert strategy.turn_index.strategy.units["s/turn/t0"].text == "Ann: sentence 0"
     plain = multigrain(["s/window/0", "s/window/1"], ["s/turn/t7"], 0.0, units)
     assert [h.unit.id for h in plain.search("q", None)][:2] == ["s/window/0", "s/window/1"]
-    with pytest.raises(ConfigError, match="weight must lie in"):
-        build_strategy({"name": "multigrain", "params": {"weight": 2}}).search("q", 1)
+    with pytest.raises(ConfigError, match=r"weight must be a number in \[0, 1\], got 2"):
+        build_strategy({"name": "multigrain", "params": {"weight": 2}})
 
 
 def test_multigrain_never_adds_a_window_known_after_as_of() -> None:
@@ -363,10 +364,11 @@ def test_prf_feedback_sessions_takes_the_best_unit_of_each_first_session() -> No
 
 
 def test_prf_checks_its_parameters() -> None:
-    with pytest.raises(ConfigError, match=r"prf: weight must lie in \[0, 1\], got 1.5"):
-        build_strategy({"name": "prf", "params": {"weight": 1.5}}).search("q", 1)
-    with pytest.raises(ConfigError, match=r"prf: depth .* at least 1, got 0"):
-        build_strategy({"name": "prf", "params": {"depth": 0}}).search("q", 1)
+    with pytest.raises(ConfigError, match=r"retrieval.params.weight: retrieval 'prf': weight "
+                                          r"must be a number in \[0, 1\], got 1.5"):
+        build_strategy({"name": "prf", "params": {"weight": 1.5}})
+    with pytest.raises(ConfigError, match=r"prf: depth must be an integer >= 1, got 0"):
+        FeedbackStrategy(depth=0, base="bm25").search("q", 1)  # built directly: first use
     with pytest.raises(ConfigError, match="prf: feedback 'turns' is not known; valid choices: "
                                           "units, sessions"):
         build_strategy({"name": "prf", "params": {"feedback": "turns"}}).search("q", 1)

@@ -67,7 +67,7 @@ def test_build_accepts_a_name_a_spec_or_an_instance_and_params_round_trip() -> N
     assert by_name.params()["k1"] == 1.5 and by_spec.params()["k1"] == 0.9
     assert resolve("retrieval", by_spec) == resolve("retrieval", {"name": "bm25",
                                                                   "params": {"k1": 0.9}})
-    with pytest.raises(ConfigError, match="has no parameter"):
+    with pytest.raises(ConfigError, match="k_1: not a parameter of retrieval 'bm25'"):
         build("retrieval", {"name": "bm25", "params": {"k_1": 1}})
 
 
@@ -241,7 +241,8 @@ def test_loading_a_config_checks_wrapper_values_before_any_run() -> None:
     assert str(info.value).splitlines()[1:] == [
         "  retrieval.params.base.params: time_aware mode 'sideways' is not known; valid "
         "choices: boost, filter",
-        "  retrieval.params.base.params.base.params: prf: weight must lie in [0, 1], got 2"]
+        "  retrieval.params.base.params.base.params.weight: retrieval 'prf': weight must be "
+        "a number in [0, 1], got 2"]
     nested = _config(retrieval={"name": "hybrid", "params": {
         "fusion": "max", "dense": {"index": "annoy"}, "bm25": {"stemmer": "porter"}}})
     with pytest.raises(ConfigError) as info:
@@ -335,3 +336,61 @@ def test_every_strategys_k_and_threshold_are_checked_at_validation() -> None:
         "null, got -3"]
     fine = _config(retrieval={"name": "hybrid", "params": {"k": None, "threshold": 0.2}})
     assert load_config(fine).memory.params["retrieval"]["params"]["k"] is None
+
+
+def _bounded_components() -> list[tuple[str, str, dict[str, Any]]]:
+    from memlab.components import registry
+
+    out = []
+    for kind in ("chunker", "retrieval", "embedder", "store", "llm", "memory"):
+        reg = registry(kind)
+        for name in reg.names():
+            bounds = getattr(reg.get(name), "bounds", {})
+            if bounds:
+                out.append((kind, name, dict(bounds)))
+    return out
+
+
+def _outside(bounds: dict[str, Any]) -> Any:
+    if bounds.get("low") is not None:
+        return bounds["low"] - 1
+    if bounds.get("high") is not None:
+        return bounds["high"] + 1
+    return "many"
+
+
+@pytest.mark.parametrize(("kind", "name", "bounds"), _bounded_components(),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_every_bounded_parameter_is_checked_at_validation_and_build(
+        kind: str, name: str, bounds: dict[str, Any]) -> None:
+    """Each parameter a component bounds is refused out of range, with its YAML path, by
+    config validation and by ``memlab.build``; its default is within range."""
+    from memlab.components import registry
+    from memlab.spec import problems
+
+    defaults = {p.name: p.default for p in registry(kind).params(name)}
+    for key, limits in bounds.items():
+        assert key in defaults, f"{kind} '{name}' bounds {key}, which it does not take"
+        assert problems(kind, {"name": name, "params": {key: defaults[key]}}, kind) == []
+        for bad in (_outside(limits), "many"):
+            found = problems(kind, {"name": name, "params": {key: bad}}, kind)
+            assert any(p.startswith(f"{kind}.params.{key}: ") for p in found), (key, bad, found)
+            with pytest.raises(ConfigError, match=rf"{kind}\.params\.{key}: {kind} '{name}'"):
+                build(kind, {"name": name, "params": {key: bad}})
+
+
+def test_build_reports_every_bad_value_with_its_path_including_nested_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        build("retrieval", {"name": "time_aware", "params": {
+            "time_weight": -1, "base": {"name": "hybrid", "params": {
+                "candidates": 0, "alpha": 2, "bm25": {"b": 1.5}}}}})
+    assert str(info.value).splitlines() == [
+        "retrieval 'time_aware' cannot be built:",
+        "  retrieval.params.time_weight: retrieval 'time_aware': time_weight must be a "
+        "number >= 0, got -1",
+        "  retrieval.params.base.params.candidates: retrieval 'hybrid': candidates must be "
+        "an integer >= 1, got 0",
+        "  retrieval.params.base.params.alpha: retrieval 'hybrid': alpha must be a number in "
+        "[0, 1], got 2",
+        "  retrieval.params.base.params.bm25.b: retrieval 'bm25': b must be a number in "
+        "[0, 1], got 1.5"]

@@ -12,9 +12,9 @@ shares no term with the query scores 0 and is never returned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,6 +29,9 @@ _PROGRESS_FROM = 50_000  # bm25s progress bars only for big corpora
 
 class Bm25Strategy(ScoredStrategy, Component):
     """BM25 (bm25s) over unit texts; English stopwords and Snowball stemming."""
+
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {"k1": {"low": 0},
+                                                         "b": {"low": 0, "high": 1}}
 
     def __init__(
         self,
@@ -51,7 +54,9 @@ class Bm25Strategy(ScoredStrategy, Component):
         self._tokenizer: Any = None
 
     def check_params(self) -> None:
-        """Raise a ConfigError for an unknown stemmer (config validation runs it)."""
+        """Raise a ConfigError for k1 or b out of range or an unknown stemmer (config
+        validation runs it)."""
+        self.check_bounds("bm25")
         _stemmer(self.stemmer)
 
     def _added(
@@ -67,6 +72,7 @@ class Bm25Strategy(ScoredStrategy, Component):
     def _prepare(self) -> None:
         if self._engine is not None or not len(self.table):
             return
+        self.check_params()
         import bm25s
 
         texts = [u.text for u in self.table.sorted_units]

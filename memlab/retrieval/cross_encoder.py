@@ -51,7 +51,7 @@ from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
 from memlab.retrieval.sentences import _SPEAKER, sentences
-from memlab.retrieval.wrap import BaseSpec, Wrapper
+from memlab.retrieval.wrap import CANDIDATES, RRF_K, BaseSpec, Wrapper
 from memlab.spec import Component
 
 #: The usual public model, for users with network access.
@@ -84,6 +84,10 @@ class CrossEncoderStrategy(Wrapper, Component):
     """A base ranking whose best ``top_n`` are re-ordered by a cross-encoder."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "embedder": "embedder"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "top_n": CANDIDATES, "batch_size": {"low": 1, "integer": True},
+        "max_length": {"low": 1, "integer": True}, "max_words": {"low": 1, "integer": True},
+        "weight": {"low": 0}, "rrf_k": RRF_K}
 
     def __init__(
         self,
@@ -118,16 +122,12 @@ class CrossEncoderStrategy(Wrapper, Component):
         self.rrf_k = rrf_k
 
     def check_params(self) -> None:
-        if self.top_n < 1:
-            raise ConfigError(f"cross_encoder: top_n must be >= 1, got {self.top_n}")
+        self.check_bounds("cross_encoder")
         for name, value, allowed in (("passage", self.passage, PASSAGES),
                                      ("fuse", self.fuse, FUSIONS)):
             if value not in allowed:
                 raise ConfigError(f"cross_encoder: {name} must be one of "
                                   f"{', '.join(allowed)}, got {value!r}")
-        if self.max_words < 1 or self.rrf_k < 0 or self.weight < 0:
-            raise ConfigError("cross_encoder: max_words must be >= 1, rrf_k and weight >= 0 "
-                              f"(got {self.max_words}, {self.rrf_k}, {self.weight})")
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         """Load the model first: a model that cannot load fails before any indexing (not

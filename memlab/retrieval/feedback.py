@@ -25,19 +25,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
 from memlab.embed.base import EmbedderSpec
-from memlab.errors import ConfigError, check_choice
+from memlab.errors import check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.dense import DenseStrategy
 from memlab.retrieval.hybrid import normalised
 from memlab.retrieval.ranking import select_top
-from memlab.retrieval.wrap import BaseSpec, Wrapper
+from memlab.retrieval.wrap import CANDIDATES, WEIGHT, BaseSpec, Wrapper
 from memlab.spec import Component
 
 FEEDBACK = ("units", "sessions")
@@ -47,6 +47,8 @@ class FeedbackStrategy(Wrapper, Component):
     """A base ranking re-scored by similarity to its own best units (Rocchio PRF)."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "embedder": "embedder"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "candidates": CANDIDATES, "depth": {"low": 1, "integer": True}, "weight": WEIGHT}
 
     def __init__(
         self,
@@ -71,11 +73,7 @@ class FeedbackStrategy(Wrapper, Component):
         self.feedback = feedback
 
     def check_params(self) -> None:
-        if not 0.0 <= self.weight <= 1.0:
-            raise ConfigError(f"prf: weight must lie in [0, 1], got {self.weight!r}")
-        if self.depth < 1:
-            raise ConfigError(f"prf: depth (feedback units or sessions) must be at least 1, "
-                              f"got {self.depth!r}")
+        self.check_bounds("prf")
         check_choice("prf: feedback", self.feedback, FEEDBACK)
 
     @cached_property

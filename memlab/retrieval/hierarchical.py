@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from memlab.data.schema import Probe
 from memlab.errors import check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
-from memlab.retrieval.wrap import BaseSpec, Wrapper
+from memlab.retrieval.wrap import CANDIDATES, RRF_K, BaseSpec, Wrapper
 from memlab.spec import Component
 
 AGGREGATES = ("sum", "max")
@@ -45,6 +45,10 @@ class HierarchicalStrategy(Wrapper, Component):
     """Sessions scored from their units' ranks, then units boosted by their session."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "candidates": CANDIDATES, "session_weight": {"low": 0},
+        "top_sessions": {"low": 1, "integer": True, "optional": True},
+        "session_depth": {"low": 1, "integer": True}, "rrf_k": RRF_K}
 
     def __init__(
         self,
@@ -69,6 +73,7 @@ class HierarchicalStrategy(Wrapper, Component):
         self.rrf_k = rrf_k
 
     def check_params(self) -> None:
+        self.check_bounds("hierarchical")
         check_choice("hierarchical aggregate", self.aggregate, AGGREGATES)
 
     def search(self, query: str, k: int | None = None, as_of: datetime | None = None, *,

@@ -31,6 +31,7 @@ from memlab.retrieval.base import Hit
 from memlab.retrieval.bm25 import Bm25Strategy
 from memlab.retrieval.dense import DenseStrategy
 from memlab.retrieval.ranking import DEFAULT_K, UnitTable, resolve_k, select_top
+from memlab.retrieval.wrap import CANDIDATES, RRF_K, WEIGHT
 from memlab.spec import Component
 
 FUSIONS = ("rrf", "weighted")
@@ -74,6 +75,8 @@ class HybridStrategy(Component):
     """BM25 + dense, fused by reciprocal rank (rrf) or min-max weighted sum."""
 
     nested: ClassVar[Mapping[str, str]] = {"bm25": "retrieval:bm25", "dense": "retrieval:dense"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "rrf_k": RRF_K, "alpha": WEIGHT, "candidates": CANDIDATES}
 
     def __init__(
         self,
@@ -100,7 +103,9 @@ class HybridStrategy(Component):
         self._aligned_at: tuple[int, ...] | None = None
 
     def check_params(self) -> None:
-        """Raise a ConfigError for an unknown fusion or norm (config validation runs it)."""
+        """Raise a ConfigError for a number out of range or an unknown fusion or norm
+        (config validation runs it)."""
+        self.check_bounds("hybrid")
         check_choice("hybrid fusion", self.fusion, FUSIONS)
         check_choice("hybrid norm", self.norm, NORMS)
 

@@ -28,17 +28,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from itertools import repeat
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError, check_choice
+from memlab.errors import check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.sentences import SentenceIndex
 from memlab.retrieval.turns import FineIndex, TurnCatalog, TurnIndex
-from memlab.retrieval.wrap import BaseSpec, Wrapper
+from memlab.retrieval.wrap import CANDIDATES, WEIGHT, BaseSpec, Wrapper
 from memlab.spec import Component
 
 GRAINS = ("turn", "sentence")
@@ -48,6 +48,8 @@ class MultiGrainStrategy(Wrapper, Component):
     """A base ranking of (window) units fused with a turn-level ranking of their turns."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "turns": "retrieval"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "weight": WEIGHT, "candidates": CANDIDATES, "min_words": {"low": 0, "integer": True}}
 
     def __init__(
         self,
@@ -70,8 +72,7 @@ class MultiGrainStrategy(Wrapper, Component):
         self.min_words = min_words
 
     def check_params(self) -> None:
-        if not 0.0 <= self.weight <= 1.0:
-            raise ConfigError(f"multigrain: weight must lie in [0, 1], got {self.weight!r}")
+        self.check_bounds("multigrain")
         check_choice("multigrain: grain", self.grain, GRAINS)
 
     @cached_property

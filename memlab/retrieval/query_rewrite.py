@@ -32,11 +32,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError, check_choice, check_number
+from memlab.errors import check_choice
 from memlab.llm.calls import CallRecords
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import resolve_k, select_top
-from memlab.retrieval.wrap import BaseSpec, Wrapper
+from memlab.retrieval.wrap import CANDIDATES, RRF_K, BaseSpec, Wrapper
 from memlab.spec import Component
 
 #: Each mode and the template it renders unless ``template`` names another.
@@ -73,6 +73,9 @@ class QueryRewriteStrategy(CallRecords, Wrapper, Component):
     """A base strategy searched with the question and its LLM rewrites, fused by rrf."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval", "llm": "llm"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "n_queries": {"low": 1, "integer": True}, "max_tokens": {"low": 1, "integer": True},
+        "candidates": CANDIDATES, "original_weight": {"low": 0}, "rrf_k": RRF_K}
 
     def __init__(
         self,
@@ -106,10 +109,8 @@ class QueryRewriteStrategy(CallRecords, Wrapper, Component):
     def check_params(self) -> None:
         from memlab.prompts import check_template
 
+        self.check_bounds("query_rewrite")
         check_choice("query_rewrite: mode", self.mode, TEMPLATES)
-        if self.n_queries < 1:
-            raise ConfigError(f"query_rewrite: n_queries must be >= 1, got {self.n_queries}")
-        check_number("query_rewrite: max_tokens", self.max_tokens, low=1, integer=True)
         if self.template is not None:
             check_template("query_rewrite: template", self.template)
 

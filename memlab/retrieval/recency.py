@@ -18,9 +18,9 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit, Retriever
 from memlab.retrieval.ranking import DEFAULT_K, UnitTable, resolve_k, select_top
+from memlab.retrieval.wrap import CANDIDATES
 from memlab.spec import Component
 from memlab.store.codec import at_micros
 
@@ -36,6 +36,8 @@ class RecencyStrategy(Component):
     """A base strategy's scores times exponential time decay (half-life in days)."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "half_life_days": {"low": 0, "low_open": True}, "candidates": CANDIDATES}
 
     def __init__(
         self,
@@ -52,9 +54,8 @@ class RecencyStrategy(Component):
         self.candidates = candidates
 
     def check_params(self) -> None:
-        """Raise a ConfigError for a half-life that is not positive."""
-        if self.half_life_days <= 0:
-            raise ConfigError(f"recency half_life_days must be > 0, got {self.half_life_days}")
+        """Raise a ConfigError for a half-life that is not positive or no candidates."""
+        self.check_bounds("recency")
 
     @cached_property
     def base_strategy(self) -> Retriever:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from memlab.errors import check_choice
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
 from memlab.retrieval.timeref import TimeSpan, time_spans, warm_up
-from memlab.retrieval.wrap import BaseSpec, Wrapper
+from memlab.retrieval.wrap import CANDIDATES, RRF_K, BaseSpec, Wrapper
 from memlab.spec import Component
 
 MODES = ("boost", "filter")
@@ -43,6 +43,10 @@ class TimeAwareStrategy(Wrapper, Component):
     """A base ranking boosted (or filtered) to the time the question names."""
 
     nested: ClassVar[Mapping[str, str]] = {"base": "retrieval"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "candidates": CANDIDATES, "time_weight": {"low": 0}, "slack_days": {"low": 0},
+        "update_similarity": {"low": -1, "high": 1, "optional": True},
+        "update_window": {"low": 1, "integer": True}, "rrf_k": RRF_K}
 
     def __init__(
         self,
@@ -69,6 +73,7 @@ class TimeAwareStrategy(Wrapper, Component):
         self.rrf_k = rrf_k
 
     def check_params(self) -> None:
+        self.check_bounds("time_aware")
         check_choice("time_aware mode", self.mode, MODES)
 
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:

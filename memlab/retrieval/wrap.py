@@ -21,6 +21,12 @@ from memlab.retrieval.ranking import resolve_k
 #: What a wrapper's ``base`` parameter accepts.
 BaseSpec = str | Mapping[str, Any] | Retriever
 
+#: Bounds of the parameters many strategies share (:attr:`memlab.spec.Component.bounds`):
+#: how many base hits they re-rank and the reciprocal-rank constant they fuse with.
+CANDIDATES = {"low": 1, "integer": True}
+RRF_K = {"low": 0}
+WEIGHT = {"low": 0, "high": 1}
+
 
 def build_base(base: BaseSpec) -> Retriever:
     """The base strategy of a wrapper: built from its spec, or the instance given."""
