@@ -27,7 +27,8 @@ def test_experiment_config_and_its_cases_load(path: Path) -> None:
 def test_every_readme_experiment_exists() -> None:
     import re
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    root = Path(__file__).parent.parent
+    readme = "\n".join(p.read_text() for p in [root / "README.md", *root.glob("docs/*.md")])
     named = set(re.findall(r"experiments/([\w.-]+\.yaml)", readme))
     assert named and named <= {p.name for p in EXPERIMENTS}, named - {
         p.name for p in EXPERIMENTS}
