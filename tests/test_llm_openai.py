@@ -9,6 +9,7 @@ Ollama's OpenAI-compatible ``/v1`` API as memlab's fake Ollama reproduces it.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -92,6 +93,19 @@ def test_chat_against_the_real_llama_cpp_server(llama_server: str) -> None:
     # no system message: the template's default one is counted on both sides
     assert no_system.prompt_tokens == no_system.metadata["qwen_prompt_tokens"] == 36
     assert llm.cache_identity()["model"] == served
+
+
+@pytest.mark.slow
+def test_a_json_schema_holds_the_real_servers_reply(llama_server: str) -> None:
+    """llama-cpp-python's server takes a schema in the ``json_object`` form and turns it
+    into a grammar: the reply is exactly one JSON object under the schema."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}},
+              "required": ["city"], "additionalProperties": False}
+    llm = OpenAICompatLLM(base_url=llama_server, max_tokens=32, schema_format="json_object")
+    c = llm.generate(CHAT, json_schema=schema)
+    assert c.ok, c.error
+    reply = json.loads(c.text)
+    assert set(reply) == {"city"} and "Paris" in reply["city"]
 
 
 @pytest.mark.slow

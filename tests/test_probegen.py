@@ -251,6 +251,9 @@ def test_cli_writes_the_file_and_its_report(tmp_path: Path,
     report = json.loads((tmp_path / "gen.jsonl.report.json").read_text())
     assert report["calls"] == 4 and report["model"] == "mock"
     assert load_dataset("memlab", path=out).name == "synthetic-small-generated"
+    assert main([*args, "--structured", "--force"]) == 0
+    capsys.readouterr()
+    assert load_dataset("memlab", path=out).metadata["generated_probes"]["structured"] is True
     assert main(args) == 2
     assert "exists; pass --force" in capsys.readouterr().err
     dead = json.dumps({"name": "mock", "params": {"error": "refused"}})
@@ -301,3 +304,35 @@ def test_a_long_session_is_asked_about_in_parts_that_fit() -> None:
                                   max_chars=150, progress=False, cache="off")
     assert [i.record for i in dropped.issues] == ["session c1:s0 part 1/2 proposal 0",
                                             "session c1:s0 part 2/2 proposal 0"]
+
+
+class _Recording(MockLLM):
+    """A mock that records each call's per-call parameters."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.overrides: list[dict[str, Any]] = []
+
+    def generate(self, messages: Any, **overrides: Any) -> Any:
+        self.overrides.append(overrides)
+        return super().generate(messages, **overrides)
+
+
+def test_structured_replies_are_held_to_the_probe_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    from memlab.data.probegen import probe_schema
+
+    llm = _Recording([json.dumps({"questions": [GOOD]})])
+    generated, report = generate_probes(_dataset(), llm, per_session=3, structured=True,
+                                        progress=False, cache="off")
+    schema = llm.overrides[0]["json_schema"]
+    assert schema == probe_schema(3) and schema["properties"]["questions"]["maxItems"] == 3
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate({"questions": [GOOD]}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"questions": [GOOD] * 4}, schema)
+    assert report.kept == 2 and generated.metadata["generated_probes"]["structured"] is True
+    plain = _Recording([json.dumps({"questions": [GOOD]})])
+    generate_probes(_dataset(), plain, progress=False, cache="off")
+    assert "json_schema" not in plain.overrides[0]

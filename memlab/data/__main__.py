@@ -83,7 +83,8 @@ def _probes(args: argparse.Namespace) -> int:
         asked_at=args.asked_at, keep_probes=args.keep_probes, grounding=args.grounding,
         min_chars=args.min_chars, max_chars=args.max_chars,
         roles=[r.strip() for r in args.roles.split(",") if r.strip()],
-        cache="off" if args.no_cache else "readwrite", progress=not args.quiet)
+        structured=args.structured, cache="off" if args.no_cache else "readwrite",
+        progress=not args.quiet)
     if report.calls and len(report.errors) == report.calls:
         print(f"error: every LLM call failed ({report.calls}); first: {report.errors[0]}",
               file=sys.stderr)
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     probes.add_argument("--roles", default="user,other",
                         help="roles a probe's evidence must include (user,other: what "
                              "people said; add assistant for what the assistant said)")
+    probes.add_argument("--structured", action="store_true",
+                        help="hold each reply to a JSON schema (at most --per-session "
+                             "questions) by the backend's constrained decoding")
     probes.add_argument("--no-cache", action="store_true", help="do not use the LLM cache")
     probes.add_argument("--force", action="store_true", help="replace an existing --out file")
     probes.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -92,6 +92,21 @@ BOUNDS: dict[str, dict[str, Any]] = {
     "similarity": {"low": 0, "high": 1, "low_open": True},
     "max_tokens": {"low": 1, "integer": True},
 }
+
+
+def probe_schema(per_session: int) -> dict[str, Any]:
+    """The JSON schema of a reply (``structured``): at most ``per_session`` questions, each
+    a question, an answer and the numbers of the turns holding it."""
+    item = {"type": "object", "properties": {
+        "question": {"type": "string"}, "answer": {"type": "string"},
+        "turns": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
+                  "maxItems": 6}},
+        "required": ["question", "answer", "turns"], "additionalProperties": False}
+    return {"type": "object", "properties": {"questions": {
+        "type": "array", "items": item, "maxItems": per_session}},
+        "required": ["questions"], "additionalProperties": False}
+
+
 #: How long after the last turn a probe is asked (``asked_at="end"``/``"session"``).
 DELAY = timedelta(minutes=1)
 
@@ -172,6 +187,7 @@ def generate_probes(
     template: str = "generate_probes",
     template_dirs: Sequence[str] = (),
     max_tokens: int = 384,
+    structured: bool = False,
     cache: str = "readwrite",
     progress: bool = True,
 ) -> tuple[Dataset, ProbeReport]:
@@ -184,7 +200,9 @@ def generate_probes(
     characters are skipped without a call, and a session longer than ``max_chars`` is
     asked about in parts of whole turns that fit (a call each, ``per_session`` questions a
     part), so no prompt outgrows a small model's context. The original probes are
-    replaced unless ``keep_probes``.
+    replaced unless ``keep_probes``. ``structured`` holds each reply to
+    :func:`probe_schema` (the backend's JSON-schema decoding: at most ``per_session``
+    questions, no prose, no runaway lists).
     """
     check_numbers("probes", {
         "per_session": per_session, "max_sessions": max_sessions,
@@ -196,6 +214,7 @@ def generate_probes(
     model = build_llm(llm, cache=cache)
     prompt = get_template(template, tuple(template_dirs))
     rules = _Rules(per_session, grounding, similarity, asked_at, frozenset(roles))
+    extra = {"json_schema": probe_schema(per_session)} if structured else {}
     chosen = dataset.conversations[:conversations] if conversations else dataset.conversations
     report = ProbeReport(template=template, conversations=len(chosen))
     start = time.perf_counter()
@@ -213,7 +232,8 @@ def generate_probes(
                 rendered = prompt.render(turns=transcript(session),
                                          session_date=session.started_at,
                                          n_questions=per_session)
-                completion = model.generate(rendered.messages, max_tokens=max_tokens)
+                completion = model.generate(rendered.messages, max_tokens=max_tokens,
+                                            **extra)
                 new, dropped = _session_probes(conv, session, rendered, completion, rules,
                                                report, seen, made)
                 made += len(new)
@@ -230,7 +250,7 @@ def generate_probes(
         "per_session": per_session, "max_sessions": max_sessions, "seed": seed,
         "asked_at": asked_at, "keep_probes": keep_probes, "min_chars": min_chars,
         "max_chars": max_chars, "grounding": grounding, "similarity": similarity,
-        "roles": list(roles), "max_tokens": max_tokens,
+        "roles": list(roles), "max_tokens": max_tokens, "structured": structured,
         "source": dataset.source or dataset.name}}
     generated = Dataset(name=f"{dataset.name}-generated", conversations=tuple(out),
                         source=dataset.source, issues=tuple(issues), metadata=meta)

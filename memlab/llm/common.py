@@ -30,6 +30,13 @@ BOUNDS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Per-call parameters every backend takes beyond its own generation defaults; a call's
+#: identity (its cache key) holds them only when given, so calls without them keep their keys.
+#: ``json_schema``: the reply must be JSON valid under this schema (llama.cpp: a grammar;
+#: Ollama: ``format``; OpenAI-compatible servers: ``response_format`` ``json_schema``).
+OPTIONAL_CALL = ("json_schema",)
+
+
 def check_values(backend: str, values: Mapping[str, Any]) -> None:
     """Raise a ConfigError for the first of ``values`` outside its :data:`BOUNDS`
     (``llm 'llamacpp': max_tokens must be an integer >= 1, got 0``)."""
@@ -40,16 +47,33 @@ def resolve_generation(
     backend: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]
 ) -> dict[str, Any]:
     """``defaults`` updated by per-call ``overrides``; unknown override names are an error."""
-    unknown = sorted(set(overrides) - set(defaults))
+    unknown = sorted(set(overrides) - set(defaults) - set(OPTIONAL_CALL))
     if unknown:
         raise ConfigError(
             f"llm backend '{backend}' cannot override {', '.join(unknown)} per call; "
-            f"per-call parameters: {', '.join(sorted(defaults))}"
+            f"per-call parameters: {', '.join(sorted({*defaults, *OPTIONAL_CALL}))}"
         )
     resolved = dict(defaults)
-    resolved.update(overrides)
+    resolved.update({k: v for k, v in overrides.items()
+                     if not (k in OPTIONAL_CALL and v is None)})
     check_values(backend, overrides)
+    if "json_schema" in resolved:
+        check_json_schema(backend, resolved["json_schema"])
     return resolved
+
+
+def check_json_schema(backend: str, schema: Any) -> None:
+    """Raise a ConfigError unless ``schema`` is a JSON object schema (a mapping with a
+    ``type``, serializable as JSON)."""
+    import json
+
+    if not isinstance(schema, Mapping) or "type" not in schema:
+        raise ConfigError(f"llm '{backend}': json_schema must be a JSON schema (a mapping "
+                          f"with a 'type'), got {schema!r}")
+    try:
+        json.dumps(schema)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"llm '{backend}': json_schema is not JSON: {exc}") from None
 
 
 def check_messages(messages: Sequence[Message]) -> list[Message]:

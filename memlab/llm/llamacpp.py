@@ -269,6 +269,8 @@ class LlamaCppLLM(Component):
             top_k=gen["top_k"], min_p=gen["min_p"], repeat_penalty=gen["repeat_penalty"],
             seed=gen["seed"], max_tokens=gen["max_tokens"], model=self.name,
             logits_processor=LogitsProcessorList([deadline]),
+            response_format=({"type": "json_object", "schema": gen["json_schema"]}
+                             if "json_schema" in gen else None),
         )
         perf = capi.llama_perf_context(llama._ctx.ctx)
         response["perf"] = {

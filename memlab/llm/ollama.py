@@ -191,6 +191,8 @@ class OllamaLLM(RemoteChat, Component):
         }
         if gen["think"] is not None and "thinking" in info["capabilities"]:
             kwargs["think"] = gen["think"]
+        if "json_schema" in gen:
+            kwargs["format"] = gen["json_schema"]
         if self.keep_alive:
             kwargs["keep_alive"] = self.keep_alive
         return self._call("/api/chat", self._client().chat, **kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from memlab.errors import check_choice
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
 from memlab.llm.common import qwen_counts
@@ -26,15 +27,21 @@ from memlab.llm.retry import (
 )
 from memlab.spec import Component
 
+#: How a call's ``json_schema`` is sent (see :class:`OpenAICompatLLM`).
+SCHEMA_FORMATS = ("json_schema", "json_object")
+
 
 class OpenAICompatLLM(RemoteChat, Component):
     """A chat model behind an OpenAI-compatible ``/chat/completions`` endpoint.
 
-    ``model`` empty means the first model the server lists at ``/models``.
+    ``model`` empty means the first model the server lists at ``/models``. A call's
+    ``json_schema`` goes out as ``response_format``: ``{"type": "json_schema", ...}`` (the
+    OpenAI form: vLLM, LM Studio, llama.cpp's llama-server) or, with ``schema_format:
+    json_object``, ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server).
     """
 
     backend = "openai"
-    cache_exempt = frozenset({"api_key_env", "timeout", "retries", "backoff"})
+    cache_exempt = frozenset({"api_key_env", "timeout", "retries", "backoff", "schema_format"})
 
     def __init__(
         self,
@@ -49,6 +56,7 @@ class OpenAICompatLLM(RemoteChat, Component):
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = 2,
         backoff: float = 0.5,
+        schema_format: str = "json_schema",
     ) -> None:
         self.model = model
         self.base_url = base_url
@@ -61,6 +69,12 @@ class OpenAICompatLLM(RemoteChat, Component):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.schema_format = schema_format
+
+    def check_params(self) -> None:
+        """Raise a ConfigError for a value out of range or an unknown schema_format."""
+        super().check_params()
+        check_choice("llm 'openai': schema_format", self.schema_format, SCHEMA_FORMATS)
 
     def _defaults(self) -> dict[str, Any]:
         return {"temperature": float(self.temperature), "top_p": float(self.top_p),
@@ -152,6 +166,11 @@ class OpenAICompatLLM(RemoteChat, Component):
         body = {"model": self.served_model(), "messages": chat, "stream": False,
                 "temperature": gen["temperature"], "top_p": gen["top_p"], "seed": gen["seed"],
                 "max_tokens": gen["max_tokens"]}
+        if "json_schema" in gen and self.schema_format == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": gen["json_schema"]}
+        elif "json_schema" in gen:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": gen["json_schema"], "strict": True}}
         return self._request("POST", "/chat/completions", body)
 
     def _completion(self, chat: list[Message], reply: dict[str, Any], seconds: float,
