@@ -95,14 +95,17 @@ def spec_parts(kind: str, spec: SpecLike) -> tuple[str, dict[str, Any]]:
 
 
 def build(kind: str, spec: SpecLike) -> Any:
-    """The component ``spec`` names (an instance is returned as it is), after the checks
-    config validation runs (:func:`problems`: names, bounds, choices, nested specs)."""
+    """The component ``spec`` names (an instance is returned as it is), after the checks of
+    config validation that need nothing but the spec (:func:`problems` without its value
+    checks: names, required parameters, numeric bounds, nested specs); a component's own
+    ``check_params`` (a model file, a choice) runs when it is first used, as before."""
     if not is_spec(spec):
         return spec
     from memlab.components import registry
 
     name, params = spec_parts(kind, spec)
-    found = problems(kind, spec, kind)
+    registry(kind).get(name)  # an unknown name: UnknownComponentError, with its suggestion
+    found = problems(kind, spec, kind, values=False)
     if found:
         raise ConfigError(f"{kind} '{name}' cannot be built:\n"
                           + "\n".join(f"  {p}" for p in found))
@@ -154,9 +157,10 @@ def _resolve_nested(sub_kind: str, value: Any, template_dirs: tuple[str, ...]) -
 
 
 def problems(kind: str, spec: SpecLike, path: str, *,
-             template_dirs: tuple[str, ...] = ()) -> list[str]:
+             template_dirs: tuple[str, ...] = (), values: bool = True) -> list[str]:
     """Every problem of ``spec`` and its nested components, each prefixed with its YAML
-    path (``retrieval.params.dense.embedder.name: unknown embedder ...``)."""
+    path (``retrieval.params.dense.embedder.name: unknown embedder ...``); ``values:
+    False`` leaves out what the components' own ``check_params`` refuse."""
     if kind == "template":
         try:
             _resolve_template(spec, template_dirs)
@@ -169,11 +173,11 @@ def problems(kind: str, spec: SpecLike, path: str, *,
         name, params = spec_parts(kind, spec)
     except ConfigError as exc:
         return [f"{path}: {exc}"]
-    return _param_problems(kind, name, params, path, f"{path}.params", template_dirs)
+    return _param_problems(kind, name, params, path, f"{path}.params", template_dirs, values)
 
 
 def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, where: str,
-                    template_dirs: tuple[str, ...]) -> list[str]:
+                    template_dirs: tuple[str, ...], values: bool = True) -> list[str]:
     from memlab.components import registry
     from memlab.registry import _accepts_var_kwargs
 
@@ -193,19 +197,21 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
             if p.required and p.name not in params]
     if not out:
         out += _bound_problems(kind, name, factory, params, where)
-    if not out:
+    if not out and values:
         out += _value_problems(factory, params, where)
     for key, sub_kind in getattr(factory, "nested", {}).items():
         value = params.get(key)
         sub, _, fixed = sub_kind.partition(":")
         if fixed and isinstance(value, Mapping):
             out += _param_problems(sub, fixed, dict(value), f"{where}.{key}", f"{where}.{key}",
-                                   template_dirs)
+                                   template_dirs, values)
         elif isinstance(value, list | tuple) and not fixed:
             for i, part in enumerate(value):
-                out += problems(sub, part, f"{where}.{key}[{i}]", template_dirs=template_dirs)
+                out += problems(sub, part, f"{where}.{key}[{i}]", template_dirs=template_dirs,
+                                values=values)
         elif value is not None and not fixed:
-            out += problems(sub, value, f"{where}.{key}", template_dirs=template_dirs)
+            out += problems(sub, value, f"{where}.{key}", template_dirs=template_dirs,
+                            values=values)
     return out
 
 

@@ -284,6 +284,36 @@ def test_facts_keep_source_turns_and_their_latest_time() -> None:
     assert chunker.records[-1]["outcome"] == "ok"
 
 
+def test_structured_facts_hold_the_answer_to_the_chunkers_schema() -> None:
+    import jsonschema
+
+    class Recording(MockLLM):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.overrides: list[dict[str, Any]] = []
+
+        def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
+            self.overrides.append(overrides)
+            return super().generate(messages, **overrides)
+
+    good = {"content": "Caroline is adopting a beagle named Max", "category": "interesting",
+            "turn_ids": [3, 1]}
+    llm = Recording([_answer(good)])
+    chunker = registry.build("facts", {"llm": llm, "structured": True, "max_memories": 2})
+    (unit,) = chunker.split(S2, CONV)
+    assert unit.source_turn_ids == ("D2:1", "D2:3")
+    schema = llm.overrides[0]["json_schema"]
+    assert schema == chunker.schema() and schema["properties"]["memories"]["maxItems"] == 2
+    jsonschema.validate({"memories": [good]}, schema)
+    for bad in ({"memories": [good] * 3}, {"memories": [{**good, "category": "gossip"}]},
+                {"memories": [{**good, "turn_ids": []}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    plain = Recording([_answer(good)])
+    registry.build("facts", {"llm": plain}).split(S2, CONV)
+    assert plain.overrides == [{"max_tokens": 512}]
+
+
 def test_facts_skip_sessions_under_25_characters_without_calling() -> None:
     # "A: " + 21 characters = 24 characters: skipped; one more character: extracted
     short = _session("Q", T0, [("A", "x" * 21)])

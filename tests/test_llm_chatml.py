@@ -112,7 +112,7 @@ def test_registry_lists_backends_lazily_and_builds_from_specs() -> None:
     assert {p.name: p.default for p in registry.params("ollama")}["model"] == "qwen3:4b"
     with pytest.raises(UnknownComponentError, match="Did you mean 'ollama'"):
         build_llm({"name": "olama"})
-    with pytest.raises(ConfigError, match="has no parameter"):
+    with pytest.raises(ConfigError, match="num_ctxx: not a parameter of llm 'ollama'"):
         build_llm({"name": "ollama", "params": {"num_ctxx": 4096}})
     with pytest.raises(ConfigError, match="unknown key"):
         build_llm({"name": "ollama", "parms": {}})

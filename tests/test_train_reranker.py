@@ -124,12 +124,14 @@ def test_session_fuse_lists_units_session_by_session() -> None:
 def test_cross_encoder_rejects_unknown_passage_and_fusion() -> None:
     from memlab.retrieval import build_strategy
 
-    for params, field in (({"passage": "summary"}, "passage"), ({"fuse": "max"}, "fuse"),
-                          ({"max_words": 0}, "max_words")):
+    for params, field in (({"passage": "summary"}, "passage"), ({"fuse": "max"}, "fuse")):
         strategy = build_strategy({"name": "cross_encoder", "params": {"base": "bm25",
                                                                         **params}})
         with pytest.raises(ConfigError, match=field):
             strategy.check_params()
+    with pytest.raises(ConfigError, match=r"params\.max_words: retrieval 'cross_encoder': "
+                                          "max_words must be an integer >= 1, got 0"):
+        build_strategy({"name": "cross_encoder", "params": {"base": "bm25", "max_words": 0}})
 
 
 # ------------------------------------------------------------------ train-reranker

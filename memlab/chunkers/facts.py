@@ -93,6 +93,7 @@ class FactsChunker(LLMChunkerMixin, Component):
         template: str = "extract_facts",
         template_dirs: Sequence[str] = (),
         max_tokens: int = 512,
+        structured: bool = False,
     ) -> None:
         self.llm = llm
         self.max_memories = max_memories
@@ -105,6 +106,7 @@ class FactsChunker(LLMChunkerMixin, Component):
         self.template = template
         self.template_dirs = template_dirs
         self.max_tokens = max_tokens
+        self.structured = structured
         self.records: list[dict[str, Any]] = []
         self._known: dict[str | None, dict[str, list[str]]] = {}
 
@@ -140,6 +142,23 @@ class FactsChunker(LLMChunkerMixin, Component):
         self._record(session, context, rendered, completion, outcome="ok", units=len(units),
                      proposed=len(items), **counts)
         return units
+
+    def _generate(self, rendered: Any) -> Any:
+        """The model's answer; with ``structured``, held to :meth:`schema`."""
+        extra = {"json_schema": self.schema()} if self.structured else {}
+        return self._model().generate(rendered.messages, max_tokens=self.max_tokens, **extra)
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema of an answer (``structured``): at most ``max_memories`` memories,
+        each a sentence, one of ``categories`` and the numbers of its turns."""
+        item = {"type": "object", "properties": {
+            "content": {"type": "string"}, "category": {"enum": list(self.categories)},
+            "turn_ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
+                         "maxItems": 8}},
+            "required": ["content", "category", "turn_ids"], "additionalProperties": False}
+        return {"type": "object", "properties": {"memories": {
+            "type": "array", "items": item, "maxItems": self.max_memories}},
+            "required": ["memories"], "additionalProperties": False}
 
     def check_params(self) -> None:
         """Raise a ConfigError for an invalid parameter (config validation runs it)."""
