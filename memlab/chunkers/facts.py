@@ -45,7 +45,7 @@ from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require
 from memlab.chunkers.llm_support import LLMChunkerMixin, too_short, transcript
 from memlab.data.schema import Conversation, Session, Turn
-from memlab.prompts import extract_json
+from memlab.prompts import extract_json, list_schema, turn_numbers
 from memlab.spec import Component
 
 _CONTENT_KEYS = ("content", "memory", "fact", "text")
@@ -151,14 +151,9 @@ class FactsChunker(LLMChunkerMixin, Component):
     def schema(self) -> dict[str, Any]:
         """The JSON schema of an answer (``structured``): at most ``max_memories`` memories,
         each a sentence, one of ``categories`` and the numbers of its turns."""
-        item = {"type": "object", "properties": {
-            "content": {"type": "string"}, "category": {"enum": list(self.categories)},
-            "turn_ids": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
-                         "maxItems": 8}},
-            "required": ["content", "category", "turn_ids"], "additionalProperties": False}
-        return {"type": "object", "properties": {"memories": {
-            "type": "array", "items": item, "maxItems": self.max_memories}},
-            "required": ["memories"], "additionalProperties": False}
+        return list_schema("memories", {"content": {"type": "string"},
+                                        "category": {"enum": list(self.categories)},
+                                        "turn_ids": turn_numbers(8)}, self.max_memories)
 
     def check_params(self) -> None:
         """Raise a ConfigError for an invalid parameter (config validation runs it)."""

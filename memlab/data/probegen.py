@@ -66,7 +66,14 @@ from memlab.chunkers.llm_support import too_short, transcript
 from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
 from memlab.errors import ConfigError, check_numbers
 from memlab.llm.base import Completion
-from memlab.prompts import Rendered, check_template, extract_json, get_template
+from memlab.prompts import (
+    Rendered,
+    check_template,
+    extract_json,
+    get_template,
+    list_schema,
+    turn_numbers,
+)
 
 CATEGORY = "generated"
 ASKED_AT = ("end", "session")
@@ -97,14 +104,9 @@ BOUNDS: dict[str, dict[str, Any]] = {
 def probe_schema(per_session: int) -> dict[str, Any]:
     """The JSON schema of a reply (``structured``): at most ``per_session`` questions, each
     a question, an answer and the numbers of the turns holding it."""
-    item = {"type": "object", "properties": {
-        "question": {"type": "string"}, "answer": {"type": "string"},
-        "turns": {"type": "array", "items": {"type": "integer"}, "minItems": 1,
-                  "maxItems": 6}},
-        "required": ["question", "answer", "turns"], "additionalProperties": False}
-    return {"type": "object", "properties": {"questions": {
-        "type": "array", "items": item, "maxItems": per_session}},
-        "required": ["questions"], "additionalProperties": False}
+    return list_schema("questions", {"question": {"type": "string"},
+                                     "answer": {"type": "string"},
+                                     "turns": turn_numbers(6)}, per_session)
 
 
 #: How long after the last turn a probe is asked (``asked_at="end"``/``"session"``).

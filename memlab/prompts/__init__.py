@@ -26,11 +26,13 @@ from memlab.prompts.library import BUILTIN_DIR, TemplateLibrary, load_templates
 from memlab.prompts.parsing import (
     PARSERS,
     extract_json,
+    list_schema,
     parse_correct_wrong,
     parse_final_answer,
     parse_verdict,
     parse_yes_no,
     strip_thinking,
+    turn_numbers,
 )
 from memlab.prompts.template import MemoryRow, Rendered, Template
 
@@ -75,6 +77,7 @@ __all__ = [
     "check_template",
     "extract_json",
     "get_template",
+    "list_schema",
     "load_templates",
     "parse_correct_wrong",
     "parse_final_answer",
@@ -84,4 +87,5 @@ __all__ = [
     "render",
     "strip_thinking",
     "templates",
+    "turn_numbers",
 ]

@@ -195,3 +195,19 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "verdict": parse_verdict,
     "json": extract_json,
 }
+
+
+def list_schema(key: str, fields: dict[str, dict[str, Any]], max_items: int) -> dict[str, Any]:
+    """The JSON schema of a reply ``{key: [item, ...]}`` with at most ``max_items`` items,
+    each an object of exactly ``fields`` (name -> its schema), all required: what an LLM
+    backend's ``json_schema`` holds a list-of-records reply to."""
+    item = {"type": "object", "properties": dict(fields), "required": list(fields),
+            "additionalProperties": False}
+    return {"type": "object", "properties": {key: {"type": "array", "items": item,
+                                                    "maxItems": max_items}},
+            "required": [key], "additionalProperties": False}
+
+
+def turn_numbers(most: int) -> dict[str, Any]:
+    """The schema of a list of 1 to ``most`` turn numbers (as a prompt numbers turns)."""
+    return {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": most}
