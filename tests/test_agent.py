@@ -291,3 +291,22 @@ def test_agent_yaml_grows_an_hnsw_index_as_memories_arrive_and_reloads_it(
     last = before[-1]["score"]  # (the hash embedder ties many facts: the cut may differ)
     assert [r for r in after if r["score"] > last] == [r for r in before if r["score"] > last]
     assert dense()._ann.size == 100 and dense().ann_builds == 1  # built once from the store
+
+
+def test_agent_best_yaml_runs_the_best_retrieval_and_rebuilds_it_after_a_restart(
+        tmp_path: Path) -> None:
+    """experiments/agent-best.yaml: flat memory searched by the LoCoMo study's best
+    strategy (budget over time_aware over multigrain over hybrid, speaker step)."""
+    config = Path(__file__).resolve().parents[1] / "experiments" / "agent-best.yaml"
+    agent = _agent(tmp_path, config=config)
+    assert agent.memory_name == "flat"
+    assert agent.memory_params["retrieval"]["params"]["speaker_from"] == 1
+    for fact in ("My sister Mara lives in Lisbon.", "I keep bees in my garden.",
+                 "I am allergic to penicillin."):
+        agent.chat(fact, user_id="dana")
+    hits = agent.search_memory("Which city does my sister live in?", 3, "dana")
+    assert hits and "Lisbon" in hits[0]["content"]
+    agent.close()
+    again = _agent(tmp_path, config=config)
+    assert again.search_memory("Which city does my sister live in?", 3, "dana") == hits
+    assert again.search_memory("Which city does my sister live in?", 3, "erin") == []
