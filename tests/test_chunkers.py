@@ -380,6 +380,24 @@ def test_facts_not_grounded_in_the_session_are_dropped() -> None:
         registry.build("facts", {"llm": MockLLM(), "grounding": 2}).split(S2)
 
 
+def test_facts_that_copy_the_prompts_example_are_dropped_even_when_grounded() -> None:
+    # a session about a new job shares most of the example's words: grounding (0.5) lets
+    # the copy through, its "bakery" and "Monday" (in the example, not in this Wednesday's
+    # session) do not
+    job = _session("J", T1, [("Gina", "I start my new job next week, so excited!"),
+                             ("Jon", "Congrats Gina! Where is it?"),
+                             ("Gina", "At a clothing store downtown, I start on Tuesday.")])
+    copied = {"content": "Gina starts a new job at the bakery on Monday", "turn_ids": [1]}
+    real = {"content": "Gina starts a new job at a clothing store on Tuesday",
+            "turn_ids": [1, 3]}
+    chunker, _ = _facts(_answer(copied, real))
+    assert [u.text for u in chunker.split(job)] == [real["content"]]
+    record = chunker.records[-1]
+    assert record["copied_example"] == 1 and record["ungrounded"] == 0
+    kept, _ = _facts(_answer(copied, real), grounding=0)  # grounding 0: no checks at all
+    assert len(kept.split(job)) == 2
+
+
 def test_facts_drop_turn_ids_not_in_the_session() -> None:
     chunker, _ = _facts(_answer(
         {"content": "Melanie paints every Sunday morning", "category": "Interesting",

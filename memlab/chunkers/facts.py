@@ -18,7 +18,12 @@ sister Lea works at the bakery"). A fact is kept only when at least ``grounding`
 content words (3+ letters, not stop words) occur in the session - its turns, speakers,
 image captions and date - where a word matches on its first 5 letters ("attended" ~
 "attending"). 0.5 dropped 16 of the 19 copies and none of the 96 other facts there;
-``grounding: 0`` turns the check off.
+``grounding: 0`` turns the check off. Grounding alone lets a copy through when the
+session shares most of its words ("Gina starts a new job at the bakery on Monday" in a
+session about Gina's new job: measured on LoCoMo conv-30 with the 0.5B), so a fact with
+two or more words of the prompt's example answer that the session never says is dropped
+as ``copied_example`` (the example is read from the rendered prompt, after "Example
+answer:"; a template without one is not checked).
 
 "Already known" means the facts this chunker extracted from earlier sessions of the
 same conversation: pass the Conversation as ``context`` (sessions before this one in
@@ -51,8 +56,11 @@ from memlab.spec import Component
 _CONTENT_KEYS = ("content", "memory", "fact", "text")
 _ID_KEYS = ("turn_ids", "source_turn_ids", "turns", "turn_id", "ids", "source")
 _LIST_KEYS = ("memories", "facts", "items")
-_COUNTS = ("empty", "duplicate", "ungrounded", "dropped_turn_ids", "unsourced_dropped",
-           "over_cap", "unsourced", "bad_category")
+_COUNTS = ("empty", "duplicate", "ungrounded", "copied_example", "dropped_turn_ids",
+           "unsourced_dropped", "over_cap", "unsourced", "bad_category")
+#: How many words of the prompt's example answer, none of them in the session, make a
+#: fact a copy of the example.
+_COPIED = 2
 _STOP_WORDS = frozenset((
     "the", "and", "for", "with", "from", "that", "this", "was", "were", "are", "has", "have",
     "had", "her", "his", "their", "its", "she", "they", "them", "him", "who", "what", "when",
@@ -135,7 +143,7 @@ class FactsChunker(LLMChunkerMixin, Component):
             self._record(session, context, rendered, completion, outcome="error", units=0,
                          error=f"unparseable answer: {completion.text[:300]!r}")
             return []
-        facts, counts = self._select(items, session, known)
+        facts, counts = self._select(items, session, known, _example_stems(rendered))
         self._known.setdefault(_key(context), {})[session.id] = [f.content for f in facts]
         meta = {**rendered.record(), "model": completion.model}
         units = [self._unit(session, n, fact, meta) for n, fact in enumerate(facts)]
@@ -186,11 +194,12 @@ class FactsChunker(LLMChunkerMixin, Component):
             facts.extend(store.get(earlier.id, ()))
         return facts
 
-    def _select(self, items: list[Any], session: Session,
-                known: list[str]) -> tuple[list[_Fact], dict[str, int]]:
+    def _select(self, items: list[Any], session: Session, known: list[str],
+                example: frozenset[str] = frozenset()) -> tuple[list[_Fact], dict[str, int]]:
         counts: Counter[str] = Counter(dict.fromkeys(_COUNTS, 0))
         seen = [word_set(k) for k in known]
         vocabulary = session_vocabulary(session)
+        leaked = example - vocabulary
         facts: list[_Fact] = []
         for item in items:
             content, category, raw_ids = _fields(item)
@@ -202,6 +211,9 @@ class FactsChunker(LLMChunkerMixin, Component):
                 continue
             if grounded_share(content, vocabulary) < self.grounding:
                 counts["ungrounded"] += 1
+                continue
+            if self.grounding and len(stems(content) & leaked) >= _COPIED:
+                counts["copied_example"] += 1
                 continue
             fact = self._fact(content, category, raw_ids, session)
             counts["dropped_turn_ids"] += len(fact.dropped_ids)
@@ -247,6 +259,17 @@ def resolve_turn(raw: str, session: Session) -> Turn | None:
         n = int(number)
         return session.turns[n - 1] if 1 <= n <= len(session.turns) else None
     return next((t for t in session.turns if t.id == raw), None)
+
+
+def _example_stems(rendered: Any) -> frozenset[str]:
+    """The stems of the facts in the prompt's example answer (after "Example answer:" in
+    a system message), or none."""
+    for message in rendered.messages:
+        _, marker, tail = message["content"].partition("Example answer:")
+        if marker and message["role"] == "system":
+            items = proposed_items(extract_json(tail)) or []
+            return frozenset().union(*(stems(_fields(i)[0]) for i in items))
+    return frozenset()
 
 
 def _key(context: Conversation | None) -> str | None:
