@@ -39,6 +39,16 @@ class ExtractedMemory(CallRecords, Component):
 
     nested: ClassVar[Mapping[str, str]] = {"llm": "llm", "embedder": "embedder",
                                            "retrieval": "retrieval", "store": "store"}
+    #: numeric parameters' bounds (checked by config validation and check_params)
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "max_memories": {"low": 1, "integer": True},
+        "min_chars": {"low": 0, "integer": True},
+        "similar_threshold": {"low": -1, "high": 1},
+        "same_threshold": {"low": -1, "high": 1},
+        "candidates": {"low": 1, "integer": True},
+        "extract_max_tokens": {"low": 1, "integer": True},
+        "decide_max_tokens": {"low": 1, "integer": True},
+    }
 
     name = "extracted"
 
@@ -142,15 +152,8 @@ class ExtractedMemory(CallRecords, Component):
     def check_params(self) -> None:
         """Raise a ConfigError for a value out of range or an unknown choice (config
         validation runs it; nothing is built)."""
-        support.check_values(self, {
-            "max_memories": {"low": 1, "integer": True},
-            "min_chars": {"low": 0, "integer": True},
-            "similar_threshold": {"low": -1, "high": 1},
-            "same_threshold": {"low": -1, "high": 1},
-            "candidates": {"low": 1, "integer": True},
-            "extract_max_tokens": {"low": 1, "integer": True},
-            "decide_max_tokens": {"low": 1, "integer": True},
-        }, {"decide": MODES, "llm_cache": support.CACHE_MODES})
+        support.check_values(self, self.bounds,
+                             {"decide": MODES, "llm_cache": support.CACHE_MODES})
         support.require(self.similar_threshold <= self.same_threshold, self.name,
                         f"similar_threshold ({self.similar_threshold}) must not exceed "
                         f"same_threshold ({self.same_threshold})")

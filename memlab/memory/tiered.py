@@ -58,6 +58,17 @@ class TieredMemory(CallRecords, Component):
     """Core block + recall buffer + archival store with per-message retrieval."""
 
     nested: ClassVar[Mapping[str, str]] = {"retrieval": "retrieval", "llm": "llm", "store": "store"}
+    #: numeric parameters' bounds (checked by config validation and check_params)
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "top_k": {"low": 0, "integer": True, "optional": True},
+        "relevance_threshold": {"optional": True},
+        "recall_tokens": {"low": 0, "integer": True},
+        "core_tokens": {"low": 0, "integer": True},
+        "core_facts": {"low": 0, "integer": True},
+        "consolidate_min_tokens": {"low": 0, "integer": True},
+        "summary_max_tokens": {"low": 1, "integer": True},
+        "facts_max_tokens": {"low": 1, "integer": True},
+    }
 
     name = "tiered"
 
@@ -250,16 +261,8 @@ class TieredMemory(CallRecords, Component):
     def check_params(self) -> None:
         """Raise a ConfigError for a value out of range or an unknown choice (config
         validation runs it; nothing is built)."""
-        support.check_values(self, {
-            "top_k": {"low": 0, "integer": True, "optional": True},
-            "relevance_threshold": {"optional": True},
-            "recall_tokens": {"low": 0, "integer": True},
-            "core_tokens": {"low": 0, "integer": True},
-            "core_facts": {"low": 0, "integer": True},
-            "consolidate_min_tokens": {"low": 0, "integer": True},
-            "summary_max_tokens": {"low": 1, "integer": True},
-            "facts_max_tokens": {"low": 1, "integer": True},
-        }, {"consolidate_by": ("session", "batch"),
+        support.check_values(self, self.bounds, {
+            "consolidate_by": ("session", "batch"),
             "date_summaries": ("latest_turn", "consolidation"),
             "llm_cache": support.CACHE_MODES})
 
