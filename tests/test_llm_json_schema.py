@@ -106,3 +106,23 @@ def test_the_embedded_qwen_replies_valid_json_under_the_schema() -> None:
     reply = json.loads(c.text)
     jsonschema.validate(reply, SCHEMA)
     assert c.metadata["finish_reason"] == "stop"
+
+
+@pytest.mark.slow
+def test_the_embedded_qwen_decides_memory_updates_under_the_decision_schema() -> None:
+    """``extracted``'s update step with ``structured``: the 0.5B's reply is one valid
+    decision the Decider reads (no fallback), acting on the memory it names."""
+    from datetime import UTC, datetime
+
+    from memlab.chunkers.base import MemoryUnit
+    from memlab.memory.decisions import Decider, decision_schema
+
+    day = datetime(2023, 5, 1, tzinfo=UTC)
+    shown = [MemoryUnit("m1/v1", "Lives in Paris with her two cats", "fact", ("t1",), "s1", day),
+             MemoryUnit("m2/v1", "Works as a nurse at the city hospital", "fact", ("t2",), "s1",
+                        day)]
+    decision = Decider(LlamaCppLLM(), structured=True)._ask(
+        "Quit the hospital job to study law", day, [(shown[0], 0.7), (shown[1], 0.65)])
+    assert decision.by == "llm", decision.record
+    jsonschema.validate(json.loads(decision.record["raw"]), decision_schema(2))
+    assert decision.event in ("UPDATE", "DELETE") and decision.target is shown[1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_memory_helpers import ScriptedLLM, at, session
 
 from memlab.memory import registry
@@ -98,6 +99,39 @@ def test_unreadable_decision_falls_back_to_add_and_says_so() -> None:
         "ADD", "fallback", "unreadable answer")
     assert {"User lives in Paris", "User lives in Berlin"} <= set(
         _texts(memory, "where does the user live", None))
+
+
+def test_structured_holds_facts_and_decisions_to_their_schemas() -> None:
+    import jsonschema
+
+    from memlab.memory.decisions import decision_schema
+
+    llm = ScriptedLLM(facts=_facts, decide=_decide)
+    memory = _memory(llm, structured=True)
+    for s in (S1, S2, S3):
+        memory.ingest(s)
+    facts = [o["json_schema"] for o in llm.overrides["facts"]]
+    assert facts and all(f == memory._extractor().schema() for f in facts)
+    shown = [len(m[-1]["content"].split("New fact")[0].split("\n[")) - 1
+             for m in llm.calls["update"]]
+    assert [o["json_schema"] for o in llm.overrides["update"]] == [
+        decision_schema(n) for n in shown]
+    schema = decision_schema(2)
+    for good in ({"event": "UPDATE", "id": 2, "text": "User lives in Berlin"},
+                 {"event": "ADD", "id": None, "text": ""}):
+        jsonschema.validate(good, schema)
+    for bad in ({"event": "MAYBE", "id": 1, "text": ""}, {"event": "NONE", "id": 3, "text": ""},
+                {"event": "NONE", "id": 0, "text": ""}, {"event": "ADD", "id": None},
+                {"event": "ADD", "id": None, "text": "", "why": "new"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    # the same replies make the same memory; without structured no call carries a schema
+    plain_llm = ScriptedLLM(facts=_facts, decide=_decide)
+    plain = _memory(plain_llm)
+    for s in (S1, S2, S3):
+        plain.ingest(s)
+    assert [u.text for u in plain.units()] == [u.text for u in memory.units()]
+    assert not any("json_schema" in o for kind in plain_llm.overrides.values() for o in kind)
 
 
 def test_remember_goes_through_the_same_decisions() -> None:

@@ -65,6 +65,8 @@ class ScriptedLLM:
         self.fail = fail
         self.calls: dict[str, list[list[dict[str, str]]]] = {
             "summary": [], "facts": [], "update": []}
+        #: each call's keyword overrides (max_tokens, json_schema ...), by kind
+        self.overrides: dict[str, list[dict[str, Any]]] = {k: [] for k in self.calls}
 
     def params(self) -> dict[str, Any]:
         return {"model": "scripted"}
@@ -74,6 +76,7 @@ class ScriptedLLM:
         kind = ("summary" if "You summarise one conversation" in system else
                 "update" if "long-term memory up to date" in system else "facts")
         self.calls[kind].append(list(messages))
+        self.overrides[kind].append(dict(overrides))
         if self.fail:
             return Completion("", 0, 0, 0.0, "scripted", error="connection refused")
         return Completion(self._answer(kind, user), 10, 10, 0.0, "scripted")

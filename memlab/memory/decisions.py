@@ -6,7 +6,9 @@ the clear cases without a model call: nothing similar (best cosine below
 between, ``mode="llm"`` asks the model with template ``memory_update`` (mem0's update
 step, one fact at a time) and ``mode="rule"`` UPDATEs the most similar memory. A model
 answer that cannot be read falls back to ADD - storing a fact twice is a smaller harm
-than losing it - and the record says so.
+than losing it - and the record says so. With ``structured``, the model's reply is held
+to :func:`decision_schema` by the backend (``json_schema``): one of the four events, a
+memory number or null, and a text.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Decider:
     template: str = "memory_update"
     template_dirs: Sequence[str] = ()
     max_tokens: int = 96
+    structured: bool = False
 
     def decide(self, fact: str, at: datetime, similar: Sequence[tuple[MemoryUnit, float]]
                ) -> Decision:
@@ -65,7 +68,8 @@ class Decider:
              ) -> Decision:
         rendered = get_template(self.template, tuple(self.template_dirs)).render(
             fact=fact, memories=[u for u, _ in close], fact_date=at)
-        completion = self.llm.generate(rendered.messages, max_tokens=self.max_tokens)
+        extra = {"json_schema": decision_schema(len(close))} if self.structured else {}
+        completion = self.llm.generate(rendered.messages, max_tokens=self.max_tokens, **extra)
         record: dict[str, Any] = {**rendered.record(), "model": completion.model,
                                   "raw": completion.text, "cached": completion.cached,
                                   "seconds": completion.seconds, "error": completion.error}
@@ -80,6 +84,17 @@ class Decider:
         decision.by, decision.record = "llm", record
         decision.similarity = next((s for u, s in close if u is decision.target), score)
         return decision
+
+
+def decision_schema(shown: int) -> dict[str, Any]:
+    """The JSON schema of a decision about a fact shown beside ``shown`` memories: an
+    event, the number of the memory it acts on (1..shown) or null, and the new text."""
+    return {"type": "object",
+            "properties": {"event": {"enum": list(EVENTS)},
+                           "id": {"anyOf": [{"type": "integer", "minimum": 1,
+                                             "maximum": max(shown, 1)}, {"type": "null"}]},
+                           "text": {"type": "string"}},
+            "required": ["event", "id", "text"], "additionalProperties": False}
 
 
 def parse_decision(text: str, shown: Sequence[MemoryUnit], fact: str) -> Decision | None:

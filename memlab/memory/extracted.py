@@ -12,6 +12,11 @@ old value, and one asked after finds the new one. An updated version keeps the s
 turn ids of the version it replaces plus the new fact's, so recall is scored against
 all the evidence of a knowledge update.
 
+``structured: true`` holds both LLM steps to a JSON schema (the backend's ``json_schema``:
+llama.cpp's grammar, Ollama's ``format``, OpenAI-style ``response_format``): the facts
+chunker's list of memories and each decision's event, memory number and text. It changes
+the calls' cache keys, not the prompts.
+
 Memories, their vectors and validity live in one store (``memory`` in the harness,
 ``sqlite`` per user for the live agent) and are reloaded from it on first use.
 """
@@ -58,7 +63,7 @@ class ExtractedMemory(CallRecords, Component):
                  similar_threshold: float = 0.6, same_threshold: float = 0.95,
                  candidates: int = 3, store: ComponentSpec = "memory",
                  extract_max_tokens: int = 384, decide_max_tokens: int = 96,
-                 template_dirs: Sequence[str] = ()) -> None:
+                 structured: bool = False, template_dirs: Sequence[str] = ()) -> None:
         self.llm = llm
         self.llm_cache = llm_cache
         self.max_memories = max_memories
@@ -72,6 +77,7 @@ class ExtractedMemory(CallRecords, Component):
         self.store = store
         self.extract_max_tokens = extract_max_tokens
         self.decide_max_tokens = decide_max_tokens
+        self.structured = structured
         self.template_dirs = template_dirs
         self.records: list[dict[str, Any]] = []
         self._state: _Versions | None = None
@@ -178,6 +184,7 @@ class ExtractedMemory(CallRecords, Component):
             self._chunker = FactsChunker(llm=self._model(), max_memories=self.max_memories,
                                          min_chars=self.min_chars, memory_context=0,
                                          max_tokens=self.extract_max_tokens,
+                                         structured=self.structured,
                                          template_dirs=self.template_dirs)
         return self._chunker
 
@@ -186,7 +193,8 @@ class ExtractedMemory(CallRecords, Component):
             llm = self._model() if self.decide == "llm" else None
             self._decisions = Decider(llm, self.decide, self.similar_threshold,
                                     self.same_threshold, template_dirs=self.template_dirs,
-                                    max_tokens=self.decide_max_tokens)
+                                    max_tokens=self.decide_max_tokens,
+                                    structured=self.structured)
         return self._decisions
 
 
