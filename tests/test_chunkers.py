@@ -376,7 +376,7 @@ def test_facts_not_grounded_in_the_session_are_dropped() -> None:
     everything, _ = _facts(_answer({"content": "Lea works at the bakery", "turn_ids": [1]}),
                            grounding=0)
     assert len(everything.split(S2, CONV)) == 1
-    with pytest.raises(ConfigError, match=r"grounding must be in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"grounding must be a number in \[0, 1\]"):
         registry.build("facts", {"llm": MockLLM(), "grounding": 2}).split(S2)
 
 

@@ -307,8 +307,8 @@ def test_loading_a_config_checks_every_kind_of_component_before_any_run(
     with pytest.raises(ConfigError) as info:
         load_config(templates)
     lines = str(info.value).splitlines()[1:]
-    assert lines[0] == ("  chunker.params: chunker 'facts': max_tokens must be an integer "
-                        ">= 1, got 0")
+    assert lines[0] == ("  chunker.params.max_tokens: chunker 'facts': max_tokens must be an "
+                        "integer >= 1, got 0")
     assert lines[1].startswith("  retrieval.params: keys: template: unknown prompt template "
                                "'nope'. Valid choices: agent_chat, ")
     assert lines[2] == ("  retrieval.params.base.params: full_context: tokenizer 'gpt-4' is "

@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require
-from memlab.chunkers.llm_support import LLMChunkerMixin, too_short, transcript
+from memlab.chunkers.llm_support import LLM_BOUNDS, LLMChunkerMixin, too_short, transcript
 from memlab.data.schema import Conversation, Session, Turn
 from memlab.prompts import extract_json, list_schema, turn_numbers
 from memlab.spec import Component
@@ -85,6 +85,10 @@ class FactsChunker(LLMChunkerMixin, Component):
     """Facts extracted by an LLM with OMI's rules, each keeping its source turn ids."""
 
     nested: ClassVar[Mapping[str, str]] = {"llm": "llm"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        **LLM_BOUNDS, "max_memories": {"low": 1, "integer": True},
+        "similarity": {"low": 0, "low_open": True, "high": 1},
+        "grounding": {"low": 0, "high": 1}, "memory_context": {"low": 0, "integer": True}}
 
     name = "facts"
 
@@ -165,19 +169,10 @@ class FactsChunker(LLMChunkerMixin, Component):
 
     def check_params(self) -> None:
         """Raise a ConfigError for an invalid parameter (config validation runs it)."""
-        require(isinstance(self.max_memories, int) and self.max_memories >= 1, self.name,
-                f"max_memories must be an integer >= 1, got {self.max_memories!r}")
-        require(isinstance(self.min_chars, int) and self.min_chars >= 0, self.name,
-                f"min_chars must be an integer >= 0, got {self.min_chars!r}")
+        self.check_bounds(f"chunker '{self.name}'")
         require(bool(self.categories) and not isinstance(self.categories, str)
                 and all(isinstance(c, str) and c for c in self.categories), self.name,
                 f"categories must be a non-empty list of names, got {self.categories!r}")
-        require(isinstance(self.similarity, int | float) and 0 < self.similarity <= 1,
-                self.name, f"similarity must be in (0, 1], got {self.similarity!r}")
-        require(isinstance(self.grounding, int | float) and 0 <= self.grounding <= 1,
-                self.name, f"grounding must be in [0, 1], got {self.grounding!r}")
-        require(isinstance(self.memory_context, int) and self.memory_context >= 0, self.name,
-                f"memory_context must be an integer >= 0, got {self.memory_context!r}")
         require(self.unsourced in ("session", "drop"), self.name,
                 f"unsourced must be 'session' or 'drop', got {self.unsourced!r}")
         self.check_prompt()

@@ -16,9 +16,13 @@ from typing import Any
 
 from memlab.chunkers.common import turns_text
 from memlab.data.schema import Conversation, Session
-from memlab.errors import ConfigError, check_number
+from memlab.errors import ConfigError
 from memlab.llm.calls import CallRecords
 from memlab.prompts import Rendered, Template, check_template, get_template
+
+#: The numbers every LLM chunker checks (``Component.bounds``; each class adds its own).
+LLM_BOUNDS: Mapping[str, Mapping[str, Any]] = {"max_tokens": {"low": 1, "integer": True},
+                                               "min_chars": {"low": 0, "integer": True}}
 
 #: The model used when a chunker's ``llm`` is None: the embedded Qwen.
 DEFAULT_LLM: dict[str, Any] = {"name": "llamacpp", "params": {}}
@@ -44,8 +48,8 @@ class LLMChunkerMixin(CallRecords):
         return get_template(self.template, tuple(self.template_dirs or ()))
 
     def check_prompt(self) -> None:
-        """Raise a ConfigError for an unknown template or a max_tokens below 1."""
-        check_number(f"chunker '{self.name}': max_tokens", self.max_tokens, low=1, integer=True)
+        """Raise a ConfigError for an unknown template (``max_tokens`` is in the class's
+        ``bounds``: :data:`LLM_BOUNDS`)."""
         check_template(f"chunker '{self.name}': template", self.template,
                        tuple(self.template_dirs or ()))
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.chunkers.common import make_unit, require
-from memlab.chunkers.llm_support import LLMChunkerMixin, too_short, transcript
+from memlab.chunkers.common import make_unit
+from memlab.chunkers.llm_support import LLM_BOUNDS, LLMChunkerMixin, too_short, transcript
 from memlab.data.schema import Conversation, Session
 from memlab.prompts import extract_json, strip_thinking
 from memlab.spec import Component
@@ -26,6 +26,7 @@ class SummaryChunker(LLMChunkerMixin, Component):
     """
 
     nested: ClassVar[Mapping[str, str]] = {"llm": "llm"}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = LLM_BOUNDS
 
     name = "summary"
 
@@ -46,8 +47,7 @@ class SummaryChunker(LLMChunkerMixin, Component):
 
     def check_params(self) -> None:
         """Raise a ConfigError for an invalid parameter (config validation runs it)."""
-        require(isinstance(self.min_chars, int) and self.min_chars >= 0, self.name,
-                f"min_chars must be an integer >= 0, got {self.min_chars!r}")
+        self.check_bounds(f"chunker '{self.name}'")
         self.check_prompt()
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:

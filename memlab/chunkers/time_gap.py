@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 from memlab.chunkers.base import MemoryUnit
-from memlab.chunkers.common import make_unit, require
+from memlab.chunkers.common import make_unit
 from memlab.data.schema import Conversation, Session, Turn
 from memlab.spec import Component
 
@@ -19,14 +22,14 @@ class TimeGapChunker(Component):
     """
 
     name = "time_gap"
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {"gap_seconds": {"low": 0}}
 
     def __init__(self, gap_seconds: float = 120.0) -> None:
         self.gap_seconds = gap_seconds
 
     def check_params(self) -> None:
         """Raise a ConfigError for an invalid gap (config validation runs it)."""
-        require(isinstance(self.gap_seconds, int | float) and self.gap_seconds >= 0, self.name,
-                f"gap_seconds must be a number >= 0, got {self.gap_seconds!r}")
+        self.check_bounds(f"chunker '{self.name}'")
 
     def split(self, session: Session, context: Conversation | None = None) -> list[MemoryUnit]:
         self.check_params()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require, turn_line, turns_text
 from memlab.data.schema import Conversation, Session, Turn
@@ -22,6 +25,7 @@ class TokenWindowChunker(Component):
     """
 
     name = "token_window"
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {"max_tokens": {"low": 1, "integer": True}}
 
     def __init__(self, max_tokens: int = 256, overlap: int = 32,
                  tokenizer: str = DEFAULT_TOKENIZER) -> None:
@@ -55,8 +59,7 @@ class TokenWindowChunker(Component):
 
     def check_params(self) -> None:
         """Raise a ConfigError for an invalid parameter (config validation runs it)."""
-        require(isinstance(self.max_tokens, int) and self.max_tokens >= 1, self.name,
-                f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
+        self.check_bounds(f"chunker '{self.name}'")
         require(isinstance(self.overlap, int) and 0 <= self.overlap < self.max_tokens,
                 self.name, f"overlap must be an integer from 0 to max_tokens - 1 "
                 f"({self.max_tokens - 1}), got {self.overlap!r}")

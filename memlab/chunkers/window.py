@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 from memlab.chunkers.base import MemoryUnit
 from memlab.chunkers.common import make_unit, require
 from memlab.data.schema import Conversation, Session
@@ -17,6 +20,7 @@ class WindowChunker(Component):
     """
 
     name = "window"
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {"size": {"low": 1, "integer": True}}
 
     def __init__(self, size: int = 4, stride: int = 2) -> None:
         self.size = size
@@ -35,8 +39,7 @@ class WindowChunker(Component):
 
     def check_params(self) -> None:
         """Raise a ConfigError for an invalid size or stride (config validation runs it)."""
-        require(isinstance(self.size, int) and self.size >= 1, self.name,
-                f"size must be an integer >= 1, got {self.size!r}")
+        self.check_bounds(f"chunker '{self.name}'")
         require(isinstance(self.stride, int) and 1 <= self.stride <= self.size, self.name,
                 f"stride must be an integer from 1 to size ({self.size}), got {self.stride!r}"
                 " (a larger stride would skip turns)")
