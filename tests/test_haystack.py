@@ -3,6 +3,7 @@ real LongMemEval oracle and LoCoMo files."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,26 @@ def test_locomo_haystack_borrows_other_speakers(locomo_dataset: Dataset) -> None
     n = check_haystack(locomo_dataset["conv-26"], padded["conv-26"], 40_000)
     assert n > 0
     assert len(padded["conv-26"].speakers) > len(locomo_dataset["conv-26"].speakers)
+
+
+def test_sessions_numbered_per_conversation_pad_each_other() -> None:
+    """memlab's sets (and LoCoMo) number sessions s1, s2 ... in every conversation: another
+    conversation's s3 is another session and pads; a session with the same id and half
+    its turns the same is a version of one's own (LongMemEval reuses ids) and does not."""
+    synthetic = load_dataset("synthetic")
+    padded = build_haystack(synthetic, 2_000, seed=0)
+    assert all(check_haystack(c, padded[c.id], 2_000) > 0 for c in synthetic)
+    first, second = synthetic.conversations[:2]
+    theirs = second.sessions[1]  # their s2 becomes first's s2 less its last turn
+    assert theirs.id == first.sessions[1].id
+    version = replace(theirs, turns=first.sessions[1].turns[:-1])
+    other = replace(second, sessions=(second.sessions[0], version, *second.sessions[2:]))
+    pair = build_haystack(Dataset(name="pair", conversations=(first, other)), 10_000, seed=0,
+                          conversations=[first.id])
+    sources = [s.metadata["source_session"] for s in pair[first.id].sessions
+               if s.id.startswith(PREFIX)]
+    assert sorted(sources) == sorted(s.id for s in second.sessions if s.id != theirs.id)
+    assert check_haystack(first, pair[first.id], 10_000) == len(second.sessions) - 1
 
 
 def test_haystacks_are_deterministic_per_seed(longmemeval_dataset: Dataset) -> None:

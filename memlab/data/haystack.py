@@ -7,8 +7,11 @@ any loaded dataset, so one question set gives a retrieval curve over history len
 
 - each conversation keeps all of its own sessions, turns, ids and probes (every
   evidence reference stays valid);
-- distractor sessions come from *other* conversations (never one with an id or text of
-  the conversation's own sessions, never the same text twice), drawn in an order that
+- distractor sessions come from *other* conversations (never a copy of one of the
+  conversation's own sessions: the same turns, or the same id with at least half of its
+  turn texts in common - LongMemEval reuses a session's id across questions, while
+  LoCoMo and memlab's own sets number sessions per conversation, so ``session_3`` of
+  another conversation is another session; never the same text twice), drawn in an order that
   depends only on ``seed`` and the conversation id, and added while the history stays
   within ``tokens`` Qwen tokens (``Speaker: text`` per turn, as the turn chunker shows
   them);
@@ -99,9 +102,18 @@ def _text_key(session: Session) -> int:
     return hash(tuple((t.speaker, t.text) for t in session.turns))
 
 
+def _same_session(own: Session | None, other: Session) -> bool:
+    """Is ``other`` (a session with the id of ``own``) a version of the same session: at
+    least half of the shorter one's turn texts in common?"""
+    if own is None:
+        return False
+    mine, theirs = {t.text for t in own.turns}, {t.text for t in other.turns}
+    return 2 * len(mine & theirs) >= min(len(mine), len(theirs))
+
+
 def _pad(conversation: Conversation, pool: list[_Candidate], target: int, seed: int,
          lead_days: float) -> Conversation:
-    own_ids = {s.id for s in conversation.sessions}
+    own = {s.id: s for s in conversation.sessions}
     seen = {_text_key(s) for s in conversation.sessions}
     total = history_tokens(conversation)
     rng = random.Random(f"{seed}:{conversation.id}")
@@ -112,8 +124,9 @@ def _pad(conversation: Conversation, pool: list[_Candidate], target: int, seed: 
         if total >= target:
             break
         candidate = pool[index]
-        if (candidate.conversation_id == conversation.id or candidate.session.id in own_ids
-                or candidate.text_key in seen or total + candidate.tokens > target):
+        if (candidate.conversation_id == conversation.id or candidate.text_key in seen
+                or total + candidate.tokens > target
+                or _same_session(own.get(candidate.session.id), candidate.session)):
             continue
         chosen.append(candidate)
         seen.add(candidate.text_key)
