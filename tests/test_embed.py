@@ -282,3 +282,22 @@ def test_a_reader_survives_another_process_compacting_the_file(tmp_path: Path) -
     np.testing.assert_array_equal(CachedEmbedder(model, reader).encode(texts),
                                   HashEmbedder().encode(texts))
     assert model.calls == [texts[-1:]]  # the others came from the new layout
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_a_model_path_with_no_folder_names_the_path_and_how_models_are_trained(
+        monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    from memlab.embed.sentence_transformer import SentenceTransformerEmbedder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub id below is not looked up online
+
+    missing = "runs/embedders/not-trained-yet"
+    embedder = SentenceTransformerEmbedder(model=missing, backend=backend)
+    with pytest.raises(ConfigError, match=r"no model folder at 'runs/embedders/not-trained-yet'"
+                       r".*train-embedder"):
+        embedder.encode(["hello"])
+    # a Hub id (owner/name) is not a path: it is looked up as before
+    hub = SentenceTransformerEmbedder(model="someone/some-model", backend=backend)
+    with pytest.raises(MemlabError) as info:
+        hub.encode(["hello"])
+    assert "no model folder" not in str(info.value)

@@ -108,8 +108,9 @@ class SentenceTransformerEmbedder(Component):
         if self._onnx is None:
             folder = self._folder()
             if folder is None:
-                raise ConfigError(f"backend {self.backend!r} needs the model's files on disk; "
-                                  f"{self.model!r} is neither a folder nor in the HF cache")
+                raise ConfigError(_missing(self.model) or (
+                    f"backend {self.backend!r} needs the model's files on disk; "
+                    f"{self.model!r} is neither a folder nor in the HF cache"))
             precision = "int8" if self.backend == "onnx-int8" else "fp32"
             self._onnx = _onnx_encoder(str(folder), self._revision(), precision,
                                        self.batch_size)
@@ -135,6 +136,9 @@ class SentenceTransformerEmbedder(Component):
             if self.bundled:
                 os.environ["HF_HUB_OFFLINE"] = "1"
             source = str(bundled_model_dir()) if self.bundled else self.model
+            missing = None if self.bundled else _missing(self.model)
+            if missing:
+                raise ConfigError(missing)
             try:
                 self._model = _load(source, self.device, self._revision())
             except (OSError, ValueError) as exc:
@@ -173,6 +177,18 @@ def _onnx_encoder(folder: str, digest: str, precision: str, batch_size: int) -> 
 
     path = ensure_model(Path(folder), digest, precision)
     return OnnxEncoder(path, Path(folder), max_length(Path(folder)), batch_size)
+
+
+def _missing(model: str) -> str | None:
+    """The error for a ``model`` written as a local path (``runs/embedders/x``, ``./x``,
+    ``/x``, ``~/x``: not a Hub id ``owner/name``) with no folder there, else None."""
+    path = Path(model).expanduser()
+    local = model.startswith((".", "/", "~")) or len(Path(model).parts) > 2
+    if not local or path.is_dir():
+        return None
+    return (f"embedder 'sentence-transformers': no model folder at {model!r} (resolved "
+            f"{path.resolve()}); a model memlab fine-tunes is written there by `python -m "
+            "memlab.eval train-embedder CONFIG --only CASE` (see the config's comments)")
 
 
 def _local_folder(model: str) -> Path | None:
