@@ -69,3 +69,16 @@ def test_doctor_names_the_fix_for_a_missing_package_model_and_dataset(
     assert lines["locomo"].startswith("--") and "MEMLAB_DATASETS" in lines["locomo"]
     assert "empty: created on first use" in out
     assert out.rstrip().endswith("missing for the main job: bm25s, qwen2.5-coder-0.5b")
+
+
+def test_bench_says_what_each_benchmark_measures_and_refuses_an_unknown_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from memlab.bench.__main__ import ABOUT, TARGETS, main
+
+    assert set(ABOUT) == set(TARGETS)
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert all(f"  {target} " in shown and ABOUT[target] in shown for target in TARGETS)
+    assert main(["nosuch"]) == 2
+    assert "error: unknown benchmark 'nosuch' (choose from llm, search" in capsys.readouterr().err
+    assert main([]) == 2 and "error: name a benchmark" in capsys.readouterr().err

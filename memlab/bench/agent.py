@@ -203,7 +203,7 @@ def render(ours: dict[str, Any], theirs: dict[str, Any] | None, args: argparse.N
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [f"memlab.bench agent: {os.cpu_count()} cores, load average {load:.1f} at the end "
-             f"(shared); embedder all-MiniLM-L6-v2 ({args.backend}); mem0: "
+             f"(shared); embedder all-MiniLM-L6-v2 ({args.backend or 'default backend'}); mem0: "
              f"{'measured' if theirs is not None else 'not installed or --no-mem0'}", "",
              "| measure | memlab agent | mem0 (local, infer=False) | memlab / mem0 |",
              "|---|---|---|---|"]
