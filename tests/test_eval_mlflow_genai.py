@@ -45,7 +45,8 @@ def test_tracking_traces_setting_is_checked_where_it_is_written() -> None:
     assert load_config({**base, "tracking": {"traces": "sample 20"}}).tracking.traces == \
         "sample 20"
     assert load_config(base).tracking.traces == "auto"
-    with pytest.raises(ConfigError, match="traces"):
+    with pytest.raises(ConfigError, match=r"tracking\.traces: expected auto, on, off or "
+                       r"'sample N' \(N probes per run\), got 'some'"):
         load_config({**base, "tracking": {"traces": "some"}})
     with pytest.raises(ConfigError, match="sample N"):
         check_policy("sample")

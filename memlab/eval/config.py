@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import random
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -140,21 +141,31 @@ class CacheSpec(BaseModel):
     llm: Literal["off", "read", "readwrite"] = "readwrite"
 
 
+_TRACES = re.compile(r"^\s*(?i:auto|on|off|sample\s+\d+)\s*$")
+
+
 class TrackingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mlflow: bool = True
     experiment: str | None = Field(default=None, description="default: memlab-<dataset>")
     tracking_uri: str | None = Field(default=None, description="default: $MLFLOW_TRACKING_URI "
                                      "or a local store in the project")
-    traces: str = Field(default="auto", pattern=r"^\s*(?i:auto|on|off|sample\s+\d+)\s*$",
-                        description="MLflow traces per probe: auto (answered runs only), "
-                        "on, off or 'sample N'")
+    traces: str = Field(default="auto", description="MLflow traces per probe: auto "
+                        "(answered runs only), on, off or 'sample N'")
 
     @field_validator("traces", mode="before")
     @classmethod
     def _yaml_switch(cls, value: Any) -> Any:
         """YAML reads a bare ``on`` / ``off`` as a boolean."""
         return ("on" if value else "off") if isinstance(value, bool) else value
+
+    @field_validator("traces")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if not _TRACES.match(value):
+            raise ValueError(f"expected auto, on, off or 'sample N' (N probes per run), "
+                             f"got {value!r}")
+        return value
 
 
 class ExperimentConfig(BaseModel):
@@ -237,7 +248,8 @@ def _validate_shape(raw: dict[str, Any], where: str) -> ExperimentConfig:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         problems = [
-            f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         ]
         raise ConfigError(f"{where}: invalid config:\n" + "\n".join(problems)) from None
