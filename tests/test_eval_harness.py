@@ -276,6 +276,27 @@ def test_report_plots_a_metric_against_prompt_tokens(tmp_path: Path) -> None:
         plot_report(table, tmp_path / "judge.png", "judge")
 
 
+def test_report_columns_keep_one_order_whichever_run_comes_first(tmp_path: Path) -> None:
+    import shutil
+
+    from memlab.eval.report import HEADLINE, report
+
+    mock = {"name": "mock", "params": {"responses": ["Not mentioned in the conversation"]}}
+    evaluate(_config(), out=tmp_path / "a-retrieval-only", progress=False)
+    evaluate(_config(answer={"llm": mock}, cache={"llm": "off"}), out=tmp_path / "b-answered",
+             progress=False)
+    # an MLflow artifact copy of a run below the folder is not another run
+    shutil.copytree(tmp_path / "b-answered", tmp_path / "mlartifacts" / "1" / "x" / "artifacts")
+    table = report([tmp_path])
+    assert [Path(d).name for d in table["dir"]] == ["a-retrieval-only", "b-answered"]
+    columns = list(table.columns)
+    assert columns[:9] == ["run", "dataset", "memory", "chunker", "retrieval", "llm", "probes",
+                           "errors", "ingest_errors"]
+    assert columns[-2:] == ["prompt_tokens/probe", "dir"]
+    shown = [c for c in HEADLINE if c in columns]
+    assert "locomo_f1" in shown and columns[9:9 + len(shown)] == shown
+
+
 def test_a_dataset_file_may_be_given_as_path_or_as_params_path(tmp_path: Path) -> None:
     from memlab.data import load_dataset
     from memlab.data.loaders.native import save_native

@@ -12,6 +12,10 @@ import yaml
 from memlab.errors import MemlabError
 from memlab.eval.summary import HEADLINE, error_counts
 
+#: How many columns every row starts with (run ... ingest_errors), and the ones it ends with.
+_BASE = 9
+_LAST = ("prompt_tokens/probe", "dir")
+
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     """Run directories (holding metrics.json) at or below ``paths``, sorted; a path that
@@ -23,7 +27,9 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
         if (p / "metrics.json").exists():
             found.add(p)
         elif p.is_dir():
-            found.update(m.parent for m in p.rglob("metrics.json"))
+            # MLflow's artifact copies (an mlartifacts folder below a runs folder) are not runs
+            found.update(m.parent for m in p.rglob("metrics.json")
+                         if "mlartifacts" not in m.relative_to(p).parts)
     return sorted(found)
 
 
@@ -65,7 +71,13 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
         row["prompt_tokens/probe"] = None if not prompt else round(prompt["mean"] or 0, 1)
         row["dir"] = str(run_dir)
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # columns in one order whichever run comes first: a retrieval-only run has no answer
+    # metrics, so the first answered run would otherwise add them after "dir"
+    middle = [c for c in frame.columns[_BASE:] if c not in _LAST]
+    named = [c for c in (metric or HEADLINE) if c in middle]
+    return frame[[*frame.columns[:_BASE], *named, *(c for c in middle if c not in named),
+                  *(c for c in _LAST if c in frame.columns)]]
 
 
 def plot_report(table: Any, path: Path, metric: str) -> Path:
