@@ -35,7 +35,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-key", dest="api_key", help="require this X-API-Key")
     parser.add_argument("--backend", choices=["llamacpp", "ollama", "openai"],
                         help="model backend (default: the experiment's)")
-    parser.add_argument("--model", help="model name (Ollama/OpenAI) or GGUF path (llama.cpp)")
+    parser.add_argument("--model", help="llama.cpp: a catalog name (qwen2.5-coder-0.5b, "
+                        "qwen2.5-coder-1.5b) or a GGUF path; Ollama / OpenAI: the server's "
+                        "model name")
     parser.add_argument("--max-tokens", dest="max_tokens", type=int, help="answer length cap")
     parser.add_argument("--context-window", dest="context_window", type=int)
     parser.add_argument("--embedding-model", dest="embedding_model")
