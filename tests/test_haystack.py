@@ -151,3 +151,17 @@ def test_scale_tabulates_and_plots_recall_against_history_length(tmp_path: Path)
     resolved = yaml.safe_load((tmp_path / "12000" / "bm25" / "config.resolved.yaml").read_text())
     assert resolved["dataset"]["params"]["haystack"] == {"tokens": 12000, "seed": 0,
                                                          "lead_days": 30.0}
+
+
+def test_scale_pads_memlabs_own_set_and_warns_when_the_sessions_run_out(tmp_path: Path) -> None:
+    from memlab.eval.scale import scale
+
+    config = {"name": "own", "dataset": {"name": "synthetic"}, "chunker": {"name": "turn"},
+              "k": 5, "tracking": {"mlflow": False},
+              "grid": {"cases": [{"label": "bm25", "retrieval": {"name": "bm25"}}]}}
+    with pytest.warns(UserWarning, match=r"scale: at 50,000 tokens the histories average "
+                      r"[\d,]+: the other conversations' sessions ran out"):
+        table = scale(config, ["2k", "50k"], out=tmp_path, progress=False)
+    own = sum(history_tokens(c) for c in load_dataset("synthetic")) / 4
+    assert own < 1_500 < table["history_tokens"].iloc[0] <= 2_000  # padded, within the target
+    assert table["history_tokens"].iloc[1] < 45_000

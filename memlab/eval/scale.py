@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
             dataset = build_haystack(loaded, size, option["seed"], option["lead_days"],
                                      conversations=wanted)
             length = _mean_length(dataset, wanted)
+            if length < SHORT * size:
+                warnings.warn(f"scale: at {size:,} tokens the histories average "
+                              f"{length:,.0f}: the other conversations' sessions ran out "
+                              "(a larger dataset pads further)", stacklevel=2)
             for variant in expand_grid(_with_haystack(raw, size, option)):
                 rows.append(_evaluate(variant, dataset, out_dir, size, length, metrics,
                                       progress, mirror))
@@ -66,6 +71,10 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
     _write(table, out_dir, list(metrics), base[0].name.split("[", 1)[0])
     mirror.finish([out_dir / "scale.csv", out_dir / "scale.png"])
     return table
+
+
+#: A length reached below this share of the target is reported as a warning.
+SHORT = 0.9
 
 
 def _with_haystack(raw: dict[str, Any], size: int, option: dict[str, Any]) -> dict[str, Any]:
