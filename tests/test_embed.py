@@ -301,3 +301,28 @@ def test_a_model_path_with_no_folder_names_the_path_and_how_models_are_trained(
     with pytest.raises(MemlabError) as info:
         hub.encode(["hello"])
     assert "no model folder" not in str(info.value)
+
+
+def test_validate_notes_a_model_folder_not_trained_yet(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from memlab.eval.cli import main
+
+    config = tmp_path / "c.yaml"
+    trained = tmp_path / "trained"
+    (trained / "ready").mkdir(parents=True)
+    dense = {"name": "dense", "params": {"embedder": {"name": "sentence-transformers",
+                                                      "params": {"model": "x"}}}}
+    config.write_text(yaml.safe_dump({
+        "name": "c", "dataset": {"name": "synthetic"}, "grid": {"cases": [
+            {"label": label, "retrieval": {**dense, "params": {"embedder": {
+                "name": "sentence-transformers", "params": {"model": str(trained / label)}}}}}
+            for label in ("ready", "later")]}}))
+    assert main(["validate", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ok: c[ready] (synthetic, retrieval only)"
+    assert lines[1] == "ok: c[later] (synthetic, retrieval only)"
+    assert lines[2] == (f"  note: no model folder at '{trained / 'later'}' yet (`python -m "
+                        "memlab.eval train-embedder CONFIG --only CASE` writes it)")
+    assert len(lines) == 3

@@ -108,7 +108,7 @@ class SentenceTransformerEmbedder(Component):
         if self._onnx is None:
             folder = self._folder()
             if folder is None:
-                raise ConfigError(_missing(self.model) or (
+                raise ConfigError(_no_folder(self.model) or (
                     f"backend {self.backend!r} needs the model's files on disk; "
                     f"{self.model!r} is neither a folder nor in the HF cache"))
             precision = "int8" if self.backend == "onnx-int8" else "fp32"
@@ -136,7 +136,7 @@ class SentenceTransformerEmbedder(Component):
             if self.bundled:
                 os.environ["HF_HUB_OFFLINE"] = "1"
             source = str(bundled_model_dir()) if self.bundled else self.model
-            missing = None if self.bundled else _missing(self.model)
+            missing = None if self.bundled else _no_folder(self.model)
             if missing:
                 raise ConfigError(missing)
             try:
@@ -179,15 +179,20 @@ def _onnx_encoder(folder: str, digest: str, precision: str, batch_size: int) -> 
     return OnnxEncoder(path, Path(folder), max_length(Path(folder)), batch_size)
 
 
-def _missing(model: str) -> str | None:
-    """The error for a ``model`` written as a local path (``runs/embedders/x``, ``./x``,
-    ``/x``, ``~/x``: not a Hub id ``owner/name``) with no folder there, else None."""
+def missing_folder(model: str) -> Path | None:
+    """Where ``model``, written as a local path (``runs/embedders/x``, ``./x``, ``/x``,
+    ``~/x``: not a Hub id ``owner/name``), should be and is not; else None."""
     path = Path(model).expanduser()
     local = model.startswith((".", "/", "~")) or len(Path(model).parts) > 2
-    if not local or path.is_dir():
+    return path.resolve() if local and not path.is_dir() else None
+
+
+def _no_folder(model: str) -> str | None:
+    path = missing_folder(model)
+    if path is None:
         return None
     return (f"embedder 'sentence-transformers': no model folder at {model!r} (resolved "
-            f"{path.resolve()}); a model memlab fine-tunes is written there by `python -m "
+            f"{path}); a model memlab fine-tunes is written there by `python -m "
             "memlab.eval train-embedder CONFIG --only CASE` (see the config's comments)")
 
 

@@ -142,7 +142,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
         answer = config.answer
         mode = "retrieval only" if answer is None else f"answers with {answer.llm.name}"
         print(f"ok: {config.name} ({config.dataset.name}, {mode})")
+        for missing in _missing_models(config.model_dump(mode="json")):
+            print(f"  note: {missing}")
     return 0
+
+
+def _missing_models(tree: Any) -> list[str]:
+    """What a run of a valid config would still lack: a sentence-transformers model given
+    as a local path with no folder there yet (train-embedder writes such folders, so it
+    is a note, not an error)."""
+    from memlab.embed.sentence_transformer import missing_folder
+
+    found: list[str] = []
+    if isinstance(tree, dict):
+        params = tree.get("params")
+        if tree.get("name") in ("sentence-transformers", "st") and isinstance(params, dict):
+            model = str(params.get("model", ""))
+            note = (f"no model folder at {model!r} yet (`python -m memlab.eval "
+                    "train-embedder CONFIG --only CASE` writes it)")
+            if missing_folder(model) is not None and note not in found:
+                found.append(note)
+        for value in tree.values():
+            found += [n for n in _missing_models(value) if n not in found]
+    elif isinstance(tree, list):
+        for value in tree:
+            found += [n for n in _missing_models(value) if n not in found]
+    return found
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
