@@ -80,6 +80,22 @@ def test_update_and_delete_replace_stale_facts_but_the_past_keeps_them() -> None
     assert len(llm.calls["update"]) == 3  # the two ADDs never reached the model
 
 
+def test_ingest_cost_counts_model_calls_only_with_every_calls_tokens() -> None:
+    from memlab.llm.calls import ingest_summary
+
+    llm = ScriptedLLM(facts=_facts, decide=_decide)
+    memory = _memory(llm)
+    for s in (S1, session("s0", 5, ["Hi"]), S2, S3):  # "user: Hi" is too short to send
+        memory.ingest(s)
+    calls = len(llm.calls["facts"]) + len(llm.calls["update"])
+    assert (len(llm.calls["facts"]), len(llm.calls["update"])) == (3, 3)
+    records = memory.take_calls()
+    assert len(records) > calls  # a skipped session and two rule ADDs are recorded too
+    cost = ingest_summary(records)
+    assert (cost["calls"], cost["prompt_tokens"], cost["completion_tokens"]) == (
+        calls, 10 * calls, 10 * calls)  # the scripted model counts 10 + 10 per call
+
+
 def test_rule_mode_updates_the_closest_memory_without_asking() -> None:
     llm = ScriptedLLM(facts=_facts, decide=lambda fact, prompt: {"event": "DELETE"})
     memory = _memory(llm, decide="rule")

@@ -3,7 +3,9 @@ harness (``take_calls``) and summed per conversation into ``memory.jsonl``.
 
 Chunkers and memories that call a model never raise on a failed call (a failure yields
 no unit to carry an error), so each call is a record: model, prompt/completion tokens,
-seconds, cache hit and ``error`` (None when the answer was used).
+seconds, cache hit and ``error`` (None when the answer was used). A record without
+``prompt_tokens`` tells of something decided *without* a call (a session too short to
+send, a fact a rule settled) and is not counted as one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def ingest_summary(calls: Iterable[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"calls": 0, "errors": 0, "error_messages": [], "prompt_tokens": 0,
                            "completion_tokens": 0, "seconds": 0.0, "cached": 0}
     for call in calls:
+        if "prompt_tokens" not in call:
+            continue  # decided without a model call
         out["calls"] += 1
         out["prompt_tokens"] += int(call.get("prompt_tokens") or 0)
         out["completion_tokens"] += int(call.get("completion_tokens") or 0)

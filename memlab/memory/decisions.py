@@ -72,6 +72,8 @@ class Decider:
         completion = self.llm.generate(rendered.messages, max_tokens=self.max_tokens, **extra)
         record: dict[str, Any] = {**rendered.record(), "model": completion.model,
                                   "raw": completion.text, "cached": completion.cached,
+                                  "prompt_tokens": completion.prompt_tokens,
+                                  "completion_tokens": completion.completion_tokens,
                                   "seconds": completion.seconds, "error": completion.error}
         score = close[0][1]
         if completion.error is not None:
