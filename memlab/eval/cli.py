@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,7 @@ def _tracked(table: Any) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from memlab.embed.sentence_transformer import missing_folder
     from memlab.eval.config import expand_grid, read_raw
 
     if "tune" in read_raw(args.config)[0]:
@@ -142,32 +143,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
         answer = config.answer
         mode = "retrieval only" if answer is None else f"answers with {answer.llm.name}"
         print(f"ok: {config.name} ({config.dataset.name}, {mode})")
-        for missing in _missing_models(config.model_dump(mode="json")):
-            print(f"  note: {missing}")
+        for model in dict.fromkeys(_st_models(config.model_dump(mode="json"))):
+            if missing_folder(model) is not None:  # a note: train-embedder writes it
+                print(f"  note: no model folder at {model!r} yet (`python -m memlab.eval "
+                      "train-embedder CONFIG --only CASE` writes it)")
     return 0
 
 
-def _missing_models(tree: Any) -> list[str]:
-    """What a run of a valid config would still lack: a sentence-transformers model given
-    as a local path with no folder there yet (train-embedder writes such folders, so it
-    is a note, not an error)."""
-    from memlab.embed.sentence_transformer import missing_folder
-
-    found: list[str] = []
+def _st_models(tree: Any) -> Iterator[str]:
+    """Every sentence-transformers model named in a config tree."""
     if isinstance(tree, dict):
         params = tree.get("params")
         if tree.get("name") in ("sentence-transformers", "st") and isinstance(params, dict):
-            model = str(params.get("model", ""))
-            note = (f"no model folder at {model!r} yet (`python -m memlab.eval "
-                    "train-embedder CONFIG --only CASE` writes it)")
-            if missing_folder(model) is not None and note not in found:
-                found.append(note)
-        for value in tree.values():
-            found += [n for n in _missing_models(value) if n not in found]
-    elif isinstance(tree, list):
+            yield str(params.get("model", ""))
+        tree = list(tree.values())
+    if isinstance(tree, list):
         for value in tree:
-            found += [n for n in _missing_models(value) if n not in found]
-    return found
+            yield from _st_models(value)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
