@@ -17,6 +17,11 @@ class MemlabError(Exception):
     """Base class of every error memlab raises deliberately."""
 
 
+class MemlabWarning(UserWarning):
+    """Something a user should know that does not stop the work (the command-line tools
+    print it as a ``warning: ...`` line)."""
+
+
 class DatasetError(MemlabError, ValueError):
     """A dataset file that cannot be read as its format says.
 

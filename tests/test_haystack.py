@@ -165,3 +165,19 @@ def test_scale_pads_memlabs_own_set_and_warns_when_the_sessions_run_out(tmp_path
     own = sum(history_tokens(c) for c in load_dataset("synthetic")) / 4
     assert own < 1_500 < table["history_tokens"].iloc[0] <= 2_000  # padded, within the target
     assert table["history_tokens"].iloc[1] < 45_000
+
+
+def test_the_scale_command_prints_the_warning_as_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from memlab.eval.cli import main
+
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "own", "dataset": {"name": "synthetic"}, "chunker": {"name": "turn"}, "k": 5,
+        "tracking": {"mlflow": False},
+        "grid": {"cases": [{"label": "bm25", "retrieval": {"name": "bm25"}}]}}))
+    assert main(["scale", str(config), "--tokens", "50k", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: scale: at 50,000 tokens the histories average ")
+    assert "UserWarning" not in err and len(err.splitlines()) == 1

@@ -7,11 +7,11 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import ConfigError, MemlabError
+from memlab.errors import ConfigError, MemlabError, MemlabWarning
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -586,7 +586,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with _plain_warnings():
+            return func(args)
     except MemlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+@contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """memlab's own warnings as ``warning: ...`` lines on stderr (not Python's file:line
+    form with a source excerpt); other libraries' warnings as Python shows them."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, MemlabWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+

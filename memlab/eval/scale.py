@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.data.haystack import build_haystack, haystack_option, history_tokens, parse_tokens
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, MemlabWarning
 from memlab.eval.config import apply_override, expand_grid, read_raw
 from memlab.eval.mlflow_runs import GroupMirror
 
@@ -63,7 +63,7 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
             if length < SHORT * size:
                 warnings.warn(f"scale: at {size:,} tokens the histories average "
                               f"{length:,.0f}: the other conversations' sessions ran out "
-                              "(a larger dataset pads further)", stacklevel=2)
+                              "(a larger dataset pads further)", MemlabWarning, stacklevel=2)
             for variant in expand_grid(_with_haystack(raw, size, option)):
                 rows.append(_evaluate(variant, dataset, out_dir, size, length, metrics,
                                       progress, mirror))
