@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import itertools
 import random
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -141,9 +140,6 @@ class CacheSpec(BaseModel):
     llm: Literal["off", "read", "readwrite"] = "readwrite"
 
 
-_TRACES = re.compile(r"^\s*(?i:auto|on|off|sample\s+\d+)\s*$")
-
-
 class TrackingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mlflow: bool = True
@@ -162,9 +158,11 @@ class TrackingSpec(BaseModel):
     @field_validator("traces")
     @classmethod
     def _policy(cls, value: str) -> str:
-        if not _TRACES.match(value):
-            raise ValueError(f"expected auto, on, off or 'sample N' (N probes per run), "
-                             f"got {value!r}")
+        from memlab.eval.mlflow_traces import policy_error
+
+        error = policy_error(value)
+        if error is not None:
+            raise ValueError(error)
         return value
 
 

@@ -43,13 +43,21 @@ SPAN_BATCH = "600"
 SQLITE_WORKERS = "1"
 
 
-def check_policy(policy: str) -> str:
-    """``policy`` if it is ``auto``, ``on``, ``off`` or ``sample N``; else a ConfigError."""
+def policy_error(policy: str) -> str | None:
+    """What is wrong with a ``tracking.traces`` value (None when it is ``auto``, ``on``,
+    ``off`` or ``sample N``, in any case, with any spaces around)."""
     text = str(policy).strip().lower()
     if text in ("auto", "on", "off") or _SAMPLE.match(text):
-        return text
-    raise ConfigError(f"tracking.traces: {policy!r} is not one of auto, on, off, "
-                      "'sample N' (N probes per run)")
+        return None
+    return f"expected auto, on, off or 'sample N' (N probes per run), got {policy!r}"
+
+
+def check_policy(policy: str) -> str:
+    """``policy`` normalised (stripped, lower case); a ConfigError when it is not one."""
+    error = policy_error(policy)
+    if error is not None:
+        raise ConfigError(f"tracking.traces: {error}")
+    return str(policy).strip().lower()
 
 
 def traced_items(policy: str, items: Sequence[dict[str, Any]], answered: bool
