@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.prompts import extract_json, get_template
+from memlab.prompts import extract_json, get_template, record_schema
 
 EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")
 MODES = ("llm", "rule")
@@ -91,12 +91,10 @@ class Decider:
 def decision_schema(shown: int) -> dict[str, Any]:
     """The JSON schema of a decision about a fact shown beside ``shown`` memories: an
     event, the number of the memory it acts on (1..shown) or null, and the new text."""
-    return {"type": "object",
-            "properties": {"event": {"enum": list(EVENTS)},
-                           "id": {"anyOf": [{"type": "integer", "minimum": 1,
-                                             "maximum": max(shown, 1)}, {"type": "null"}]},
-                           "text": {"type": "string"}},
-            "required": ["event", "id", "text"], "additionalProperties": False}
+    return record_schema({"event": {"enum": list(EVENTS)},
+                          "id": {"anyOf": [{"type": "integer", "minimum": 1,
+                                            "maximum": max(shown, 1)}, {"type": "null"}]},
+                          "text": {"type": "string"}})
 
 
 def parse_decision(text: str, shown: Sequence[MemoryUnit], fact: str) -> Decision | None:

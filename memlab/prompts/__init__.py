@@ -31,6 +31,7 @@ from memlab.prompts.parsing import (
     parse_final_answer,
     parse_verdict,
     parse_yes_no,
+    record_schema,
     strip_thinking,
     turn_numbers,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "parse_final_answer",
     "parse_verdict",
     "parse_yes_no",
+    "record_schema",
     "registry",
     "render",
     "strip_thinking",

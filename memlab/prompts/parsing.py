@@ -197,15 +197,18 @@ PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def record_schema(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of an object of exactly ``fields`` (name -> its schema), all
+    required: what an LLM backend's ``json_schema`` holds a one-record reply to."""
+    return {"type": "object", "properties": dict(fields), "required": list(fields),
+            "additionalProperties": False}
+
+
 def list_schema(key: str, fields: dict[str, dict[str, Any]], max_items: int) -> dict[str, Any]:
     """The JSON schema of a reply ``{key: [item, ...]}`` with at most ``max_items`` items,
-    each an object of exactly ``fields`` (name -> its schema), all required: what an LLM
-    backend's ``json_schema`` holds a list-of-records reply to."""
-    item = {"type": "object", "properties": dict(fields), "required": list(fields),
-            "additionalProperties": False}
-    return {"type": "object", "properties": {key: {"type": "array", "items": item,
-                                                    "maxItems": max_items}},
-            "required": [key], "additionalProperties": False}
+    each a :func:`record_schema` of ``fields``."""
+    return record_schema({key: {"type": "array", "items": record_schema(fields),
+                                "maxItems": max_items}})
 
 
 def turn_numbers(most: int) -> dict[str, Any]:
