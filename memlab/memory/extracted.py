@@ -158,8 +158,7 @@ class ExtractedMemory(CallRecords, Component):
     def check_params(self) -> None:
         """Raise a ConfigError for a value out of range or an unknown choice (config
         validation runs it; nothing is built)."""
-        support.check_values(self, self.bounds,
-                             {"decide": MODES, "llm_cache": support.CACHE_MODES})
+        support.check_values(self, {"decide": MODES, "llm_cache": support.CACHE_MODES})
         support.require(self.similar_threshold <= self.same_threshold, self.name,
                         f"similar_threshold ({self.similar_threshold}) must not exceed "
                         f"same_threshold ({self.same_threshold})")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memlab.chunkers.base import MemoryUnit
-from memlab.errors import ConfigError, check_choice, check_numbers
+from memlab.errors import ConfigError, check_choice
 from memlab.memory.base import ComponentSpec
 from memlab.spec import build
 
@@ -113,12 +113,11 @@ class TokenCounter:
         return sum(self(u) for u in units)
 
 
-def check_values(memory: Any, bounds: Mapping[str, Mapping[str, Any]],
-                 choices: Mapping[str, Sequence[str]]) -> None:
-    """Raise a ConfigError for the first of ``memory``'s parameters outside its ``bounds``
-    (:func:`memlab.errors.check_number`'s) or ``choices``, naming the architecture."""
-    check_numbers(f"memory '{memory.name}'", {key: getattr(memory, key) for key in bounds},
-                  bounds)
+def check_values(memory: Any, choices: Mapping[str, Sequence[str]]) -> None:
+    """Raise a ConfigError for the first of ``memory``'s parameters outside its class's
+    ``bounds`` (:meth:`memlab.spec.Component.check_bounds`) or ``choices``, naming the
+    architecture."""
+    memory.check_bounds(f"memory '{memory.name}'")
     for key, allowed in choices.items():
         check_choice(f"memory '{memory.name}': {key}", getattr(memory, key), allowed)
 

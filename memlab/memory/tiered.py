@@ -261,7 +261,7 @@ class TieredMemory(CallRecords, Component):
     def check_params(self) -> None:
         """Raise a ConfigError for a value out of range or an unknown choice (config
         validation runs it; nothing is built)."""
-        support.check_values(self, self.bounds, {
+        support.check_values(self, {
             "consolidate_by": ("session", "batch"),
             "date_summaries": ("latest_turn", "consolidation"),
             "llm_cache": support.CACHE_MODES})
