@@ -12,8 +12,7 @@ import yaml
 from memlab.errors import MemlabError
 from memlab.eval.summary import HEADLINE, error_counts
 
-#: How many columns every row starts with (run ... ingest_errors), and the ones it ends with.
-_BASE = 9
+#: The columns every row ends with.
 _LAST = ("prompt_tokens/probe", "dir")
 
 
@@ -72,11 +71,14 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
         row["dir"] = str(run_dir)
         rows.append(row)
     frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
     # columns in one order whichever run comes first: a retrieval-only run has no answer
     # metrics, so the first answered run would otherwise add them after "dir"
-    middle = [c for c in frame.columns[_BASE:] if c not in _LAST]
+    base = list(frame.columns).index("ingest_errors") + 1  # run ... ingest_errors
+    middle = [c for c in frame.columns[base:] if c not in _LAST]
     named = [c for c in (metric or HEADLINE) if c in middle]
-    return frame[[*frame.columns[:_BASE], *named, *(c for c in middle if c not in named),
+    return frame[[*frame.columns[:base], *named, *(c for c in middle if c not in named),
                   *(c for c in _LAST if c in frame.columns)]]
 
 
