@@ -233,6 +233,59 @@ def test_cli_run_prints_the_summary_table(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "config file not found" in bad.stderr
 
 
+def test_a_failed_mlflow_mirror_still_shows_the_run_and_the_sweep_table(tmp_path: Path) -> None:
+    """The run directory is complete whatever MLflow does: the summary (or the sweep's
+    table) is printed, then one error line saying how to mirror it later."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # a store under a file: MLflow cannot create it
+    tracking = {"tracking_uri": f"sqlite:///{blocked}/mlflow.db", "traces": "off"}
+    run_cfg = tmp_path / "run.yaml"
+    run_cfg.write_text(yaml.safe_dump(_config(name="unlogged", tracking=tracking)))
+    sweep_cfg = tmp_path / "sweep.yaml"
+    sweep_cfg.write_text(yaml.safe_dump(_config(
+        name="unlogged-sweep", tracking=tracking, grid={"k": [5, 10]})))
+    for command, config, shown in (("run", run_cfg, "probes 48, errors 0"),
+                                   ("sweep", sweep_cfg, "unlogged-sweep[k=10]")):
+        done = subprocess.run(
+            [sys.executable, "-m", "memlab.eval", command, str(config),
+             "--out", str(tmp_path / command)], cwd=ROOT, capture_output=True, text=True,
+            timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert shown in done.stdout
+        error = done.stderr.strip().splitlines()[-1]
+        assert error.startswith("error: "), error
+        assert "not logged to MLflow" in error or "logging it to MLflow failed" in error
+        assert "python -m memlab.eval log " in error
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_probes_with_mixed_category_id_types_are_logged_to_mlflow(tmp_path: Path) -> None:
+    """``category_id`` may be an integer on one probe and text on another (memlab's format
+    keeps it as given): the items table takes both as text, so Parquet and polars can
+    hold it, and the run is logged."""
+    import mlflow
+
+    from memlab import load_dataset
+    from memlab.data.loaders.native import save_native
+
+    path = save_native(load_dataset("synthetic"), tmp_path / "mixed.jsonl")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines[1:]]
+    for n, probe in enumerate(p for r in records for p in r["probes"]):
+        probe["category_id"] = "mh" if n == 0 else 4
+    path.write_text("\n".join([lines[0], *map(json.dumps, records)]) + "\n", encoding="utf-8")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = evaluate(_config(name="mixed", dataset={"name": "memlab", "path": str(path)},
+                              tracking={"tracking_uri": uri, "traces": "off"}),
+                      out=tmp_path / "run", progress=False)
+    assert result.mlflow_run_id
+    frame = result.to_frame(backend="polars")
+    assert frame["category_id"].to_list()[:2] == ["mh", "4"]
+    client = mlflow.MlflowClient(uri)
+    tables = {a.path for a in client.list_artifacts(result.mlflow_run_id, "tables")}
+    assert tables == {"tables/items.parquet"}
+
+
 def _free_port() -> int:
     import socket
 

@@ -16,21 +16,38 @@ from memlab.errors import ConfigError, MemlabError, MemlabWarning
 
 def cmd_run(args: argparse.Namespace) -> int:
     from memlab.eval.run import evaluate
-    from memlab.eval.summary import render_table
 
     if args.repeats is not None and args.repeats != 1:
         return _run_repeats(args)
-    with _executor(args) as executor:
+    with _executor(args) as executor, _shown_if_not_logged(_print_run):
         result = evaluate(args.config, out=args.out, overrides=args.set, workers=args.workers,
                           track=False if args.no_mlflow else None,
                           retry_errors=args.retry_errors, executor=executor)
-    print(render_table(result.summary, f"\n{result.config.name} ({result.summary['dataset']})"))
-    print(f"\nrun directory: {result.run_dir}")
+    _print_run(result)
     if result.mlflow_run_id:
         from memlab.eval.tracking import ui_link
 
         print(f"MLflow run: {result.mlflow_run_id}\nMLflow UI: {ui_link(result.run_dir)}")
     return 0
+
+
+def _print_run(result: Any) -> None:
+    from memlab.eval.summary import render_table
+
+    print(render_table(result.summary, f"\n{result.config.name} ({result.summary['dataset']})"))
+    print(f"\nrun directory: {result.run_dir}")
+
+
+@contextmanager
+def _shown_if_not_logged(show: Callable[[Any], None]) -> Iterator[None]:
+    """Finished work whose MLflow mirror failed is shown (``show``) before the error."""
+    from memlab.eval.tracking import NotLoggedError
+
+    try:
+        yield
+    except NotLoggedError as exc:
+        show(exc.done)
+        raise
 
 
 def _run_repeats(args: argparse.Namespace) -> int:
@@ -50,16 +67,20 @@ def _run_repeats(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from memlab.eval.sweep import sweep
 
-    with _executor(args) as executor:
+    with _executor(args) as executor, _shown_if_not_logged(_print_table):
         table = sweep(args.config, out=args.out, overrides=args.set, workers=args.workers,
                       track=False if args.no_mlflow else None, executor=executor,
                       only=args.only)
-    print(table.to_string(index=False))
+    _print_table(table)
     if not args.no_mlflow and len(table) and _tracked(table):
         from memlab.eval.tracking import ui_link
 
         print(f"MLflow UI: {ui_link(table['dir'].iloc[-1])}")
     return 0
+
+
+def _print_table(table: Any) -> None:
+    print(table.to_string(index=False))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -105,12 +105,26 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     _write_json(run_dir / "metrics.json", summary)
     _record_environment(run_dir, digests)
     result = RunResult(run_dir, config, summary, _rows=all_rows)
-    if config.tracking.mlflow if track is None else track:
-        from memlab.eval.tracking import log_run
-
-        result.mlflow_run_id = log_run(run_dir, pareto=pareto)
-    unlock_run_dir(run_dir)
+    try:
+        if config.tracking.mlflow if track is None else track:
+            result.mlflow_run_id = _mirror(result, pareto)
+    finally:
+        unlock_run_dir(run_dir)
     return result
+
+
+def _mirror(result: RunResult, pareto: bool) -> str:
+    """Log the finished run to MLflow; whatever fails there becomes a NotLoggedError that
+    carries the result (the run directory is complete either way)."""
+    from memlab.eval.tracking import NotLoggedError, log_run
+
+    try:
+        return log_run(result.run_dir, pareto=pareto)
+    except Exception as exc:  # MLflow, the network, pyarrow...: the mirror only
+        raise NotLoggedError(
+            f"the run is complete in {result.run_dir}, but logging it to MLflow failed "
+            f"({type(exc).__name__}: {exc}); once that is mended, `python -m memlab.eval "
+            f"log {result.run_dir}` mirrors it", result) from exc
 
 
 def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:

@@ -27,9 +27,10 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
     (a :class:`memlab.eval.ray_executor.RayExecutor`, entered) every variant's tasks are
     submitted at once, one driver thread per variant writing its run directory.
     """
+    from memlab.errors import MemlabError
     from memlab.eval.report import report
     from memlab.eval.run import evaluate
-    from memlab.eval.tracking import BackgroundLogger
+    from memlab.eval.tracking import BackgroundLogger, NotLoggedError
 
     variants = expand_grid(config, list(overrides or []))
     if only:
@@ -53,7 +54,10 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
                 # the across-runs Pareto plot once, at the end, over every logged run
                 logger.submit(result.run_dir, pareto=n == len(variants))
             dirs.append(result.run_dir)
-        logger.wait()
+        try:
+            logger.wait()
+        except MemlabError as exc:  # the runs are complete: the table goes with the error
+            raise NotLoggedError(str(exc), report(dirs)) from exc
     return report(dirs)
 
 

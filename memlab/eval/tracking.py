@@ -337,6 +337,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
 
 
+class NotLoggedError(MemlabError):
+    """Finished runs whose MLflow mirror failed. Nothing is lost: their run directories
+    are complete, and ``done`` holds what the call would have returned (a run's
+    :class:`~memlab.eval.run.RunResult`, a sweep's report table), so a command can still
+    show it before the error."""
+
+    def __init__(self, message: str, done: Any) -> None:
+        super().__init__(message)
+        self.done = done
+
+
 class BackgroundLogger:
     """Mirrors finished runs into MLflow from one background process, in submission
     order, while the caller replays the next configuration (a sweep on two cores:
@@ -376,8 +387,9 @@ class BackgroundLogger:
             lost = self._submitted - len(self._replies)
             raise MemlabError(
                 f"{len(failed) + lost} of {self._submitted} runs were not logged to MLflow "
-                f"(their run directories are complete; `python -m memlab.eval report` reads "
-                f"them): " + "; ".join(failed or [f"{lost} lost with the logger process"]))
+                f"(their run directories are complete: `python -m memlab.eval report` reads "
+                f"them, `python -m memlab.eval log RUN_DIR` mirrors one once MLflow works): "
+                + "; ".join(failed or [f"{lost} lost with the logger process"]))
         return done
 
     def close(self) -> None:
