@@ -321,8 +321,8 @@ def test_validate_notes_a_model_folder_not_trained_yet(
             for label in ("ready", "later")]}}))
     assert main(["validate", str(config)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "ok: c[ready] (synthetic, retrieval only)"
-    assert lines[1] == "ok: c[later] (synthetic, retrieval only)"
+    assert lines[0] == "ok: c[ready] (synthetic, retrieval only; 48 of 48 probes)"
+    assert lines[1] == "ok: c[later] (synthetic, retrieval only; 48 of 48 probes)"
     assert lines[2] == (f"  note: no model folder at '{trained / 'later'}' yet (`python -m "
                         "memlab.eval train-embedder CONFIG --only CASE` writes it)")
     assert len(lines) == 3

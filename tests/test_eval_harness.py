@@ -233,6 +233,36 @@ def test_cli_run_prints_the_summary_table(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "config file not found" in bad.stderr
 
 
+def test_validate_reads_the_data_and_a_run_on_bad_data_leaves_no_directory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`validate` loads each dataset a config names (no haystack built) and selects its
+    probes, so what would stop a run stops here; a run refused for its data writes nothing."""
+    from memlab.eval.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    cases = [({"name": "memlabb"}, "unknown dataset loader 'memlabb'. Did you mean 'memlab'?"),
+             ({"name": "memlab", "path": "nope.jsonl"},
+              f"nope.jsonl: file not found (a relative path is read from {tmp_path})"),
+             ({"name": "synthetic", "probes": {"conversations": ["c-99"]}},
+              "dataset.probes.conversations: no conversation(s) c-99"),
+             ({"name": "synthetic", "params": {"haystack": {"seed": 1}}},
+              "dataset.params.haystack.tokens: required")]
+    for n, (dataset, message) in enumerate(cases):
+        path = tmp_path / f"bad{n}.yaml"
+        path.write_text(yaml.safe_dump(_config(name=f"bad{n}", dataset=dataset)))
+        assert main(["validate", str(path)]) == 2
+        assert message in capsys.readouterr().err
+        assert main(["run", str(path), "--out", str(tmp_path / f"run{n}")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"run{n}").exists()
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(_config(
+        name="good", dataset={"name": "synthetic", "probes": {"sample": 10}})))
+    assert main(["validate", str(good)]) == 0
+    assert capsys.readouterr().out == "ok: good (synthetic, retrieval only; 10 of 48 probes)\n"
+
+
 def test_a_failed_mlflow_mirror_still_shows_the_run_and_the_sweep_table(tmp_path: Path) -> None:
     """The run directory is complete whatever MLflow does: the summary (or the sweep's
     table) is printed, then one error line saying how to mirror it later."""

@@ -44,7 +44,8 @@ def open_path(path: str | Path) -> Path:
     """``path`` as a Path that exists and is a file, else a DatasetError saying so."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise DatasetError("file not found", path=p)
+        where = "" if p.is_absolute() else f" (a relative path is read from {Path.cwd()})"
+        raise DatasetError(f"file not found{where}", path=p)
     if not p.is_file():
         raise DatasetError("not a file", path=p)
     return p

@@ -157,18 +157,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         _, _, spec, dims, base = tune_plan(args.config, args.set)
         print(f"ok: {base.name} ({base.dataset.name}, tune: {len(dims)} dimension(s), "
-              f"{spec.trials} trials, {spec.metric})")
+              f"{spec.trials} trials, {spec.metric}; {_probe_count(base.dataset, {})})")
         return 0
     configs = expand_grid(args.config, args.set)
+    loaded: dict[str, Any] = {}  # a sweep's variants mostly share one dataset
     for config in configs:
         answer = config.answer
         mode = "retrieval only" if answer is None else f"answers with {answer.llm.name}"
-        print(f"ok: {config.name} ({config.dataset.name}, {mode})")
+        print(f"ok: {config.name} ({config.dataset.name}, {mode}; "
+              f"{_probe_count(config.dataset, loaded)})")
         for model in dict.fromkeys(_st_models(config.model_dump(mode="json"))):
             if missing_folder(model) is not None:  # a note: train-embedder writes it
                 print(f"  note: no model folder at {model!r} yet (`python -m memlab.eval "
                       "train-embedder CONFIG --only CASE` writes it)")
     return 0
+
+
+def _probe_count(spec: Any, loaded: dict[str, Any]) -> str:
+    """Load the dataset ``spec`` names, as a run would but without its haystack padding
+    (the option is checked, not built), and select its probes: a missing file, an unknown
+    loader, a malformed record or a probe selection that matches nothing fails here, not
+    after a run has started. ``loaded`` keeps the datasets already read."""
+    from memlab.data.haystack import haystack_option
+    from memlab.eval.select import select_probes
+
+    params = dict(spec.params)
+    if "haystack" in params:
+        haystack_option(params.pop("haystack"))
+    bare = spec.model_copy(update={"params": params})
+    key = json.dumps(bare.model_dump(mode="json", exclude={"probes"}), sort_keys=True)
+    if key not in loaded:
+        loaded[key] = bare.load()
+    dataset = loaded[key]
+    total = sum(len(c.probes) for c in dataset)
+    return f"{len(select_probes(dataset, spec.probes)):,} of {total:,} probes"
 
 
 def _st_models(tree: Any) -> Iterator[str]:

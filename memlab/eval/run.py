@@ -80,10 +80,10 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     if workers is not None:
         check_number("workers", workers, low=1, integer=True)
         config = config.model_copy(update={"workers": workers})
-    run_dir = prepare_run_dir(config, out)
     if dataset is None:
         dataset = config.dataset.load()
     pairs = select_probes(dataset, config.dataset.probes)
+    run_dir = prepare_run_dir(config, out)  # after the data: a bad file leaves no stub
     judge_check = _check_judge(config, dataset, run_dir)  # before any answer is judged
     all_rows = item_file.repair(run_dir / "items.jsonl")  # the finished probes' rows
     failed = {row["probe_id"] for row in _ordered(all_rows, pairs) if row.get("error")}
