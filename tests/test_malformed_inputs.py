@@ -221,7 +221,7 @@ def test_speakers_must_match_the_turns(tmp_path: Path, locomo_path: Path,
     load, data, form = _sources(locomo_path, longmemeval_path)["native"]
     with pytest.raises(DatasetError, match="not in the conversation's speakers") as exc:
         load(_write(tmp_path, _set(data, (1, "speakers"), ["somebody"]), form))
-    assert exc.value.record == "synth-00"
+    assert exc.value.record == "line 2 (synth-00)"  # where it stands in the file
 
 
 def test_native_probe_before_its_evidence_is_reported(

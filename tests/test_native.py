@@ -210,6 +210,24 @@ def test_evidence_that_names_no_turn_is_an_error(tmp_path: Path) -> None:
     assert "field 'probes[0].evidence_session_ids[0]': evidence session 's3'" in message
 
 
+def test_evidence_named_twice_or_outside_its_sessions_is_an_error(tmp_path: Path) -> None:
+    """Turn- and session-level metrics must score the same evidence: each id once, and the
+    sessions listed hold every evidence turn. Errors from the checks every loader shares
+    name the record by its line, as the native reader's own do."""
+    message = load_error(tmp_path, mutated(
+        lambda c: c["probes"][0].update(id="q2", evidence_turn_ids=["s1:t1", "s1:t1"])))
+    assert message == (f"{tmp_path / 'bad.jsonl'}: record line 3 (c2): field "
+                       "'probes[0].evidence_turn_ids': probe 'q2' names evidence 's1:t1' twice")
+    message = load_error(tmp_path, mutated(lambda c: c["probes"][0].update(
+        id="q2", evidence_turn_ids=["s2:t1"], evidence_session_ids=["s1"])))
+    assert message.endswith("record line 3 (c2): field 'probes[0].evidence_session_ids': "
+                            "probe 'q2': evidence turn 's2:t1' is in session 's2', which is "
+                            "not among its evidence sessions ['s1']")
+    message = load_error(tmp_path, mutated(lambda c: (c.update(speakers=["ann"]),
+                                                      c["probes"][0].update(id="q2"))))
+    assert "record line 3 (c2): field 'sessions[0].turns[1].speaker'" in message
+
+
 def test_sessions_out_of_time_order_are_an_error(tmp_path: Path) -> None:
     message = load_error(tmp_path, mutated(
         lambda c: c["sessions"][1].update(started_at="2024-02-01T00:00:00Z")))

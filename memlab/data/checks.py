@@ -7,6 +7,8 @@ on, each as an error naming file, record and field, or as a reported repair:
   conversation (a repeated id used to be counted twice: 796 rows for 199 probes);
 - every probe has a question (an empty one is an error);
 - every turn's speaker is one of the conversation's ``speakers``;
+- a probe names each evidence id once, and its evidence sessions include the session of
+  every evidence turn;
 - no metadata value is a non-finite number (NaN cannot be written back as JSON);
 - a probe asked before its evidence (LongMemEval has 43 such questions) is kept and
   reported as ``kept: asked before evidence`` unless the loader already reported the
@@ -24,21 +26,25 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from memlab.data.schema import Conversation, DataIssue, Dataset
+from memlab.data.schema import Conversation, DataIssue, Dataset, Probe
 from memlab.errors import DatasetError
 
 
-def check_dataset(dataset: Dataset, path: str | Path) -> Dataset:
+def check_dataset(dataset: Dataset, path: str | Path,
+                  records: Mapping[str, str] | None = None) -> Dataset:
     """``dataset`` read from ``path``, checked (see the module docstring), with sessions
-    sorted if need be."""
+    sorted if need be. ``records`` names where each conversation (by id) stands in the
+    file, e.g. ``line 3 (c2)``, for the errors (default: its id)."""
     path = str(path)
-    _unique(((c.id, c.id, "id") for c in dataset.conversations), "conversation id", path)
-    _unique(((p.id, c.id, f"probes[{k}].id") for c in dataset.conversations
+    where = {c.id: (records or {}).get(c.id, c.id) for c in dataset.conversations}
+    _unique(((c.id, where[c.id], "id") for c in dataset.conversations), "conversation id",
+            path)
+    _unique(((p.id, where[c.id], f"probes[{k}].id") for c in dataset.conversations
              for k, p in enumerate(c.probes)), "probe id", path)
     issues: list[DataIssue] = []
     dated = {i.conversation_id for i in dataset.issues
              if i.field in ("question_date", "asked_at")}
-    conversations = tuple(_conversation(c, path, c.id not in dated, issues)
+    conversations = tuple(_conversation(c, path, where[c.id], c.id not in dated, issues)
                           for c in dataset.conversations)
     _finite(dataset.metadata, path, "header", "metadata")
     if not issues:
@@ -47,30 +53,34 @@ def check_dataset(dataset: Dataset, path: str | Path) -> Dataset:
                                issues=(*dataset.issues, *issues))
 
 
-def _conversation(c: Conversation, path: str, report_late: bool,
+def _conversation(c: Conversation, path: str, record: str, report_late: bool,
                   issues: list[DataIssue]) -> Conversation:
     def fail(message: str, field: str) -> DatasetError:
-        return DatasetError(message, path=path, record=c.id, field=field)
+        return DatasetError(message, path=path, record=record, field=field)
 
-    _unique(((s.id, c.id, f"sessions[{i}].id") for i, s in enumerate(c.sessions)),
+    _unique(((s.id, record, f"sessions[{i}].id") for i, s in enumerate(c.sessions)),
             "session id", path)
-    _unique(((t.id, c.id, f"sessions[{i}].turns[{j}].id") for i, s in enumerate(c.sessions)
+    _unique(((t.id, record, f"sessions[{i}].turns[{j}].id") for i, s in enumerate(c.sessions)
              for j, t in enumerate(s.turns)), "turn id", path)
-    _finite(c.metadata, path, c.id, "metadata")
-    turn_at = {}
+    _finite(c.metadata, path, record, "metadata")
+    turn_at, turn_session = {}, {}
     for i, s in enumerate(c.sessions):
-        _finite(s.metadata, path, c.id, f"sessions[{i}].metadata")
+        _finite(s.metadata, path, record, f"sessions[{i}].metadata")
         for j, t in enumerate(s.turns):
             where = f"sessions[{i}].turns[{j}]"
             if c.speakers and t.speaker not in c.speakers:
                 raise fail(f"speaker {t.speaker!r} is not in the conversation's speakers "
                            f"{list(c.speakers)}", f"{where}.speaker")
-            _finite(t.metadata, path, c.id, f"{where}.metadata")
+            _finite(t.metadata, path, record, f"{where}.metadata")
             turn_at[t.id] = t.at
+            turn_session[t.id] = s.id
     for k, p in enumerate(c.probes):
         if not p.question.strip():
             raise fail(f"probe {p.id!r} has an empty question", f"probes[{k}].question")
-        _finite(p.metadata, path, c.id, f"probes[{k}].metadata")
+        _finite(p.metadata, path, record, f"probes[{k}].metadata")
+        wrong = _evidence_error(p, turn_session)
+        if wrong is not None:
+            raise fail(wrong[0], f"probes[{k}].{wrong[1]}")
         late = [t for t in p.evidence_turn_ids if t in turn_at and turn_at[t] > p.asked_at]
         if report_late and late:
             issues.append(DataIssue(c.id, p.id, "asked_at", f"{p.asked_at.isoformat()} < "
@@ -82,6 +92,24 @@ def _conversation(c: Conversation, path: str, report_late: bool,
     issues.append(DataIssue(c.id, c.id, "sessions", ", ".join(c.sessions[i].id for i in order),
                             "sorted sessions by date"))
     return dataclasses.replace(c, sessions=tuple(c.sessions[i] for i in order))
+
+
+def _evidence_error(p: Probe, turn_session: Mapping[str, str]) -> tuple[str, str] | None:
+    """(message, field) when a probe names an evidence id twice, or an evidence turn whose
+    session is not among its evidence sessions (turn- and session-level metrics would
+    score different answers); else None."""
+    for field in ("evidence_turn_ids", "evidence_session_ids"):
+        ids = getattr(p, field)
+        twice = next((i for n, i in enumerate(ids) if i in ids[:n]), None)
+        if twice is not None:
+            return f"probe {p.id!r} names evidence {twice!r} twice", field
+    for turn in p.evidence_turn_ids:
+        session = turn_session.get(turn)
+        if session is not None and session not in p.evidence_session_ids:
+            return (f"probe {p.id!r}: evidence turn {turn!r} is in session {session!r}, "
+                    f"which is not among its evidence sessions "
+                    f"{list(p.evidence_session_ids)}", "evidence_session_ids")
+    return None
 
 
 def _unique(entries: Iterable[tuple[str, str, str]], what: str, path: str) -> None:

@@ -82,8 +82,10 @@ def load_native(path: str | Path) -> Dataset:
         issues=tuple(_issue(f) for f in header.children("issues")) if header.has("issues") else (),
         metadata=_decode(header.get("metadata", dict, {}), header, "metadata"),
     )
-    _check_unique_conversations(dataset, p, [r for r, _ in records])
-    return check_dataset(dataset, p)
+    labels = [r for r, _ in records]
+    _check_unique_conversations(dataset, p, labels)
+    return check_dataset(dataset, p, {c.id: f"{label} ({c.id})" for label, c
+                                      in zip(labels, dataset.conversations, strict=True)})
 
 
 def load_synthetic(path: str | Path = SYNTHETIC_DEFAULT) -> Dataset:
