@@ -241,7 +241,20 @@ def test_validate_reads_the_data_and_a_run_on_bad_data_leaves_no_directory(
     from memlab.eval.cli import main
 
     monkeypatch.chdir(tmp_path)
+    silent = tmp_path / "silent.jsonl"  # a history with no questions
+    silent.write_text(json.dumps({"format": "memlab-conversations", "version": 1}) + "\n"
+                      + json.dumps({"id": "c1", "probes": [], "sessions": [{
+                          "id": "s1", "started_at": "2024-03-01T09:00:00Z", "turns": [{
+                              "id": "s1:t1", "speaker": "ann", "role": "user",
+                              "text": "I adopted a cat."}]}]}) + "\n")
     cases = [({"name": "memlabb"}, "unknown dataset loader 'memlabb'. Did you mean 'memlab'?"),
+             ({"name": "memlab", "path": str(silent)},
+              f"dataset 'silent' ({silent}) has no probes to evaluate; `python -m memlab.data "
+              "probes` writes questions"),
+             ({"name": "synthetic",  # synth-00 is in the dev part
+               "probes": {"conversations": ["synth-00"], "split": {"part": "test"}}},
+              "dataset.probes: nothing to evaluate: synthetic-small has 48 probes and this "
+              "selection keeps none"),
              ({"name": "memlab", "path": "nope.jsonl"},
               f"nope.jsonl: file not found (a relative path is read from {tmp_path})"),
              ({"name": "synthetic", "probes": {"conversations": ["c-99"]}},
@@ -261,6 +274,22 @@ def test_validate_reads_the_data_and_a_run_on_bad_data_leaves_no_directory(
         name="good", dataset={"name": "synthetic", "probes": {"sample": 10}})))
     assert main(["validate", str(good)]) == 0
     assert capsys.readouterr().out == "ok: good (synthetic, retrieval only; 10 of 48 probes)\n"
+
+
+def test_a_run_counts_what_the_loader_repaired_in_its_conversations(tmp_path: Path) -> None:
+    """LoCoMo conv-26 as loaded: 16 session dates with no turns ignored, one multi-id
+    evidence string split; the run records and prints them (other conversations' repairs
+    are not counted)."""
+    from memlab.eval.summary import render_table
+
+    result = evaluate(_config(name="issues", dataset={
+        "name": "locomo", "probes": {"conversations": ["conv-26"], "limit": 5}}),
+        out=tmp_path / "run", progress=False)
+    assert result.summary["dataset_issues"] == {"ignored: date without turns": 16, "split": 1}
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["dataset_issues"] == result.summary["dataset_issues"]
+    assert ("dataset issues at load: 16 ignored: date without turns, 1 split "
+            "(Dataset.issues lists them)") in render_table(result.summary).splitlines()
 
 
 def test_a_failed_mlflow_mirror_still_shows_the_run_and_the_sweep_table(tmp_path: Path) -> None:

@@ -100,6 +100,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     summary["config_name"] = config.name
     summary["dataset"] = dataset.name
     summary["retried_errors"] = len(failed) if retry_errors else 0
+    summary["dataset_issues"] = _issue_counts(dataset, pairs)
     if judge_check is not None:
         summary["judge_check"] = judge_check
     _write_json(run_dir / "metrics.json", summary)
@@ -125,6 +126,15 @@ def _mirror(result: RunResult, pareto: bool) -> str:
             f"the run is complete in {result.run_dir}, but logging it to MLflow failed "
             f"({type(exc).__name__}: {exc}); once that is mended, `python -m memlab.eval "
             f"log {result.run_dir}` mirrors it", result) from exc
+
+
+def _issue_counts(dataset: Dataset, pairs: Sequence[tuple[Conversation, Probe]]
+                  ) -> dict[str, int]:
+    """What the loader repaired, dropped or kept in the conversations the run scores, by
+    action (``split``, ``kept: asked before evidence``, ...; ``Dataset.issues`` lists them)."""
+    chosen = {c.id for c, _ in pairs}
+    return dict(sorted(Counter(i.action for i in dataset.issues
+                               if i.conversation_id in chosen).items()))
 
 
 def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:

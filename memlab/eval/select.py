@@ -30,6 +30,13 @@ def select_probes(dataset: Dataset, selection: ProbeSelection) -> list[tuple[Con
         pairs = _stratified(pairs, selection.sample, selection.stratify, selection.seed)
     if selection.limit is not None:
         pairs = pairs[: selection.limit]
+    if not pairs:
+        total = sum(len(c.probes) for c in dataset)
+        raise ConfigError(
+            f"dataset.probes: nothing to evaluate: {dataset.name} has {total} probes and "
+            "this selection keeps none" if total else
+            f"dataset {dataset.name!r} ({dataset.source}) has no probes to evaluate; "
+            "`python -m memlab.data probes` writes questions for a history without any")
     return pairs
 
 

@@ -148,6 +148,10 @@ def render_table(summary: dict[str, Any], title: str = "") -> str:
     errors = error_counts(summary)
     lines.append(f"probes {summary['probes']}, errors {errors['probes']}, "
                  f"cache hits {summary['cache_hits']}")
+    issues = summary.get("dataset_issues") or {}
+    if issues:
+        lines.append("dataset issues at load: " + ", ".join(
+            f"{n} {action}" for action, n in issues.items()) + " (Dataset.issues lists them)")
     ingest = summary.get("ingest") or {}
     if ingest.get("calls"):
         lines.append(f"ingest LLM calls {ingest['calls']}, errors {ingest['errors']}"
