@@ -210,6 +210,13 @@ def test_start_time_defaults_to_option_then_epoch_never_now(tmp_path: Path) -> N
                    name="s.json")
     assert next(load_omi(stream, started_at="2024-02-29")[0].turns()).at == datetime(
         2025, 1, 1, tzinfo=UTC)
+    # dated from the epoch is said, not silent
+    (issue,) = load_omi(path).issues
+    assert (issue.conversation_id, issue.field, issue.value) == (
+        "stream-0", "started_at", "1970-01-01T00:00:00+00:00")
+    assert issue.action.startswith("dated from 1970-01-01: no started_at")
+    assert load_omi(path, started_at="2024-02-29").issues == ()
+    assert load_omi(stream).issues == ()
 
 
 def test_started_at_option_must_parse(tmp_path: Path) -> None:
@@ -260,6 +267,9 @@ def test_mixing_streams_and_segments_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="mixes stream objects") as exc:
         load_omi(path)
     assert exc.value.record == 1
+    short = write(tmp_path, [{"id": "a", "segments": [seg(0)]}, {"id": "b"}], name="b.json")
+    with pytest.raises(DatasetError, match=r"missing required field \(record 0 is a stream"):
+        load_omi(short)
 
 
 @pytest.mark.parametrize(("data", "message"), [([], "no transcript segments"),
@@ -390,6 +400,33 @@ def test_bad_probes_are_errors(tmp_path: Path, fields: dict, field: str, message
     with pytest.raises(DatasetError, match=message) as exc:
         load_omi(DATA / "transcripts.json", probes_path=probes)
     located(exc, probes, "line 2 (bad)", field)
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "meant"),
+    [("stream", "startedAt", "started_at"), ("stream", "userName", "user_name"),
+     ("segment", "isUser", "is_user"), ("segment", "speakerId", "speaker_id"),
+     ("probe", "categroy", "category"), ("probe", "asked_At", "asked_at")],
+)
+def test_a_misspelt_field_is_an_error_other_keys_are_ignored_or_kept(
+        tmp_path: Path, where: str, key: str, meant: str) -> None:
+    """Keys the loader does not use are fine (OMI's records carry more, and a probe keeps
+    them as metadata), but one that looks like a field it reads would be silently lost."""
+    segment = seg(0, language="en", person_id="p1")
+    stream = {"id": "s", "started_at": "2025-01-01T00:00:00Z", "source": "omi",
+              "segments": [segment]}
+    question = {**probe("q", conversation_id="s", evidence_turn_ids=["seg-0"]), "note": "x"}
+    ok = load_omi(write(tmp_path, [stream], name="ok.json"),
+                  probes_path=write(tmp_path, [question], name="okp.json"))
+    assert ok[0].probes[0].metadata == {"note": "x"}
+    target = {"stream": stream, "segment": segment, "probe": question}[where]
+    target[key] = target.pop(meant, "x")
+    transcript = write(tmp_path, [stream], name="t.json")
+    probes = write(tmp_path, [question], name="p.json")
+    with pytest.raises(DatasetError, match=f"unknown field; did you mean '{meant}'") as exc:
+        load_omi(transcript, probes_path=probes)
+    assert exc.value.field == (f"segments[0].{key}" if where == "segment" else key)
+    assert exc.value.path == str(probes if where == "probe" else transcript)
 
 
 def test_duplicate_probe_id_is_an_error(tmp_path: Path) -> None:

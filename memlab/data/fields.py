@@ -12,10 +12,11 @@ file never ends in a bare traceback.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,6 +138,20 @@ class Fields:
 
     def has(self, key: str) -> bool:
         return key in self.raw
+
+    def near_misses(self, known: Collection[str]) -> None:
+        """A DatasetError for a key that is not in ``known`` but looks like one of them
+        (``startedAt``, ``abstain``): where other keys are allowed and ignored or kept as
+        metadata, a misspelt one would otherwise be dropped without a word."""
+        spelt = {k.replace("_", "").lower(): k for k in known}
+        for key in self.raw:
+            if key in known:
+                continue
+            close = spelt.get(key.replace("_", "").lower()) or next(
+                iter(difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)), None)
+            if close is not None:
+                raise self.error(f"unknown field; did you mean {close!r}?",
+                                 field=self.where(key))
 
     def get(self, key: str, types: type | tuple[type, ...], default: Any = ...) -> Any:
         """The value at ``key``, checked against ``types``; missing -> default or error."""

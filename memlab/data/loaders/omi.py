@@ -35,7 +35,8 @@ that strips to nothing stays an (empty) turn, as OMI keeps it. Turn id =
 the segment's ``id``, else ``seg-<i>`` where ``i`` is its position in the stream's segment
 list (markers count, so ``seg-5`` is ``segments[5]``). ``at`` = stream ``started_at`` +
 ``start`` seconds; ``started_at`` is ISO-8601 (naive = UTC), default the ``started_at``
-option, else 1970-01-01T00:00:00Z — never the current time. Turn metadata keeps ``start``,
+option, else 1970-01-01T00:00:00Z — never the current time (such a stream is reported in
+``Dataset.issues``). Turn metadata keeps ``start``,
 ``end``, ``speaker_id`` and ``is_user``.
 
 **Conversations (sessions).** A new session starts when the silence before a segment —
@@ -57,9 +58,12 @@ option, and each conversation's metadata records the timeout it was split with.
 
 ``conversation_id`` may be left out when the transcript has one stream; ``category``
 defaults to ``"omi"``, ``abstention`` to false; a numeric ``answer`` becomes text; other keys
-go to the probe's metadata. ``evidence_session_ids`` are derived from the turn ids (in
-session order). Being memlab's own format it is strict: an unknown evidence id, an unknown
-conversation, a duplicate id, or an ``asked_at`` before an evidence turn is an error.
+go to the probe's metadata, except one that looks like a misspelt field (``categroy``,
+``askedAt``: an error with "did you mean"). Streams and segments ignore keys they do not
+use (OMI's records carry more), with the same exception. ``evidence_session_ids`` are
+derived from the turn ids (in session order). Being memlab's own format it is strict: an
+unknown evidence id, an unknown conversation, a duplicate id, or an ``asked_at`` before an
+evidence turn is an error.
 Without ``probes_path`` conversations have no probes. Every error names file, record
 (index, or ``line N`` for JSONL, plus the id when known) and field.
 """
@@ -85,7 +89,7 @@ from memlab.data.fields import (
     read_json,
     read_jsonl,
 )
-from memlab.data.schema import Conversation, Dataset, Probe, Role, Session, Turn
+from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
 from memlab.errors import ConfigError, DatasetError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -135,17 +139,22 @@ def load_omi(
         raise ConfigError(f"user_name must be a string, got {user_name!r}")
     default_start = _option_start(started_at)
     path = open_path(path)
-    conversations = [
-        _conversation(stream, timeout, user_name or "User", default_start)
-        for stream in _streams(path)
-    ]
+    streams = _streams(path)
+    conversations = [_conversation(stream, timeout, user_name or "User", default_start)
+                     for stream in streams]
     _check_unique_ids(conversations, path)
     if probes_path is not None:
         conversations = _attach_probes(conversations, open_path(probes_path))
+    undated = () if started_at is not None else tuple(
+        DataIssue(c.id, c.id, "started_at", EPOCH.isoformat(), "dated from 1970-01-01: "
+                  "no started_at (the loader's started_at option sets one)")
+        for c, stream in zip(conversations, streams, strict=True)
+        if stream.header is None or not stream.header.has("started_at"))
     return check_dataset(Dataset(
         name="omi",
         conversations=tuple(conversations),
         source=str(path),
+        issues=undated,
         metadata={"conversation_timeout": timeout,
                   "probes_path": None if probes_path is None else str(probes_path)},
     ), path)
@@ -199,6 +208,11 @@ def _streams(path: Path) -> list[_Stream]:
         raise DatasetError("no transcript segments or streams", path=path)
     streams = _is_stream(items[0][1])
     for label, raw in items:
+        if streams and isinstance(raw, dict) and not _is_stream(raw) \
+                and not _SEGMENT_KEYS & (set(raw) - {"id"}):  # a stream short of segments
+            raise DatasetError(f"missing required field (record {items[0][0]} is a stream; "
+                               "a file holds streams or bare segments, not both)",
+                               path=path, record=label, field="segments")
         if _is_stream(raw) != streams:
             raise DatasetError("mixes stream objects (with 'segments') and bare segments",
                                path=path, record=label)
@@ -207,6 +221,7 @@ def _streams(path: Path) -> list[_Stream]:
     out = []
     for index, (label, raw) in enumerate(items):
         header = Fields(raw, path=path, record=label)
+        header.near_misses(_STREAM_KEYS)
         if header.has("id") or header.has("uid"):
             key = "id" if header.has("id") else "uid"
             header = Fields(raw, path=path, record=f"{label} ({header.get(key, (str, int))})")
@@ -217,8 +232,13 @@ def _streams(path: Path) -> list[_Stream]:
     return out
 
 
+_STREAM_KEYS = {"id", "uid", "started_at", "user_name", "conversation_timeout", "segments"}
+_SEGMENT_KEYS = {"id", "text", "is_user", "speaker_id", "speaker", "start", "end", "type"}
+
+
 def _segment(f: Fields, index: int) -> _Segment | None:
     """One segment, or None for a stop marker."""
+    f.near_misses(_SEGMENT_KEYS)
     if f.has("type"):
         kind = f.get("type", str)
         if kind != STOP_MARKER:
@@ -393,6 +413,7 @@ def _attach_probes(conversations: list[Conversation], path: Path) -> list[Conver
         f = Fields(raw, path=path, record=label)
         probe_id = str(f.get("id", (str, int)))
         f = Fields(raw, path=path, record=f"{label} ({probe_id})")
+        f.near_misses(_PROBE_KEYS)
         if probe_id in seen:
             raise f.error(f"duplicate probe id {probe_id!r}", field="id")
         seen.add(probe_id)
