@@ -250,8 +250,16 @@ def test_miss_table_says_how_far_each_miss_is() -> None:
     # recall_any is decided by the best rank
     any_rows = [_row("any", ["s5", "s11"], [], hits, {"session.recall_any@2": 0.0})]
     assert miss_table(any_rows, "session.recall_any@2")["kind"].tolist() == ["deeper than 2k"]
-    with pytest.raises(ConfigError, match=r"LEVEL\.recall_all@K"):
-        miss_table(rows, "locomo_f1")
+    with pytest.raises(ConfigError, match=r"LEVEL\.recall_all@K.*; this run has "
+                       r"session\.recall_all@2, session\.recall_any@2$"):
+        miss_table([*rows, *any_rows], "locomo_f1")
+    # a token-budget metric: below 1 is a miss; ranked evidence lay past the budget
+    budget = [_row("cut", ["s1", "s9"], [], hits, {"session.budget_evidence_recall@50": 0.5}),
+              _row("lost", ["s1", "x"], [], hits, {"session.budget_evidence_recall@50": 0.5}),
+              _row("full", ["s1"], [], hits, {"session.budget_evidence_recall@50": 1.0})]
+    table = miss_table(budget, "session.budget_evidence_recall@50")
+    assert table["kind"].tolist() == ["ranked, past the token budget", "not in the stored list"]
+    assert table["ranks"].tolist() == [[1, 9], [1, None]]
 
 
 def test_miss_table_with_a_dataset_says_when() -> None:

@@ -175,11 +175,12 @@ def retrieved_context(row: dict[str, Any], dataset: Dataset, top: int | None = N
     return frame.astype({"rank": "Int64"})
 
 
-_RANKED = re.compile(r"^(turn|session)\.(recall_all|recall_any)@(\d+)$")
+_RANKED = re.compile(r"^(turn|session)\.(recall_all|recall_any|budget_evidence_recall|"
+                     r"budget_recall_any)@(\d+)$")
 
 #: How far a missed probe's evidence lies, worst first (see :func:`miss_table`).
 MISS_KINDS = ("not in the stored list", "deeper than 2k", "within 2k",
-              "more evidence than k")
+              "more evidence than k", "ranked, past the token budget")
 
 
 def evidence_ranks(row: dict[str, Any], level: str = "session") -> dict[str, int | None]:
@@ -210,13 +211,15 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
                dataset: Dataset | None = None) -> Any:
     """One row per probe that misses a ranked recall metric, with where its evidence lies.
 
-    ``metric`` is ``LEVEL.recall_all@K`` or ``LEVEL.recall_any@K``. ``ranks`` are the
-    evidence items' ranks (:func:`evidence_ranks`, best first, None last); ``kind`` says
-    how far the miss is, from the rank that decides it (the worst evidence rank for
-    recall_all, the best for recall_any): ``more evidence than k`` (recall_all with more
-    evidence items than k: no top k holds them), ``within 2k``, ``deeper than 2k``, or
-    ``not in the stored list``. Probes the metric does not apply to, and errored ones,
-    are left out.
+    ``metric`` is ``LEVEL.recall_all@K`` or ``LEVEL.recall_any@K``, or a token-budget
+    metric, ``LEVEL.budget_evidence_recall@B`` or ``LEVEL.budget_recall_any@B`` (a miss:
+    below 1). ``ranks`` are the evidence items' ranks (:func:`evidence_ranks`, best
+    first, None last); ``kind`` says how far the miss is, from the rank that decides it
+    (the worst evidence rank for recall_all and budget_evidence_recall, the best for the
+    ``any`` metrics): ``more evidence than k`` (recall_all with more evidence items than
+    k: no top k holds them), ``within 2k``, ``deeper than 2k``, ``not in the stored
+    list``, or for a budget metric ``ranked, past the token budget``. Probes the metric
+    does not apply to, and errored ones, are left out.
 
     Given the ``dataset`` the run replayed, each miss also says when: ``asked_at``, the
     spans of time the question names as ``time_aware`` reads them (``named``: ``(first
@@ -229,10 +232,20 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
 
     match = _RANKED.match(metric)
     if match is None:
-        raise ConfigError(f"misses reads evidence ranks: the metric must be "
-                          f"LEVEL.recall_all@K or LEVEL.recall_any@K (LEVEL turn or "
-                          f"session), not {metric!r}")
+        cuts: dict[str, set[int]] = {}
+        for name in {n for row in items for n in (row.get("metrics") or {})}:
+            if _RANKED.match(name):
+                family, cut = name.rsplit("@", 1)
+                cuts.setdefault(family, set()).add(int(cut))
+        readable = [f"{family}@{'/'.join(map(str, sorted(cuts[family])))}"
+                    for family in sorted(cuts)]
+        raise ConfigError(f"misses reads evidence ranks: the metric must be LEVEL.recall_all@K, "
+                          f"LEVEL.recall_any@K, LEVEL.budget_evidence_recall@B or "
+                          f"LEVEL.budget_recall_any@B (LEVEL turn or session), not {metric!r}"
+                          + (f"; this run has {', '.join(readable)}" if readable else ""))
     level, kind, k = match.group(1), match.group(2), int(match.group(3))
+    budget = kind.startswith("budget_")
+    worst_decides = kind in ("recall_all", "budget_evidence_recall")
     times = _evidence_times(dataset, level) if dataset is not None else {}
     rows = []
     for row in items:
@@ -242,12 +255,13 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
         ranks = evidence_ranks(row, level)
         found = sorted(r for r in ranks.values() if r is not None)
         ordered: list[int | None] = [*found, *([None] * (len(ranks) - len(found)))]
+        decisive = ordered[-1] if worst_decides else ordered[0]
         if kind == "recall_all" and len(ranks) > k:
             where = MISS_KINDS[3]
+        elif decisive is None or budget:
+            where = MISS_KINDS[0] if decisive is None else MISS_KINDS[4]
         else:
-            decisive = ordered[-1] if kind == "recall_all" else ordered[0]
-            where = (MISS_KINDS[0] if decisive is None else
-                     MISS_KINDS[2] if decisive <= 2 * k else MISS_KINDS[1])
+            where = MISS_KINDS[2] if decisive <= 2 * k else MISS_KINDS[1]
         rows.append({"probe_id": row["probe_id"], "category": row["category"],
                      "question": row["question"], "n_evidence": len(ranks),
                      "ranks": ordered, "kind": where, "stored": len(row.get("retrieved", []))})

@@ -544,8 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "evidence (how far each miss is)")
     mis.add_argument("run", type=Path, help="a run directory")
     mis.add_argument("--metric", default="session.recall_all@5",
-                     help="LEVEL.recall_all@K or LEVEL.recall_any@K (default "
-                          "session.recall_all@5)")
+                     help="LEVEL.recall_all@K, LEVEL.recall_any@K, "
+                          "LEVEL.budget_evidence_recall@B or LEVEL.budget_recall_any@B "
+                          "(default session.recall_all@5)")
     mis.add_argument("--dates", action="store_true",
                      help="also show when: asked_at, the time the question names (as "
                           "time_aware reads it) and each evidence item's date and rank "
@@ -634,6 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     except MemlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head` stopped reading: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 @contextmanager
