@@ -208,3 +208,6 @@ def test_compare_refuses_runs_on_different_probes_and_metrics_neither_scored(tmp
     with pytest.raises(ConfigError, match=r"session\.recall_all@50 not scored in both runs; "
                        r"they share: session\.recall_all@5$"):
         compare_runs(test, test, ["session.recall_all@50"])
+    with pytest.raises(ConfigError, match=r": not a run directory \(no items\.jsonl\); it "
+                       r"holds 2 run directories, e\.g\. .*dev$"):
+        compare_runs(tmp_path, test)

@@ -20,7 +20,10 @@ from memlab.metrics.stats import paired_compare
 def run_items(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "items.jsonl"
     if not path.exists():
-        raise ConfigError(f"{run_dir}: not a run directory (no items.jsonl)")
+        inside = sorted(p.parent for p in Path(run_dir).glob("**/items.jsonl"))
+        hint = (f"; it holds {len(inside)} run directories, e.g. {inside[0]}" if inside
+                else "")
+        raise ConfigError(f"{run_dir}: not a run directory (no items.jsonl){hint}")
     return [row for row in read_items(path) if not row.get("error")]
 
 
