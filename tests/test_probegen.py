@@ -246,7 +246,8 @@ def test_cli_writes_the_file_and_its_report(tmp_path: Path,
             "--max-sessions", "1", "--no-cache"]
     assert main(args) == 0
     printed = capsys.readouterr()
-    assert "0 probes kept of 0 proposed, from 4 sessions of 4 conversations" in printed.out
+    assert ("0 probes kept of 0 proposed, from 4 sessions of 4 conversations (0 sessions "
+            "skipped: empty or under --min-chars 200 characters)") in printed.out
     assert "warning: no proposal was kept" in printed.err
     report = json.loads((tmp_path / "gen.jsonl.report.json").read_text())
     assert report["calls"] == 4 and report["model"] == "mock"
@@ -261,6 +262,11 @@ def test_cli_writes_the_file_and_its_report(tmp_path: Path,
     assert main(["probes", "synthetic", "--out", str(gone), "--llm", dead, "--quiet",
                  "--no-cache"]) == 1
     assert "every LLM call failed" in capsys.readouterr().err and not gone.exists()
+    assert main(["probes", "synthetic", "--out", str(gone), "--llm", dead, "--quiet",
+                 "--min-chars", "100000"]) == 1
+    assert ("error: no session to write questions about: 32 session(s) are empty or under "
+            "--min-chars 100000 characters (lower it, e.g. --min-chars 0); nothing written"
+            ) in capsys.readouterr().err and not gone.exists()
     assert main(["probes", "synthetic", "--out", str(tmp_path / "gen.txt"), "--llm", dead]) == 2
     assert "write a .json or .jsonl file" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -85,6 +85,11 @@ def _probes(args: argparse.Namespace) -> int:
         roles=[r.strip() for r in args.roles.split(",") if r.strip()],
         structured=args.structured, cache="off" if args.no_cache else "readwrite",
         progress=not args.quiet)
+    if not report.sessions:
+        print(f"error: no session to write questions about: {report.skipped_sessions} "
+              f"session(s) are empty or under --min-chars {report.min_chars} characters "
+              "(lower it, e.g. --min-chars 0); nothing written", file=sys.stderr)
+        return 1
     if report.calls and len(report.errors) == report.calls:
         print(f"error: every LLM call failed ({report.calls}); first: {report.errors[0]}",
               file=sys.stderr)

@@ -123,6 +123,7 @@ class ProbeReport:
     conversations: int = 0
     sessions: int = 0
     skipped_sessions: int = 0
+    min_chars: int = 0
     calls: int = 0
     cached_calls: int = 0
     errors: list[str] = field(default_factory=list)
@@ -142,11 +143,13 @@ class ProbeReport:
         drops = ", ".join(f"{k} {v}" for k, v in self.dropped.items() if v) or "none"
         lines = [
             f"{self.kept} probes kept of {self.proposed} proposed, from {self.sessions} sessions "
-            f"of {self.conversations} conversations ({self.skipped_sessions} sessions too short)",
+            f"of {self.conversations} conversations ({self.skipped_sessions} sessions skipped: "
+            f"empty or under --min-chars {self.min_chars} characters)",
             f"dropped: {drops}",
             f"{self.model} ({self.digest[:12]}): {self.calls} calls ({self.cached_calls} cached), "
             f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens, "
-            f"{self.llm_seconds:.1f} s in the LLM, {self.seconds:.1f} s in all",
+            f"{self.llm_seconds:.1f} s in the LLM, {self.seconds:.1f} s in all"
+            if self.calls else f"no LLM call, {self.seconds:.1f} s in all",
         ]
         if self.errors:
             lines.append(f"{len(self.errors)} failed calls, first: {self.errors[0]}")
@@ -218,7 +221,7 @@ def generate_probes(
     rules = _Rules(per_session, grounding, similarity, asked_at, frozenset(roles))
     extra = {"json_schema": probe_schema(per_session)} if structured else {}
     chosen = dataset.conversations[:conversations] if conversations else dataset.conversations
-    report = ProbeReport(template=template, conversations=len(chosen))
+    report = ProbeReport(template=template, conversations=len(chosen), min_chars=min_chars)
     start = time.perf_counter()
     plan = [(c, [part for s in _sessions(c, max_sessions, seed, min_chars, report)
                  for part in _parts(s, max_chars)]) for c in chosen]
