@@ -386,6 +386,18 @@ def test_report_plots_a_metric_against_prompt_tokens(tmp_path: Path) -> None:
     assert pareto_front([(10, 0.5), (100, 0.4), (100, 0.6)]) == [0, 2]
     with pytest.raises(MemlabError, match="no run has 'judge'"):
         plot_report(table, tmp_path / "judge.png", "judge")
+    # retrieval-only runs: a retrieval metric against memory tokens per probe
+    evaluate(_config(), out=tmp_path / "only" / "bm25", progress=False)
+    evaluate(_config(retrieval={"name": "bm25"}, k=2), out=tmp_path / "only" / "k2",
+             progress=False)
+    only = report([tmp_path / "only"])
+    assert only["prompt_tokens/probe"].isna().all()
+    assert only["memory_tokens/probe"].iloc[0] > only["memory_tokens/probe"].iloc[1] > 0
+    with pytest.raises(MemlabError, match=r"retrieval only: plot a retrieval metric, e\.g\. "
+                       r"--metric turn\.budget_evidence_recall@1000"):
+        plot_report(only, tmp_path / "f1.png", "locomo_f1")
+    path = plot_report(only, tmp_path / "recall.png", "turn.recall_any@5")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_report_columns_keep_one_order_whichever_run_comes_first(tmp_path: Path) -> None:
@@ -404,7 +416,7 @@ def test_report_columns_keep_one_order_whichever_run_comes_first(tmp_path: Path)
     columns = list(table.columns)
     assert columns[:9] == ["run", "dataset", "memory", "chunker", "retrieval", "llm", "probes",
                            "errors", "ingest_errors"]
-    assert columns[-2:] == ["prompt_tokens/probe", "dir"]
+    assert columns[-3:] == ["memory_tokens/probe", "prompt_tokens/probe", "dir"]
     shown = [c for c in HEADLINE if c in columns]
     assert "locomo_f1" in shown and columns[9:9 + len(shown)] == shown
 

@@ -560,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--markdown", action="store_true", help="print a markdown table")
     rep.add_argument("--plot", metavar="PNG", type=Path,
                      help="also plot the first --metric (default locomo_f1) against prompt "
-                          "tokens per probe, one point per run, with the Pareto front")
+                          "tokens per probe (memory tokens for retrieval-only runs), one "
+                          "point per run, with the Pareto front")
     rep.set_defaults(func=cmd_report)
     log = sub.add_parser("log", help="mirror finished run directories to MLflow (again)")
     log.add_argument("runs", nargs="+", type=Path, help="run directories or folders of them")

@@ -13,7 +13,7 @@ from memlab.errors import MemlabError
 from memlab.eval.summary import HEADLINE, error_counts
 
 #: The columns every row ends with.
-_LAST = ("prompt_tokens/probe", "dir")
+_LAST = ("memory_tokens/probe", "prompt_tokens/probe", "dir")
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -66,8 +66,9 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
             row["judge_agreement"] = check["agreement"] if check else None
             row["judge_kappa"] = check["kappa"] if check else None
             row["judge_warning"] = "" if check and check["ok"] else "LOW/UNMEASURED AGREEMENT"
-        prompt = summary["tokens"].get("prompt")
-        row["prompt_tokens/probe"] = None if not prompt else round(prompt["mean"] or 0, 1)
+        for kind in ("memory", "prompt"):
+            tokens = summary["tokens"].get(kind)
+            row[f"{kind}_tokens/probe"] = None if not tokens else round(tokens["mean"] or 0, 1)
         row["dir"] = str(run_dir)
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -83,17 +84,25 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
 
 
 def plot_report(table: Any, path: Path, metric: str) -> Path:
-    """``metric`` against prompt tokens per probe, one labelled point per run of a
+    """``metric`` against prompt tokens per probe (memory tokens per probe when no run
+    that scored it was answered: retrieval-only runs), one labelled point per run of a
     :func:`report` table, with the Pareto front. A judged metric's label carries the
     judge's measured agreement (never a judged accuracy without it)."""
     from memlab.eval.plots import pareto_plot
 
     if metric not in table.columns:
+        hint = "" if "prompt_tokens/probe" in table.columns and \
+            table["prompt_tokens/probe"].notna().any() else \
+            "; these runs are retrieval only: plot a retrieval metric, e.g. " \
+            "--metric turn.budget_evidence_recall@1000"
         raise MemlabError(f"no run has {metric!r} (a metric is plotted only when a run "
-                          "scored it; see each run's metrics.json)")
-    rows = table[table[metric].notna() & table["prompt_tokens/probe"].notna()]
+                          f"scored it; see each run's metrics.json){hint}")
+    scored = table[table[metric].notna()]
+    x = "prompt_tokens/probe" if scored["prompt_tokens/probe"].notna().any() \
+        else "memory_tokens/probe"
+    rows = scored[scored[x].notna()]
     if rows.empty:
-        raise MemlabError(f"no run has both {metric!r} and prompt tokens (answered runs)")
+        raise MemlabError(f"no run has both {metric!r} and {x.replace('/', ' per ')}")
     labels = []
     repeated = rows["run"].duplicated(keep=False)
     for (_, row), twin in zip(rows.iterrows(), repeated, strict=True):
@@ -103,8 +112,8 @@ def plot_report(table: Any, path: Path, metric: str) -> Path:
             label += (" (judge unchecked)" if _missing(agreement)
                       else f" (judge agreement {agreement:.2f})")
         labels.append(label)
-    return pareto_plot(labels, list(rows["prompt_tokens/probe"]), list(rows[metric]),
-                       path, metric, f"{metric} vs prompt tokens per probe (each run's probes)")
+    return pareto_plot(labels, list(rows[x]), list(rows[metric]), path, metric,
+                       f"{metric} vs {x.split('_')[0]} tokens per probe (each run's probes)")
 
 
 def _component_name(config: dict[str, Any], key: str) -> str:
