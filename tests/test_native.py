@@ -240,6 +240,14 @@ def test_turn_before_its_session_start_is_an_error(tmp_path: Path) -> None:
         lambda c: c["sessions"][0]["turns"][1].update(at="2024-03-01T08:59:59Z")))
     assert "field 'sessions[0].turns[1].at': turn time 2024-03-01T08:59:59Z is before" in message
 
+    def untimed_after_timed(c: dict[str, Any]) -> None:
+        first, second = c["sessions"][0]["turns"]
+        first["at"] = "2024-03-01T09:05:00Z"
+        second.pop("at")
+    message = load_error(tmp_path, mutated(untimed_after_timed))
+    assert ("field 'sessions[0].turns[1].at': turn time 2024-03-01T09:00:00Z (its session's "
+            "start, which a turn without `at` takes) is before") in message
+
 
 def test_unknown_field_and_role_are_errors(tmp_path: Path) -> None:
     message = load_error(tmp_path, mutated(lambda c: c["probes"][0].update(
@@ -285,6 +293,26 @@ def test_format_and_version_are_checked(tmp_path: Path) -> None:
     csv.write_text("a,b\n")
     with pytest.raises(DatasetError, match=r"x\.csv: unknown file type '\.csv'; use \.json or "):
         load_native(csv)
+
+
+def test_byte_order_marks_and_ndjson_files_are_read(tmp_path: Path) -> None:
+    """What Windows editors and other tools write: a UTF-8 byte-order mark, the .ndjson
+    or upper-case suffix."""
+    lines = write_jsonl(tmp_path / "mine.jsonl", minimal_conversation()).read_bytes()
+    for name in ("bom.jsonl", "chats.ndjson", "CHATS.JSONL"):
+        path = tmp_path / name
+        path.write_bytes((b"\xef\xbb\xbf" if name.startswith("bom") else b"") + lines)
+        assert load_native(path)["c1"].probes[0].answer == "figs"
+    whole = tmp_path / "bom.json"
+    whole.write_bytes(b"\xef\xbb\xbf" + json.dumps(
+        {"format": FORMAT, "version": VERSION, "conversations": [minimal_conversation()]}
+    ).encode())
+    assert load_native(whole)["c1"].probes[0].answer == "figs"
+    broken = tmp_path / "cut.jsonl"  # a raw line break inside a string
+    broken.write_bytes(lines.replace(b"I love figs.", b"I love\tfigs."))
+    with pytest.raises(DatasetError) as info:
+        load_native(broken)
+    assert str(info.value).endswith(": Invalid control character")
 
 
 def test_json_file_records_are_conversation_indexes(tmp_path: Path) -> None:

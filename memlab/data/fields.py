@@ -56,7 +56,7 @@ def read_json(path: str | Path) -> Any:
     """Parse a whole JSON file; invalid JSON names line and column."""
     p = open_path(path)
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = p.read_bytes().decode("utf-8-sig")  # a byte-order mark is not content
     except UnicodeDecodeError as exc:
         raise DatasetError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", path=p) from None
     return loads_strict(text, p, None)
@@ -71,7 +71,7 @@ def jsonl_lines(p: Path) -> Iterable[tuple[int, Any]]:
     """``(line number, record)`` of a JSON Lines file, blank lines skipped."""
     lineno = 0
     try:
-        with p.open("r", encoding="utf-8") as fh:
+        with p.open("r", encoding="utf-8-sig") as fh:
             for lineno, line in enumerate(fh, start=1):
                 if line.strip():
                     yield lineno, loads_strict(line, p, f"line {lineno}")
@@ -87,7 +87,8 @@ def loads_strict(text: str, path: Path, record: str | None) -> Any:
     except json.JSONDecodeError as exc:
         at = (f"line {exc.lineno}, column {exc.colno}" if record is None
               else f"column {exc.colno}")
-        raise DatasetError(f"invalid JSON at {at}: {exc.msg}", path=path,
+        reason = exc.msg.removesuffix(" at")  # "Invalid control character at" + position
+        raise DatasetError(f"invalid JSON at {at}: {reason}", path=path,
                            record=record) from None
     except RecursionError:
         raise DatasetError("JSON nested too deeply to read", path=path, record=record) from None

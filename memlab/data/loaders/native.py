@@ -69,12 +69,13 @@ _KEYS = {
 def load_native(path: str | Path) -> Dataset:
     """Read a memlab-conversations file (``.json`` or ``.jsonl``) into a Dataset."""
     p = open_path(path)
-    if p.suffix == ".jsonl":
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
         header, records = _jsonl_records(p)
-    elif p.suffix == ".json":
+    elif p.suffix.lower() == ".json":
         header, records = _json_records(p)
     else:
-        raise DatasetError(f"unknown file type {p.suffix!r}; use .json or .jsonl", path=p)
+        raise DatasetError(f"unknown file type {p.suffix!r}; use .json or .jsonl (or .ndjson)",
+                           path=p)
     dataset = Dataset(
         name=header.get("name", str, p.stem),
         conversations=tuple(_conversation(raw, p, record) for record, raw in records),
@@ -272,7 +273,9 @@ def _check_conversation(c: Conversation, p: Path, record: str | int | None, *,
                 raise fail(f"turn says session {t.session_id!r} but sits in {s.id!r}",
                            f"{where}.session_id")
             if t.at < s.started_at or (last_at is not None and t.at < last_at):
-                raise fail(f"turn time {_utc(t.at)} is before its session start or "
+                own = " (its session's start, which a turn without `at` takes)" \
+                    if t.at == s.started_at else ""
+                raise fail(f"turn time {_utc(t.at)}{own} is before its session start or "
                            "the previous turn; turns must be in time order", f"{where}.at")
             last_at = t.at
     probe_ids: set[str] = set()
