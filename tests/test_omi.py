@@ -473,3 +473,20 @@ def test_example_sessions_depend_on_the_timeout(timeout: float, sessions: int) -
     ds = load_omi(DATA / "transcripts.json", conversation_timeout=timeout)
     assert ds.stats()["sessions"] == sessions
     assert ds.metadata["conversation_timeout"] == effective_timeout(timeout)
+
+
+def test_stats_and_probes_pass_loader_options(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m memlab.data stats omi=FILE --option probes_path=...` counts the probes a
+    run would see (without the option the OMI loader has none to count)."""
+    from memlab.data.__main__ import main
+
+    transcripts = f"omi={DATA / 'transcripts.json'}"
+    assert main(["stats", transcripts, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["probes"] == 0
+    assert main(["stats", transcripts, "--option", f"probes_path={DATA / 'probes.jsonl'}",
+                 "--option", "conversation_timeout=14400", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["probes"] == 8 and row["conversations"] == 2
+    assert main(["stats", "--option", "conversation_timeout=300"]) == 2
+    assert "applies to the datasets named" in capsys.readouterr().err

@@ -30,18 +30,30 @@ DEFAULTS: list[tuple[str, Path]] = [
 ]
 
 
-def dataset_stats(specs: list[tuple[str, Path]]) -> list[dict[str, Any]]:
-    """Load each ``(loader name, path)`` and return its statistics with load time."""
+def dataset_stats(specs: list[tuple[str, Path]],
+                  options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Load each ``(loader name, path)`` (with the loader ``options``, e.g. OMI's
+    ``probes_path``) and return its statistics with load time."""
     rows = []
     for name, path in specs:
         start = time.perf_counter()
-        dataset = load_dataset(name, path=path)
+        dataset = load_dataset(name, path=path, **(options or {}))
         stats = dataset.stats()
         stats["loader"] = name
         stats["path"] = str(path)
         stats["load_seconds"] = round(time.perf_counter() - start, 3)
         rows.append(stats)
     return rows
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of a loader option, the value read as YAML (argparse type)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
 
 
 def _parse_spec(text: str) -> tuple[str, Path]:
@@ -76,7 +88,7 @@ def _probes(args: argparse.Namespace) -> int:
         print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
         return 2
     name, path = args.source
-    dataset = load_dataset(name, path=path)
+    dataset = load_dataset(name, path=path, **dict(args.option))
     generated, report = generate_probes(
         dataset, parse_llm(args.llm) if args.llm else None, per_session=args.per_session,
         max_sessions=args.max_sessions, conversations=args.conversations, seed=args.seed,
@@ -136,11 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("datasets", nargs="*", type=_parse_spec, metavar="NAME=PATH",
                        help="datasets to load (default: every known dataset that exists)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    option_help = ("a loader option, e.g. probes_path=probes.jsonl or conversation_timeout="
+                   "300 for omi (repeatable; the value is read as YAML)")
+    stats.add_argument("--option", action="append", type=_option, default=[],
+                       metavar="KEY=VALUE", help=option_help)
     probes = sub.add_parser("probes", help="write recall probes for a dataset's sessions with "
                             "an LLM (for chats that have no questions)")
     probes.add_argument("source", type=_source, metavar="NAME[=PATH]",
                         help="the dataset: a loader name, with its file after '='")
     probes.add_argument("--out", required=True, help="memlab file to write (.json or .jsonl)")
+    probes.add_argument("--option", action="append", type=_option, default=[],
+                        metavar="KEY=VALUE", help=option_help)
     probes.add_argument("--llm", help="a catalog model (qwen2.5-coder-1.5b), a .gguf path, a "
                         "backend name, or YAML '{name: ollama, params: {model: qwen3:4b}}' "
                         "(default: the embedded 0.5B)")
@@ -177,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
 
+    if args.option and not args.datasets:
+        print("error: --option applies to the datasets named as NAME=PATH", file=sys.stderr)
+        return 2
     specs = args.datasets or [(n, p) for n, p in DEFAULTS if p.exists()]
     if not specs:
         print("no datasets found; name one as NAME=PATH", file=sys.stderr)
         return 2
     try:
-        rows = dataset_stats(specs)
+        rows = dataset_stats(specs, dict(args.option))
     except MemlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
