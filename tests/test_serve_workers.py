@@ -95,6 +95,16 @@ def test_two_workers_share_one_postgres_store(postgres, pg_table, tmp_path: Path
                 if len(pids) == 2:
                     break
         assert len(pids) == 2, "requests reached only one worker"
+        # writes racing through both workers get distinct ids: none overwrites another
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            added = list(pool.map(lambda n: _post(url, "/memory/add", {
+                "content": f"Alice's note number {n}", "memory_type": "archival",
+                "user_id": "alice"})["id"], range(12)))
+        assert len(set(added)) == 12, added
+        listed = httpx.get(f"{url}/memory/list", params={"user_id": "alice", "limit": 100},
+                           timeout=60).json()
+        assert {m["content"] for m in listed["memories"]} >= {
+            f"Alice's note number {n}" for n in range(12)}
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -108,3 +118,16 @@ def test_several_workers_without_a_shared_store_are_refused(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "--workers 2 needs memory.store set to a shared store" in done.stderr
     assert "SqliteStore" in done.stderr
+
+
+def test_several_workers_with_a_memory_that_keeps_no_store_are_refused(tmp_path: Path) -> None:
+    """flat memory is rebuilt from the log in each process: a store in the settings does
+    not make it shared (it never writes there)."""
+    settings = _settings(tmp_path, {"name": "pgvector",
+                                    "params": {"dsn": "postgresql://nobody@127.0.0.1:1/x"}})
+    done = subprocess.run(
+        [sys.executable, "-m", "memlab.serve", "--config", str(settings), "--experiment",
+         str(ROOT / "experiments" / "agent-best.yaml"), "--port", str(free_port()),
+         "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "--workers 2: memory 'flat' keeps no store" in done.stderr

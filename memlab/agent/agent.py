@@ -123,7 +123,7 @@ class MemoryAgent:
             if not completion.ok:
                 raise BackendUnavailable(str(completion.error), backend=self.backend)
             answered = support.now()
-            session_id = f"s{self.log.sessions(user_id) + 1}"
+            session_id = f"s{self.log.next_session(user_id)}"
             self._remember_exchange(memory, user_id, session_id, message, completion.text,
                                     asked, answered)
         used = ([core] if core else []) + kept + recent
@@ -149,7 +149,7 @@ class MemoryAgent:
             if memory_type == "core":
                 check_core_size(memory, content)
             at = support.utc(at) or support.now()
-            session_id = f"m{self.log.sessions(user_id) + 1}"
+            session_id = f"m{self.log.next_session(user_id)}"
             unit = self._add(memory, user_id, session_id, content, memory_type, at)
             self.log.append(user_id, session_id, "memory", memory_type, content, at,
                             {"unit_id": unit.id})
@@ -227,7 +227,7 @@ class MemoryAgent:
         of the user's memory with their original times, and log them; the session id."""
         user_id = check_user(user_id)
         with self._using(user_id) as memory:
-            session_id = f"s{self.log.sessions(user_id) + 1}"
+            session_id = f"s{self.log.next_session(user_id)}"
             session = session_from_rows(session_id, user_id, rows)
             with llm_errors(self.backend):
                 memory.ingest(session)

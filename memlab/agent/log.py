@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS messages (
     meta TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_user ON messages (user_id, seq);
+CREATE TABLE IF NOT EXISTS session_numbers (user_id TEXT PRIMARY KEY, last INTEGER NOT NULL);
 """
 KINDS = ("chat", "memory")
 
@@ -36,15 +37,14 @@ class ConversationLog:
     """Append-only messages per user (``kind`` chat or memory) in one SQLite file.
 
     The file is opened on first use and again after :meth:`close`. Each user's session
-    ids are read once and then kept in step with :meth:`append` (counting them in SQL on
-    every new memory made ``add_memory`` slower as a memory grew: O(n) per call).
+    numbers come from :meth:`next_session`, one row per user reserved in a write
+    transaction, so server processes sharing the file never hand out the same one.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
-        self._sessions: dict[str, set[str]] = {}
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -69,8 +69,6 @@ class ConversationLog:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (user_id, session_id, kind, role, content, at.isoformat(),
                  json.dumps(meta or {}, ensure_ascii=False, default=str)))
-            if user_id in self._sessions:
-                self._sessions[user_id].add(session_id)
 
     def messages(self, user_id: str | None = None, kind: str | None = None
                  ) -> list[dict[str, Any]]:
@@ -109,15 +107,28 @@ class ConversationLog:
             rows = self._conn.execute("SELECT DISTINCT user_id FROM messages ORDER BY user_id")
             return [r[0] for r in rows]
 
-    def sessions(self, user_id: str) -> int:
-        """How many sessions (chat exchanges and explicit memories) the user has."""
+    def next_session(self, user_id: str) -> int:
+        """A session number for ``user_id`` (a chat exchange or an explicit memory) that no
+        process sharing this file has been given before: 1, 2, ... in the order asked. A
+        user of a log written before numbers were kept continues after the sessions it
+        holds. O(1) per call, one short write transaction."""
         with self._lock:
-            known = self._sessions.get(user_id)
-            if known is None:
-                rows = self._conn.execute(
-                    "SELECT DISTINCT session_id FROM messages WHERE user_id = ?", (user_id,))
-                known = self._sessions[user_id] = {r[0] for r in rows}
-            return len(known)
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first: read and bump as one
+            try:
+                row = conn.execute("SELECT last FROM session_numbers WHERE user_id = ?",
+                                   (user_id,)).fetchone()
+                last = int(row[0]) if row is not None else int(conn.execute(
+                    "SELECT COUNT(DISTINCT session_id) FROM messages WHERE user_id = ?",
+                    (user_id,)).fetchone()[0])
+                conn.execute("INSERT INTO session_numbers (user_id, last) VALUES (?, ?) "
+                             "ON CONFLICT (user_id) DO UPDATE SET last = excluded.last",
+                             (user_id, last + 1))
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return last + 1
 
     def count(self) -> int:
         with self._lock:
@@ -128,4 +139,3 @@ class ConversationLog:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-            self._sessions.clear()

@@ -98,10 +98,22 @@ def _check_workers(workers: int, settings: object) -> None:
 
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if workers == 1:
+        return
     store = build("store", user_store(settings, "check"))  # type: ignore[arg-type]
-    if workers > 1 and not hasattr(store, "version"):
+    if not hasattr(store, "version"):
         raise ConfigError(f"--workers {workers} needs memory.store set to a shared store "
                           f"that tracks changes (pgvector); {type(store).__name__} does not")
+    from memlab.eval.config import load_config
+    from memlab.memory import registry
+
+    memory = load_config(settings.experiment).memory  # type: ignore[attr-defined]
+    name = "flat" if memory is None else memory.name
+    if "store" not in {p.name for p in registry.params(name)}:
+        raise ConfigError(f"--workers {workers}: memory '{name}' keeps no store (each process "
+                          "would rebuild it from the conversation log and hold its own copy, "
+                          "blind to the others' writes); run one worker, or a memory with a "
+                          "store (tiered, extracted)")
 
 
 def _check_exposure(host: str, api_key: str | None) -> None:

@@ -11,8 +11,10 @@ Usage::
     with LocalPostgres() as pg:
         store = PgvectorStore(dsn=pg.dsn)
 
-``python -m memlab.testing.postgres --port 5432 --root DIR`` keeps one in the foreground
-(the data directory survives when ``--root`` is given).
+``python -m memlab.testing.postgres --port 5432 --root DIR [--database mlflow --database
+memlab]`` keeps one in the foreground, with each database named (default ``memlab``), and
+prints one DSN per database; Ctrl-C or ``kill`` (SIGTERM) stops the server (the data
+directory survives when ``--root`` is given).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -129,14 +133,16 @@ class LocalPostgres:
     def __exit__(self, *_: Any) -> None:
         self.stop()
 
-    def _create_database(self) -> None:
+    def _create_database(self, name: str | None = None) -> None:
+        """Create the database ``name`` (default: this server's own) unless it exists."""
         import psycopg
 
+        name = name or self.database
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                  (self.database,)).fetchone()
+                                  (name,)).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{self.database}"')
+                conn.execute(f'CREATE DATABASE "{name}"')
 
     def _own(self, path: Path) -> None:
         if os.geteuid() == 0:
@@ -152,8 +158,12 @@ class LocalPostgres:
         if done.returncode != 0:
             log = self._dir / "postgres.log" if self._dir else None
             tail = log.read_text()[-2000:] if log and log.is_file() else ""
+            hint = (f" (PostgreSQL refuses to run as root, so it runs as {_RUN_AS!r}, which "
+                    f"must be able to reach and write {self._dir}: choose a --root whose every "
+                    "parent directory it may enter, e.g. a new folder in /tmp or /srv)"
+                    if as_user and "Permission denied" in done.stderr else "")
             raise MemlabError(f"local PostgreSQL: {program} failed ({done.returncode}): "
-                              f"{done.stderr.strip()[-2000:]}\n{tail}")
+                              f"{done.stderr.strip()[-2000:]}{hint}\n{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,15 +171,29 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=5432)
     parser.add_argument("--root", default=None, help="data directory (kept); default: temp")
-    parser.add_argument("--database", default="memlab")
+    parser.add_argument("--database", action="append", metavar="NAME",
+                        help="a database to create (repeatable; default memlab)")
     args = parser.parse_args(argv)
-    with LocalPostgres(root=args.root, port=args.port, database=args.database) as pg:
-        print(pg.dsn, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    names = list(dict.fromkeys(args.database or ["memlab"]))
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt  # leaves the with block, which stops the server
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with LocalPostgres(root=args.root, port=args.port, database=names[0]) as pg:
+            for name in names[1:]:
+                pg._create_database(name)
+            for name in names:
+                print(pg.url(name), flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    except MemlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
