@@ -131,6 +131,15 @@ def test_the_cli_runs_through_ray(cluster: LocalRay, tmp_path: Path) -> None:
                           "--address", cluster.address], capture_output=True, text=True,
                          timeout=300, cwd=ROOT)
     assert bad.returncode == 2 and "--address needs --executor ray" in bad.stderr
+    # a resource no node has: refused at once, not left pending at 0 % for ever
+    pending = subprocess.run([sys.executable, "-m", "memlab.eval", "run", str(path), "--out",
+                              str(tmp_path / "pending"), "--no-mlflow", "--executor", "ray",
+                              "--address", cluster.address, "--task-resources",
+                              '{"llm": 1}'], capture_output=True, text=True, timeout=300,
+                             cwd=ROOT)
+    assert pending.returncode == 2, pending.stderr[-2000:]
+    assert "no node of the cluster has what one task asks for (CPU 1, llm 1)" in pending.stderr
+    assert "CPU 2" in pending.stderr
 
 
 @pytest.fixture

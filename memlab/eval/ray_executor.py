@@ -68,7 +68,32 @@ class RayExecutor:
                      runtime_env={"env_vars": env}, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
             self._started = True
+        try:
+            self._check_fits(ray)
+        except ConfigError:
+            self.__exit__()
+            raise
         return self
+
+    def _check_fits(self, ray: Any) -> None:
+        """A ConfigError when no alive node has what one task asks for (Ray would leave
+        the tasks pending, the run sitting at 0 % without a word)."""
+        wanted = {"CPU": self.task_cpus, "GPU": self.task_gpus, **(self.resources or {})}
+        wanted = {name: amount for name, amount in wanted.items() if amount}
+        nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+        if any(all(have.get(name, 0) >= amount for name, amount in wanted.items())
+               for have in nodes):
+            return
+        shown = "; ".join(", ".join(f"{k} {v:g}" for k, v in sorted(have.items())
+                                    if not k.startswith(("node:", "memory",
+                                                         "object_store_memory")))
+                          for have in nodes) or "none"
+        raise ConfigError(
+            f"ray executor: no node of the cluster has what one task asks for "
+            f"({', '.join(f'{k} {v:g}' for k, v in wanted.items())}); its nodes have: "
+            f"{shown}. Join a node that has it (e.g. `ray start --address HEAD:6379 "
+            f"--resources '{{\"llm\": 2}}'`) or ask for less (--task-cpus, --task-gpus, "
+            f"--task-resources)")
 
     def __exit__(self, *_: Any) -> None:
         if self._started:
