@@ -237,8 +237,13 @@ def test_the_agent_prefers_the_installed_1_5b_and_says_so(
     named = _agent(tmp_path / "c", **{"model.name": "qwen2.5-coder-0.5b"})
     assert named.config.answer.llm.params["model"] == "qwen2.5-coder-0.5b"
     assert "embedded_model" not in named.overrides
-    path = _agent(tmp_path / "d", **{"model.name": "/models/x.gguf"})
-    assert path.config.answer.llm.params["model_path"] == "/models/x.gguf"
+    gguf = tmp_path / "x.gguf"
+    gguf.write_bytes(b"GGUF")  # a file is all the mapping needs (nothing is loaded)
+    path = _agent(tmp_path / "d", **{"model.name": str(gguf)})
+    assert path.config.answer.llm.params["model_path"] == str(gguf)
+    with pytest.raises(ConfigError, match=r"model '/models/x\.gguf' .*: neither an embedded "
+                       r"model \(qwen2\.5-coder-0\.5b, qwen2\.5-coder-1\.5b\) nor a GGUF file"):
+        _agent(tmp_path / "e", **{"model.name": "/models/x.gguf"})
 
 
 def test_the_agent_leaves_its_own_refusals_out_of_the_next_prompt(tmp_path: Path) -> None:

@@ -135,10 +135,16 @@ def test_ollama_down_is_503_with_the_reason_then_recovers(tmp_path: Path) -> Non
     assert down.json()["backend"] == "ollama"
     assert down.json()["detail"].startswith(f"cannot reach Ollama at http://127.0.0.1:{port}")
     assert "ollama serve" in down.json()["detail"]
-    assert client.get("/status").json()["backend"]["reachable"] is False
+    status = client.get("/status")  # a health check sees it: 503, degraded, the reason
+    assert status.status_code == 503 and status.json()["status"] == "degraded"
+    assert status.json()["backend"]["reachable"] is False
+    assert status.json()["problems"] == [f"model backend: {status.json()['backend']['detail']}"]
     with FakeOllama(port=port):
         up = client.post("/chat", json={"message": "Are you there?", "user_id": "gus"})
         assert up.status_code == 200 and up.json()["message"] == "You said: Are you there?"
+        healthy = client.get("/status")
+        assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
+        assert healthy.json()["problems"] == []
     found = client.post("/memory/search", json={"query": "Are you there?", "user_id": "gus"})
     assert {r["content"] for r in found.json()["results"]} == {
         "gus: Are you there?", "assistant: You said: Are you there?"}

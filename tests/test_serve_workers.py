@@ -131,3 +131,25 @@ def test_several_workers_with_a_memory_that_keeps_no_store_are_refused(tmp_path:
          "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "--workers 2: memory 'flat' keeps no store" in done.stderr
+
+
+def test_a_shared_store_that_does_not_answer_or_a_model_that_is_not_there_fail_the_start(
+        tmp_path: Path) -> None:
+    """Not the first memory request (or chat) hours later: the server refuses to start."""
+    closed = free_port()
+    settings = _settings(tmp_path, {"name": "pgvector", "params": {
+        "dsn": f"postgresql://nobody@127.0.0.1:{closed}/memlab"}})
+    done = subprocess.run(
+        [sys.executable, "-m", "memlab.serve", "--config", str(settings), "--port",
+         str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert f"pgvector store postgresql://nobody@127.0.0.1:{closed}/memlab: cannot open" \
+        in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "memlab.serve", "--config", str(_settings(tmp_path, None)),
+         "--backend", "llamacpp", "--model", "qwen9-nonexistent", "--port",
+         str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert ("model 'qwen9-nonexistent' (--model, settings model.name, MEMLAB_MODEL): neither "
+            "an embedded model (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b) nor a GGUF file"
+            ) in done.stderr

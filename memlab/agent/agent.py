@@ -354,9 +354,9 @@ class MemoryAgent:
             try:
                 yield memory
             finally:
-                self._versions[user_id] = self._store_version(user_id)
+                self._versions[user_id] = self.store_version(user_id)
 
-    def _store_version(self, user_id: str) -> int | None:
+    def store_version(self, user_id: str = DEFAULT_USER) -> int | None:
         """The shared store's write counter for ``user_id`` (None: the store has none)."""
         if self._probe is None:
             from memlab.agent.build import user_store
@@ -373,7 +373,7 @@ class MemoryAgent:
         the caller holds the user's lock."""
         memory = self._memories.get(user_id)
         if memory is not None and user_id in self._versions and \
-                self._store_version(user_id) != self._versions[user_id]:
+                self.store_version(user_id) != self._versions[user_id]:
             self._memories.discard(user_id)  # another process wrote to it: reload
             memory = None
         if memory is None:

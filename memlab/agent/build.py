@@ -84,6 +84,10 @@ def _apply_model(config: ExperimentConfig, settings: AgentSettings,
         from memlab.llm.models import CATALOG
 
         name_key = "model" if model.name in CATALOG else name_key  # a name, else a GGUF path
+        if name_key != "model" and not Path(model.name).expanduser().is_file():
+            raise ConfigError(f"model {model.name!r} (--model, settings model.name, "
+                              f"MEMLAB_MODEL): neither an embedded model ({', '.join(CATALOG)}) "
+                              "nor a GGUF file")
     for key, value in ((name_key, model.name), (window_key, model.context_window),
                        (host_key, model.host)):
         if key is not None and value is not None:

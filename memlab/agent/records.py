@@ -103,8 +103,13 @@ def status(agent: Any) -> dict[str, Any]:
 
     answer = agent.config.answer
     assert answer is not None
+    backend = backend_health(agent)
+    store = store_health(agent)
+    problems = ([f"model backend: {backend['detail']}"] if backend["reachable"] is False
+                else []) + ([f"memory store: {store['detail']}"] if not store["ok"] else [])
     return {
-        "status": "ok",
+        "status": "degraded" if problems else "ok",
+        "problems": problems,
         "uptime_seconds": round(time.time() - agent.started, 3),
         "process": os.getpid(),
         "config": agent.config.name,
@@ -113,14 +118,25 @@ def status(agent: Any) -> dict[str, Any]:
         "model": {"backend": answer.llm.name, "params": _jsonable(agent.llm.params()),
                   "max_tokens": answer.max_answer_tokens, "template": answer.template.name,
                   "embedded": agent.overrides.get("embedded_model")},
-        "backend": backend_health(agent),
+        "backend": backend,
         "memory": {"architecture": agent.memory_name,
                    "params": _jsonable(agent.memory_params),
                    "data_dir": str(agent.data_dir),
                    "archival_path": str(agent.settings.archival_path()),
                    "store": user_store(agent.settings, "")["name"],
+                   "store_ok": store["ok"],
                    "users": len(agent.users()), "messages": agent.log.count()},
     }
+
+
+def store_health(agent: Any) -> dict[str, Any]:
+    """Whether the shared store (pgvector) answers: its write counter is read, which needs
+    a connection; the local SQLite store has nothing to reach."""
+    try:
+        agent.store_version()
+    except MemlabError as exc:
+        return {"ok": False, "detail": str(exc)}
+    return {"ok": True, "detail": "ok"}
 
 
 def backend_health(agent: Any) -> dict[str, Any]:

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             key: getattr(args, flag) for flag, key in _FLAGS.items()})
         _check_exposure(settings.server.host, settings.server.api_key)
         _check_workers(args.workers, settings)
+        _check_shared_store(settings)
         app = build_app(settings) if args.workers == 1 else None
     except MemlabError as exc:
         print(f"memlab.serve: {exc}", file=sys.stderr)
@@ -114,6 +115,20 @@ def _check_workers(workers: int, settings: object) -> None:
                           "would rebuild it from the conversation log and hold its own copy, "
                           "blind to the others' writes); run one worker, or a memory with a "
                           "store (tiered, extracted)")
+
+
+def _check_shared_store(settings: object) -> None:
+    """A shared store (pgvector) is asked once before serving: a wrong DSN, role or
+    database fails the start, not the first memory request."""
+    from memlab.agent.build import user_store
+    from memlab.spec import build
+
+    store = build("store", user_store(settings, "check"))  # type: ignore[arg-type]
+    if hasattr(store, "version"):
+        try:
+            store.version()
+        finally:
+            store.close()
 
 
 def _check_exposure(host: str, api_key: str | None) -> None:

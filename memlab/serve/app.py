@@ -126,10 +126,17 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
         """Delete one of the user's memories (a core id clears the whole core block)."""
         return agent.delete_memory(memory_id, user_id)
 
-    @app.get("/status", response_model=s.StatusResponse, dependencies=guard, tags=["status"])
-    def status() -> dict[str, Any]:
-        """Configuration, model backend health and memory counts."""
-        return agent.status()
+    @app.get("/status", response_model=s.StatusResponse, dependencies=guard, tags=["status"],
+             responses={503: {"model": s.StatusResponse,
+                              "description": "degraded: the model backend or the shared "
+                                             "memory store does not answer (see problems)"}})
+    def status() -> Any:
+        """Configuration, model backend and store health, and memory counts; 503 when
+        something chat needs does not answer, so a health check sees it."""
+        report = agent.status()
+        if report["status"] != "ok":
+            return JSONResponse(jsonable_encoder(report), status_code=503)
+        return report
 
 
 def _handlers(app: FastAPI) -> None:

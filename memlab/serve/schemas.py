@@ -141,7 +141,9 @@ class ConsolidateResponse(BaseModel):
 
 class StatusResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
-    status: str
+    status: Literal["ok", "degraded"]
+    problems: list[str] = Field(default_factory=list,
+                                description="what does not answer when degraded")
     uptime_seconds: float
     process: int = Field(description="pid of the server worker that answered")
     config: str
