@@ -315,3 +315,29 @@ def test_agent_best_yaml_runs_the_best_retrieval_and_rebuilds_it_after_a_restart
     again = _agent(tmp_path, config=config)
     assert again.search_memory("Which city does my sister live in?", 3, "dana") == hits
     assert again.search_memory("Which city does my sister live in?", 3, "erin") == []
+
+
+def test_adding_to_core_says_what_it_replaced_kept_or_evicted(tmp_path: Path) -> None:
+    """A changed fact updates the core block (the old line goes), the same fact again is
+    reported as no change, and lines pushed out of the block's budget are named."""
+    agent = _agent(tmp_path)
+    first = agent.add_memory("Hana's phone number is 555 1234 and she prefers calls after 6pm",
+                             "core", user_id="hana")
+    assert (first["changed"], first["replaced"], first["evicted"]) == (True, [], [])
+    update = agent.add_memory("Hana's phone number is 555 9876 and she prefers calls after "
+                              "6pm", "core", user_id="hana")
+    assert update["replaced"] == ["Hana's phone number is 555 1234 and she prefers calls "
+                                  "after 6pm"] and update["changed"] is True
+    same = agent.add_memory("hana's phone number is 555 9876 and she prefers calls after 6pm",
+                            "core", user_id="hana")
+    assert same["changed"] is False and same["id"] == update["id"]
+    listed = agent.list_memories("hana", "core")["memories"]
+    assert "555 9876" in listed[0]["content"] and "555 1234" not in listed[0]["content"]
+    facts = [" ".join(f"w{n}x{j}" for j in range(6)) for n in range(40)]  # no shared word
+    for fact in facts:  # the block keeps its 200-token budget: the oldest lines go, named
+        added = agent.add_memory(fact, "core", user_id="hana")
+        if added["evicted"]:
+            break
+    assert added["evicted"] and "555 9876" in added["evicted"][0]
+    archival = agent.add_memory("Hana likes figs", "archival", user_id="hana")
+    assert "changed" not in archival  # only core reports what the block did

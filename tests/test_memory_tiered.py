@@ -237,3 +237,31 @@ def test_summaries_dated_at_consolidation_let_an_hnsw_graph_grow_without_rebuild
     with pytest.raises(ConfigError, match="date_summaries 'wall_clock' is not known; valid "
                        "choices: latest_turn, consolidation"):
         _memory(ScriptedLLM(), date_summaries="wall_clock").ingest(sessions[0])
+
+
+def test_a_near_repeat_in_core_is_an_update_or_skipped_as_configured() -> None:
+    """"Phone 555 9876" after "phone 555 1234" (Jaccard 0.8) replaces the old line as the
+    newest one; the same words again change nothing; with ``core_repeat: skip`` the old
+    value stays (the behaviour before session 27). Each add says what it did."""
+    old = "Hana's phone number is 555 1234 and she prefers calls after 6pm"
+    new = "Hana's phone number is 555 9876 and she prefers calls after 6pm"
+    other = "Hana is vegetarian"
+    memory = _memory(ScriptedLLM(), auto_consolidate=False)
+    memory.remember(old, "core", at(1))
+    memory.remember(other, "core", at(1, 1))
+    unit = memory.remember(new, "core", at(1, 2))
+    assert unit.text == f"- {other}\n- {new}" and unit.id == "core/3"
+    assert memory.core_change.replaced == ((old, new),) and not memory.core_change.evicted
+    again = memory.remember(new.upper(), "core", at(1, 3))  # the same words
+    assert again.id == "core/3" and memory.core_change.skipped == (new.upper(),)
+    assert memory.search("x", 5, at(1, 1))[0].unit.text == f"- {old}\n- {other}"  # as of then
+    keep = _memory(ScriptedLLM(), auto_consolidate=False, core_repeat="skip")
+    keep.remember(old, "core", at(1))
+    assert keep.remember(new, "core", at(1, 2)).text == f"- {old}"
+    assert keep.core_change.skipped == (new,)
+    small = _memory(ScriptedLLM(), auto_consolidate=False, core_tokens=14)
+    small.remember(other, "core", at(1))
+    small.remember("Hana works night shifts as a nurse at the city hospital", "core", at(1, 1))
+    assert small.core_change.evicted == (other,)
+    with pytest.raises(ConfigError, match="core_repeat"):
+        _memory(ScriptedLLM(), core_repeat="merge").check_params()

@@ -37,7 +37,8 @@ def test_seed_requests_and_responses(tmp_path: Path) -> None:
     assert added.status_code == 200
     assert added.json() | {"timestamp": None} == {
         "status": "ok", "id": "m1", "user_id": "default", "memory_type": "archival",
-        "content": "User prefers async programming", "timestamp": None}
+        "content": "User prefers async programming", "timestamp": None,
+        "changed": True, "replaced": [], "evicted": []}
     found = client.post("/memory/search", headers=KEY,
                         json={"query": "async programming preferences", "limit": 5})
     assert found.status_code == 200

@@ -153,8 +153,14 @@ class MemoryAgent:
             unit = self._add(memory, user_id, session_id, content, memory_type, at)
             self.log.append(user_id, session_id, "memory", memory_type, content, at,
                             {"unit_id": unit.id})
-        return {"status": "ok", "id": unit.id, "user_id": user_id, "memory_type": memory_type,
-                "content": content, "timestamp": at.isoformat()}
+            change = getattr(memory, "core_change", None) if memory_type == "core" else None
+        added = {"status": "ok", "id": unit.id, "user_id": user_id, "memory_type": memory_type,
+                 "content": content, "timestamp": at.isoformat()}
+        if change is not None:  # what the core block did with it
+            added.update(changed=content not in change.skipped,
+                         replaced=[old for old, _ in change.replaced],
+                         evicted=list(change.evicted))
+        return added
 
     def add_memories(self, contents: Sequence[str], memory_type: str = "archival",
                      user_id: str = DEFAULT_USER) -> list[dict[str, Any]]:

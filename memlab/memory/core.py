@@ -2,9 +2,12 @@
 
 Letta keeps a small editable block (the "human" and "persona" facts) in every prompt.
 Here it is a list of lines, each with the turns it came from, capped at ``max_tokens``
-Qwen tokens: new lines are appended, a line that nearly repeats one already there
-(word-set Jaccard >= ``similarity``) is skipped, and the oldest lines go first when the
-block outgrows its budget. Every change makes a new *version* - a ``core`` memory unit
+Qwen tokens: new lines are appended; a line that nearly repeats one already there
+(word-set Jaccard >= ``similarity``) replaces that line, as the newest one, when
+``repeat`` is ``replace`` (an update: "phone 555 9876" after "phone 555 1234"), or is
+dropped when it is ``skip``; a line with the very same words is dropped either way. The
+oldest lines go first when the block outgrows its budget. :attr:`CoreBlock.change` says
+what the last :meth:`CoreBlock.add` did. Every change makes a new *version* - a ``core`` memory unit
 dated when the change happened - so a search ``as_of`` a past time shows the block as
 it was then, and the block's source turn ids are those of its lines.
 """
@@ -22,6 +25,8 @@ from memlab.memory.support import merged_ids
 from memlab.tokens import count_tokens
 
 CORE_SESSION = "core"
+#: What a line nearly repeating one of the block does (see the module docstring).
+REPEATS = ("replace", "skip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +41,26 @@ class CoreLine:
         return {"text": self.text, "source_turn_ids": self.source_turn_ids, "at": self.at}
 
 
+@dataclass(frozen=True, slots=True)
+class CoreChange:
+    """What one :meth:`CoreBlock.add` did: lines replaced (old text, new text), new lines
+    dropped as repeats, old lines evicted to fit the budget."""
+
+    replaced: tuple[tuple[str, str], ...] = ()
+    skipped: tuple[str, ...] = ()
+    evicted: tuple[str, ...] = ()
+
+
 class CoreBlock:
     """Versions of the core block; ``at(as_of)`` is the version a prompt at that time shows."""
 
-    def __init__(self, max_tokens: int = 200, similarity: float = 0.8) -> None:
+    def __init__(self, max_tokens: int = 200, similarity: float = 0.8,
+                 repeat: str = "replace") -> None:
         self.max_tokens = max_tokens
         self.similarity = similarity
+        self.repeat = repeat
         self.versions: list[MemoryUnit] = []
+        self.change = CoreChange()
 
     def load(self, units: Sequence[MemoryUnit]) -> None:
         """Restore versions read back from a store."""
@@ -62,23 +80,39 @@ class CoreBlock:
                 for line in version.metadata.get("lines", [])]
 
     def add(self, new: Sequence[CoreLine]) -> MemoryUnit | None:
-        """Append ``new`` lines (skipping near-repeats); the new version, or None if unchanged."""
+        """Add ``new`` lines (a near-repeat replaces or is skipped, see ``repeat``); the new
+        version, or None if unchanged. :attr:`change` says what happened."""
         lines = self.lines()
         seen = [_words(line.text) for line in lines]
-        added = []
+        added, replaced, skipped = [], [], []
         for line in new:
             words = _words(line.text)
-            if not line.text.strip() or any(_jaccard(words, s) >= self.similarity for s in seen):
+            if not line.text.strip():
                 continue
-            lines.append(line)
+            close = next((n for n, s in enumerate(seen)
+                          if _jaccard(words, s) >= self.similarity), None)
+            if close is None:
+                lines.append(line)
+                seen.append(words)
+            elif self.repeat == "replace" and words != seen[close]:
+                replaced.append((lines[close].text, line.text))
+                del lines[close], seen[close]  # the update is the newest line: last to go
+                lines.append(line)
+                seen.append(words)
+            else:
+                skipped.append(line.text)
+                continue
             added.append(line)
-            seen.append(words)
+        kept = self._fit(lines)
+        self.change = CoreChange(tuple(replaced), tuple(skipped),
+                                 tuple(line.text for line in lines[:len(lines) - len(kept)]))
         if not added:
             return None
-        return self._commit(self._fit(lines), max(line.at for line in added))
+        return self._commit(kept, max(line.at for line in added))
 
     def _fit(self, lines: list[CoreLine]) -> list[CoreLine]:
-        """Drop the oldest lines until the block fits ``max_tokens`` (the newest always stays)."""
+        """Drop the oldest lines until the block fits ``max_tokens`` (the newest always
+        stays); the lines kept are a tail of ``lines``."""
         while len(lines) > 1 and count_tokens(_text(lines)) > self.max_tokens:
             lines = lines[1:]
         return lines

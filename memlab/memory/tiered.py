@@ -2,7 +2,8 @@
 
 - **core**: a few persistent facts, always first in what ``search`` returns (the prompt
   always has it); editable (:meth:`TieredMemory.remember` with ``"core"``) and versioned
-  (:mod:`memlab.memory.core`).
+  (:mod:`memlab.memory.core`); a line nearly repeating one there replaces it
+  (``core_repeat: replace``, an update) or is dropped (``skip``).
 - **recall**: every turn, in time order. The newest turns that fit ``recall_tokens``
   Qwen tokens are the in-context buffer, returned last by ``search`` in time order.
 - **archival**: the store's searchable part - every turn (``archive_turns``, as the
@@ -34,7 +35,7 @@ from memlab.llm.calls import CallRecords
 from memlab.memory import support
 from memlab.memory.base import ComponentSpec
 from memlab.memory.consolidation import Consolidated, Consolidator, groups
-from memlab.memory.core import CoreLine
+from memlab.memory.core import REPEATS, CoreChange, CoreLine
 from memlab.memory.tiers import TierState
 from memlab.retrieval.base import Hit
 from memlab.spec import Component
@@ -79,7 +80,7 @@ class TieredMemory(CallRecords, Component):
                  archive_turns: bool = True, llm: Any = None, llm_cache: str = "readwrite",
                  store: ComponentSpec = "memory", summary_max_tokens: int = 192,
                  facts_max_tokens: int = 256, template_dirs: Sequence[str] = (),
-                 date_summaries: str = "latest_turn") -> None:
+                 date_summaries: str = "latest_turn", core_repeat: str = "replace") -> None:
         self.retrieval = retrieval
         self.top_k = top_k
         self.relevance_threshold = relevance_threshold
@@ -97,6 +98,7 @@ class TieredMemory(CallRecords, Component):
         self.facts_max_tokens = facts_max_tokens
         self.template_dirs = template_dirs
         self.date_summaries = date_summaries
+        self.core_repeat = core_repeat
         self.records: list[dict[str, Any]] = []
         self._state: TierState | None = None
 
@@ -241,6 +243,11 @@ class TieredMemory(CallRecords, Component):
         state.put([unit], archival=True)
         return unit
 
+    @property
+    def core_change(self) -> CoreChange:
+        """What the last change to the core block did (replaced, skipped, evicted lines)."""
+        return self._ready().core.change
+
     def forget(self, unit_id: str) -> list[str]:
         """Delete a memory by id (any core version id clears the core block: every
         version); the ids deleted, none if there is no such memory."""
@@ -264,12 +271,14 @@ class TieredMemory(CallRecords, Component):
         support.check_values(self, {
             "consolidate_by": ("session", "batch"),
             "date_summaries": ("latest_turn", "consolidation"),
+            "core_repeat": REPEATS,
             "llm_cache": support.CACHE_MODES})
 
     def _ready(self) -> TierState:
         if self._state is None:
             self.check_params()
-            self._state = TierState(self.retrieval, self.store, self.core_tokens)
+            self._state = TierState(self.retrieval, self.store, self.core_tokens,
+                                    self.core_repeat)
         return self._state
 
     def _consolidator(self) -> Consolidator:

@@ -21,10 +21,11 @@ from memlab.memory.core import CoreBlock
 class TierState:
     """The tiers in RAM, mirrored to the store; the archival retriever indexed lazily."""
 
-    def __init__(self, retrieval: ComponentSpec, store: ComponentSpec, core_tokens: int) -> None:
+    def __init__(self, retrieval: ComponentSpec, store: ComponentSpec, core_tokens: int,
+                 core_repeat: str = "replace") -> None:
         self.retrieval = retrieval
         self.store = support.open_store(store)
-        self.core = CoreBlock(max_tokens=core_tokens)
+        self.core = CoreBlock(max_tokens=core_tokens, repeat=core_repeat)
         self._turns: dict[str, MemoryUnit] = {}
         self._others: dict[str, MemoryUnit] = {}  # summaries and notes
         self._sorted: list[MemoryUnit] | None = None

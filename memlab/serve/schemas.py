@@ -98,6 +98,12 @@ class AddMemoryResponse(BaseModel):
     memory_type: MemoryType
     content: str
     timestamp: str
+    changed: bool = Field(default=True, description="false: the memory already held this "
+                          "(a core line with the same words); nothing was stored")
+    replaced: list[str] = Field(default_factory=list, description="core lines this one "
+                                "replaced (a near-repeat is an update)")
+    evicted: list[str] = Field(default_factory=list, description="the oldest core lines "
+                               "dropped to keep the block within its token budget")
 
 
 class SearchResponse(BaseModel):
