@@ -15,6 +15,7 @@ from memlab.agent import (
     BackendUnavailable,
     InvalidRequest,
     MemoryAgent,
+    MemoryNotFound,
     from_config,
     load_settings,
 )
@@ -341,3 +342,39 @@ def test_adding_to_core_says_what_it_replaced_kept_or_evicted(tmp_path: Path) ->
     assert added["evicted"] and "555 9876" in added["evicted"][0]
     archival = agent.add_memory("Hana likes figs", "archival", user_id="hana")
     assert "changed" not in archival  # only core reports what the block did
+
+
+def test_a_deleted_chat_turn_leaves_the_log_and_flat_memory_can_delete_too(
+        tmp_path: Path) -> None:
+    """"Forget that I said it": a deleted turn's words leave memory *and* the conversation
+    log (an export no longer holds them, a flat memory rebuilt from the log neither);
+    flat memory, which cannot forget one unit, deletes the whole exchange."""
+    import sqlite3
+
+    tiered = _agent(tmp_path / "tiered", MockLLM(["Noted."]))
+    tiered.chat("My password is hunter2", user_id="ivan")
+    turn = next(u for u in tiered.memory_units("ivan")
+                if u.kind == "turn" and "hunter2" in u.text)
+    assert tiered.delete_memory(turn.id, "ivan")["deleted"] == [turn.id]
+    rows = sqlite3.connect(tmp_path / "tiered" / "data" / "conversations.db").execute(
+        "SELECT content FROM messages").fetchall()
+    assert ("My password is hunter2",) not in rows and ("[deleted]",) in rows
+    assert ("Noted.",) in rows  # the reply was not what was deleted
+
+    flat = _agent(tmp_path / "flat", MockLLM(["Noted."]), config=_flat_config())
+    flat.chat("My password is hunter2", user_id="ivan")
+    flat.chat("I like figs", user_id="ivan")
+    added = flat.add_memory("Ivan's sister lives in Lyon", "core", "ivan")
+    assert added["memory_type"] == "archival"  # flat has no tiers: what it was stored as
+    listed = flat.list_memories("ivan")["memories"]
+    assert {m["memory_type"] for m in listed} == {"archival"}
+    assert flat.list_memories("ivan", "archival")["total"] == len(listed) == 5  # turn units
+    secret = next(m["id"] for m in listed if "hunter2" in m["content"])
+    assert flat.delete_memory(secret, "ivan")["deleted"] == ["s1/turn/0", "s1/turn/1"]
+    left = [m["content"] for m in flat.list_memories("ivan")["memories"]]
+    assert len(left) == 3 and not any("hunter2" in text for text in left)
+    flat.close()
+    again = _agent(tmp_path / "flat", MockLLM(["Noted."]), config=_flat_config())
+    assert [m["content"] for m in again.list_memories("ivan")["memories"]] == left
+    with pytest.raises(MemoryNotFound):
+        again.delete_memory(secret, "ivan")

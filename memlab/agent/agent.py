@@ -130,7 +130,7 @@ class MemoryAgent:
         return ChatReply(
             message=completion.text, user_id=user_id, session_id=session_id,
             timestamp=answered.isoformat(), model=completion.model,
-            memories_used=[hit_record(h) for h in used],
+            memories_used=[hit_record(h, isinstance(memory, Editable)) for h in used],
             tokens={"prompt": completion.prompt_tokens,
                     "completion": completion.completion_tokens},
             seconds=round(completion.seconds, 4))
@@ -154,7 +154,9 @@ class MemoryAgent:
             self.log.append(user_id, session_id, "memory", memory_type, content, at,
                             {"unit_id": unit.id})
             change = getattr(memory, "core_change", None) if memory_type == "core" else None
-        added = {"status": "ok", "id": unit.id, "user_id": user_id, "memory_type": memory_type,
+            tiers = isinstance(memory, Editable)
+        added = {"status": "ok", "id": unit.id, "user_id": user_id,  # what it was stored as:
+                 "memory_type": memory_type if tiers else "archival",  # flat has no tiers
                  "content": content, "timestamp": at.isoformat()}
         if change is not None:  # what the core block did with it
             added.update(changed=content not in change.skipped,
@@ -178,7 +180,7 @@ class MemoryAgent:
         with self._using(user_id) as memory, llm_errors(self.backend):
             hits = (memory.find(query, limit, support.now()) if isinstance(memory, HasContext)
                     else memory.search(query, limit, support.now()))
-        return [hit_record(h) for h in hits[:limit]]
+        return [hit_record(h, isinstance(memory, Editable)) for h in hits[:limit]]
 
     def list_memories(self, user_id: str = DEFAULT_USER, memory_type: str | None = None,
                       limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -196,6 +198,11 @@ class MemoryAgent:
         user_id = check_user(user_id)
         with self._using(user_id) as memory:
             return delete_memory(self, memory, user_id, memory_id)
+
+    def reopen(self, user_id: str) -> None:
+        """Drop the user's open memory: the next request opens it again (from its store, or
+        rebuilt from the log). The caller holds the user's lock."""
+        self._memories.discard(user_id)
 
     def consolidate_memory(self, user_id: str = DEFAULT_USER) -> dict[str, Any]:
         """Summarise old recall memory into archival memory (architectures that have one)."""

@@ -208,6 +208,7 @@ def replay_log(log: ConversationLog, memory: Any, user_id: str) -> None:
     """Feed the user's logged sessions into a memory that keeps nothing on disk."""
     sessions: dict[str, list[dict[str, Any]]] = {}
     for row in log.messages(user_id):
-        sessions.setdefault(row["session_id"], []).append(row)
+        if not row["meta"].get("deleted"):  # a deleted memory is not rebuilt
+            sessions.setdefault(row["session_id"], []).append(row)
     for session_id, rows in sessions.items():
         memory.ingest(session_from_rows(session_id, user_id, rows))

@@ -52,6 +52,8 @@ def read_export(agent: Any, path: Path) -> int:
         known = {(m["role"], m["content"], m["at"]) for m in agent.log.messages(user)}
         sessions: dict[str, list[dict[str, Any]]] = {}
         for row in content.get("messages", []):
+            if (row.get("meta") or {}).get("deleted"):
+                continue  # deleted before the export: not brought back
             if (row["role"], row["content"], row["at"]) not in known:
                 sessions.setdefault(row["session_id"], []).append(row)
         for rows in sessions.values():

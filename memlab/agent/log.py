@@ -102,6 +102,40 @@ class ConversationLog:
                 "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
         return len(gone)
 
+    def forget_turns(self, user_id: str, turn_ids: list[str]) -> int:
+        """Blank the user's chat messages that were the turns ``turn_ids`` (``{session}:t{n}``:
+        the n-th chat message of that session), as :meth:`forget` does explicit memories:
+        a deleted turn's words leave the log too."""
+        wanted: dict[str, set[int]] = {}
+        for turn_id in turn_ids:
+            session, sep, n = turn_id.rpartition(":t")
+            if sep and n.isdigit():
+                wanted.setdefault(session, set()).add(int(n))
+        gone = []
+        with self._lock, self._conn:
+            for session, positions in wanted.items():
+                rows = self._conn.execute(
+                    "SELECT seq, meta FROM messages WHERE user_id = ? AND session_id = ? AND "
+                    "kind = 'chat' ORDER BY seq", (user_id, session)).fetchall()
+                gone += [(json.dumps({**json.loads(meta), "deleted": True}), seq)
+                         for n, (seq, meta) in enumerate(rows, start=1) if n in positions]
+            self._conn.executemany(
+                "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
+        return len(gone)
+
+    def forget_sessions(self, user_id: str, session_ids: list[str]) -> int:
+        """Blank every message of the user's sessions ``session_ids`` (a memory rebuilt from
+        the log, ``flat``, then no longer has them)."""
+        with self._lock, self._conn:
+            rows = self._conn.execute(
+                f"SELECT seq, meta FROM messages WHERE user_id = ? AND session_id IN "
+                f"({', '.join('?' * len(session_ids))})", (user_id, *session_ids)).fetchall()
+            gone = [(json.dumps({**json.loads(meta), "deleted": True}), seq)
+                    for seq, meta in rows]
+            self._conn.executemany(
+                "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
+        return len(gone)
+
     def users(self) -> list[str]:
         with self._lock:
             rows = self._conn.execute("SELECT DISTINCT user_id FROM messages ORDER BY user_id")

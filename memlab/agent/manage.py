@@ -3,7 +3,8 @@
 A user can see every memory the agent keeps for them and remove any of it: a turn, a
 note, a summary, or the core block (core memory is one versioned block; deleting any of
 its ids deletes every version). Deleted memories leave the store at once and are never
-retrieved again; an explicit memory's row in the conversation log is blanked.
+retrieved again; what they came from in the conversation log (an explicit memory's row,
+a chat turn's message; for ``flat``, the whole exchange) is blanked.
 """
 
 from __future__ import annotations
@@ -22,23 +23,41 @@ def list_memories(memory: Any, user_id: str, memory_type: str | None, limit: int
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidRequest(f"limit must be 1-{MAX_PAGE} and offset >= 0, got {limit}, "
                              f"{offset}")
-    units = [u for u in _current(memory) if memory_type is None or tier(u) == memory_type]
+    from memlab.memory.base import Editable
+
+    tiers = isinstance(memory, Editable)
+    units = [u for u in _current(memory)
+             if memory_type is None or tier(u, tiers) == memory_type]
     page = units[offset : offset + limit]
     return {"user_id": user_id, "total": len(units), "offset": offset,
-            "memories": [_record(u) for u in page]}
+            "memories": [_record(u, tiers) for u in page]}
 
 
 def delete_memory(agent: Any, memory: Any, user_id: str, memory_id: str
                   ) -> dict[str, Any]:
-    """Delete ``memory_id`` of the user; :class:`MemoryNotFound` if they have none such."""
+    """Delete ``memory_id`` of the user; :class:`MemoryNotFound` if they have none such.
+
+    A memory that can forget one unit (``tiered``, ``extracted``) does, and the log blanks
+    what it came from: an explicit memory's row, a chat turn's message. A memory rebuilt
+    from the log (``flat``) loses the whole exchange (session) the unit came from: its
+    messages are blanked and the memory is rebuilt without them."""
     from memlab.memory.base import Forgetting
 
+    units = {u.id: u for u in memory.units()}
     if not isinstance(memory, Forgetting):
-        raise InvalidRequest(f"memory '{agent.memory_name}' cannot delete single memories")
+        unit = units.get(memory_id)
+        if unit is None:
+            raise MemoryNotFound(f"user {user_id!r} has no memory {memory_id!r}")
+        deleted = [u.id for u in units.values() if u.session_id == unit.session_id]
+        agent.log.forget_sessions(user_id, [unit.session_id])
+        agent.reopen(user_id)
+        return {"status": "deleted", "user_id": user_id, "deleted": deleted}
     deleted = list(memory.forget(memory_id))
     if not deleted:
         raise MemoryNotFound(f"user {user_id!r} has no memory {memory_id!r}")
     agent.log.forget(user_id, deleted)
+    agent.log.forget_turns(user_id, [t for i in deleted if i in units and units[i].kind == "turn"
+                                     for t in units[i].source_turn_ids])
     return {"status": "deleted", "user_id": user_id, "deleted": deleted}
 
 
@@ -50,7 +69,7 @@ def _current(memory: Any) -> list[MemoryUnit]:
     return cores[-1:] + rest if cores and cores[-1].text else rest
 
 
-def _record(unit: MemoryUnit) -> dict[str, Any]:
-    return {"id": unit.id, "content": unit.text, "memory_type": tier(unit),
+def _record(unit: MemoryUnit, tiers: bool) -> dict[str, Any]:
+    return {"id": unit.id, "content": unit.text, "memory_type": tier(unit, tiers),
             "kind": unit.kind, "timestamp": unit.at.isoformat(),
             "source_turn_ids": list(unit.source_turn_ids)}

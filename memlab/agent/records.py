@@ -71,8 +71,12 @@ def llm_errors(backend: str) -> Iterator[None]:
         raise BackendUnavailable(str(exc), backend=backend) from exc
 
 
-def tier(unit: MemoryUnit) -> str:
-    """Which memory a unit belongs to: ``core``/``recall``/``archival``, else its kind."""
+def tier(unit: MemoryUnit, tiers: bool = True) -> str:
+    """Which memory a unit belongs to: ``core``/``recall``/``archival``, else its kind. A
+    memory without tiers (``flat``, ``tiers=False``) holds only searchable ``archival``
+    memories."""
+    if not tiers:
+        return "archival"
     if unit.kind == "core":
         return "core"
     if unit.kind == "turn":
@@ -80,10 +84,11 @@ def tier(unit: MemoryUnit) -> str:
     return str(unit.metadata.get("tier") or unit.kind)
 
 
-def hit_record(hit: Hit) -> dict[str, Any]:
-    """A retrieved memory as the API returns it."""
+def hit_record(hit: Hit, tiers: bool = True) -> dict[str, Any]:
+    """A retrieved memory as the API returns it (``tiers``: see :func:`tier`)."""
     unit = hit.unit
-    return {"id": unit.id, "content": unit.text, "memory_type": tier(unit), "kind": unit.kind,
+    return {"id": unit.id, "content": unit.text, "memory_type": tier(unit, tiers),
+            "kind": unit.kind,
             "score": round(float(hit.score), 6), "timestamp": unit.at.isoformat(),
             "source_turn_ids": list(unit.source_turn_ids)}
 
