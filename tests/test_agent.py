@@ -126,7 +126,11 @@ def test_consolidate_memory_summarises_old_recall_turns(tmp_path: Path) -> None:
     summary = agent.memory("dan").units()[-1]
     assert summary.text == "Bees\nDan keeps bees." and summary.source_turn_ids == (
         "s1:t1", "s1:t2")
-    assert agent.consolidate_memory("dan")["consolidated"] == []
+    again = agent.consolidate_memory("dan")
+    assert again["consolidated"] == [] and result["note"] is None
+    assert again["note"] == ("nothing to consolidate: only turns that have left the recall "
+                             "buffer (the newest 16 tokens stay in it) are summarised, and "
+                             "none are waiting")
 
 
 def test_save_and_load_conversation_replays_into_a_fresh_agent(tmp_path: Path) -> None:

@@ -218,9 +218,14 @@ class MemoryAgent:
             failed = [r for r in calls if str(r.get("error") or "").startswith("llm error")]
         if failed:
             raise BackendUnavailable(str(failed[0]["error"]), backend=self.backend)
+        budget = getattr(memory, "recall_tokens", None)
         return {"user_id": user_id, "consolidated": [u.id for u in made],
                 "summaries": sum(u.kind == "summary" for u in made),
-                "core_versions": sum(u.kind == "core" for u in made)}
+                "core_versions": sum(u.kind == "core" for u in made),
+                "note": None if made else (
+                    "nothing to consolidate: only turns that have left the recall buffer "
+                    + (f"(the newest {budget} tokens stay in it) " if budget else "")
+                    + "are summarised, and none are waiting")}
 
     def save_conversation(self, path: str | Path, user_id: str | None = None) -> Path:
         """Export messages and memories (of one user, or all) to a JSON file."""
