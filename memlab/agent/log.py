@@ -96,11 +96,8 @@ class ConversationLog:
             rows = self._conn.execute(
                 "SELECT seq, meta FROM messages WHERE user_id = ? AND kind = 'memory'",
                 (user_id,)).fetchall()
-            gone = [(json.dumps({**json.loads(meta), "deleted": True}), seq)
-                    for seq, meta in rows if json.loads(meta).get("unit_id") in wanted]
-            self._conn.executemany(
-                "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
-        return len(gone)
+            return self._blank([(seq, meta) for seq, meta in rows
+                                if json.loads(meta).get("unit_id") in wanted])
 
     def forget_turns(self, user_id: str, turn_ids: list[str]) -> int:
         """Blank the user's chat messages that were the turns ``turn_ids`` (``{session}:t{n}``:
@@ -117,24 +114,24 @@ class ConversationLog:
                 rows = self._conn.execute(
                     "SELECT seq, meta FROM messages WHERE user_id = ? AND session_id = ? AND "
                     "kind = 'chat' ORDER BY seq", (user_id, session)).fetchall()
-                gone += [(json.dumps({**json.loads(meta), "deleted": True}), seq)
-                         for n, (seq, meta) in enumerate(rows, start=1) if n in positions]
-            self._conn.executemany(
-                "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
-        return len(gone)
+                gone += [row for n, row in enumerate(rows, start=1) if n in positions]
+            return self._blank(gone)
 
     def forget_sessions(self, user_id: str, session_ids: list[str]) -> int:
         """Blank every message of the user's sessions ``session_ids`` (a memory rebuilt from
         the log, ``flat``, then no longer has them)."""
         with self._lock, self._conn:
-            rows = self._conn.execute(
+            return self._blank(self._conn.execute(
                 f"SELECT seq, meta FROM messages WHERE user_id = ? AND session_id IN "
-                f"({', '.join('?' * len(session_ids))})", (user_id, *session_ids)).fetchall()
-            gone = [(json.dumps({**json.loads(meta), "deleted": True}), seq)
-                    for seq, meta in rows]
-            self._conn.executemany(
-                "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?", gone)
-        return len(gone)
+                f"({', '.join('?' * len(session_ids))})", (user_id, *session_ids)).fetchall())
+
+    def _blank(self, rows: list[tuple[int, str]]) -> int:
+        """Content ``[deleted]`` and ``meta.deleted`` for the ``(seq, meta)`` rows (the
+        caller holds the lock and the transaction); how many."""
+        self._conn.executemany(
+            "UPDATE messages SET content = '[deleted]', meta = ? WHERE seq = ?",
+            [(json.dumps({**json.loads(meta), "deleted": True}), seq) for seq, meta in rows])
+        return len(rows)
 
     def users(self) -> list[str]:
         with self._lock:

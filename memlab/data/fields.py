@@ -142,7 +142,7 @@ class Fields:
 
     def near_misses(self, known: Collection[str]) -> None:
         """A DatasetError for a key that is not in ``known`` but looks like one of them
-        (``startedAt``, ``abstain``): where other keys are allowed and ignored or kept as
+        (``startedAt``, ``categroy``): where other keys are allowed and ignored or kept as
         metadata, a misspelt one would otherwise be dropped without a word."""
         spelt = {k.replace("_", "").lower(): k for k in known}
         for key in self.raw:
