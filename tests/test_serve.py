@@ -116,6 +116,14 @@ def test_agent_level_refusals_are_422_with_a_message(tmp_path: Path) -> None:
     broken = _client(tmp_path).post("/chat", headers={**KEY, "content-type":
                                                       "application/json"}, content=b"{oops")
     assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    # both shapes are what the OpenAPI description says a 422 is
+    from memlab.serve.schemas import UnprocessableResponse
+
+    for body in (response.json(), broken.json()):
+        UnprocessableResponse.model_validate(body)
+    spec = _client(tmp_path).get("/openapi.json", headers=KEY).json()
+    assert spec["paths"]["/chat"]["post"]["responses"]["422"]["content"][
+        "application/json"]["schema"] == {"$ref": "#/components/schemas/UnprocessableResponse"}
 
 
 def test_ollama_down_is_503_with_the_reason_then_recovers(tmp_path: Path) -> None:

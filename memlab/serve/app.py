@@ -39,7 +39,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": s.ErrorResponse, "description": "missing or wrong API key"},
     408: {"model": s.ErrorResponse, "description": "request body not received in time"},
     413: {"model": s.ErrorResponse, "description": "request body too large"},
-    422: {"description": "invalid input"},
+    422: {"model": s.UnprocessableResponse,
+          "description": "invalid input: the fields that failed (a list), or the agent's "
+                         "refusal of valid input (a sentence)"},
     503: {"model": s.ErrorResponse,
           "description": "model or embedding backend unavailable, or storage failing"},
 }

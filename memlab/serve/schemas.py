@@ -160,6 +160,22 @@ class StatusResponse(BaseModel):
     memory: dict[str, Any]
 
 
+class ValidationProblem(BaseModel):
+    """One field that failed validation: where (``loc``), what (``msg``), which rule."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class UnprocessableResponse(BaseModel):
+    """A 422: the fields that failed validation (a list), or the agent's own refusal of
+    valid input (one sentence, e.g. a core memory over the block's budget)."""
+
+    detail: str | list[ValidationProblem]
+
+
 class ErrorResponse(BaseModel):
     """Why a request failed (never a traceback)."""
 
