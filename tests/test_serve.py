@@ -116,6 +116,10 @@ def test_agent_level_refusals_are_422_with_a_message(tmp_path: Path) -> None:
     broken = _client(tmp_path).post("/chat", headers={**KEY, "content-type":
                                                       "application/json"}, content=b"{oops")
     assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    plain = _client(tmp_path).post("/memory/search", headers=KEY, content=b'{"query": "x"}')
+    assert plain.status_code == 422 and plain.json()["detail"][0]["msg"] == (
+        "the body is not read as JSON: send the header Content-Type: application/json (got "
+        "no content type)")
     # both shapes are what the OpenAPI description says a 422 is
     from memlab.serve.schemas import UnprocessableResponse
 

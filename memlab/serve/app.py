@@ -145,9 +145,17 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
         """FastAPI's 422, with the offending input made printable (a lone surrogate in
-        the input would otherwise break the JSON encoder and turn the 422 into a 500)."""
-        return JSONResponse({"detail": _printable(jsonable_encoder(exc.errors()))},
-                            status_code=422)
+        the input would otherwise break the JSON encoder and turn the 422 into a 500); a
+        body sent without a JSON content type is said to be that, not "not a dictionary"."""
+        errors = _printable(jsonable_encoder(exc.errors()))
+        sent = request.headers.get("content-type", "")
+        if "json" not in sent:
+            for error in errors:
+                if error.get("loc") == ["body"] and error.get("type") == "model_attributes_type":
+                    error["msg"] = (f"the body is not read as JSON: send the header "
+                                    f"Content-Type: application/json (got "
+                                    f"{sent or 'no content type'})")
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(_Unauthorized)
     def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
