@@ -316,6 +316,22 @@ def test_a_failed_mlflow_mirror_still_shows_the_run_and_the_sweep_table(tmp_path
         assert "not logged to MLflow" in error or "logging it to MLflow failed" in error
         assert "python -m memlab.eval log " in error
     assert (tmp_path / "run" / "metrics.json").is_file()
+    # a tracking server that does not answer fails at once, not after MLflow's retries
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "memlab.eval", "log", str(tmp_path / "run"), "--tracking-uri",
+         f"http://127.0.0.1:{_free_port()}"], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "does not answer" in done.stderr and "--no-mlflow" in done.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_run_refuses_a_config_with_a_grid(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"t has a grid \(retrieval.name\): `sweep` runs"):
+        evaluate(_config(grid={"retrieval.name": ["bm25", "recency"]}), out=tmp_path / "r",
+                 progress=False)
+    assert not (tmp_path / "r").exists()
 
 
 def test_probes_with_mixed_category_id_types_are_logged_to_mlflow(tmp_path: Path) -> None:

@@ -324,8 +324,14 @@ def cmd_log(args: argparse.Namespace) -> int:
                           f"{', '.join(map(str, args.runs))}")
     sweep = uuid.uuid4().hex if args.sweep else None
     for run_dir in runs:
-        run_id = log_run(run_dir, pareto=run_dir == runs[-1], uri=args.tracking_uri,
-                         traces=args.traces, sweep=sweep)
+        try:
+            run_id = log_run(run_dir, pareto=run_dir == runs[-1], uri=args.tracking_uri,
+                             traces=args.traces, sweep=sweep)
+        except MemlabError:
+            raise
+        except Exception as exc:  # MLflow's own errors: one line naming the run
+            raise MemlabError(f"{run_dir}: logging to MLflow failed ({type(exc).__name__}: "
+                              f"{exc})") from exc
         print(f"{run_dir}: MLflow run {run_id}")
     return 0
 

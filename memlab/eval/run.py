@@ -77,6 +77,10 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, list(overrides or []))
+    if config.grid:
+        raise ConfigError(f"{config.name} has a grid ({', '.join(config.grid)}): `sweep` "
+                          "runs its variants "
+                          "(`--only LABEL` picks some); `run` takes a config without one")
     if workers is not None:
         check_number("workers", workers, low=1, integer=True)
         config = config.model_copy(update={"workers": workers})

@@ -94,11 +94,31 @@ def experiment_name(record: RunRecord) -> str:
 
 
 def mlflow_client(uri: str) -> Any:
-    """The MLflow client for ``uri`` (also made mlflow's current tracking URI)."""
+    """The MLflow client for ``uri`` (also made mlflow's current tracking URI). A tracking
+    server that does not answer its ``/health`` within 10 s is a MemlabError at once
+    (MLflow's own retries would wait minutes per run before saying so)."""
     import mlflow
 
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     mlflow.set_tracking_uri(uri)
     return _cached_client(uri)
+
+
+def _check_server(uri: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers (a proxy or an older server without /health): MLflow decides
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise MemlabError(f"the MLflow tracking server {uri} does not answer ({reason}): "
+                          "start it, point MLFLOW_TRACKING_URI (or tracking.tracking_uri) "
+                          "elsewhere, or pass --no-mlflow") from None
 
 
 @lru_cache(maxsize=8)
