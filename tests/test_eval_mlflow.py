@@ -213,16 +213,20 @@ def test_repeats_are_children_of_one_parent_holding_the_spread(served: Any,
     config = {"name": "repeated", "dataset": {"name": "synthetic", "probes": {
                   "conversations": [conversation.id]}},
               "retrieval": {"name": "bm25"}, "scorers": ["exact_match"],
-              "cache": {"llm": "off"}, "tracking": {"experiment": "memlab-repeat-test"},
+              "cache": {"llm": "off"},
               "answer": {"llm": {"name": "mock", "params": {
                   "responses": [p.answer for p in conversation.probes]}}}}
     result = evaluate_repeats(config, 2, out=tmp_path / "rep", progress=False)
     client = served
-    experiment = client.get_experiment_by_name("memlab-repeat-test")
+    # the default experiment is named after the loaded dataset (synthetic-small), for the
+    # parent as for its runs (the parent once went to the loader's name, memlab-synthetic)
+    assert client.get_experiment_by_name("memlab-synthetic") is None
+    experiment = client.get_experiment_by_name("memlab-synthetic-small")
     everything = client.search_runs([experiment.experiment_id])
-    [parent] = [r for r in everything if "memlab.sweep_id" in r.data.tags]
-    assert parent.info.run_name == "repeated (repeats)" and parent.info.status == "FINISHED"
-    children = sorted((r for r in everything if r is not parent),
+    [parent] = [r for r in everything if r.info.run_name == "repeated (repeats)"]
+    assert "memlab.sweep_id" in parent.data.tags and parent.info.status == "FINISHED"
+    children = sorted((r for r in everything
+                       if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
                       key=lambda r: r.info.run_name)
     assert len(children) == 2
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}

@@ -68,14 +68,16 @@ def evaluate_repeats(config: ExperimentConfig | str | Path | dict[str, Any], run
                      "so the spread is 0 by construction (set answer.llm.params.temperature)")
     out_dir = Path(out) if out is not None else default_run_dir(config)
     results = []
-    with GroupMirror(config, config.dataset.name, track, "repeats") as mirror:
+    dataset = config.dataset.load()  # once; its name (not the loader's) names the experiment
+    with GroupMirror(config, dataset.name, track, "repeats") as mirror:
         for seed in range(base, base + runs):
             variant = config.model_copy(deep=True)
             assert variant.answer is not None
             variant.answer.llm.params["seed"] = seed
             variant.name = f"{config.name}[seed={seed}]"
             results.append(evaluate(variant, out=out_dir / f"seed-{seed}", workers=workers,
-                                    progress=progress, track=False, executor=executor))
+                                    progress=progress, track=False, executor=executor,
+                                    dataset=dataset))
             mirror.submit(results[-1].run_dir)
     spread = metric_spread([r.summary for r in results])
     saved = out_dir / "repeats.json"
