@@ -407,6 +407,11 @@ def test_report_plots_a_metric_against_prompt_tokens(tmp_path: Path) -> None:
     evaluate(_config(retrieval={"name": "bm25"}, k=2), out=tmp_path / "only" / "k2",
              progress=False)
     only = report([tmp_path / "only"])
+    with pytest.raises(MemlabError, match=r"no run here scored 'turn\.recall_any@7'; did "
+                       r"you mean turn\.recall_any@5"):
+        report([tmp_path / "only"], metric=["turn.recall_any@7"])
+    with pytest.raises(MemlabError, match=r"no run here scored 'turn\.budget_evidence_recal"):
+        report([tmp_path / "only"], by_category="turn.budget_evidence_recal@1000")
     assert only["prompt_tokens/probe"].isna().all()
     assert only["memory_tokens/probe"].iloc[0] > only["memory_tokens/probe"].iloc[1] > 0
     with pytest.raises(MemlabError, match=r"retrieval only: plot a retrieval metric, e\.g\. "

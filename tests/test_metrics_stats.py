@@ -192,6 +192,10 @@ def test_compare_pools_cross_fitted_pairs_and_counts_wins(tmp_path, capsys) -> N
     assert f"B = {b1} + {b2}" in out and out.rstrip().endswith("6    3    1")
     assert main(["compare", str(a1), str(b1), str(a2)]) != 0
     assert "in pairs" in capsys.readouterr().err
+    half = write_run(tmp_path / "half", [1.0, 1.0])  # 2 of a1's 4 probes
+    assert main(["compare", str(a1), str(half), "--metric", metric[0]]) == 0
+    assert ("note: 2 probe(s) were scored by only one run of a pair and are not compared"
+            ) in capsys.readouterr().out
 
 
 def test_compare_refuses_runs_on_different_probes_and_metrics_neither_scored(tmp_path) -> None:

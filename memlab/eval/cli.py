@@ -227,6 +227,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{name:<34} {_f(r['mean_a']):>7} {_f(r['mean_b']):>7} "
               f"{_f(r['mean_diff'], '+.3f'):>8} {ci:>18} {_f(r['wilcoxon_p'], '.4f'):>10} "
               f"{_f(r['permutation_p'], '.4f'):>8} {r['n']:>5} {r['won']:>4} {r['lost']:>4}")
+    unmatched = max((r["n_unmatched"] for r in rows if r["category"] is None), default=0)
+    if unmatched:
+        print(f"\nnote: {unmatched} probe(s) were scored by only one run of a pair and are "
+              "not compared (n counts the probes both scored): the runs answered different "
+              "probe sets")
     return 0
 
 

@@ -39,8 +39,10 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
     import pandas as pd
 
     rows = []
+    scored: set[str] = set()
     for run_dir in find_runs(paths):
         summary = json.loads((run_dir / "metrics.json").read_text())
+        scored.update(summary["metrics"])
         config = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
         row: dict[str, Any] = {
             "run": config["name"], "dataset": summary.get("dataset"),
@@ -74,6 +76,8 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    _check_named(frame, [*(metric or []), *([by_category] if by_category else [])],
+                 scored)
     # columns in one order whichever run comes first: a retrieval-only run has no answer
     # metrics, so the first answered run would otherwise add them after "dir"
     base = list(frame.columns).index("ingest_errors") + 1  # run ... ingest_errors
@@ -81,6 +85,19 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
     named = [c for c in (metric or HEADLINE) if c in middle]
     return frame[[*frame.columns[:base], *named, *(c for c in middle if c not in named),
                   *(c for c in _LAST if c in frame.columns)]]
+
+
+def _check_named(frame: Any, names: Sequence[str], scored: set[str]) -> None:
+    """A MemlabError for a metric asked for by name that no run scored (a typo would
+    otherwise just leave its column out)."""
+    import difflib
+
+    for name in names:
+        if name not in scored:
+            close = difflib.get_close_matches(name, sorted(scored), n=3)
+            raise MemlabError(f"no run here scored {name!r}" + (
+                f"; did you mean {', '.join(close)}?" if close else
+                f" ({len(frame)} run(s); each run's metrics.json lists its metrics)"))
 
 
 def plot_report(table: Any, path: Path, metric: str) -> Path:
