@@ -257,6 +257,9 @@ def test_miss_table_says_how_far_each_miss_is() -> None:
     budget = [_row("cut", ["s1", "s9"], [], hits, {"session.budget_evidence_recall@50": 0.5}),
               _row("lost", ["s1", "x"], [], hits, {"session.budget_evidence_recall@50": 0.5}),
               _row("full", ["s1"], [], hits, {"session.budget_evidence_recall@50": 1.0})]
+    with pytest.raises(ConfigError, match=r"this run did not score 'session\.recall_all@7'; "
+                       r"this run has session\.budget_evidence_recall@50$"):
+        miss_table(budget, "session.recall_all@7")
     table = miss_table(budget, "session.budget_evidence_recall@50")
     assert table["kind"].tolist() == ["ranked, past the token budget", "not in the stored list"]
     assert table["ranks"].tolist() == [[1, 9], [1, None]]

@@ -231,18 +231,22 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
     import pandas as pd
 
     match = _RANKED.match(metric)
-    if match is None:
+    scored = {n for row in items for n in (row.get("metrics") or {})}
+    if match is None or metric not in scored:
         cuts: dict[str, set[int]] = {}
-        for name in {n for row in items for n in (row.get("metrics") or {})}:
+        for name in scored:
             if _RANKED.match(name):
                 family, cut = name.rsplit("@", 1)
                 cuts.setdefault(family, set()).add(int(cut))
         readable = [f"{family}@{'/'.join(map(str, sorted(cuts[family])))}"
                     for family in sorted(cuts)]
+        has = f"; this run has {', '.join(readable)}" if readable else ""
+        if match is not None:
+            raise ConfigError(f"this run did not score {metric!r}{has}")
         raise ConfigError(f"misses reads evidence ranks: the metric must be LEVEL.recall_all@K, "
                           f"LEVEL.recall_any@K, LEVEL.budget_evidence_recall@B or "
                           f"LEVEL.budget_recall_any@B (LEVEL turn or session), not {metric!r}"
-                          + (f"; this run has {', '.join(readable)}" if readable else ""))
+                          + has)
     level, kind, k = match.group(1), match.group(2), int(match.group(3))
     budget = kind.startswith("budget_")
     worst_decides = kind in ("recall_all", "budget_evidence_recall")

@@ -261,7 +261,8 @@ def cmd_misses(args: argparse.Namespace) -> int:
     for kind in MISS_KINDS:
         if counts.get(kind):
             print(f"  {counts[kind]:>4}  {kind}")
-    hint = ("; re-run with --set k=300 --set depth=300 to see deeper"
+    hint = ("; re-run with --set k=300 --set depth=300 to see deeper (retrieval only: on "
+            "an answered run k is also what the reader is shown)"
             if counts.get(MISS_KINDS[0]) else "")
     print(f"ranks are counted in each probe's stored top {stored} units ('-': not in it"
           f"{hint})\n")
