@@ -83,3 +83,8 @@ def test_bench_says_what_each_benchmark_measures_and_refuses_an_unknown_one(
     assert main(["nosuch"]) == 2
     assert "error: unknown benchmark 'nosuch' (choose from llm, search" in capsys.readouterr().err
     assert main([]) == 2 and "error: name a benchmark" in capsys.readouterr().err
+    # a user's mistake inside a benchmark is one error line, not a traceback
+    quickstart = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+    assert main(["probes", str(quickstart), "--only", "bm2"]) == 2
+    assert capsys.readouterr().err == ("python -m memlab.bench probes: error: --only bm2: no "
+                                       "such grid case; the grid has: quickstart\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from memlab.errors import MemlabError
+
 TARGETS = {
     "llm": "memlab.bench.llm",
     "search": "memlab.bench.search",
@@ -43,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{USAGE}\npython -m memlab.bench: error: {problem}", file=sys.stderr)
         return 2
     module = importlib.import_module(TARGETS[argv[0]])
-    return int(module.main(argv[1:]) or 0)
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except MemlabError as exc:  # a user's mistake (a dataset name, a label): one line
+        print(f"python -m memlab.bench {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
