@@ -327,6 +327,20 @@ def test_a_failed_mlflow_mirror_still_shows_the_run_and_the_sweep_table(tmp_path
     assert time.monotonic() - started < 60
 
 
+def test_the_python_api_takes_one_override_or_label_as_a_plain_string(tmp_path: Path) -> None:
+    """``overrides="k=5"`` and ``only="retrieval=bm25"`` in a notebook are one override and
+    one label (they were read as sequences of characters: "--set expects key=value, got
+    'k'")."""
+    from memlab.eval.sweep import sweep
+
+    result = evaluate(_config(), overrides="k=5", out=tmp_path / "one", progress=False)
+    assert result.config.k == 5
+    table = sweep({**_config(name="s"), "grid": {"retrieval.name": ["bm25", "recency"]}},
+                  overrides="k=3", only="retrieval=bm25", out=tmp_path / "sweep",
+                  track=False, progress=False)
+    assert list(table["retrieval"]) == ["bm25"]
+
+
 def test_run_refuses_a_config_with_a_grid(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"t has a grid \(retrieval.name\): `sweep` runs"):
         evaluate(_config(grid={"retrieval.name": ["bm25", "recency"]}), out=tmp_path / "r",

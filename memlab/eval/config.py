@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -218,9 +219,17 @@ def load_config(
 ) -> ExperimentConfig:
     """Read YAML (or a dict), apply ``key=value`` overrides, validate shape and components."""
     raw, where = read_raw(source)
-    for item in overrides or []:
+    for item in override_list(overrides):
         apply_override(raw, item)
     return _validated(raw, where)
+
+
+def override_list(overrides: str | Sequence[str] | None) -> list[str]:
+    """``key=value`` overrides as a list: one given as a plain string is one override (a
+    notebook's ``overrides="k=5"``), not a sequence of characters."""
+    if isinstance(overrides, str):
+        return [overrides]
+    return list(overrides or [])
 
 
 def read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -378,7 +387,7 @@ def expand_grid(source: str | Path | dict[str, Any],
     for variants that differ in several settings at once.
     """
     raw, where = read_raw(source)
-    for item in overrides or []:
+    for item in override_list(overrides):
         apply_override(raw, item)
     grid = raw.pop("grid", None) or {}
     if not isinstance(grid, dict):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.errors import ConfigError, check_number
-from memlab.eval.config import ExperimentConfig, load_config
+from memlab.eval.config import ExperimentConfig, load_config, override_list
 from memlab.eval.mlflow_runs import GroupMirror
 from memlab.eval.run import RunResult, default_run_dir, evaluate
 from memlab.eval.summary import HEADLINE
@@ -52,7 +52,7 @@ def evaluate_repeats(config: ExperimentConfig | str | Path | dict[str, Any], run
 
     check_number("repeats", runs, low=2, integer=True)
     if not isinstance(config, ExperimentConfig):
-        config = load_config(config, list(overrides or []))
+        config = load_config(config, override_list(overrides))
     if config.answer is None:
         raise ConfigError(f"{config.name}: retrieval only - every repeat would give the same "
                           "numbers; repeats vary the answer model's seed (add an answer:)")

@@ -29,7 +29,7 @@ from memlab.data.paths import PROJECT_ROOT
 from memlab.data.schema import Conversation, Dataset, Probe
 from memlab.errors import ConfigError, MemlabError, check_number
 from memlab.eval import items as item_file
-from memlab.eval.config import ExperimentConfig, load_config, resolved_dict
+from memlab.eval.config import ExperimentConfig, load_config, override_list, resolved_dict
 from memlab.eval.environment import environment
 from memlab.eval.lock import lock_run_dir, unlock_run_dir
 from memlab.eval.replay import ConversationRun, replay_conversation
@@ -76,7 +76,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     instead of this process or its pool.
     """
     if not isinstance(config, ExperimentConfig):
-        config = load_config(config, list(overrides or []))
+        config = load_config(config, override_list(overrides))
     if config.grid:
         raise ConfigError(f"{config.name} has a grid ({', '.join(config.grid)}): `sweep` "
                           "runs its variants "

@@ -19,7 +19,7 @@ from typing import Any
 
 from memlab.data.haystack import build_haystack, haystack_option, history_tokens, parse_tokens
 from memlab.errors import ConfigError, MemlabWarning
-from memlab.eval.config import apply_override, expand_grid, read_raw
+from memlab.eval.config import apply_override, expand_grid, override_list, read_raw
 from memlab.eval.mlflow_runs import GroupMirror
 
 #: What the table and plot show unless told otherwise (LongMemEval's session metrics).
@@ -38,7 +38,7 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
     import pandas as pd
 
     raw, _ = read_raw(config)
-    for item in overrides or []:
+    for item in override_list(overrides):
         apply_override(raw, item)
     sizes = sorted({parse_tokens(t, "--tokens") for t in tokens})
     if not sizes:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from memlab.eval.config import expand_grid
+from memlab.eval.config import expand_grid, override_list
 
 
 def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
@@ -32,9 +32,9 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
     from memlab.eval.run import evaluate
     from memlab.eval.tracking import BackgroundLogger, NotLoggedError
 
-    variants = expand_grid(config, list(overrides or []))
+    variants = expand_grid(config, override_list(overrides))
     if only:
-        variants = select_variants(variants, only)
+        variants = select_variants(variants, [only] if isinstance(only, str) else only)
     datasets = _datasets(variants)
     outs = [None if out is None else Path(out) / slug(v.name) for v in variants]
     dirs = []

@@ -27,6 +27,7 @@ from memlab.eval.config import (
     ExperimentConfig,
     apply_override,
     load_config,
+    override_list,
     read_raw,
     set_dotted,
 )
@@ -48,7 +49,7 @@ def tune_plan(config: str | Path | dict[str, Any], overrides: Sequence[str] | No
     tune/grid, where, tune spec, its dimensions, the base config)``; ConfigError names
     what is wrong (also what ``validate`` runs on a config with a ``tune:`` section)."""
     raw, where = read_raw(config)
-    for item in overrides or []:
+    for item in override_list(overrides):
         apply_override(raw, item)
     if "tune" not in raw:
         raise ConfigError(f"{where}: no tune section (tune: {{space: ..., dev: [...]}})")
