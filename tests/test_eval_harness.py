@@ -341,6 +341,15 @@ def test_the_python_api_takes_one_override_or_label_as_a_plain_string(tmp_path: 
     assert list(table["retrieval"]) == ["bm25"]
 
 
+def test_an_unknown_key_names_the_keys_its_section_has() -> None:
+    with pytest.raises(ConfigError, match=r"dataset\.probes\.sampel: Extra inputs are not "
+                       r"permitted; did you mean 'sample'\? \(known: categories, "):
+        load_config(_config(), ["dataset.probes.sampel=20"])
+    with pytest.raises(ConfigError, match=r"answer\.max_answer_tokn: .*did you mean "
+                       r"'max_answer_tokens'"):
+        load_config(_config(answer={"llm": {"name": "mock"}}), ["answer.max_answer_tokn=9"])
+
+
 def test_run_refuses_a_config_with_a_grid(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"t has a grid \(retrieval.name\): `sweep` runs"):
         evaluate(_config(grid={"retrieval.name": ["bm25", "recency"]}), out=tmp_path / "r",

@@ -256,10 +256,30 @@ def _validate_shape(raw: dict[str, Any], where: str) -> ExperimentConfig:
     except ValidationError as exc:
         problems = [
             f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: "
-            f"{err['msg'].removeprefix('Value error, ')}"
+            f"{err['msg'].removeprefix('Value error, ')}{_did_you_mean(err)}"
             for err in exc.errors()
         ]
         raise ConfigError(f"{where}: invalid config:\n" + "\n".join(problems)) from None
+
+
+def _did_you_mean(err: Any) -> str:
+    """For an unknown key (``dataset.probes.sampel``): the known keys of that section."""
+    import difflib
+    import typing
+
+    if err.get("type") != "extra_forbidden":
+        return ""
+    model: Any = ExperimentConfig
+    for step in err["loc"][:-1]:
+        field = model.model_fields.get(step) if isinstance(step, str) else None
+        inner = [a for a in typing.get_args(field.annotation) or (field.annotation,)
+                 if isinstance(a, type) and issubclass(a, BaseModel)] if field else []
+        if not inner:
+            return ""
+        model = inner[0]
+    known = sorted(model.model_fields)
+    close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+    return (f"; did you mean {close[0]!r}?" if close else "") + f" (known: {', '.join(known)})"
 
 
 def _validated(raw: dict[str, Any], where: str) -> ExperimentConfig:
