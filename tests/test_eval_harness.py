@@ -492,3 +492,19 @@ def test_a_sweep_reads_a_dataset_file_given_as_params_path(tmp_path: Path) -> No
                    "grid": {"retrieval.name": ["bm25", "recency"]}},
                   out=tmp_path / "runs", progress=False)
     assert len(table) == 2
+
+
+def test_log_skips_a_run_the_experiment_already_holds(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder of runs logged twice gives no duplicate points in MLflow's views."""
+    from memlab.eval.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = evaluate(_config(name="once", tracking={"tracking_uri": uri, "traces": "off"}),
+                     out=tmp_path / "runs" / "once", progress=False)
+    assert main(["log", str(tmp_path / "runs")]) == 0
+    assert capsys.readouterr().out.strip().endswith(
+        f"already logged as MLflow run {first.mlflow_run_id} (--again logs it once more)")
+    assert main(["log", str(tmp_path / "runs"), "--again"]) == 0
+    again = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
+    assert again != first.mlflow_run_id and len(again) == 32

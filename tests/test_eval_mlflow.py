@@ -50,9 +50,14 @@ def test_run_is_logged_to_a_real_tracking_server(served: Any, tmp_path: Path,
     local = client.download_artifacts(run.info.run_id, "run/metrics.json", str(tmp_path))
     assert Path(local).read_text() == (tmp_path / "run" / "metrics.json").read_text()
 
-    # mirrored again from the run directory alone, as after a tracking-server outage
-    out = subprocess.run([sys.executable, "-m", "memlab.eval", "log", str(tmp_path / "run")],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
+    # logged already: `log` says so instead of a duplicate; --again mirrors it once more,
+    # from the run directory alone, as after a tracking-server outage
+    log = [sys.executable, "-m", "memlab.eval", "log", str(tmp_path / "run")]
+    out = subprocess.run(log, capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.strip().endswith(f"already logged as MLflow run {run.info.run_id} (--again "
+                                "logs it once more)")
+    out = subprocess.run([*log, "--again"], capture_output=True, text=True, timeout=300,
+                         check=True).stdout
     again = client.get_run(out.strip().rsplit(" ", 1)[-1])
     assert again.info.run_id != run.info.run_id
     assert again.info.experiment_id == run.info.experiment_id

@@ -322,7 +322,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     from memlab.eval.report import find_runs
-    from memlab.eval.tracking import log_run
+    from memlab.eval.tracking import log_run, logged_as
 
     runs = find_runs(args.runs)
     if not runs:
@@ -330,6 +330,11 @@ def cmd_log(args: argparse.Namespace) -> int:
                           f"{', '.join(map(str, args.runs))}")
     sweep = uuid.uuid4().hex if args.sweep else None
     for run_dir in runs:
+        before = None if args.again else logged_as(run_dir, args.tracking_uri)
+        if before is not None:
+            print(f"{run_dir}: already logged as MLflow run {before} (--again logs it once "
+                  "more)")
+            continue
         try:
             run_id = log_run(run_dir, pareto=run_dir == runs[-1], uri=args.tracking_uri,
                              traces=args.traces, sweep=sweep)
@@ -583,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the run's tracking.traces)")
     log.add_argument("--sweep", action="store_true",
                      help="log the runs as one sweep: children of one parent run")
+    log.add_argument("--again", action="store_true",
+                     help="also log runs the experiment already holds (a second copy each)")
     log.set_defaults(func=cmd_log)
     _add_judge_commands(sub)
     ca = sub.add_parser("cache", help="what memlab's cache holds (embeddings by model, LLM "

@@ -191,6 +191,21 @@ def log_run(run_dir: str | Path, *, pareto: bool = True, uri: str | None = None,
     return run_id
 
 
+def logged_as(run_dir: str | Path, uri: str | None = None) -> str | None:
+    """The MLflow run that already mirrors ``run_dir`` in its experiment (found by its
+    ``memlab.run_dir`` tag), or None."""
+    record = RunRecord.open(run_dir)
+    uri = tracking_uri(uri or record.tracking.get("tracking_uri"))
+    client = mlflow_client(uri)
+    experiment = client.get_experiment_by_name(experiment_name(record))
+    path = str(record.run_dir.resolve())
+    if experiment is None or "'" in path:  # (a quote cannot be searched for: log it)
+        return None
+    found = client.search_runs([experiment.experiment_id], max_results=1,
+                               filter_string=f"tags.`memlab.run_dir` = '{path}'")
+    return str(found[0].info.run_id) if found else None
+
+
 def ui_link(run_dir: str | Path, uri: str | None = None) -> str:
     """Where the MLflow UI shows the experiment of the logged run ``run_dir`` (see
     :func:`memlab.eval.mlflow_runs.ui_path`): on the tracking server, or on ``mlflow
