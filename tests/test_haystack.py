@@ -166,9 +166,9 @@ def test_scale_pads_memlabs_own_set_and_warns_when_the_sessions_run_out(tmp_path
     assert own < 1_500 < table["history_tokens"].iloc[0] <= 2_000  # padded, within the target
     assert table["history_tokens"].iloc[1] < 45_000
     # a target no longer than the histories themselves pads nothing: said, not a flat curve
-    with pytest.warns(UserWarning, match=r"scale: 500 tokens is no longer than the "
-                      r"histories' own [\d,]+ on average: they are not padded"):
-        short = scale(config, ["500"], out=tmp_path / "short", progress=False)
+    with pytest.warns(UserWarning, match=r"scale: 200 tokens is no longer than the shortest "
+                      r"history \([\d,]+\): none is padded"):
+        short = scale(config, ["200"], out=tmp_path / "short", progress=False)
     assert short["history_tokens"].iloc[0] == pytest.approx(own, rel=0.01)
 
 

@@ -54,15 +54,14 @@ def scale(config: str | Path | dict[str, Any], tokens: Sequence[int | str], *,
 
     wanted = {c.id for c, _ in select_probes(loaded, spec.probes)}
     out_dir = Path(out) if out is not None else _default_out(base[0].name)
-    own = _mean_length(loaded, wanted)
+    shortest = min(history_tokens(c) for c in loaded if c.id in wanted)
     rows = []
     with GroupMirror(base[0], loaded.name, track, "scale") as mirror:
         for size in sizes:
-            if size <= own:
-                warnings.warn(f"scale: {size:,} tokens is no longer than the histories' own "
-                              f"{own:,.0f} on average: they are not padded, so its rows are "
-                              "the unpadded histories' (a flat curve)", MemlabWarning,
-                              stacklevel=2)
+            if size <= shortest:
+                warnings.warn(f"scale: {size:,} tokens is no longer than the shortest history "
+                              f"({shortest:,}): none is padded, so its rows are the unpadded "
+                              "histories' (a flat curve)", MemlabWarning, stacklevel=2)
             dataset = build_haystack(loaded, size, option["seed"], option["lead_days"],
                                      conversations=wanted)
             length = _mean_length(dataset, wanted)
