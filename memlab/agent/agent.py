@@ -269,7 +269,7 @@ class MemoryAgent:
     def memory(self, user_id: str = DEFAULT_USER) -> Any:
         """The user's memory object (opened on first use)."""
         with self._lock(check_user(user_id)):
-            return self._memory(user_id)
+            return self._memory(user_id, self.store_version(user_id))
 
     def close(self) -> None:
         """Release the SQLite files (waiting for requests in flight); used again, the
@@ -364,15 +364,17 @@ class MemoryAgent:
 
     @contextmanager
     def _using(self, user_id: str) -> Iterator[Any]:
-        """The user's memory under their lock, reloaded first if another process (a
-        second server worker on a shared PostgreSQL store) changed it since; the
-        version after this request's own writes is remembered."""
+        """The user's memory under their lock, reloaded first if the shared store (a
+        PostgreSQL several server workers write to) changed since it was loaded. The
+        version read *before* loading is what is remembered: a write since - another
+        worker's, or this request's own, which can interleave with another's - reloads it
+        on the next request (remembering the version after this request's writes hid a
+        concurrent write of another worker for good)."""
         with self._lock(user_id):
-            memory = self._memory(user_id)
-            try:
-                yield memory
-            finally:
-                self._versions[user_id] = self.store_version(user_id)
+            version = self.store_version(user_id)
+            memory = self._memory(user_id, version)
+            self._versions[user_id] = version
+            yield memory
 
     def store_version(self, user_id: str = DEFAULT_USER) -> int | None:
         """The shared store's write counter for ``user_id`` (None: the store has none)."""
@@ -386,13 +388,14 @@ class MemoryAgent:
         space: Any = self._probe.namespace(user_id)
         return int(space.version())
 
-    def _memory(self, user_id: str) -> Any:
-        """The user's memory, opened (and others closed, see OpenMemories) if need be;
-        the caller holds the user's lock."""
+    def _memory(self, user_id: str, version: int | None = None) -> Any:
+        """The user's memory, opened (and others closed, see OpenMemories) if need be, or
+        reopened when the store's ``version`` is not the one it was loaded at; the caller
+        holds the user's lock."""
         memory = self._memories.get(user_id)
         if memory is not None and user_id in self._versions and \
-                self.store_version(user_id) != self._versions[user_id]:
-            self._memories.discard(user_id)  # another process wrote to it: reload
+                version != self._versions[user_id]:
+            self._memories.discard(user_id)  # written to since it was loaded: reload
             memory = None
         if memory is None:
             from memlab.agent.build import open_memory, user_store
