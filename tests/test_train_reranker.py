@@ -45,6 +45,42 @@ def test_a_named_dev_part_splits_by_name() -> None:
         ProbeSplit(part="test", dev=["c1", "c9"]).select(known)
 
 
+def test_folds_partition_the_conversations_and_each_dev_part_is_the_other_folds() -> None:
+    known = [f"c{i}" for i in range(11)]
+    tests = [ProbeSplit(part="test", folds=3, fold=f, seed=2).select(known) for f in (1, 2, 3)]
+    assert sorted(c for t in tests for c in t) == sorted(known)  # each in one fold
+    assert [len(t) for t in tests] == [4, 4, 3]
+    assert all(t == [c for c in known if c in t] for t in tests)  # dataset order kept
+    for f, test in enumerate(tests, start=1):
+        part = ProbeSplit(part="test", folds=3, fold=f, seed=2)
+        assert part.other().select(known) == [c for c in known if c not in test]
+        assert part.other().describe() == f"the folds other than {f} of 3 (seed 2)"
+    assert ProbeSplit(part="test", folds=3, fold=1, seed=3).select(known) != tests[0]
+    # a resolved config's dump (dev_fraction's default, dev None) loads again
+    dumped = ProbeSplit(part="test", folds=3, fold=2).model_dump()
+    assert ProbeSplit(**dumped).select(known) == ProbeSplit(part="test", folds=3,
+                                                            fold=2).select(known)
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"folds": 3}, "folds and fold go together"),
+    ({"fold": 1}, "folds and fold go together"),
+    ({"folds": 3, "fold": 4}, "fold 4 of 3"),
+    ({"folds": 1, "fold": 1}, "greater than or equal to 2"),
+    ({"folds": 3, "fold": 1, "dev_fraction": 0.3}, "dev_fraction cannot be used with folds"),
+    ({"folds": 3, "fold": 1, "dev": ["c1"]}, "dev cannot be used with folds"),
+])
+def test_bad_folds_are_config_errors(given: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config({"name": "t", "dataset": {"name": "synthetic", "probes": {
+            "split": {"part": "test", **given}}}, "tracking": {"mlflow": False}})
+
+
+def test_more_folds_than_conversations_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="5 folds of 3 conversations"):
+        ProbeSplit(part="test", folds=5, fold=1).select(["a", "b", "c"])
+
+
 def test_select_probes_keeps_only_the_split_part() -> None:
     dataset = load_dataset("synthetic")
     ids = [c.id for c in dataset]

@@ -121,8 +121,11 @@ def cmd_train_embedder(args: argparse.Namespace) -> int:
 def _print_trained(manifest: dict, examples: str) -> None:
     """What a train-* command trained on (``examples``: what it mined) and where it wrote."""
     trained, seconds = manifest["trained_on"], manifest["seconds"]
-    print(f"trained on the {trained['part']} part (seed {trained['seed']}, dev_fraction "
-          f"{trained['dev_fraction']}): {trained['conversations']} conversations, "
+    from memlab.eval.config import ProbeSplit
+
+    part = ProbeSplit.model_construct(**{k: v for k, v in trained.items()
+                                         if k in ProbeSplit.model_fields})
+    print(f"trained on {part.describe()}: {trained['conversations']} conversations, "
           f"{trained['probes']} probes, {examples}; mining {seconds['mining']} s, "
           f"training {seconds['training']} s")
     print(f"model: {manifest['model']}")

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from memlab.errors import ConfigError
 
@@ -38,8 +45,9 @@ class Spec(BaseModel):
 class ProbeSplit(BaseModel):
     """One part of a seeded random split of the dataset's conversations, drawn by the rule
     ``tune.split`` uses (:func:`random_split`), or of a named one (``dev``: those
-    conversations, test: the rest, as ``tune``'s ``dev:`` list): a model trained on one
-    part (``train-reranker``, ``train-embedder``) is scored on the other."""
+    conversations, test: the rest, as ``tune``'s ``dev:`` list), or of ``folds`` seeded
+    folds (k-fold cross-fitting: test is fold ``fold``, dev every other fold): a model
+    trained on one part (``train-reranker``, ``train-embedder``) is scored on the other."""
 
     model_config = ConfigDict(extra="forbid")
     part: Literal["dev", "test"]
@@ -47,10 +55,40 @@ class ProbeSplit(BaseModel):
     seed: int = 0
     dev: list[str] | None = Field(default=None, min_length=1, description="the dev part's "
                                   "conversation ids (instead of a seeded draw)")
+    folds: int | None = Field(default=None, ge=2, description="k-fold cross-fitting: the "
+                              "conversations drawn by `seed` into this many folds")
+    fold: int | None = Field(default=None, ge=1, description="with `folds`: the fold (1 to "
+                             "folds) that is the test part; dev is every other fold")
+
+    @model_validator(mode="after")
+    def _folds_consistent(self) -> ProbeSplit:
+        if (self.folds is None) != (self.fold is None):
+            raise ValueError("folds and fold go together (e.g. folds: 3, fold: 1)")
+        if self.folds is not None and self.fold is not None:
+            if self.fold > self.folds:
+                raise ValueError(f"fold {self.fold} of {self.folds}: fold is 1 to folds")
+            # (a resolved config's dump carries dev_fraction's default: that is no clash)
+            mixed = [name for name, given in (("dev", self.dev is not None),
+                                              ("dev_fraction", self.dev_fraction != 0.5))
+                     if given]
+            if mixed:
+                raise ValueError(f"{' and '.join(mixed)} cannot be used with folds (a fold "
+                                 "is the test part, the other folds the dev part)")
+        return self
 
     def other(self) -> ProbeSplit:
         """The complementary part of the same split."""
         return self.model_copy(update={"part": "test" if self.part == "dev" else "dev"})
+
+    def describe(self) -> str:
+        """The part in words, e.g. "the dev part (seed 0, dev_fraction 0.5)"."""
+        if self.folds is not None:
+            which = (f"fold {self.fold}" if self.part == "test"
+                     else f"the folds other than {self.fold}")
+            return f"{which} of {self.folds} (seed {self.seed})"
+        if self.dev is not None:
+            return f"the {self.part} part (dev: {len(self.dev)} named conversations)"
+        return f"the {self.part} part (seed {self.seed}, dev_fraction {self.dev_fraction})"
 
     def select(self, known: list[str]) -> list[str]:
         """The ids of ``known`` (in their order) that fall in this part."""
@@ -62,6 +100,12 @@ class ProbeSplit(BaseModel):
                                   "not in the dataset")
             dev = [c for c in known if c in named]
             test = [c for c in known if c not in named]
+        elif self.folds is not None and self.fold is not None:
+            if len(known) < self.folds:
+                raise ConfigError(f"dataset.probes.split: {self.folds} folds of "
+                                  f"{len(known)} conversations")
+            test = fold_split(known, self.folds, self.seed)[self.fold - 1]
+            dev = [c for c in known if c not in set(test)]
         else:
             dev, test = random_split(known, self.dev_fraction, self.seed)
         return dev if self.part == "dev" else test
@@ -75,6 +119,21 @@ def random_split(known: list[str], dev_fraction: float, seed: int) -> tuple[list
     n_dev = min(max(1, round(len(order) * dev_fraction)), len(order) - 1)
     dev_set = set(order[:n_dev])
     return [c for c in known if c in dev_set], [c for c in known if c not in dev_set]
+
+
+def fold_split(known: list[str], folds: int, seed: int) -> list[list[str]]:
+    """``known`` shuffled by ``seed`` and cut into ``folds`` consecutive folds whose sizes
+    differ by at most one (the first ones larger); each in the order of ``known``."""
+    order = list(known)
+    random.Random(seed).shuffle(order)
+    size, extra = divmod(len(order), folds)
+    parts, start = [], 0
+    for i in range(folds):
+        end = start + size + (1 if i < extra else 0)
+        chosen = set(order[start:end])
+        parts.append([c for c in known if c in chosen])
+        start = end
+    return parts
 
 
 class ProbeSelection(BaseModel):

@@ -313,7 +313,7 @@ def train_embedder(config: str | Path, label: str | None = None, *,
     mined = mine_examples(case, mining, conversations, top_n, negatives, progress)
     items = triplets(mined.examples, negatives)
     if not items:
-        raise ConfigError(f"{case.name}: the {trained_on.part} part of the split has no probe "
+        raise ConfigError(f"{case.name}: {trained_on.describe()} has no probe "
                           "with evidence turns to train on")
     mined_seconds = time.perf_counter() - started
     folder = Path(model).expanduser()

@@ -229,7 +229,7 @@ def train_reranker(config: str | Path, label: str | None = None, *,
     started = time.perf_counter()
     mined = mine_pairs(case, params, conversations, negatives, progress)
     if not mined.pairs:
-        raise ConfigError(f"{case.name}: the {trained_on.part} part of the split has no probe "
+        raise ConfigError(f"{case.name}: {trained_on.describe()} has no probe "
                           "with evidence turns to train on")
     mined_seconds = time.perf_counter() - started
     steps = epochs * -(-len(mined.pairs) // batch_size)
