@@ -7,8 +7,9 @@ always says *where* the problem is.
 
 from __future__ import annotations
 
+import difflib
 import numbers
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,13 @@ class UnknownComponentError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+def did_you_mean(name: str, known: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> str:
+    """``did you mean 'a' or 'b'?`` for the (at most ``n``) entries of ``known`` closest to
+    a misspelt ``name`` (difflib's ratio >= ``cutoff``); "" when none is that close."""
+    close = difflib.get_close_matches(name, sorted(known), n=n, cutoff=cutoff)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def check_choice(what: str, value: object, choices: Collection[str]) -> None:

@@ -7,14 +7,13 @@ heavy optional dependencies. Unknown names fail with the closest matches.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from memlab.errors import ConfigError, MemlabError, UnknownComponentError
+from memlab.errors import ConfigError, MemlabError, UnknownComponentError, did_you_mean
 
 T = TypeVar("T")
 
@@ -175,8 +174,8 @@ class Registry(Generic[T]):
         return rows
 
     def _unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        close = did_you_mean(name, self.names(), n=3, cutoff=0.5)
+        hint = f" D{close[1:]}" if close else ""
         return (
             f"unknown {self.kind} '{name}'.{hint} "
             f"Valid choices: {', '.join(self.names()) or '(none registered)'}"

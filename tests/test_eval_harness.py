@@ -431,7 +431,7 @@ def test_report_plots_a_metric_against_prompt_tokens(tmp_path: Path) -> None:
              progress=False)
     only = report([tmp_path / "only"])
     with pytest.raises(MemlabError, match=r"no run here scored 'turn\.recall_any@7'; did "
-                       r"you mean turn\.recall_any@5"):
+                       r"you mean 'turn\.recall_any@5'"):
         report([tmp_path / "only"], metric=["turn.recall_any@7"])
     with pytest.raises(MemlabError, match=r"no run here scored 'turn\.budget_evidence_recal"):
         report([tmp_path / "only"], by_category="turn.budget_evidence_recal@1000")

@@ -97,3 +97,14 @@ def test_broken_lazy_target_fails_with_a_clear_message() -> None:
         r.get("ghost")
     with pytest.raises(ConfigError, match="embedder 'typo': json has no dumpz"):
         r.get("typo")
+
+
+def test_did_you_mean_names_the_closest_known_names_or_nothing() -> None:
+    from memlab.errors import did_you_mean
+
+    known = ["bm25", "dense", "hybrid", "multigrain"]
+    assert did_you_mean("hybird", known) == "did you mean 'hybrid'?"
+    assert did_you_mean("dens", known, n=3) == "did you mean 'dense'?"
+    assert did_you_mean("xyz", known) == ""
+    assert did_you_mean("bm5", {"bm25": 1, "bm15": 2}, n=3) == "did you mean 'bm25' or 'bm15'?"
+    assert did_you_mean("multigran", known, cutoff=0.99) == ""

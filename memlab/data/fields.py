@@ -12,7 +12,6 @@ file never ends in a bare traceback.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import math
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from memlab.errors import DatasetError
+from memlab.errors import DatasetError, did_you_mean
 
 T = TypeVar("T")
 
@@ -148,11 +147,10 @@ class Fields:
         for key in self.raw:
             if key in known:
                 continue
-            close = spelt.get(key.replace("_", "").lower()) or next(
-                iter(difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)), None)
-            if close is not None:
-                raise self.error(f"unknown field; did you mean {close!r}?",
-                                 field=self.where(key))
+            same = spelt.get(key.replace("_", "").lower())
+            hint = f"did you mean {same!r}?" if same else did_you_mean(key, known, cutoff=0.8)
+            if hint:
+                raise self.error(f"unknown field; {hint}", field=self.where(key))
 
     def get(self, key: str, types: type | tuple[type, ...], default: Any = ...) -> Any:
         """The value at ``key``, checked against ``types``; missing -> default or error."""

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from memlab.data.schema import Dataset
@@ -323,7 +323,6 @@ def _validate_shape(raw: dict[str, Any], where: str) -> ExperimentConfig:
 
 def _did_you_mean(err: Any) -> str:
     """For an unknown key (``dataset.probes.sampel``): the known keys of that section."""
-    import difflib
     import typing
 
     if err.get("type") != "extra_forbidden":
@@ -337,8 +336,8 @@ def _did_you_mean(err: Any) -> str:
             return ""
         model = inner[0]
     known = sorted(model.model_fields)
-    close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
-    return (f"; did you mean {close[0]!r}?" if close else "") + f" (known: {', '.join(known)})"
+    close = did_you_mean(str(err["loc"][-1]), known)
+    return (f"; {close}" if close else "") + f" (known: {', '.join(known)})"
 
 
 def _validated(raw: dict[str, Any], where: str) -> ExperimentConfig:

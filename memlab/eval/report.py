@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from memlab.errors import MemlabError
+from memlab.errors import MemlabError, did_you_mean
 from memlab.eval.summary import HEADLINE, error_counts
 
 #: The columns every row ends with.
@@ -90,13 +90,11 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
 def _check_named(frame: Any, names: Sequence[str], scored: set[str]) -> None:
     """A MemlabError for a metric asked for by name that no run scored (a typo would
     otherwise just leave its column out)."""
-    import difflib
-
     for name in names:
         if name not in scored:
-            close = difflib.get_close_matches(name, sorted(scored), n=3)
+            close = did_you_mean(name, scored, n=3)
             raise MemlabError(f"no run here scored {name!r}" + (
-                f"; did you mean {', '.join(close)}?" if close else
+                f"; {close}" if close else
                 f" ({len(frame)} run(s); each run's metrics.json lists its metrics)"))
 
 

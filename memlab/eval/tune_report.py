@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import tempfile
@@ -10,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, did_you_mean
 from memlab.metrics.stats import metric_column, unpaired_difference
 
 
@@ -18,8 +17,8 @@ def score_of(summary: dict[str, Any], metric: str) -> float:
     """A run's mean of ``metric`` (the tune's objective); unknown or empty is an error."""
     metrics = summary["metrics"]
     if metric not in metrics:
-        close = difflib.get_close_matches(metric, list(metrics), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        close = did_you_mean(metric, metrics, n=3)
+        hint = f"; {close}" if close else ""
         raise ConfigError(f"tune.metric: the runs have no metric {metric!r}{hint}")
     mean = metrics[metric]["all"]["mean"]
     if mean is None:

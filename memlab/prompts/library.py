@@ -9,7 +9,6 @@ templates. Every built-in stays reachable as ``builtin/<name>.j2`` for ``extends
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -18,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from memlab.errors import ConfigError, UnknownComponentError
+from memlab.errors import ConfigError, UnknownComponentError, did_you_mean
 from memlab.prompts.template import Rendered, Template, defuse_markers, read_header
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,8 @@ class TemplateLibrary:
     def get(self, name: str) -> Template:
         templates = self._load()
         if name not in templates:
-            close = difflib.get_close_matches(name, templates, n=3, cutoff=0.5)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            close = did_you_mean(name, templates, n=3, cutoff=0.5)
+            hint = f" D{close[1:]}" if close else ""
             raise UnknownComponentError(
                 f"unknown prompt template '{name}'.{hint} Valid choices: "
                 f"{', '.join(sorted(templates))}"

@@ -27,7 +27,6 @@ can always be read back.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -48,7 +47,7 @@ from memlab.data.fields import (
 )
 from memlab.data.paths import SYNTHETIC_DEFAULT
 from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
-from memlab.errors import DatasetError
+from memlab.errors import DatasetError, did_you_mean
 
 FORMAT = "memlab-conversations"
 VERSION = 1
@@ -216,8 +215,8 @@ def _issue(f: Fields) -> DataIssue:
 def _known(f: Fields, allowed: set[str]) -> None:
     for key in f.raw:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = did_you_mean(key, allowed)
+            hint = f"; {close}" if close else ""
             raise f.error(f"unknown field{hint} (allowed: {', '.join(sorted(allowed))})",
                           field=f.where(key))
 
