@@ -388,10 +388,11 @@ class MemoryAgent:
         space: Any = self._probe.namespace(user_id)
         return int(space.version())
 
-    def _memory(self, user_id: str, version: int | None = None) -> Any:
+    def _memory(self, user_id: str, version: int | None) -> Any:
         """The user's memory, opened (and others closed, see OpenMemories) if need be, or
-        reopened when the store's ``version`` is not the one it was loaded at; the caller
-        holds the user's lock."""
+        reopened when the store's ``version`` (:meth:`store_version`; None for a store
+        that counts no writes) is not the one it was loaded at; the caller holds the
+        user's lock."""
         memory = self._memories.get(user_id)
         if memory is not None and user_id in self._versions and \
                 version != self._versions[user_id]:

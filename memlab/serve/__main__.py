@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, overrides={
             key: getattr(args, flag) for flag, key in _FLAGS.items()})
         _check_exposure(settings.server.host, settings.server.api_key)
-        _check_workers(args.workers, settings)
-        _check_shared_store(settings)
+        _check_store(args.workers, settings)
         app = build_app(settings) if args.workers == 1 else None
     except MemlabError as exc:
         print(f"memlab.serve: {exc}", file=sys.stderr)
@@ -90,21 +89,36 @@ def worker_app() -> object:
     return build_app(AgentSettings.model_validate_json(os.environ[SETTINGS_VAR]))
 
 
-def _check_workers(workers: int, settings: object) -> None:
-    """Several workers hold users' memories in RAM each: only a store that counts its
-    writes (pgvector) lets a worker see what another one wrote."""
+def _check_store(workers: int, settings: object) -> None:
+    """The store the users' memories go to, built once before serving. Several workers hold
+    users' memories in RAM each: only a store that counts its writes (pgvector) lets a
+    worker see what another one wrote. A shared store is asked once, so a wrong DSN, role
+    or database fails the start, not the first memory request."""
     from memlab.agent.build import user_store
     from memlab.errors import ConfigError
     from memlab.spec import build
 
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    if workers == 1:
-        return
     store = build("store", user_store(settings, "check"))  # type: ignore[arg-type]
-    if not hasattr(store, "version"):
-        raise ConfigError(f"--workers {workers} needs memory.store set to a shared store "
-                          f"that tracks changes (pgvector); {type(store).__name__} does not")
+    try:
+        shared = hasattr(store, "version")
+        if workers > 1 and not shared:
+            raise ConfigError(f"--workers {workers} needs memory.store set to a shared store "
+                              f"that tracks changes (pgvector); {type(store).__name__} does "
+                              "not")
+        if workers > 1:
+            _check_memory_keeps_store(workers, settings)
+        if shared:
+            store.version()
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
+def _check_memory_keeps_store(workers: int, settings: object) -> None:
+    from memlab.errors import ConfigError
     from memlab.eval.config import load_config
     from memlab.memory import registry
 
@@ -115,20 +129,6 @@ def _check_workers(workers: int, settings: object) -> None:
                           "would rebuild it from the conversation log and hold its own copy, "
                           "blind to the others' writes); run one worker, or a memory with a "
                           "store (tiered, extracted)")
-
-
-def _check_shared_store(settings: object) -> None:
-    """A shared store (pgvector) is asked once before serving: a wrong DSN, role or
-    database fails the start, not the first memory request."""
-    from memlab.agent.build import user_store
-    from memlab.spec import build
-
-    store = build("store", user_store(settings, "check"))  # type: ignore[arg-type]
-    if hasattr(store, "version"):
-        try:
-            store.version()
-        finally:
-            store.close()
 
 
 def _check_exposure(host: str, api_key: str | None) -> None:
