@@ -267,6 +267,12 @@ def test_rescore_adds_a_scorer_and_changes_only_its_fields(tmp_path: Path) -> No
         if not row.get("error"):
             assert "abstention" in row["metrics"]
     assert new.config.scorers[-1] == "abstention"
+    # the CLI's table shows the scorer asked for, not only the headline metrics
+    done = subprocess.run([sys.executable, "-m", "memlab.eval", "rescore", str(source.run_dir),
+                           "--scorer", "bleu1", "--no-mlflow", "--out", str(tmp_path / "cli")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert any(line.startswith("bleu1 ") for line in done.stdout.splitlines()), done.stdout
 
 
 def test_cli_judge_check_rejudge_and_their_errors(tmp_path: Path) -> None:

@@ -383,7 +383,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     from memlab.eval.summary import render_table
 
     result = rescore(args.run_dir, args.scorer, out=args.out, track=not args.no_mlflow)
-    print(render_table(result.summary, f"\n{result.config.name} (re-scored)"))
+    print(render_table(result.summary, f"\n{result.config.name} (re-scored)", args.scorer))
     print(f"\nrun directory: {result.run_dir}")
     return 0
 

@@ -128,15 +128,19 @@ def error_counts(summary: dict[str, Any]) -> dict[str, int]:
     return {"probes": int(errors), "ingest": 0}
 
 
-def headline(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The headline metrics present in a summary, overall, in display order."""
+def headline(summary: dict[str, Any],
+             extra: Sequence[str] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """The headline metrics present in a summary, then the ``extra`` ones, overall, in
+    display order."""
     metrics = summary["metrics"]
-    return [(name, metrics[name]["all"]) for name in HEADLINE if name in metrics]
+    names = dict.fromkeys([*HEADLINE, *extra])
+    return [(name, metrics[name]["all"]) for name in names if name in metrics]
 
 
-def render_table(summary: dict[str, Any], title: str = "") -> str:
-    """A plain-text table of the headline metrics with their 95 % CIs."""
-    rows = headline(summary)
+def render_table(summary: dict[str, Any], title: str = "", extra: Sequence[str] = ()) -> str:
+    """A plain-text table of the headline metrics (and the ``extra`` ones) with their 95 %
+    CIs."""
+    rows = headline(summary, extra)
     lines = [title] if title else []
     width = max([len(n) for n, _ in rows] + [10])
     lines.append(f"{'metric':<{width}}  {'mean':>7}  {'95% CI':>17}  {'n':>5}  {'excl':>5}")
