@@ -3,6 +3,7 @@ real LongMemEval oracle and LoCoMo files."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,8 @@ def test_the_scale_command_prints_the_warning_as_one_line(
         "grid": {"cases": [{"label": "bm25", "retrieval": {"name": "bm25"}}]}}))
     assert main(["scale", str(config), "--tokens", "50k", "--out", str(tmp_path / "s"),
                  "--quiet"]) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert err.startswith("warning: scale: at 50,000 tokens the histories average ")
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("bm25"))
+    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", row), out  # a mean with its CI
     assert "UserWarning" not in err and len(err.splitlines()) == 1

@@ -138,10 +138,24 @@ def cmd_scale(args: argparse.Namespace) -> int:
     table = scale(args.config, [t for t in args.tokens.split(",") if t.strip()], out=args.out,
                   overrides=args.set, metrics=metrics, seed=args.seed,
                   track=False if args.no_mlflow else None, progress=not args.quiet)
-    shown = table[["strategy", "tokens", "history_tokens", "probes", *metrics]]
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    shown = table[["strategy", "tokens", "history_tokens", "probes"]].copy()
+    for metric in metrics:  # each mean with its 95 % bootstrap CI
+        shown[metric] = [_with_ci(row[metric], row[f"{metric}.ci_low"], row[f"{metric}.ci_high"])
+                         for _, row in table.iterrows()]
+    print(shown.to_string(index=False))
     print(f"\ntable and plot: {Path(table['run_dir'].iloc[0]).parents[1]}/scale.{{csv,png}}")
     return 0
+
+
+def _with_ci(mean: Any, low: Any, high: Any) -> str:
+    """``0.851 [0.830, 0.870]``; ``-`` for a metric no probe had."""
+    import math
+
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _tracked(table: Any) -> bool:
