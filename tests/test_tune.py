@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +157,16 @@ def test_a_changed_config_does_not_resume_a_study(tmp_path: Path) -> None:
         tune(_config(trials=1, metric="turn.recall_any@5"), out=tmp_path, progress=False)
 
 
-def test_an_unknown_metric_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"tune.metric: the runs have no metric 'turn.recal"):
+def test_an_unknown_metric_is_named_before_any_trial_runs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"tune.metric 'turn.recal_any@5' is not a metric "
+                       r"this config scores; did you mean 'turn.recall_any@5'"):
         tune(_config(metric="turn.recal_any@5"), out=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())  # nothing ran
+    config = tmp_path.parent / f"{tmp_path.name}-c.yaml"
+    config.write_text(yaml.safe_dump(_config(metric="f1")))
+    done = subprocess.run([sys.executable, "-m", "memlab.eval", "validate", str(config)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "tune.metric 'f1' is not a metric" in done.stderr
 
 
 @pytest.mark.slow  # a real MLflow store and its background logger process

@@ -192,6 +192,16 @@ def _probe_fields(conversation: Conversation, probe: Probe) -> dict[str, Any]:
     }
 
 
+def produced_metrics(config: ExperimentConfig) -> set[str]:
+    """Every metric name a run of ``config`` can score: the retrieval and token-budget
+    metrics at :data:`KS` / :data:`BUDGETS`, its scorers, and ``judge`` with a judge."""
+    from memlab.metrics.budget import metric_names as budget_names
+    from memlab.metrics.retrieval import metric_names as ranked_names
+
+    names = {*ranked_names(KS), *budget_names(BUDGETS), *config.scorers}
+    return names | {"judge"} if config.judge is not None else names
+
+
 def _retrieval_metrics(hits: list[Hit], probe: Probe, covers: _Coverages,
                        tokens: _TokenCounter) -> dict[str, float | None]:
     from memlab.metrics.budget import score_budget

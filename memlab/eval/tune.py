@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.data.schema import Dataset
-from memlab.errors import ConfigError, MemlabError, check_number
+from memlab.errors import ConfigError, MemlabError, check_number, did_you_mean
 from memlab.eval.config import (
     ExperimentConfig,
     apply_override,
@@ -64,11 +64,28 @@ def tune_plan(config: str | Path | dict[str, Any], overrides: Sequence[str] | No
     dims = dimensions(spec.space, where)
     base = load_config(raw)
     _check_keys(raw, dims, where)
+    _check_metric(spec.metric, base, dims, where)
     for chosen in ("conversations", "split"):
         if getattr(base.dataset.probes, chosen) is not None:
             raise ConfigError(f"{where}: dataset.probes.{chosen} is set; tune chooses the "
                               "conversations itself (tune.dev / tune.test / tune.split)")
     return raw, where, spec, dims, base
+
+
+def _check_metric(metric: str, base: ExperimentConfig, dims: list[Dimension],
+                  where: str) -> None:
+    """``tune.metric`` must be a name the trials can score (a typo found before trial 0,
+    not after it); a space that varies the scorers or the judge is not checked."""
+    from memlab.eval.replay import produced_metrics
+
+    if any(d.key.split(".")[0] in ("scorers", "judge") for d in dims):
+        return
+    known = produced_metrics(base)
+    if metric not in known:
+        hint = did_you_mean(metric, known, n=3)
+        raise ConfigError(f"{where}: tune.metric {metric!r} is not a metric this config "
+                          "scores" + (f"; {hint}" if hint else " (its retrieval metrics, "
+                          "token-budget metrics, scorers and judge)"))
 
 
 def tune(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
