@@ -69,6 +69,12 @@ def test_runs_are_named_after_what_they_compare() -> None:
     assert run_name(answered, items) == "turn / bm25 k5 / qwen2.5-coder-0.5b"
     tiered = _config(memory={"name": "tiered", "params": {"retrieval": {"name": "hybrid"}}})
     assert run_name(tiered, []) == "tiered: - / hybrid / retrieval only"
+    wrapped = _config()
+    wrapped["memory"]["params"]["retrieval"] = {"name": "budget", "params": {"base": {
+        "name": "time_aware", "params": {"base": {"name": "multigrain", "params": {
+            "base": "hybrid"}}}}}}
+    assert run_name(wrapped, []) == "turn / budget(time_aware(multigrain(hybrid))) / " \
+        "retrieval only"
 
 
 def test_run_tags_name_memory_reader_judge_and_its_agreement() -> None:

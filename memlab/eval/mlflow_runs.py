@@ -51,12 +51,24 @@ def components(config: dict[str, Any], items: list[dict[str, Any]]) -> dict[str,
     params = memory.get("params") or {}
     out = {"memory": str(memory.get("name") or "flat"),
            "chunker": str((params.get("chunker") or {}).get("name") or "-"),
-           "strategy": str((params.get("retrieval") or {}).get("name") or "-"),
+           "strategy": strategy_chain(params.get("retrieval")),
            "reader": _model(config.get("answer"), items, "llm")}
     if config.get("judge"):
         judge = config["judge"]
         out["judge"] = f"{_model(judge, items, 'judge_record')} ({judge.get('template')})"
     return out
+
+
+def strategy_chain(spec: Any) -> str:
+    """A retrieval and the strategies it wraps (its ``base``), e.g.
+    ``budget(time_aware(multigrain(hybrid)))``; ``-`` for none."""
+    if isinstance(spec, str):
+        return spec
+    if not isinstance(spec, dict) or not spec.get("name"):
+        return "-"
+    base = (spec.get("params") or {}).get("base")
+    inner = strategy_chain(base) if base else ""
+    return f"{spec['name']}({inner})" if inner and inner != "-" else str(spec["name"])
 
 
 def run_name(config: dict[str, Any], items: list[dict[str, Any]]) -> str:
