@@ -104,6 +104,49 @@ def test_resume_after_a_partial_line_counts_every_probe_in_memory_jsonl(tmp_path
     assert resumed.summary["metrics"] == full.summary["metrics"]
 
 
+def test_damaged_run_records_are_errors_naming_file_and_line(tmp_path: Path) -> None:
+    from memlab.errors import MemlabError
+    from memlab.eval.compare import compare_runs as compare
+
+    full = evaluate(_config(), out=tmp_path / "full", progress=False)
+    lines = (full.run_dir / "items.jsonl").read_text().splitlines(keepends=True)
+    garbled = tmp_path / "garbled"
+    shutil.copytree(full.run_dir, garbled)
+    (garbled / "items.jsonl").write_text("".join(lines[:5]) + "{oops\n" + "".join(lines[6:]))
+    with pytest.raises(MemlabError, match=r"items.jsonl: damaged: line 6 is not a JSON row "
+                       r"\(starts '\{oops\\n'\); the 5 rows before it read fine"):
+        compare(full.run_dir, garbled)
+    cut = tmp_path / "cut"
+    shutil.copytree(full.run_dir, cut)
+    (cut / "items.jsonl").write_text("".join(lines[:-1]) + lines[-1][:30])
+    with pytest.raises(MemlabError, match=r"damaged: line 48, the last, is cut off in a "
+                       r"finished run \(47 complete rows"):
+        compare(full.run_dir, cut)
+    (cut / "metrics.json").write_text('{"metrics": ')
+    from memlab.eval.report import report
+
+    with pytest.raises(MemlabError, match=r"metrics.json \(the run's summary\): damaged "
+                       r"JSON at line 1, column 13"):
+        report([cut])
+
+
+def test_resuming_a_finished_run_after_a_kill_mid_write(tmp_path: Path) -> None:
+    """A finished run run again (say with retry_errors) and killed mid-write: its files
+    end in a cut-off line beside the old metrics.json; the next resume repairs both."""
+    full = evaluate(_config(), out=tmp_path / "full", progress=False)
+    again = tmp_path / "again"
+    shutil.copytree(full.run_dir, again)
+    for name in ("items.jsonl", "memory.jsonl"):
+        with (again / name).open("a") as fh:
+            fh.write('{"probe_id": "cut off')
+    (again / "items.jsonl").write_text("".join(
+        (full.run_dir / "items.jsonl").read_text().splitlines(keepends=True)[:40])
+        + '{"probe_id": "cut')
+    resumed = evaluate(_config(), out=again, progress=False)
+    assert resumed.summary["metrics"] == full.summary["metrics"]
+    assert (again / "memory.jsonl").read_text().endswith("\n")
+
+
 _HOLDER = """
 import sys, time
 from pathlib import Path

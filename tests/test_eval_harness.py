@@ -508,3 +508,31 @@ def test_log_skips_a_run_the_experiment_already_holds(tmp_path: Path,
     assert main(["log", str(tmp_path / "runs"), "--again"]) == 0
     again = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
     assert again != first.mlflow_run_id and len(again) == 32
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nk: 3\nk: 5\n", r"invalid YAML at line 3, column 1: key 'k' given twice "
+     r"\(first on line 2"),
+    ("name: x\n  k: 3\n", r"invalid YAML at line 2, column 4: mapping values are not allowed"),
+    (b"\xff\xfe k: 3", r"not UTF-8 text \(byte 0: b'\\xff'\)"),
+])
+def test_a_config_file_that_is_not_good_yaml_is_one_error_line(
+        tmp_path: Path, text: str | bytes, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_override_values_that_are_not_yaml_name_the_set_item(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--set k=\[1,: invalid YAML at line 1"):
+        load_config("experiments/quickstart.yaml", ["k=[1,"])
+    with pytest.raises(ConfigError, match=r"is a directory, not a config file"):
+        load_config(tmp_path)
+    # merge keys may override what they merge (the experiments' YAML anchors do)
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\ndataset: {name: synthetic}\n"
+                    "chunker: &c {name: window, params: {size: 2}}\n"
+                    "grid: {cases: [{label: a, chunker: {<<: *c, params: {size: 4}}}]}\n")
+    chunker = expand_grid(path)[0].memory.params["chunker"]
+    assert (chunker if isinstance(chunker, dict) else chunker.model_dump())["params"] == {"size": 4}

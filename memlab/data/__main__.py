@@ -48,12 +48,16 @@ def dataset_stats(specs: list[tuple[str, Path]],
 
 def _option(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` of a loader option, the value read as YAML (argparse type)."""
-    import yaml
+    from memlab.errors import ConfigError
+    from memlab.files import parse_yaml
 
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
+    try:
+        return key, parse_yaml(value, "the value")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parse_spec(text: str) -> tuple[str, Path]:

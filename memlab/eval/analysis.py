@@ -21,6 +21,7 @@ from typing import Any
 
 from memlab.data.schema import Dataset, Turn
 from memlab.errors import ConfigError
+from memlab.files import read_yaml
 from memlab.metrics.retrieval import coverage
 from memlab.metrics.stats import summarize, value
 
@@ -320,14 +321,13 @@ def when_line(row: Any) -> str:
 
 def run_dataset(run_dir: str | Path) -> Dataset:
     """The dataset a run replayed, loaded as its ``config.resolved.yaml`` says."""
-    import yaml
 
     from memlab.eval.config import load_config
 
     path = Path(run_dir) / "config.resolved.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.resolved.yaml)")
-    return load_config(yaml.safe_load(path.read_text(encoding="utf-8"))).dataset.load()
+    return load_config(read_yaml(path)).dataset.load()
 
 
 def _days(asked: datetime, at: datetime) -> float:

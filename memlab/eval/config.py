@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from memlab.errors import ConfigError, did_you_mean
+from memlab.files import parse_yaml, read_yaml
 
 if TYPE_CHECKING:
     from memlab.data.schema import Dataset
@@ -297,12 +297,7 @@ def read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
     if isinstance(source, dict):
         return copy.deepcopy(source), "<config>"
     path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)
@@ -432,7 +427,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {item!r}")
-    value = yaml.safe_load(text) if text else None
+    value = parse_yaml(text, f"--set {item}") if text else None
     if key.startswith("grid.") and len(key) > len("grid."):
         grid = raw.setdefault("grid", {})
         if not isinstance(grid, dict):

@@ -21,30 +21,51 @@ from typing import Any
 
 import orjson
 
+from memlab.errors import MemlabError
+
 #: Fields that measure time; everything else must be identical between two runs of the
 #: same config with warm caches.
 TIMING_FIELDS = ("seconds", "latency")
 
 
-def read_items(path: Path) -> list[dict[str, Any]]:
-    """Complete rows of an items file (a partial final line from a kill is dropped)."""
+def read_items(path: Path, *, resuming: bool = False) -> list[dict[str, Any]]:
+    """Complete rows of an items file. A partial final line from a kill is dropped when
+    ``resuming`` or while the run is unfinished; in a finished run's file (beside its
+    ``metrics.json``) it is damage. A line that is not JSON is a MemlabError naming the
+    file and line."""
     if not path.exists():
         return []
-    rows = []
-    with path.open("r", encoding="utf-8") as fh:
-        for line in fh:
+    rows: list[dict[str, Any]] = []
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
             if not line.endswith("\n"):
+                if not resuming and (path.parent / "metrics.json").exists():
+                    raise MemlabError(f"{path}: damaged: line {number}, the last, is cut "
+                                      f"off in a finished run ({len(rows)} complete rows "
+                                      "before it); re-run the config into a new directory")
                 break  # interrupted mid-write
-            rows.append(_loads(line))
+            try:
+                rows.append(_loads(line))
+            except (orjson.JSONDecodeError, ValueError):
+                raise MemlabError(f"{path}: damaged: line {number} is not a JSON row "
+                                  f"(starts {line[:40]!r}); the {len(rows)} rows before "
+                                  "it read fine") from None
     return rows
 
 
 def repair(path: Path) -> list[dict[str, Any]]:
-    """Read complete rows and rewrite the file without any partial final line."""
-    rows = read_items(path)
-    if path.exists():
+    """Read complete rows and rewrite the file without any partial final line (before a
+    run appends to it again)."""
+    rows = read_items(path, resuming=True)
+    if path.exists() and path.stat().st_size and not _ends_with_newline(path):
         _rewrite(path, rows)
     return rows
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 def compact(path: Path) -> list[dict[str, Any]]:

@@ -20,8 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.eval import items as item_file
@@ -29,6 +27,7 @@ from memlab.eval.config import ExperimentConfig, JudgeSpec, load_config
 from memlab.eval.judge_check import default_template
 from memlab.eval.run import RunResult, prepare_run_dir
 from memlab.eval.summary import summarize_run
+from memlab.files import read_yaml
 from memlab.metrics.judge import Judge
 
 
@@ -87,7 +86,7 @@ def _source(run_dir: str | Path) -> tuple[Path, ExperimentConfig]:
             raise ConfigError(f"{source}: not a finished run directory (no {name})")
     if (source / "metrics.json").is_file() is False:
         raise ConfigError(f"{source}: the run has no metrics.json; finish it first")
-    raw = yaml.safe_load((source / "config.resolved.yaml").read_text(encoding="utf-8"))
+    raw = read_yaml(source / "config.resolved.yaml")
     config = load_config(raw)
     if config.answer is None:
         raise ConfigError(f"{source}: a retrieval-only run has no answers to judge or score")

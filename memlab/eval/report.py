@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from memlab.errors import MemlabError, did_you_mean
 from memlab.eval.summary import HEADLINE, error_counts
+from memlab.files import read_json, read_yaml
 
 #: The columns every row ends with.
 _LAST = ("memory_tokens/probe", "prompt_tokens/probe", "dir")
@@ -41,9 +39,9 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
     rows = []
     scored: set[str] = set()
     for run_dir in find_runs(paths):
-        summary = json.loads((run_dir / "metrics.json").read_text())
+        summary = read_json(run_dir / "metrics.json", "the run's summary")
         scored.update(summary["metrics"])
-        config = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
+        config = read_yaml(run_dir / "config.resolved.yaml")
         row: dict[str, Any] = {
             "run": config["name"], "dataset": summary.get("dataset"),
             "memory": (config.get("memory") or {}).get("name", "flat"),

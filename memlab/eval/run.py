@@ -90,6 +90,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     run_dir = prepare_run_dir(config, out)  # after the data: a bad file leaves no stub
     judge_check = _check_judge(config, dataset, run_dir)  # before any answer is judged
     all_rows = item_file.repair(run_dir / "items.jsonl")  # the finished probes' rows
+    item_file.repair(run_dir / "memory.jsonl")  # appended to again: no cut-off line left
     failed = {row["probe_id"] for row in _ordered(all_rows, pairs) if row.get("error")}
     done = {row["probe_id"] for row in all_rows} - (failed if retry_errors else set())
     todo = _pending(dataset, pairs, done)

@@ -25,12 +25,11 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from memlab.data.paths import PROJECT_ROOT
 from memlab.errors import MemlabError
 from memlab.eval.config import flatten
 from memlab.eval.summary import error_counts
+from memlab.files import read_json, read_yaml
 from memlab.metrics.base import mlflow_key
 
 #: The metric the cross-run Pareto plot puts against prompt tokens, first present wins.
@@ -62,12 +61,12 @@ class RunRecord:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        data = yaml.safe_load((self.run_dir / "config.resolved.yaml").read_text("utf-8"))
+        data = read_yaml(self.run_dir / "config.resolved.yaml")
         return data if isinstance(data, dict) else {}
 
     @cached_property
     def summary(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.run_dir / "metrics.json").read_text("utf-8"))
+        data: dict[str, Any] = read_json(self.run_dir / "metrics.json", "the run's summary")
         return data
 
     @cached_property

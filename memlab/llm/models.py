@@ -352,11 +352,11 @@ def parse_llm(text: str) -> dict[str, Any]:
     """An LLM spec from a command line: a catalog model (``qwen2.5-coder-1.5b``), a
     ``.gguf`` path, a backend name (``ollama``) or YAML (``{name: ollama, params: {...}}``;
     any other mapping is returned as written, for callers that take more than an LLM)."""
-    import yaml
+    from memlab.files import parse_yaml
 
     if text in CATALOG:
         return {"name": "llamacpp", "params": {"model": text}}
     if text.endswith(".gguf"):
         return {"name": "llamacpp", "params": {"model_path": text}}
-    value = yaml.safe_load(text)
+    value = parse_yaml(text, f"model {text!r}")
     return dict(value) if isinstance(value, dict) else {"name": str(text)}
