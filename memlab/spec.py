@@ -70,6 +70,22 @@ def is_spec(value: Any) -> bool:
     return isinstance(value, str | Mapping) or _is_pydantic(value)
 
 
+def not_a_component(value: Any) -> bool:
+    """True for a value that can be neither a spec nor a built component (a number, a
+    list, None): what a misplaced YAML value looks like where a component belongs."""
+    return value is None or isinstance(value, bool | int | float | complex | list | tuple
+                                       | set | frozenset | bytes)
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
+def _misplaced(kind: str, value: Any) -> str:
+    return (f"expected {_a(kind)}: a name, {{name: ..., params: {{...}}}} or a built "
+            f"{kind}, got {value!r}")
+
+
 def _is_pydantic(value: Any) -> bool:
     return hasattr(value, "model_dump") and hasattr(type(value), "model_fields")
 
@@ -100,6 +116,8 @@ def build(kind: str, spec: SpecLike) -> Any:
     checks: names, required parameters, numeric bounds, nested specs); a component's own
     ``check_params`` (a model file, a choice) runs when it is first used, as before."""
     if not is_spec(spec):
+        if not_a_component(spec):
+            raise ConfigError(f"cannot build {_a(kind)}: {_misplaced(kind, spec)}")
         return spec
     from memlab.components import registry
 
@@ -124,6 +142,8 @@ def resolve(kind: str, spec: SpecLike, *, template_dirs: tuple[str, ...] = ()
     if is_spec(spec):
         name, given = spec_parts(kind, spec)
         reg.check_params(name, given)
+    elif not_a_component(spec) or not _has_params(spec):
+        raise ConfigError(f"cannot resolve {_a(kind)}: {_misplaced(kind, spec)}")
     else:
         name, given = reg.name_of(spec), spec.params()
     factory = reg.get(name)
@@ -168,7 +188,7 @@ def problems(kind: str, spec: SpecLike, path: str, *,
             return [f"{path}.name: {exc}"]
         return []
     if not is_spec(spec):
-        return []
+        return [f"{path}: {_misplaced(kind, spec)}"] if not_a_component(spec) else []
     try:
         name, params = spec_parts(kind, spec)
     except ConfigError as exc:
@@ -205,6 +225,9 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
         if fixed and isinstance(value, Mapping):
             out += _param_problems(sub, fixed, dict(value), f"{where}.{key}", f"{where}.{key}",
                                    template_dirs, values)
+        elif fixed and value is not None and not_a_component(value):
+            out.append(f"{where}.{key}: expected the parameters of {sub} '{fixed}' as a "
+                       f"mapping ({{...}}) or a built {sub}, got {value!r}")
         elif isinstance(value, list | tuple) and not fixed:
             for i, part in enumerate(value):
                 out += problems(sub, part, f"{where}.{key}[{i}]", template_dirs=template_dirs,
@@ -282,7 +305,7 @@ def _identity(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
         return {"model_id": build(kind, {"name": name, "params": params}).model_id}
     except Exception as exc:  # an unloadable model fails when it is used, with context
-        return {"model_id": f"unknown ({type(exc).__name__})"}
+        return {"model_id": f"unknown ({type(exc).__name__}: {str(exc)[:160]})"}
 
 
 def _factory(kind: str, name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -186,6 +187,77 @@ def test_resuming_into_a_directory_of_another_config_is_refused(tmp_path: Path) 
     evaluate(_config(), out=tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="holds a run of a different config"):
         evaluate(_config(k=3), out=tmp_path / "run", progress=False)
+
+
+def test_a_refused_resume_names_what_differs_and_settings_of_the_run_may_change(
+        tmp_path: Path) -> None:
+    first = evaluate(_config(), out=tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=r"different config \(k: 10 -> 3\); resuming"):
+        evaluate(_config(k=3), out=tmp_path / "run", progress=False)
+    # how the run goes (workers, tracking, description) is not what it computes
+    again = evaluate(_config(workers=2, description="the same, on two workers"),
+                     out=tmp_path / "run", progress=False)
+    assert again.summary["metrics"] == first.summary["metrics"]
+    recorded = yaml.safe_load((tmp_path / "run" / "config.resolved.yaml").read_text())
+    assert recorded["workers"] == 2  # the record keeps the latest
+
+
+def test_the_record_pins_the_dataset_file_and_each_segment_of_the_run(tmp_path: Path) -> None:
+    from tests.test_locomo import _record
+
+    data = tmp_path / "tiny-locomo.json"
+    data.write_text(json.dumps([_record()]))
+    config = _config(dataset={"name": "locomo", "path": str(data)})
+    evaluate(config, out=tmp_path / "run", progress=False)
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert environment["dataset"]["files"]["path"] == {
+        "file": str(data.resolve()), "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+    assert [s["rows_before"] for s in environment["segments"]] == [0]
+    assert environment["git"] == environment["segments"][0]["git"]
+    evaluate(config, out=tmp_path / "run", progress=False)  # resumed: nothing left to do
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert [s["rows_before"] for s in environment["segments"]] == [0, 2]
+    record = _record()
+    record["qa"][0]["answer"] = "a dog"
+    data.write_text(json.dumps([record]))
+    with pytest.raises(ConfigError, match=r"the dataset changed since this run started "
+                       r"\(dataset.path: another file or sha256\)"):
+        evaluate(config, out=tmp_path / "run", progress=False)
+
+
+def test_the_run_directory_must_be_a_directory_it_can_make(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match=r"the run directory .*afile is a file"):
+        evaluate(_config(), out=tmp_path / "afile", progress=False)
+    with pytest.raises(ConfigError, match=r"cannot make the run directory .*: Not a directory"):
+        evaluate(_config(), out=tmp_path / "afile" / "sub", progress=False)
+    with pytest.raises(ConfigError, match=r"dataset= takes a loaded Dataset"):
+        evaluate(_config(), out=tmp_path / "x", dataset="locomo", progress=False)
+    with pytest.raises(ConfigError, match=r"a config is a YAML file's path, a dict or an "
+                       r"ExperimentConfig; got list"):
+        evaluate([1], progress=False)
+
+
+def test_a_component_may_be_named_alone_and_a_misplaced_value_is_refused() -> None:
+    import memlab
+
+    config = load_config(_config(retrieval="hybrid", chunker="window"))
+    assert config.memory.params["retrieval"]["name"] == "hybrid"
+    with pytest.raises(ConfigError, match=r"retrieval.params.base: expected a retrieval: a "
+                       r"name, \{name: ..., params: \{...\}\} or a built retrieval, got 7"):
+        load_config(_config(retrieval={"name": "budget", "params": {"base": 7}}))
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(retrieval={"name": "hybrid", "params": {
+            "bm25": 7, "dense": {"embedder": 5}}}))
+    assert "retrieval.params.bm25: expected the parameters of retrieval 'bm25' as a " \
+        "mapping" in str(info.value)
+    assert "retrieval.params.dense.embedder: expected an embedder" in str(info.value)
+    for bad in (5, ["bm25"], None):
+        with pytest.raises(ConfigError, match="cannot build a retrieval"):
+            memlab.build("retrieval", bad) if bad is not None else memlab.spec.build(
+                "retrieval", bad)
+    with pytest.raises(ConfigError, match="cannot resolve a retrieval"):
+        memlab.resolve("retrieval", 5)
 
 
 def test_config_errors_name_their_yaml_path(tmp_path: Path) -> None:

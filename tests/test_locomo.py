@@ -219,6 +219,17 @@ def test_small_valid_file(tmp_path: Path) -> None:
     assert [i.action for i in ds.issues] == ["ignored: date without turns", "split", "unpadded"]
 
 
+@pytest.mark.parametrize("empty", ["", "  ", " ; ,"])
+def test_an_empty_evidence_string_is_reported_not_silently_dropped(
+        tmp_path: Path, empty: str) -> None:
+    record = _record()
+    record["qa"][0]["evidence"] = [empty, "D1:1"]
+    ds = load_locomo(_write(tmp_path, [record]))
+    assert ds["conv-x"].probes[0].evidence_turn_ids == ("D1:1",)
+    dropped = [i for i in ds.issues if i.action == "dropped: empty"]
+    assert [(i.field, i.value) for i in dropped] == [("qa[0].evidence[0]", empty)]
+
+
 def _error(tmp_path: Path, data: Any) -> str:
     with pytest.raises(DatasetError) as info:
         load_locomo(_write(tmp_path, data))

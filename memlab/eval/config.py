@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,12 @@ class Spec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     identity: dict[str, Any] | None = Field(default=None, description="recorded by resolve "
                                             "(template version/hash, embedder model id)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, data: Any) -> Any:
+        """``retrieval: bm25`` is ``retrieval: {name: bm25}``, as in nested places."""
+        return {"name": data} if isinstance(data, str) else data
 
 
 class ProbeSplit(BaseModel):
@@ -145,7 +152,8 @@ class ProbeSelection(BaseModel):
     conversations: list[str] | None = None
     split: ProbeSplit | None = None
     sample: int | None = Field(default=None, ge=1, description="stratified sample size")
-    stratify: str = "category"
+    stratify: Literal["category", "category_id", "abstention"] = Field(
+        default="category", description="the probe attribute a sample is spread over")
     limit: int | None = Field(default=None, ge=1, description="at most this many, in order")
     seed: int = 0
 
@@ -296,6 +304,9 @@ def read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
     it came from, before overrides and validation."""
     if isinstance(source, dict):
         return copy.deepcopy(source), "<config>"
+    if not isinstance(source, str | os.PathLike):
+        raise ConfigError("a config is a YAML file's path, a dict or an ExperimentConfig; "
+                          f"got {type(source).__name__} {source!r:.60}")
     path = Path(source)
     raw = read_yaml(path)
     if not isinstance(raw, dict):

@@ -28,10 +28,40 @@ def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
 
     try:
         commit = run("rev-parse", "HEAD")
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+        # tracked changes anywhere, and new files inside the package (a module added)
+        changed = [line[3:] for line in (
+            run("status", "--porcelain", "--untracked-files=no").splitlines()
+            + run("status", "--porcelain", "--untracked-files=all", "--", "memlab")
+            .splitlines()) if line.strip()]
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
+    out: dict[str, Any] = {"commit": commit, "dirty": bool(changed)}
+    if changed:
+        out["changed_files"] = sorted(set(changed))[:50]
+    return out
+
+
+def dataset_files(config: dict[str, Any]) -> dict[str, Any]:
+    """The files a run's dataset is read from, each with its sha256: the loader's file
+    (``dataset.path`` or its default) and any other file a loader option names
+    (``probes_path``). Resuming on a changed file would mix two datasets' results."""
+    from memlab.eval.mlflow_datasets import dataset_path, file_sha256
+
+    spec = config.get("dataset") or {}
+    named: dict[str, Path] = {}
+    main = dataset_path(config)
+    if main is not None:
+        named["path"] = main
+    for key, value in sorted((spec.get("params") or {}).items()):
+        if isinstance(value, str) and key.endswith("path"):
+            named[f"params.{key}"] = Path(value).expanduser().resolve()
+    files: dict[str, Any] = {}
+    for key, path in named.items():
+        if path.is_file():
+            stat = path.stat()
+            files[key] = {"file": str(path), "sha256": file_sha256(str(path), stat.st_size,
+                                                                    stat.st_mtime_ns)}
+    return {"loader": spec.get("name"), "files": files}
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:

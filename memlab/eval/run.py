@@ -35,6 +35,7 @@ from memlab.eval.lock import lock_run_dir, unlock_run_dir
 from memlab.eval.replay import ConversationRun, replay_conversation
 from memlab.eval.select import select_probes
 from memlab.eval.summary import summarize_run
+from memlab.files import read_json, read_yaml
 
 
 @dataclass
@@ -86,11 +87,16 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
         config = config.model_copy(update={"workers": workers})
     if dataset is None:
         dataset = config.dataset.load()
+    elif not isinstance(dataset, Dataset):
+        raise ConfigError(f"dataset= takes a loaded Dataset (memlab.load_dataset(...)), got "
+                          f"{type(dataset).__name__} {dataset!r:.40}; to choose a dataset by "
+                          "name, set dataset.name in the config")
     pairs = select_probes(dataset, config.dataset.probes)
     run_dir = prepare_run_dir(config, out)  # after the data: a bad file leaves no stub
     judge_check = _check_judge(config, dataset, run_dir)  # before any answer is judged
     all_rows = item_file.repair(run_dir / "items.jsonl")  # the finished probes' rows
     item_file.repair(run_dir / "memory.jsonl")  # appended to again: no cut-off line left
+    _record_start(run_dir, config, len(all_rows))
     failed = {row["probe_id"] for row in _ordered(all_rows, pairs) if row.get("error")}
     done = {row["probe_id"] for row in all_rows} - (failed if retry_errors else set())
     todo = _pending(dataset, pairs, done)
@@ -109,7 +115,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     if judge_check is not None:
         summary["judge_check"] = judge_check
     _write_json(run_dir / "metrics.json", summary)
-    _record_environment(run_dir, digests)
+    _record_environment(run_dir, config, digests)
     result = RunResult(run_dir, config, summary, _rows=all_rows)
     try:
         if config.tracking.mlflow if track is None else track:
@@ -145,17 +151,54 @@ def _issue_counts(dataset: Dataset, pairs: Sequence[tuple[Conversation, Probe]]
 def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
     """Create (or reopen, to resume) the run directory and write the resolved config."""
     run_dir = Path(out) if out is not None else default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"the run directory {run_dir} is a file")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file there or above it, no permission, a read-only disk
+        raise ConfigError(f"cannot make the run directory {run_dir}: "
+                          f"{exc.strerror or exc} ({exc.filename or run_dir})") from None
     lock_run_dir(run_dir)
-    resolved = yaml.safe_dump(resolved_dict(config), sort_keys=True, allow_unicode=True)
+    tree = resolved_dict(config)
+    resolved = yaml.safe_dump(tree, sort_keys=True, allow_unicode=True)
     path = run_dir / "config.resolved.yaml"
     if path.exists() and path.read_text(encoding="utf-8") != resolved:
-        raise ConfigError(
-            f"{run_dir} holds a run of a different config; resuming it would mix results. "
-            "Choose another --out directory."
-        )
+        differ = _differences(_results_part(read_yaml(path)), _results_part(tree))
+        if differ:
+            shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in differ[:6])
+            more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
+            raise ConfigError(
+                f"{run_dir} holds a run of a different config ({shown}{more}); resuming it "
+                "would mix results. Choose another --out directory.")
     path.write_text(resolved, encoding="utf-8")
     return run_dir
+
+
+#: Config keys that change how a run goes, not what it computes: a run may resume with
+#: other values (the record keeps the latest).
+_NOT_RESULTS = ("workers", "tracking", "description", "fail_on_error")
+
+
+def _results_part(tree: Any, top: bool = True) -> Any:
+    """A resolved config without what cannot change the items: :data:`_NOT_RESULTS`, and
+    where a template file was read from (its name and sha256 stay)."""
+    if isinstance(tree, dict):
+        return {k: _results_part(v, False) for k, v in tree.items()
+                if not (top and k in _NOT_RESULTS)
+                and not (k == "path" and "sha256" in tree)}
+    if isinstance(tree, list):
+        return [_results_part(v, False) for v in tree]
+    return tree
+
+
+def _differences(old: Any, new: Any, at: str = "") -> list[tuple[str, Any, Any]]:
+    """Dotted keys whose values differ between two config trees, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in sorted({*old, *new}, key=str):
+            out += _differences(old.get(key), new.get(key), f"{at}.{key}" if at else str(key))
+        return out
+    return [] if old == new else [(at or "config", old, new)]
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
@@ -308,11 +351,69 @@ def _first_error(run_dir: Path) -> str:
     return "?"
 
 
-def _record_environment(run_dir: Path, digests: dict[str, str]) -> None:
+def _record_start(run_dir: Path, config: ExperimentConfig, rows: int) -> None:
+    """``environment.json`` at the start of each segment of the run (the first, and each
+    resume): the git state then, and the dataset's files with their sha256. A resume on
+    changed dataset files is refused (results would mix); on other code it is noted."""
+    import sys
+
+    from memlab.eval.environment import dataset_files, git_state
+
     path = run_dir / "environment.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    merged = {**previous.get("model_digests", {}), **digests}
-    _write_json(path, environment(merged))
+    previous = read_json(path, "the run's environment") if path.exists() else {}
+    data = dataset_files(resolved_dict(config))
+    before = previous.get("dataset")
+    def shas(record: dict[str, Any]) -> dict[str, str]:
+        return {k: v.get("sha256") for k, v in (record.get("files") or {}).items()}
+
+    if rows and before is not None and shas(before) != shas(data):
+        changed = sorted(key for key in {*shas(before), *shas(data)}
+                         if shas(before).get(key) != shas(data).get(key))
+        raise ConfigError(f"{run_dir}: the dataset changed since this run started "
+                          f"({', '.join(f'dataset.{k}' for k in changed)}: another file or "
+                          "sha256); resuming would mix results of two datasets. Choose "
+                          "another --out directory.")
+    git = git_state()
+    segments = list(previous.get("segments") or (
+        [{"git": previous["git"], "rows_before": 0}] if previous.get("git") else []))
+    first = segments[0]["git"] if segments else git
+    if rows and (git.get("commit") != first.get("commit") or git.get("dirty")):
+        print(f"note: resuming {run_dir} at commit {str(git.get('commit'))[:12]}"
+              f"{' (uncommitted changes)' if git.get('dirty') else ''}; it started at "
+              f"{str(first.get('commit'))[:12]}: environment.json lists each segment's code",
+              file=sys.stderr)
+    segments.append({"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "git": git, "rows_before": rows})
+    _write_json(path, {**previous, **environment(previous.get("model_digests")),
+                       "git": first, "segments": segments, "dataset": data})
+
+
+def _record_environment(run_dir: Path, config: ExperimentConfig,
+                        digests: dict[str, str]) -> None:
+    """``environment.json`` at the end: packages, machine, and the digests of every model
+    the run used (LLMs from their files, embedders from their resolved identity)."""
+    path = run_dir / "environment.json"
+    previous = read_json(path, "the run's environment") if path.exists() else {}
+    merged = {**previous.get("model_digests", {}), **_embedder_ids(resolved_dict(config)),
+              **digests}
+    fresh = environment(merged)
+    _write_json(path, {**previous, **fresh, "git": previous.get("git", fresh["git"])})
+
+
+def _embedder_ids(tree: Any) -> dict[str, str]:
+    """``{component name: model_id}`` of every resolved identity in a config tree."""
+    found: dict[str, str] = {}
+    if isinstance(tree, dict):
+        identity = tree.get("identity")
+        if isinstance(identity, dict) and identity.get("model_id") and tree.get("name"):
+            found[f"{tree['name']}:{tree.get('params', {}).get('model', '')}"] = str(
+                identity["model_id"])
+        for value in tree.values():
+            found.update(_embedder_ids(value))
+    elif isinstance(tree, list):
+        for value in tree:
+            found.update(_embedder_ids(value))
+    return found
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

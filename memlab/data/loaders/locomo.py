@@ -42,6 +42,7 @@ Evidence repair (each repair or drop is a DataIssue; ``raw_evidence`` and
   unpadded           -- ``D30:05`` -> ``D30:5``;
   repaired malformed -- ``D:11:26`` -> ``D11:26`` (that turn exists in conv-43);
   dropped: malformed -- no session and turn number in it (a bare ``D``);
+  dropped: empty     -- an evidence string with no id in it (``""``, separators only);
   dropped: no such turn -- well-formed but past a session's end (``D10:19``, ``D4:36``);
   dropped: duplicate -- an id already listed for the probe (``D4:5`` twice, conv-50).
 Result: 3 ids match no turn, 1 duplicate, 2,820 evidence turn ids. Evidence session
@@ -212,6 +213,8 @@ def _resolve_evidence(raw: list[str], q: Fields, sample_id: str, probe_id: str,
             issues.append(DataIssue(sample_id, probe_id, field, val, action))
 
         parts = [p for p in _SEPARATORS.split(value.strip()) if p]
+        if not parts:
+            report(value, "dropped: empty")
         if len(parts) > 1:
             report(value, "split")
         for part in parts:
