@@ -608,3 +608,21 @@ def test_override_values_that_are_not_yaml_name_the_set_item(tmp_path: Path) -> 
                     "grid: {cases: [{label: a, chunker: {<<: *c, params: {size: 4}}}]}\n")
     chunker = expand_grid(path)[0].memory.params["chunker"]
     assert (chunker if isinstance(chunker, dict) else chunker.model_dump())["params"] == {"size": 4}
+
+
+def test_mlflow_logs_the_dataset_sha256_the_run_recorded_not_the_file_now(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlab.eval import mlflow_datasets, tracking
+
+    evaluate(_config(), out=tmp_path / "run", progress=False)
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    recorded = environment["dataset"]["files"]["path"]
+    seen: dict[str, Any] = {}
+
+    def fake_log(*args: Any, **kwargs: Any) -> str:
+        seen.update(kwargs)
+        return "synthetic"
+
+    monkeypatch.setattr(mlflow_datasets, "log_dataset", fake_log)
+    tracking._log_dataset(None, ["run"], "1", tracking.RunRecord.open(tmp_path / "run"))
+    assert seen["recorded"] == recorded and len(recorded["sha256"]) == 64

@@ -53,16 +53,23 @@ def dataset_name(dataset: str, config: dict[str, Any]) -> str:
 
 
 def log_dataset(client: Any, run_ids: Sequence[str], experiment_id: str, dataset: str,
-                config: dict[str, Any], items: list[dict[str, Any]]) -> str:
+                config: dict[str, Any], items: list[dict[str, Any]],
+                recorded: dict[str, str] | None = None) -> str:
     """Log the run's dataset as an input of each of ``run_ids`` (the run, and its sweep's
     parent the first time) and make sure the experiment's evaluation dataset exists;
-    returns the dataset's MLflow name."""
+    returns the dataset's MLflow name. ``recorded``: the file and sha256 the run itself
+    recorded (``environment.json``), which win over hashing the file now (it may have
+    changed since)."""
     import pandas as pd
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
 
     path = dataset_path(config)
-    sha = file_sha256(str(path), *_stat(path)) if path is not None and path.is_file() else ""
+    if recorded and recorded.get("sha256"):
+        path, sha = Path(recorded["file"]), str(recorded["sha256"])
+    else:
+        sha = file_sha256(str(path), *_stat(path)) if path is not None and path.is_file() \
+            else ""
     name = dataset_name(dataset, config)
     frame = pd.DataFrame([_probe(row) for row in items])
     with warnings.catch_warnings():  # a local path matches two equivalent source kinds

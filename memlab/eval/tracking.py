@@ -70,6 +70,13 @@ class RunRecord:
         return data
 
     @cached_property
+    def environment(self) -> dict[str, Any]:
+        """``environment.json`` ({} for a run directory without one)."""
+        path = self.run_dir / "environment.json"
+        data: dict[str, Any] = read_json(path, "the run's environment") if path.is_file() else {}
+        return data
+
+    @cached_property
     def items(self) -> list[dict[str, Any]]:
         from memlab.eval.items import read_items
 
@@ -252,7 +259,9 @@ def _log_dataset(client: Any, run_ids: list[str], experiment_id: str, record: Ru
                  ) -> None:
     from memlab.eval.mlflow_datasets import log_dataset
 
-    log_dataset(client, run_ids, experiment_id, record.dataset, record.config, record.items)
+    recorded = ((record.environment.get("dataset") or {}).get("files") or {}).get("path")
+    log_dataset(client, run_ids, experiment_id, record.dataset, record.config, record.items,
+                recorded=recorded)
 
 
 def _log_traces(client: Any, record: RunRecord, experiment_id: str, run_id: str,
