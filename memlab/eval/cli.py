@@ -672,11 +672,37 @@ def main(argv: list[str] | None = None) -> int:
     except MemlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted{_saved_so_far(args)}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `... | head` stopped reading: not an error of ours
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _saved_so_far(args: argparse.Namespace) -> str:
+    """What an interrupted command kept: the run directory it was writing, its finished
+    rows (written durably as conversations finish), and how to resume."""
+    from memlab.eval.run import OPENED
+
+    if not OPENED:
+        return ""
+    where = OPENED[-1]
+    try:
+        with (where / "items.jsonl").open("rb") as fh:
+            rows = sum(1 for line in fh if line.endswith(b"\n"))
+    except OSError:
+        rows = 0
+    again = {"run": "the same command resumes it" if getattr(args, "out", None) else
+             f"the same command with --out {where} resumes it",
+             "sweep": "the same sweep command resumes it (finished cases are kept)"
+             if getattr(args, "out", None) else "a sweep given --out DIR resumes when run "
+             "again; this one wrote each case to its own timestamped directory"}
+    hint = again.get(str(getattr(args, "command", "")), "")
+    return (f": {rows} finished probe rows are saved in {where}"
+            + (f"; {hint}" if hint else ""))
 
 
 @contextmanager

@@ -148,6 +148,10 @@ def _issue_counts(dataset: Dataset, pairs: Sequence[tuple[Conversation, Probe]]
                                if i.conversation_id in chosen).items()))
 
 
+#: Run directories opened in this process, latest last (what an interrupt names).
+OPENED: list[Path] = []
+
+
 def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
     """Create (or reopen, to resume) the run directory and write the resolved config."""
     run_dir = Path(out) if out is not None else default_run_dir(config)
@@ -171,6 +175,7 @@ def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
                 f"{run_dir} holds a run of a different config ({shown}{more}); resuming it "
                 "would mix results. Choose another --out directory.")
     path.write_text(resolved, encoding="utf-8")
+    OPENED.append(run_dir)
     return run_dir
 
 
