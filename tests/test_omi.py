@@ -490,3 +490,30 @@ def test_stats_and_probes_pass_loader_options(tmp_path: Path,
     assert row["probes"] == 8 and row["conversations"] == 2
     assert main(["stats", "--option", "conversation_timeout=300"]) == 2
     assert "applies to the datasets named" in capsys.readouterr().err
+
+
+def test_a_missing_benchmark_folder_is_named_not_silently_skipped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import memlab.data.__main__ as data_cli
+    from memlab.data import load_dataset
+    from memlab.errors import DatasetError
+
+    monkeypatch.setenv("MEMLAB_DATASETS", str(tmp_path / "nowhere"))
+    cli = importlib.reload(data_cli)  # DEFAULTS are read from the folder at import
+    try:
+        assert cli.main(["stats", "--json"]) == 0
+        err = capsys.readouterr().err
+        assert "not found, so not shown: " in err and "nowhere does not exist" in err
+        with pytest.raises(SystemExit):  # argparse: usage and the one-line reason
+            cli.main(["stats", "omi=x.json", "--option", "x=[1,"])
+        assert "invalid YAML at line 1" in capsys.readouterr().err
+    finally:
+        monkeypatch.undo()
+        importlib.reload(data_cli)
+    monkeypatch.setenv("MEMLAB_DATASETS", str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetError, match=r"file not found \(benchmark folder from "
+                       r"MEMLAB_DATASETS, which does not exist\)"):
+        load_dataset("locomo", path=tmp_path / "nowhere" / "locomo10.json")

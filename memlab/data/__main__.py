@@ -203,6 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --option applies to the datasets named as NAME=PATH", file=sys.stderr)
         return 2
     specs = args.datasets or [(n, p) for n, p in DEFAULTS if p.exists()]
+    missing = [str(p) for _, p in DEFAULTS if not p.exists()]
+    if not args.datasets and missing:
+        from memlab.data.paths import benchmark_dir
+
+        folder = benchmark_dir()
+        print(f"note: not found, so not shown: {', '.join(missing)}"
+              + ("" if folder.is_dir() else f" (the folder {folder} does not exist; set "
+                 "MEMLAB_DATASETS to the one holding the benchmark files)"), file=sys.stderr)
     if not specs:
         print("no datasets found; name one as NAME=PATH", file=sys.stderr)
         return 2

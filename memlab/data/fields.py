@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,15 @@ def open_path(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         where = "" if p.is_absolute() else f" (a relative path is read from {Path.cwd()})"
+        from memlab.data.paths import benchmark_dir
+
+        folder = benchmark_dir()
+        if p.parent == folder:  # a benchmark file looked for in the default folder
+            origin = ("MEMLAB_DATASETS" if os.environ.get("MEMLAB_DATASETS")
+                      else "the default ../shared/datasets beside the checkout; set "
+                      "MEMLAB_DATASETS to the folder holding the benchmark files")
+            where += (f" (benchmark folder from {origin}"
+                      + ("" if folder.is_dir() else ", which does not exist") + ")")
         raise DatasetError(f"file not found{where}", path=p)
     if not p.is_file():
         raise DatasetError("not a file", path=p)
