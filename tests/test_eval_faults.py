@@ -231,7 +231,8 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path: Path)
 
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memlab.eval", "run", "experiments/quickstart.yaml", "--set",
+        [sys.executable, "-m", "memlab.eval", "run", str(ROOT / "experiments" / "quickstart.yaml"),
+         "--set",
          "answer=null", "--set", "dataset.name=locomo", "--no-mlflow", "--out", str(out)],
         cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
@@ -246,3 +247,21 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path: Path)
     assert "Traceback" not in stderr
     assert re.search(rf"interrupted: \d+ finished probe rows are saved in {re.escape(str(out))};"
                      r" the same command resumes it", stderr), stderr[-500:]
+
+
+def test_ray_flags_without_the_ray_executor_are_refused_not_ignored(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from memlab.eval.cli import main
+
+    quickstart = str(ROOT / "experiments" / "quickstart.yaml")
+
+    assert main(["run", quickstart, "--shard-size", "0",
+                 "--task-resources", "{}", "--no-mlflow"]) == 2
+    assert "--shard-size, --task-resources need --executor ray" in capsys.readouterr().err
+    assert main(["run", quickstart, "--executor", "ray",
+                 "--task-resources", "{bad", "--no-mlflow"]) == 2
+    assert "--task-resources: not JSON" in capsys.readouterr().err
+    assert main(["validate", quickstart, "--set",
+                 "dataset.name=locomoo"]) == 2
+    assert "dataset.name: unknown dataset loader 'locomoo'. Did you mean 'locomo'?" in \
+        capsys.readouterr().err

@@ -427,16 +427,29 @@ def _param(p: dict[str, Any]) -> str:
 
 def _executor(args: argparse.Namespace) -> Any:
     """``--executor ray``: an entered RayExecutor for the command's duration; else none."""
+    ray_only = {"--address": args.address, "--shard-size": args.shard_size,
+                "--task-cpus": args.task_cpus, "--task-gpus": args.task_gpus,
+                "--task-resources": args.task_resources, "--retries": args.retries}
     if args.executor == "local":
-        if args.address:
-            raise MemlabError("--address needs --executor ray")
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise MemlabError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} "
+                              "--executor ray (the local executor would ignore it)")
         return nullcontext()
     from memlab.eval.ray_executor import RayExecutor
 
-    return RayExecutor(address=args.address, shard_size=args.shard_size,
-                       task_cpus=args.task_cpus, task_gpus=args.task_gpus,
-                       resources=json.loads(args.task_resources) if args.task_resources
-                       else None, retries=args.retries)
+    resources = None
+    if args.task_resources:
+        try:
+            resources = json.loads(args.task_resources)
+        except json.JSONDecodeError as exc:
+            raise MemlabError(f"--task-resources: not JSON ({exc.msg} at column "
+                              f"{exc.colno}): {args.task_resources!r}; e.g. "
+                              "'{\"llm\": 1}'") from None
+    chosen = {key: value for key, value in (
+        ("shard_size", args.shard_size), ("task_cpus", args.task_cpus),
+        ("task_gpus", args.task_gpus), ("retries", args.retries)) if value is not None}
+    return RayExecutor(address=args.address, resources=resources, **chosen)
 
 
 def _f(value: float | None, fmt: str = ".3f") -> str:
@@ -454,13 +467,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="where conversations are replayed: this machine (default) or Ray")
     p.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 "
                    "(default: $RAY_ADDRESS, else a local Ray started for the command)")
-    p.add_argument("--shard-size", type=int, default=1,
+    p.add_argument("--shard-size", type=int,
                    help="Ray: conversations per task (default 1)")
-    p.add_argument("--task-cpus", type=float, default=1.0, help="Ray: CPUs per task")
-    p.add_argument("--task-gpus", type=float, default=0.0, help="Ray: GPUs per task")
+    p.add_argument("--task-cpus", type=float, help="Ray: CPUs per task (default 1)")
+    p.add_argument("--task-gpus", type=float, help="Ray: GPUs per task (default 0)")
     p.add_argument("--task-resources", metavar="JSON",
                    help='Ray: custom resources per task, e.g. \'{"llm": 1}\'')
-    p.add_argument("--retries", type=int, default=3,
+    p.add_argument("--retries", type=int,
                    help="Ray: retries of a task whose worker died (default 3)")
 
 

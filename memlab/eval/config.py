@@ -412,6 +412,12 @@ def component_problems(config: ExperimentConfig) -> list[str]:
             registry("scorer").get(name)
         except ConfigError as exc:
             problems.append(f"  scorers: {exc}")
+    from memlab.data import registry as loaders
+
+    try:
+        loaders.get(config.dataset.name)
+    except ConfigError as exc:
+        problems.append(f"  dataset.name: {exc}")
     return problems
 
 
