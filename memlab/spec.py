@@ -162,7 +162,31 @@ def resolve(kind: str, spec: SpecLike, *, template_dirs: tuple[str, ...] = ()
     identity = _identity(kind, name, full)
     if identity:
         out["identity"] = identity
+        _compare_recorded(kind, name, spec, identity)
     return out
+
+
+def _compare_recorded(kind: str, name: str, spec: Any, identity: dict[str, Any]) -> None:
+    """A config that records an identity (a run's ``config.resolved.yaml`` run again)
+    whose model or template is no longer the one resolved here: warned, since the new run
+    records the new identity and its numbers may differ."""
+    if _is_pydantic(spec):
+        spec = spec.model_dump()
+    recorded = spec.get("identity") if isinstance(spec, Mapping) else None
+    if not isinstance(recorded, Mapping):
+        return
+    changed = [key for key in identity if key != "path" and key in recorded
+               and recorded[key] != identity[key]]
+    if changed:
+        import warnings
+
+        from memlab.errors import MemlabWarning
+
+        warnings.warn(MemlabWarning(
+            f"{kind} '{name}': the config records " + ", ".join(
+                f"{key} {recorded[key]}" for key in changed) + "; here it resolves to "
+            + ", ".join(f"{identity[key]}" for key in changed)
+            + " (another model or template file: the numbers may differ)"), stacklevel=3)
 
 
 def _resolve_nested(sub_kind: str, value: Any, template_dirs: tuple[str, ...]) -> Any:
@@ -292,10 +316,11 @@ def _resolve_template(spec: SpecLike, template_dirs: tuple[str, ...]) -> dict[st
         raise ConfigError(f"template '{name}' takes no params (got {', '.join(params)}); "
                           "templates take variables when rendered")
     template = get_template(name, template_dirs)
-    return {"name": name, "params": {},
-            "identity": {"version": template.version,
-                         "sha256": hashlib.sha256(template.path.read_bytes()).hexdigest(),
-                         "path": str(template.path)}}
+    identity = {"version": template.version,
+                "sha256": hashlib.sha256(template.path.read_bytes()).hexdigest(),
+                "path": str(template.path)}
+    _compare_recorded("template", name, spec, identity)
+    return {"name": name, "params": {}, "identity": identity}
 
 
 def _identity(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:

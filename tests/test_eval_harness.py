@@ -626,3 +626,24 @@ def test_mlflow_logs_the_dataset_sha256_the_run_recorded_not_the_file_now(
     monkeypatch.setattr(mlflow_datasets, "log_dataset", fake_log)
     tracking._log_dataset(None, ["run"], "1", tracking.RunRecord.open(tmp_path / "run"))
     assert seen["recorded"] == recorded and len(recorded["sha256"]) == 64
+
+
+def test_a_recorded_config_whose_template_or_model_changed_is_warned(tmp_path: Path) -> None:
+    from memlab.errors import MemlabWarning
+    from memlab.eval.config import resolved_dict
+
+    config = _config(answer={"llm": {"name": "mock"}, "template": "answer_short"})
+    recorded = resolved_dict(load_config(config))
+    assert not recorded["answer"]["template"]["identity"]["sha256"].startswith("ff")
+    recorded["answer"]["template"]["identity"]["sha256"] = "ff" * 32
+    with pytest.warns(MemlabWarning, match=r"template 'answer_short': the config records "
+                      r"sha256 ffff.*another model or template file"):
+        resolved_dict(load_config(recorded))
+    recorded["answer"]["template"]["identity"]["path"] = "/elsewhere/answer_short.md"
+    recorded["answer"]["template"]["identity"]["sha256"] = resolved_dict(load_config(
+        config))["answer"]["template"]["identity"]["sha256"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # where the file was read from is not a change
+        resolved_dict(load_config(recorded))

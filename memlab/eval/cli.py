@@ -183,11 +183,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         mode = "retrieval only" if answer is None else f"answers with {answer.llm.name}"
         print(f"ok: {config.name} ({config.dataset.name}, {mode}; "
               f"{_probe_count(config.dataset, loaded)})")
+        if _records_identity(config.model_dump(mode="json")):  # a run's recorded config:
+            from memlab.eval.config import resolved_dict  # warn of changed models/templates
+
+            resolved_dict(config)
         for model in dict.fromkeys(_st_models(config.model_dump(mode="json"))):
             if missing_folder(model) is not None:  # a note: train-embedder writes it
                 print(f"  note: no model folder at {model!r} yet (`python -m memlab.eval "
                       "train-embedder CONFIG --only CASE` writes it)")
     return 0
+
+
+def _records_identity(tree: Any) -> bool:
+    """Whether a config tree holds a recorded ``identity`` (a model id, a template hash)."""
+    if isinstance(tree, dict):
+        return bool(tree.get("identity")) or any(_records_identity(v) for v in tree.values())
+    return isinstance(tree, list) and any(_records_identity(v) for v in tree)
 
 
 def _probe_count(spec: Any, loaded: dict[str, Any]) -> str:
