@@ -178,7 +178,7 @@ def test_sweep_logs_every_variant_from_the_background_logger(served: Any,
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
     assert sorted(r.info.run_name for r in runs) == [
         "turn / bm25 / retrieval only", "turn / none / retrieval only",
-        "turn / recency / retrieval only"]
+        "turn / recency(dense) / retrieval only"]  # its default base, resolved
     assert sorted(r.data.params["memory.params.retrieval.name"] for r in runs) == [
         "bm25", "none", "recency"]
     # the parent shows the sweep's dataset; a retrieval sweep writes no traces by default
@@ -206,6 +206,26 @@ def test_background_logger_names_the_runs_it_could_not_log(tmp_path: Path) -> No
         logger.submit(tmp_path / "run-a", pareto=False)
         with pytest.raises(MemlabError, match=r"1 of 1 runs were not logged.*run-a"):
             logger.wait()
+
+
+def test_background_logger_runs_this_memlab_not_one_in_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep started from inside another checkout: its logger must not import that
+    checkout's memlab (`python -m` puts the working directory first on the path)."""
+    from memlab.errors import MemlabError
+    from memlab.eval.tracking import BackgroundLogger
+
+    shadow = tmp_path / "other-checkout" / "memlab"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('the shadow memlab')\n")
+    monkeypatch.chdir(shadow.parent)
+    with BackgroundLogger() as logger:
+        logger.submit("run-b", pareto=False)  # relative: sent as an absolute path
+        with pytest.raises(MemlabError) as info:
+            logger.wait()
+    message = str(info.value)
+    assert "is not a finished run directory" in message, message
+    assert str(shadow.parent / "run-b") in message and "shadow" not in message.split(":")[-1]
 
 
 @pytest.mark.slow

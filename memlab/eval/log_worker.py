@@ -4,9 +4,11 @@ Reads one JSON job per line from stdin, ``{"run_dir": ..., "pareto": ..., "sweep
 mirrors that finished run directory with :func:`memlab.eval.tracking.log_run` (as a
 child of the sweep's parent run) and answers each with one JSON line ``["ok", run_id]``
 or ``["error", message]`` on the stdout it started with (everything the libraries print
-goes to stderr). It runs as its own ``python -m``
-process, so the caller's main module is never re-imported (a script without an
-``if __name__ == "__main__"`` guard is safe).
+goes to stderr). It runs as its own process, so the caller's main module is never
+re-imported (a script without an ``if __name__ == "__main__"`` guard is safe); the
+caller starts it with ``python -c`` and its own memlab first on the path (a clone in the
+working directory is not what the sweep runs), in a session of its own (a Ctrl-C to the
+sweep does not cut it off mid-write: it stops at the end of its input).
 """
 
 from __future__ import annotations

@@ -411,7 +411,7 @@ class BackgroundLogger:
 
     def submit(self, run_dir: str | Path, *, pareto: bool) -> None:
         """Mirror the finished run directory ``run_dir`` (its path is all that is sent)."""
-        job = json.dumps({"run_dir": str(run_dir), "pareto": pareto,
+        job = json.dumps({"run_dir": str(Path(run_dir).resolve()), "pareto": pareto,
                           "sweep": self.sweep}) + "\n"
         self._jobs.put((str(run_dir), job.encode("utf-8")))
         self._submitted += 1
@@ -449,8 +449,14 @@ class BackgroundLogger:
 
     def _feed(self) -> None:
         """Thread: start the worker, hand it each job, collect its reply."""
-        worker = subprocess.Popen([sys.executable, "-m", "memlab.eval.log_worker"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # the memlab this process runs (not one the working directory holds, which
+        # `python -m` would put first on the path), in its own session: a Ctrl-C meant for
+        # the sweep does not cut the logger off mid-write (it ends at its input's end)
+        root = str(Path(__file__).resolve().parents[2])
+        worker = subprocess.Popen(
+            [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); "
+             "from memlab.eval.log_worker import main; raise SystemExit(main())"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
         assert worker.stdin is not None and worker.stdout is not None
         try:
             while (item := self._jobs.get()) is not None:
