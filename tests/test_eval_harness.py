@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -647,3 +648,16 @@ def test_a_recorded_config_whose_template_or_model_changed_is_warned(tmp_path: P
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # where the file was read from is not a change
         resolved_dict(load_config(recorded))
+
+
+def test_report_names_the_unfinished_runs_it_leaves_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from memlab.eval.cli import main
+
+    evaluate(_config(), out=tmp_path / "runs" / "done", progress=False)
+    (tmp_path / "runs" / "half").mkdir()
+    shutil.copy(tmp_path / "runs" / "done" / "config.resolved.yaml", tmp_path / "runs" / "half")
+    assert main(["report", str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "note: 1 unfinished run(s) left out" in err and str(tmp_path / "runs" / "half") in err
+    assert len([line for line in out.splitlines() if line.strip().startswith("t ")]) == 1

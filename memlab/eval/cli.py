@@ -303,9 +303,15 @@ def cmd_misses(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from memlab.eval.report import plot_report, report, to_markdown
+    from memlab.eval.report import plot_report, report, to_markdown, unfinished_runs
 
     table = report(args.runs, metric=args.metric, by_category=args.by_category)
+    left = unfinished_runs(args.runs)
+    if left:
+        print(f"note: {len(left)} unfinished run(s) left out (no metrics.json; re-running a "
+              f"run's command with --out DIR finishes it): "
+              + ", ".join(map(str, left[:3])) + (" ..." if len(left) > 3 else ""),
+              file=sys.stderr)
     if table.empty:
         raise MemlabError(f"no run directories (holding metrics.json) under "
                           f"{', '.join(map(str, args.runs))}")

@@ -30,6 +30,19 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def unfinished_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run directories at or below ``paths`` that were started and never finished (a
+    resolved config, no metrics.json): what :func:`find_runs` leaves out."""
+    started: set[Path] = set()
+    for p in map(Path, paths):
+        if (p / "config.resolved.yaml").exists():
+            started.add(p)
+        elif p.is_dir():
+            started.update(m.parent for m in p.rglob("config.resolved.yaml")
+                           if "mlartifacts" not in m.relative_to(p).parts)
+    return sorted(d for d in started if not (d / "metrics.json").exists())
+
+
 def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
            by_category: str | None = None) -> Any:
     """One row per run: config name, components, headline metrics (or ``metric``), tokens,
