@@ -256,3 +256,12 @@ def test_unknown_answer_session_is_reported(tmp_path: Path) -> None:
     assert ds["q1"].probes[0].evidence_session_ids == ("answer_1",)
     assert ds.issues[-1].action == "dropped: no such session"
     assert ds.issues[-1].field == "answer_session_ids[1]"
+
+
+def test_a_loader_flag_must_be_a_boolean() -> None:
+    from memlab.data import load_dataset
+    from memlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"dataset 'longmemeval': clamp_asked_at must be "
+                       r"true or false, got 'maybe'"):
+        load_dataset("longmemeval", clamp_asked_at="maybe")

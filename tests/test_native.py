@@ -200,6 +200,22 @@ def test_duplicate_turn_id_is_an_error(tmp_path: Path) -> None:
             "(first at sessions[0].turns[1])") in message
 
 
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: (c["probes"][0].update(id="q2"), c["sessions"][1]["turns"][0].update(id=" ")),
+     "field 'sessions[1].turns[0].id': empty turn id"),
+    (lambda c: (c["probes"][0].update(id="q2"), c["sessions"][1].update(id="")),
+     "field 'sessions[1].id': empty session id"),
+    (lambda c: c["probes"][0].update(id="", evidence_turn_ids=[], evidence_session_ids=[]),
+     "field 'probes[0].id': empty probe id"),
+    (lambda c: c["probes"][0].update(id="q2", answer=" "),
+     "field 'probes[0].answer': probe 'q2' has an empty gold answer"),
+])
+def test_empty_ids_and_gold_answers_are_errors(tmp_path: Path, mutate: Any,
+                                               expected: str) -> None:
+    message = load_error(tmp_path, mutated(mutate))
+    assert "record line 3 (c2): " in message and expected in message, message
+
+
 def test_evidence_that_names_no_turn_is_an_error(tmp_path: Path) -> None:
     message = load_error(tmp_path, mutated(
         lambda c: c["probes"][0].update(evidence_turn_ids=["s1:t1", "s9:t9"])))
@@ -345,3 +361,14 @@ def test_writer_refuses_what_the_reader_would_reject(tmp_path: Path) -> None:
                                            r"a set value"):
         save_native(odd, tmp_path / "out.json")
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.json").exists()
+
+
+def test_a_session_without_turns_is_kept_and_reported(tmp_path: Path) -> None:
+    conv = mutated(lambda c: (c["probes"][0].update(id="q2"),
+                              c["sessions"][1].update(turns=[])))
+    conv["probes"][0].update(evidence_turn_ids=["s1:t1"], evidence_session_ids=["s1"])
+    path = write_jsonl(tmp_path / "empty.jsonl", minimal_conversation(), conv)
+    ds = load_native(path)
+    assert [(i.conversation_id, i.field, i.action) for i in ds.issues] == [
+        ("c2", "sessions[1].turns", "kept: session without turns")]
+    assert len(ds["c2"].sessions) == 2

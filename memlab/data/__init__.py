@@ -38,6 +38,13 @@ def load_dataset(name: str, path: str | Path | None = None, **options: Any) -> D
     haystack = params.pop("haystack", None)
     if path is not None:
         params["path"] = path
+    for param in registry.params(name):  # a flag given as "yes" would read as true
+        value = params.get(param.name)
+        if param.annotation == "bool" and param.name in params and not isinstance(value, bool):
+            from memlab.errors import ConfigError
+
+            raise ConfigError(f"dataset '{name}': {param.name} must be true or false, got "
+                              f"{value!r}")
     dataset = registry.build(name, params)
     if haystack is None:
         return dataset

@@ -5,7 +5,9 @@ on, each as an error naming file, record and field, or as a reported repair:
 
 - ids are unique: conversations in the file, probes in the file, turns and sessions in a
   conversation (a repeated id used to be counted twice: 796 rows for 199 probes);
-- every probe has a question (an empty one is an error);
+- no id is empty (conversations, sessions, turns, probes);
+- every probe has a question and, unless it is an abstention, a gold answer (an empty one
+  is an error);
 - every turn's speaker is one of the conversation's ``speakers``;
 - a probe names each evidence id once, and its evidence sessions include the session of
   every evidence turn;
@@ -13,6 +15,7 @@ on, each as an error naming file, record and field, or as a reported repair:
 - a probe asked before its evidence (LongMemEval has 43 such questions) is kept and
   reported as ``kept: asked before evidence`` unless the loader already reported the
   conversation's question date (the OMI loader rejects such probes while reading);
+- a session without turns is kept and reported (``kept: session without turns``);
 - sessions in date order: out-of-order sessions are sorted (stable) and reported in
   ``ds.issues`` as ``sorted sessions by date`` (memlab's native format, which must be
   written in order, rejects them while reading).
@@ -66,6 +69,9 @@ def _conversation(c: Conversation, path: str, record: str, report_late: bool,
     turn_at, turn_session = {}, {}
     for i, s in enumerate(c.sessions):
         _finite(s.metadata, path, record, f"sessions[{i}].metadata")
+        if not s.turns:  # nothing to remember; said, as LoCoMo's date-only sessions are
+            issues.append(DataIssue(c.id, s.id, f"sessions[{i}].turns", "",
+                                    "kept: session without turns"))
         for j, t in enumerate(s.turns):
             where = f"sessions[{i}].turns[{j}]"
             if c.speakers and t.speaker not in c.speakers:
@@ -77,6 +83,9 @@ def _conversation(c: Conversation, path: str, record: str, report_late: bool,
     for k, p in enumerate(c.probes):
         if not p.question.strip():
             raise fail(f"probe {p.id!r} has an empty question", f"probes[{k}].question")
+        if not p.answer.strip() and not p.abstention:
+            raise fail(f"probe {p.id!r} has an empty gold answer (every answer would score "
+                       "0, or match an empty one)", f"probes[{k}].answer")
         _finite(p.metadata, path, record, f"probes[{k}].metadata")
         wrong = _evidence_error(p, turn_session)
         if wrong is not None:
@@ -115,6 +124,10 @@ def _evidence_error(p: Probe, turn_session: Mapping[str, str]) -> tuple[str, str
 def _unique(entries: Iterable[tuple[str, str, str]], what: str, path: str) -> None:
     seen: set[str] = set()
     for value, record, field in entries:
+        if not str(value).strip():
+            raise DatasetError(f"empty {what} (an id names what the metrics count: evidence, "
+                               "resumed probes, sessions)", path=path, record=record,
+                               field=field)
         if value in seen:
             raise DatasetError(f"duplicate {what} {value!r} (ids must be unique; a repeated "
                                "one would be counted twice)", path=path, record=record,
