@@ -517,3 +517,20 @@ def test_a_missing_benchmark_folder_is_named_not_silently_skipped(
     with pytest.raises(DatasetError, match=r"file not found \(benchmark folder from "
                        r"MEMLAB_DATASETS, which does not exist\)"):
         load_dataset("locomo", path=tmp_path / "nowhere" / "locomo10.json")
+
+
+@pytest.mark.parametrize("loader, path, looks", [
+    ("omi", "locomo", "locomo"), ("locomo", "longmemeval", "longmemeval"),
+    ("longmemeval", "omi", "omi"), ("memlab", "locomo", "locomo")])
+def test_a_file_read_with_the_wrong_loader_says_which_format_it_looks_like(
+        loader: str, path: str, looks: str) -> None:
+    from memlab.data import load_dataset
+    from memlab.data.paths import benchmark_file
+    from memlab.errors import DatasetError
+
+    files = {"locomo": benchmark_file("locomo10.json"),
+             "longmemeval": benchmark_file("longmemeval_oracle.json"),
+             "omi": DATA / "transcripts.json"}
+    with pytest.raises(DatasetError, match=rf"looks like the '{looks}' format: load it with "
+                       rf"the '{looks}' loader\)"):
+        load_dataset(loader, path=files[path])

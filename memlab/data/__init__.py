@@ -14,6 +14,7 @@ from memlab.data.schema import (
     Session,
     Turn,
 )
+from memlab.errors import DatasetError
 from memlab.registry import Registry
 
 #: Loaders by name. Each takes ``path`` plus keyword options and returns a Dataset.
@@ -45,12 +46,42 @@ def load_dataset(name: str, path: str | Path | None = None, **options: Any) -> D
 
             raise ConfigError(f"dataset '{name}': {param.name} must be true or false, got "
                               f"{value!r}")
-    dataset = registry.build(name, params)
+    try:
+        dataset = registry.build(name, params)
+    except DatasetError as exc:
+        looks = sniff_format(exc.path) if exc.path else None
+        if looks is not None and looks != name:
+            exc.reason += (f" (this file looks like the {looks!r} format: load it with the "
+                           f"{looks!r} loader)")
+            exc.args = (exc._render(),)
+        raise
     if haystack is None:
         return dataset
     from memlab.data.haystack import build_haystack, haystack_option
 
     return build_haystack(dataset, **haystack_option(haystack))
+
+
+#: Keys that only one format's first record has (searched in the file's first 64 KiB).
+_SIGNATURES = (
+    ("memlab", ('"format": "memlab-conversations"', '"format":"memlab-conversations"')),
+    ("longmemeval", ('"haystack_sessions"', '"haystack_session_ids"')),
+    ("locomo", ('"sample_id"', '"session_1_date_time"')),
+    ("omi", ('"segments"', '"transcript_segments"')),
+)
+
+
+def sniff_format(path: str | Path) -> str | None:
+    """The loader whose format a file's start looks like (a hint for errors), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for loader, keys in _SIGNATURES:
+        if any(key in head for key in keys):
+            return loader
+    return None
 
 
 __all__ = [
