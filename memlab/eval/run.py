@@ -115,7 +115,7 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
     if judge_check is not None:
         summary["judge_check"] = judge_check
     _write_json(run_dir / "metrics.json", summary)
-    _record_environment(run_dir, config, digests)
+    _record_environment(run_dir, digests)
     result = RunResult(run_dir, config, summary, _rows=all_rows)
     try:
         if config.tracking.mlflow if track is None else track:
@@ -362,23 +362,20 @@ def _record_start(run_dir: Path, config: ExperimentConfig, rows: int) -> None:
     changed dataset files is refused (results would mix); on other code it is noted."""
     import sys
 
-    from memlab.eval.environment import dataset_files, git_state
+    from memlab.eval.environment import dataset_files
 
     path = run_dir / "environment.json"
     previous = read_json(path, "the run's environment") if path.exists() else {}
-    data = dataset_files(resolved_dict(config))
-    before = previous.get("dataset")
-    def shas(record: dict[str, Any]) -> dict[str, str]:
-        return {k: v.get("sha256") for k, v in (record.get("files") or {}).items()}
-
-    if rows and before is not None and shas(before) != shas(data):
-        changed = sorted(key for key in {*shas(before), *shas(data)}
-                         if shas(before).get(key) != shas(data).get(key))
+    data = dataset_files(read_yaml(run_dir / "config.resolved.yaml"))
+    before, now = _shas(previous.get("dataset")), _shas(data)
+    if rows and previous.get("dataset") is not None and before != now:
+        changed = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
         raise ConfigError(f"{run_dir}: the dataset changed since this run started "
                           f"({', '.join(f'dataset.{k}' for k in changed)}: another file or "
                           "sha256); resuming would mix results of two datasets. Choose "
                           "another --out directory.")
-    git = git_state()
+    fresh = environment(previous.get("model_digests"))
+    git = fresh["git"]
     segments = list(previous.get("segments") or (
         [{"git": previous["git"], "rows_before": 0}] if previous.get("git") else []))
     first = segments[0]["git"] if segments else git
@@ -389,18 +386,22 @@ def _record_start(run_dir: Path, config: ExperimentConfig, rows: int) -> None:
               file=sys.stderr)
     segments.append({"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "git": git, "rows_before": rows})
-    _write_json(path, {**previous, **environment(previous.get("model_digests")),
-                       "git": first, "segments": segments, "dataset": data})
+    _write_json(path, {**previous, **fresh, "git": first, "segments": segments,
+                       "dataset": data})
 
 
-def _record_environment(run_dir: Path, config: ExperimentConfig,
-                        digests: dict[str, str]) -> None:
+def _shas(record: dict[str, Any] | None) -> dict[str, str]:
+    """``{file key: sha256}`` of a recorded ``dataset`` entry."""
+    return {k: v.get("sha256") for k, v in ((record or {}).get("files") or {}).items()}
+
+
+def _record_environment(run_dir: Path, digests: dict[str, str]) -> None:
     """``environment.json`` at the end: packages, machine, and the digests of every model
     the run used (LLMs from their files, embedders from their resolved identity)."""
     path = run_dir / "environment.json"
     previous = read_json(path, "the run's environment") if path.exists() else {}
-    merged = {**previous.get("model_digests", {}), **_embedder_ids(resolved_dict(config)),
-              **digests}
+    tree = read_yaml(run_dir / "config.resolved.yaml")
+    merged = {**previous.get("model_digests", {}), **_embedder_ids(tree), **digests}
     fresh = environment(merged)
     _write_json(path, {**previous, **fresh, "git": previous.get("git", fresh["git"])})
 
