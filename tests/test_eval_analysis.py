@@ -244,7 +244,7 @@ def test_miss_table_says_how_far_each_miss_is() -> None:
             _row("abstain", [], [], hits, {"session.recall_all@2": None})]
     table = miss_table(rows, "session.recall_all@2")
     assert table["probe_id"].tolist() == ["near", "deep", "gone", "many"]
-    assert table["kind"].tolist() == ["within 2k", "deeper than 2k", "not in the stored list",
+    assert table["kind"].tolist() == ["within 2k", "deeper than 2k", "not ranked",
                                       "more evidence than k"]
     assert table["ranks"].tolist() == [[1, 4], [1, 9], [1, None], [1, 2, 3]]
     # recall_any is decided by the best rank
@@ -261,7 +261,7 @@ def test_miss_table_says_how_far_each_miss_is() -> None:
                        r"this run has session\.budget_evidence_recall@50$"):
         miss_table(budget, "session.recall_all@7")
     table = miss_table(budget, "session.budget_evidence_recall@50")
-    assert table["kind"].tolist() == ["ranked, past the token budget", "not in the stored list"]
+    assert table["kind"].tolist() == ["ranked, past the token budget", "not ranked"]
     assert table["ranks"].tolist() == [[1, 9], [1, None]]
 
 
@@ -316,20 +316,25 @@ def test_evidence_ranks_agree_with_the_run_s_own_recall(
         run: str, level: str, request: pytest.FixtureRequest) -> None:
     checked = 0
     for row in request.getfixturevalue(run).items():
-        for k in (1, 3, 5, 10):
+        for k in (1, 3, 5, 10, 20, 50):
             recall = row["metrics"].get(f"{level}.recall_all@{k}")
             if recall is None or row.get("error"):
                 continue
+            # the ranks the row records reach the run's depth (100 units), as the metric
             ranks = list(evidence_ranks(row, level).values())
-            # the metric reads the run's depth (100 units), the row stores its top k = 10:
-            # an unranked item is known to lie past k only if the stored list reaches k
+            assert recall == float(all(r is not None and r <= k for r in ranks)), row["probe_id"]
+            any_recall = row["metrics"][f"{level}.recall_any@{k}"]
+            assert any_recall == float(any(r is not None and r <= k for r in ranks))
+            checked += 1
+            # an older row (no recorded ranks) reads its stored top k: it agrees where
+            # the stored list reaches k
+            old = {key: v for key, v in row.items() if key != "evidence_ranks"}
             reach = len(row["retrieved"]) if level == "turn" else len(
                 {h["session_id"] for h in row["retrieved"]})
-            if None in ranks and reach < k:
-                continue
-            assert recall == float(all(r is not None and r <= k for r in ranks)), row["probe_id"]
-            checked += 1
-    assert checked > 100
+            stored = list(evidence_ranks(old, level).values())
+            if None not in stored or reach >= k:
+                assert recall == float(all(r is not None and r <= k for r in stored))
+    assert checked > 200
 
 
 def test_misses_command_on_a_real_run(bm25_run: RunResult, capsys: pytest.CaptureFixture[str]

@@ -180,22 +180,26 @@ _RANKED = re.compile(r"^(turn|session)\.(recall_all|recall_any|budget_evidence_r
                      r"budget_recall_any)@(\d+)$")
 
 #: How far a missed probe's evidence lies, worst first (see :func:`miss_table`).
-MISS_KINDS = ("not in the stored list", "deeper than 2k", "within 2k",
+MISS_KINDS = ("not ranked", "deeper than 2k", "within 2k",
               "more evidence than k", "ranked, past the token budget")
 
 
 def evidence_ranks(row: dict[str, Any], level: str = "session") -> dict[str, int | None]:
-    """Each evidence item's rank in a probe's stored ``retrieved`` list, None beyond it.
+    """Each evidence item's rank in a probe's ranking, None when not ranked.
 
     At session level the rank counts the distinct sessions the units cover, in order
     (LongMemEval's widened k: ``session.recall_all@5`` asks for every evidence session
     within the first five); at turn level it is the position of the first unit covering
-    the turn (``turn.*@k`` counts units). A run stores its top ``k`` units per probe
-    (``--set k=300 --set depth=300`` keeps deeper lists).
+    the turn (``turn.*@k`` counts units). Rows record these ranks over the whole search
+    depth (``evidence_ranks``, the ranking the metrics read); rows of older runs have
+    only their stored top ``k`` units, so there None means "not in the stored list".
     """
     if level not in ("turn", "session"):
         raise ConfigError(f"evidence ranks are at level 'turn' or 'session', not {level!r}")
     wanted = row["evidence_session_ids"] if level == "session" else row["evidence_turn_ids"]
+    recorded = (row.get("evidence_ranks") or {}).get(level)
+    if recorded is not None:
+        return {item: recorded.get(item) for item in wanted}
     seen: dict[str, int] = {}
     for position, hit in enumerate(row.get("retrieved", []), start=1):
         cover = coverage(hit)
@@ -218,8 +222,9 @@ def miss_table(items: Sequence[dict[str, Any]], metric: str = "session.recall_al
     first, None last); ``kind`` says how far the miss is, from the rank that decides it
     (the worst evidence rank for recall_all and budget_evidence_recall, the best for the
     ``any`` metrics): ``more evidence than k`` (recall_all with more evidence items than
-    k: no top k holds them), ``within 2k``, ``deeper than 2k``, ``not in the stored
-    list``, or for a budget metric ``ranked, past the token budget``. Probes the metric
+    k: no top k holds them), ``within 2k``, ``deeper than 2k``, ``not ranked`` (not
+    within the search depth; for rows of older runs, not in the stored top k), or for a
+    budget metric ``ranked, past the token budget``. Probes the metric
     does not apply to, and errored ones, are left out.
 
     Given the ``dataset`` the run replayed, each miss also says when: ``asked_at``, the

@@ -272,6 +272,14 @@ def cmd_agree(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_depth(run_dir: Path) -> Any:
+    """The search depth a run ranked to (max of k and depth in its resolved config)."""
+    from memlab.files import read_yaml
+
+    config = read_yaml(Path(run_dir) / "config.resolved.yaml")
+    return max(config.get("k") or 0, config.get("depth") or 0) or "?"
+
+
 def cmd_misses(args: argparse.Namespace) -> int:
     from memlab.eval.analysis import MISS_KINDS, miss_table, run_dataset, when_line
     from memlab.eval.compare import run_items
@@ -289,11 +297,18 @@ def cmd_misses(args: argparse.Namespace) -> int:
     for kind in MISS_KINDS:
         if counts.get(kind):
             print(f"  {counts[kind]:>4}  {kind}")
-    hint = ("; re-run with --set k=300 --set depth=300 to see deeper (retrieval only: on "
-            "an answered run k is also what the reader is shown)"
-            if counts.get(MISS_KINDS[0]) else "")
-    print(f"ranks are counted in each probe's stored top {stored} units ('-': not in it"
-          f"{hint})\n")
+    if all("evidence_ranks" in row for row in items if not row.get("error")):
+        depth = _run_depth(args.run)
+        hint = ("; re-run with a larger --set depth=N to rank deeper"
+                if counts.get(MISS_KINDS[0]) else "")
+        print(f"ranks are counted in each probe's ranking (at most the search depth, "
+              f"{depth} units; '-': not in it{hint})\n")
+    else:  # a run from before rows recorded their evidence ranks
+        hint = ("; re-run with --set k=300 --set depth=300 to see deeper (retrieval only: "
+                "on an answered run k is also what the reader is shown)"
+                if counts.get(MISS_KINDS[0]) else "")
+        print(f"ranks are counted in each probe's stored top {stored} units ('-': not in "
+              f"it{hint})\n")
     for row in table.itertuples():
         ranks = ", ".join("-" if r is None else str(r) for r in row.ranks)
         print(f"{row.category[:20]:<20} [{ranks}] {row.question}")

@@ -144,7 +144,8 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
             hits = memory.search(probe.question, depth, probe.asked_at, probe=probe)
         calls = memory.take_calls() if accounted else []  # type: ignore[attr-defined]
         with timer("score"):
-            row["metrics"] = _retrieval_metrics(hits, probe, covers, tokens)
+            row["metrics"], row["evidence_ranks"] = _retrieval_metrics(hits, probe, covers,
+                                                                       tokens)
         shown = hits[: config.k] if config.k is not None else hits
         row["retrieved"] = [covers.record(h, tokens) for h in shown]
         row["n_retrieved"] = len(hits)
@@ -203,7 +204,12 @@ def produced_metrics(config: ExperimentConfig) -> set[str]:
 
 
 def _retrieval_metrics(hits: list[Hit], probe: Probe, covers: _Coverages,
-                       tokens: _TokenCounter) -> dict[str, float | None]:
+                       tokens: _TokenCounter
+                       ) -> tuple[dict[str, float | None], dict[str, dict[str, int]]]:
+    """The probe's ranked and token-budget metrics, and each evidence item's rank within
+    the search depth (``turn``: the first unit covering it; ``session``: its place among
+    the distinct sessions of the ranking, LongMemEval's widened k; items no ranked unit
+    covers are left out): what ``misses`` reads beyond the stored top k."""
     from memlab.metrics.budget import score_budget
     from memlab.metrics.retrieval import score_retrieval
 
@@ -213,7 +219,18 @@ def _retrieval_metrics(hits: list[Hit], probe: Probe, covers: _Coverages,
                              corpus=covers.corpus, positions=positions, first_out=first)
     budget = score_budget(ranked_covers, probe, budgets=BUDGETS,
                           turn_sessions=covers.turn_sessions, tokens=counts, first=first)
-    return {**ranked.values, **budget.values}
+    ranks = {"turn": {t: r for t, r in (first.get("turn") or {}).items()
+                      if t in probe.evidence_turn_ids}}
+    wanted = set(probe.evidence_session_ids)
+    if wanted:
+        order: dict[str, int] = {}
+        for cover in ranked_covers:  # distinct sessions in ranked order, as misses counts
+            for session in sorted(cover.sessions):
+                order.setdefault(session, len(order) + 1)
+            if wanted <= order.keys():
+                break
+        ranks["session"] = {s: order[s] for s in probe.evidence_session_ids if s in order}
+    return {**ranked.values, **budget.values}, ranks
 
 
 class _Coverages:
