@@ -10,7 +10,8 @@ _NESTED = ("metrics", "tokens", "latency_seconds")
 
 
 def flat_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k not in _NESTED and k != "retrieved"}
+    out = {k: v for k, v in row.items()
+           if k not in _NESTED and k not in ("retrieved", "evidence_ranks")}
     for name in _NESTED:
         for key, value in (row.get(name) or {}).items():
             out[f"{name}.{key}"] = value
