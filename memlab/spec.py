@@ -239,8 +239,8 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
                 f"(valid: {', '.join(names) or 'none'})" for key in unknown]
     out += [f"{where}.{p.name}: required by {kind} '{name}'" for p in accepted
             if p.required and p.name not in params]
-    if not out:
-        out += _bound_problems(kind, name, factory, params, where)
+    known = {key: value for key, value in params.items() if key in names}
+    out += _bound_problems(kind, name, factory, known, where)  # beside unknown names too
     if not out and values:
         out += _value_problems(factory, params, where)
     for key, sub_kind in getattr(factory, "nested", {}).items():

@@ -661,3 +661,26 @@ def test_report_names_the_unfinished_runs_it_leaves_out(
     out, err = capsys.readouterr()
     assert "note: 1 unfinished run(s) left out" in err and str(tmp_path / "runs" / "half") in err
     assert len([line for line in out.splitlines() if line.strip().startswith("t ")]) == 1
+
+
+def test_git_state_names_changed_files_whole_and_new_package_files(tmp_path: Path) -> None:
+    from memlab.eval.environment import git_state
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "memlab").mkdir()
+    (tmp_path / "memlab" / "run.py").write_text("a = 1\n")
+    (tmp_path / "README.md").write_text("x\n")
+    git("add", "-A")
+    git("commit", "-qm", "one")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "memlab" / "run.py").write_text("a = 2\n")  # ' M memlab/run.py' comes first
+    (tmp_path / "memlab" / "new.py").write_text("")  # untracked, inside the package
+    (tmp_path / "notes.txt").write_text("")  # untracked, outside: not a change
+    state = git_state(tmp_path)
+    assert state["dirty"] is True
+    assert state["changed_files"] == ["memlab/new.py", "memlab/run.py"]

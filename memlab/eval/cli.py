@@ -34,7 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_run(result: Any) -> None:
     from memlab.eval.summary import render_table
 
-    print(render_table(result.summary, f"\n{result.config.name} ({result.summary['dataset']})"))
+    print(render_table(result.summary, f"\n{result.config.name} ({result.summary['dataset']})",
+                       result.config.scorers))  # a scorer of the user's own is shown too
     print(f"\nrun directory: {result.run_dir}")
 
 

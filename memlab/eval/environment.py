@@ -24,10 +24,10 @@ def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """Commit hash and whether the work tree has uncommitted changes."""
     def run(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+                              timeout=10, check=True).stdout
 
     try:
-        commit = run("rev-parse", "HEAD")
+        commit = run("rev-parse", "HEAD").strip()
         # tracked changes anywhere, and new files inside the package (a module added)
         changed = [line[3:] for line in (
             run("status", "--porcelain", "--untracked-files=no").splitlines()
