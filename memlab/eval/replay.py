@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memlab.chunkers.base import MemoryUnit
+from memlab.contracts import check_hits
 from memlab.data.schema import Conversation, Probe
 from memlab.eval.config import ExperimentConfig
 from memlab.eval.timing import PhaseTimer
@@ -143,6 +144,7 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         with timer("search"):
             hits = memory.search(probe.question, depth, probe.asked_at, probe=probe)
         calls = memory.take_calls() if accounted else []  # type: ignore[attr-defined]
+        check_hits(hits, _searcher(config), depth, probe.asked_at)
         with timer("score"):
             row["metrics"], row["evidence_ranks"] = _retrieval_metrics(hits, probe, covers,
                                                                        tokens)
@@ -201,6 +203,16 @@ def produced_metrics(config: ExperimentConfig) -> set[str]:
 
     names = {*ranked_names(KS), *budget_names(BUDGETS), *config.scorers}
     return names | {"judge"} if config.judge is not None else names
+
+
+def _searcher(config: ExperimentConfig) -> str:
+    """What searched, for contract errors: ``retrieval 'budget(time_aware(bm25))'``."""
+    from memlab.eval.mlflow_runs import strategy_chain
+
+    spec: Any = config.memory.params.get("retrieval")
+    if spec is None:
+        return f"memory '{config.memory.name}'"
+    return f"retrieval '{strategy_chain(getattr(spec, 'model_dump', lambda: spec)())}'"
 
 
 def _retrieval_metrics(hits: list[Hit], probe: Probe, covers: _Coverages,

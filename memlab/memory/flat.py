@@ -30,14 +30,22 @@ class FlatMemory(Component):
         self._chunker: Chunker = build("chunker", chunker)
         self._retriever: Retriever = build("retrieval", retrieval)
         self._units: list[MemoryUnit] = []
+        self._ids: set[str] = set()
+        self._said: dict[str, datetime] = {}  # turn id -> when, of the sessions read
         self._indexed = 0
         self._trimming: Any = False  # False: not checked yet; then the strategy or None
         self._accounted: list[Any] | None = None  # the parts that make LLM calls
 
     def ingest(self, session: Session, conversation: Conversation | None = None
                ) -> list[MemoryUnit]:
+        from memlab.contracts import check_units
+
         units = self._chunker.split(session, conversation)
+        self._said.update((t.id, t.at) for t in session.turns)
+        check_units(units, f"chunker '{getattr(self._chunker, 'name', self.chunker)}'",
+                    session.id, self._said, self._ids)
         self._units.extend(units)
+        self._ids.update(u.id for u in units)
         return units
 
     def prepare(self) -> None:
