@@ -36,6 +36,9 @@ def registry(kind: str) -> Registry[Any]:
         )
     module_name, _, attr = REGISTRIES[kind].partition(":")
     found: Registry[Any] = getattr(importlib.import_module(module_name), attr)
+    from memlab.plugins import environment_plugins
+
+    environment_plugins()  # MEMLAB_PLUGINS and installed entry points, once
     return found
 
 

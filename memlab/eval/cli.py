@@ -437,7 +437,9 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from memlab.components import describe
+    from memlab.plugins import import_plugins
 
+    import_plugins(args.plugin, "--plugin")
     rows = describe(args.kinds or None)
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
@@ -672,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list every registered component with its parameters")
     ls.add_argument("kinds", nargs="*", help="only these kinds (chunker, retrieval, ...)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import a plugin first (a module name or a .py file; also "
+                    "MEMLAB_PLUGINS, or a config's plugins: list)")
     ls.set_defaults(func=cmd_ls)
     return parser
 

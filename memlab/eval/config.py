@@ -257,6 +257,10 @@ class ExperimentConfig(BaseModel):
     judge: JudgeSpec | None = None
     template_dirs: list[str] = Field(default_factory=list,
                                      description="folders of user templates (override built-ins)")
+    plugins: list[str] = Field(default_factory=list, description="modules (or .py files, "
+                               "relative to the config) that register components of one's "
+                               "own; imported before the components are checked, and in "
+                               "every worker (memlab.plugins)")
     cache: CacheSpec = Field(default_factory=CacheSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     workers: int = Field(default=1, ge=1)
@@ -311,6 +315,10 @@ def read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    if isinstance(raw.get("plugins"), list):  # .py files next to the config, found from anywhere
+        from memlab.plugins import resolve_paths
+
+        raw["plugins"] = resolve_paths([str(p) for p in raw["plugins"]], path.parent)
     raw.setdefault("name", path.stem)
     return raw, str(path)
 
@@ -349,7 +357,12 @@ def _did_you_mean(err: Any) -> str:
 def _validated(raw: dict[str, Any], where: str) -> ExperimentConfig:
     """``raw`` checked in shape, shorthands folded, and every component checked: all the
     problems of the shorthands and of the other components in one error."""
-    config, found = fold_shorthands(_validate_shape(raw, where))
+    shaped = _validate_shape(raw, where)
+    if shaped.plugins:  # their components must be registered before anything names them
+        from memlab.plugins import import_plugins
+
+        import_plugins(shaped.plugins, f"{where}: plugins")
+    config, found = fold_shorthands(shaped)
     found += component_problems(config)
     if found:
         raise ConfigError(f"{where}: invalid components:\n" + "\n".join(found))

@@ -91,4 +91,11 @@ def environment(model_digests: dict[str, str] | None = None) -> dict[str, Any]:
         "packages": package_versions(),
         "machine": machine(),
         "model_digests": dict(model_digests or {}),
+        "plugins": _plugins(),
     }
+
+
+def _plugins() -> dict[str, dict[str, Any]]:
+    from memlab.plugins import loaded
+
+    return loaded()

@@ -132,7 +132,9 @@ def _replay_shard(config: ExperimentConfig, shard: Shard) -> list[ConversationRu
     """On a worker: replay the shard's conversations with one answerer (model loaded once)."""
     from memlab.eval.replay import replay_conversation
     from memlab.eval.run import build_answerer
+    from memlab.plugins import import_plugins
 
+    import_plugins(config.plugins)  # each node imports the config's own components
     answerer = build_answerer(config)
     return [replay_conversation(config, conversation, probes, answerer)
             for conversation, probes in shard]

@@ -302,16 +302,44 @@ def _runs(config: ExperimentConfig, todo: list[tuple[Conversation, list[Probe]]]
         return
     with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
         runs = pool.map(_replay_in_worker, [(config, c, p) for c, p in todo])
-        for (conversation, _), run in zip(todo, runs, strict=True):
-            if on_session is not None:  # a worker's sessions show when its conversation ends
-                for _ in conversation.sessions:
-                    on_session()
-            yield run
+        try:
+            for (conversation, _), run in zip(todo, runs, strict=True):
+                if on_session is not None:  # a worker's sessions show when it ends
+                    for _ in conversation.sessions:
+                        on_session()
+                yield run
+        except ConfigError as exc:
+            if not _known_here(str(exc)):
+                raise
+            raise ConfigError(
+                f"{exc}\n- in a worker process (workers: {config.workers}), which starts "
+                "fresh: a component registered only in this process is unknown there; list "
+                "its module under plugins: in the config (or in MEMLAB_PLUGINS), or run "
+                "with workers: 1") from None
+
+
+def _known_here(message: str) -> bool:
+    """Whether an "unknown <kind> 'name'" error names a component this process knows."""
+    from memlab.components import REGISTRIES, registry
+
+    for match in re.finditer(r"unknown ([a-z ]+?) '([^']+)'", message):
+        said, name = match.groups()
+        for kind in REGISTRIES:
+            try:
+                found = registry(kind)
+            except (ImportError, AttributeError):
+                continue
+            if (said.startswith(kind) or said.startswith(found.kind)) and name in found:
+                return True
+    return False
 
 
 def _replay_in_worker(job: tuple[ExperimentConfig, Conversation, list[Probe]]
                       ) -> ConversationRun:
+    from memlab.plugins import import_plugins
+
     config, conversation, probes = job
+    import_plugins(config.plugins)  # a fresh process: the config's own components
     return replay_conversation(config, conversation, probes, build_answerer(config))
 
 

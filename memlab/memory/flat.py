@@ -31,6 +31,9 @@ class FlatMemory(Component):
         self._retriever: Retriever = build("retrieval", retrieval)
         self._units: list[MemoryUnit] = []
         self._ids: set[str] = set()
+        self._chunker_name = (chunker if isinstance(chunker, str) else str(
+            chunker.get("name")) if isinstance(chunker, Mapping) else
+            getattr(chunker, "name", type(chunker).__name__))
         self._said: dict[str, datetime] = {}  # turn id -> when, of the sessions read
         self._indexed = 0
         self._trimming: Any = False  # False: not checked yet; then the strategy or None
@@ -42,8 +45,8 @@ class FlatMemory(Component):
 
         units = self._chunker.split(session, conversation)
         self._said.update((t.id, t.at) for t in session.turns)
-        check_units(units, f"chunker '{getattr(self._chunker, 'name', self.chunker)}'",
-                    session.id, self._said, self._ids)
+        check_units(units, f"chunker '{self._chunker_name}'", session.id, self._said,
+                    self._ids)
         self._units.extend(units)
         self._ids.update(u.id for u in units)
         return units

@@ -1,0 +1,211 @@
+"""Components of one's own (memlab.plugins) from the CLI, worker processes and the record,
+and the output contracts every component is held to as a run uses it (memlab.contracts)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from memlab.chunkers.base import MemoryUnit
+from memlab.contracts import ContractError, check_hits, check_units
+from memlab.errors import ConfigError
+from memlab.retrieval.base import Hit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLUGIN = '''
+"""The newest units first (or, leaking, whatever is newest); a chunker repeating one id."""
+from memlab.chunkers import registry as chunkers
+from memlab.chunkers.base import MemoryUnit
+from memlab.retrieval import registry as strategies
+from memlab.retrieval.base import Hit
+
+
+class Newest:
+    def __init__(self, k=5, threshold=None, leak=False):
+        self.k, self.threshold, self.leak = k, threshold, leak
+        self._units = []
+
+    def params(self):
+        return {"k": self.k, "threshold": self.threshold, "leak": self.leak}
+
+    def index(self, units):
+        self._units.extend(units)
+
+    def search(self, query, k, as_of=None, **_):
+        seen = [u for u in self._units if self.leak or as_of is None or u.at <= as_of]
+        seen.sort(key=lambda u: u.at, reverse=True)
+        return [Hit(u, float(len(seen) - n)) for n, u in enumerate(seen[:k])]
+
+
+class SameIds:
+    def params(self):
+        return {}
+
+    def split(self, session, context=None):
+        return [MemoryUnit("same", t.text, "turn", (t.id,), session.id, t.at)
+                for t in session.turns]
+
+
+strategies.register("newest", Newest, replace=True)
+chunkers.register("same_ids", SameIds, replace=True)
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path: Path) -> Path:
+    folder = tmp_path / "myproject"
+    folder.mkdir()
+    (folder / "myplug.py").write_text(PLUGIN)
+    return folder
+
+
+def _config(folder: Path, **extra: Any) -> Path:
+    path = folder / "newest.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "plug", "plugins": ["myplug.py"], "dataset": {"name": "synthetic"},
+        "chunker": "turn", "retrieval": {"name": "newest", "params": {"k": 5}},
+        "tracking": {"mlflow": False}, **extra}))
+    return path
+
+
+def _memlab(*args: str, cwd: Path, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "memlab.eval", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def test_a_config_s_plugin_runs_in_worker_processes_and_is_recorded(
+        plugin: Path, tmp_path: Path) -> None:
+    """From another folder, with two worker processes (spawned: fresh interpreters)."""
+    config = _config(plugin, workers=2)
+    done = _memlab("run", str(config), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "probes 48, errors 0" in done.stdout
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    [record] = environment["plugins"].values()
+    assert record["file"] == str(plugin / "myplug.py")
+    assert len(record["sha256"]) == 64
+    resolved = yaml.safe_load((tmp_path / "run" / "config.resolved.yaml").read_text())
+    assert resolved["plugins"] == [str(plugin / "myplug.py")]
+    assert resolved["memory"]["params"]["retrieval"]["params"] == {
+        "k": 5, "threshold": None, "leak": False}
+
+
+def test_ls_sees_plugins_from_a_flag_or_the_environment(plugin: Path, tmp_path: Path) -> None:
+    flagged = _memlab("ls", "retrieval", "--plugin", str(plugin / "myplug.py"), cwd=tmp_path)
+    assert "newest" in flagged.stdout and "leak=False" in flagged.stdout, flagged.stderr
+    listed = _memlab("ls", "chunker", cwd=tmp_path,
+                     env={"MEMLAB_PLUGINS": str(plugin / "myplug.py")})
+    assert "same_ids" in listed.stdout, listed.stderr
+    missing = _memlab("ls", "--plugin", "no_such_plugin_module", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "plugin 'no_such_plugin_module': no module of that name on the path" in \
+        missing.stderr
+
+
+def test_a_leaking_strategy_and_a_chunker_repeating_ids_are_caught(
+        plugin: Path, tmp_path: Path) -> None:
+    leaky = _memlab("run", str(_config(plugin, fail_on_error=1.0)), "--set",
+                    "retrieval.params.leak=true", "--out", str(tmp_path / "leak"), cwd=tmp_path)
+    assert leaky.returncode == 0, leaky.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "leak" / "items.jsonl").open()]
+    leaked = [r for r in rows if r.get("error")]
+    # the synthetic set asks 4 questions before its last session: those 4 see the future
+    assert len(leaked) == 4
+    assert all("future leakage" in r["error"] and r["error"].startswith(
+        "ContractError: retrieval 'newest' returned") for r in leaked)
+    repeated = _memlab("run", str(_config(plugin)), "--set", "chunker=same_ids", "--out",
+                       str(tmp_path / "same"), cwd=tmp_path)
+    assert repeated.returncode == 2
+    assert "error: chunker 'same_ids', session 's1', unit 1: id 'same' is already in the " \
+        "memory" in repeated.stderr
+
+
+def test_a_component_registered_only_in_this_process_is_named_in_worker_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlab.eval.run import evaluate
+    from memlab.retrieval import registry
+
+    class Mine:
+        def __init__(self, k: int | None = 5, threshold: float | None = None) -> None:
+            self.k, self.threshold = k, threshold
+
+        def params(self) -> dict[str, Any]:
+            return {"k": self.k, "threshold": self.threshold}
+
+        def index(self, units: Any) -> None:
+            pass
+
+        def search(self, *args: Any, **kwargs: Any) -> list[Hit]:
+            return []
+
+    monkeypatch.setitem(registry._entries, "only_here", Mine)  # undone after the test
+    with pytest.raises(ConfigError, match=r"in a worker process \(workers: 2\), which "
+                       r"starts fresh.*list its module under plugins:"):
+        evaluate({"name": "here", "dataset": {"name": "synthetic"},
+                  "retrieval": "only_here", "workers": 2, "tracking": {"mlflow": False}},
+                 out=tmp_path / "run", progress=False)
+
+
+def test_a_plugin_that_fails_to_import_is_named(tmp_path: Path) -> None:
+    from memlab.eval.config import load_config
+
+    (tmp_path / "broken.py").write_text("raise RuntimeError('half written')\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "b", "plugins": ["broken.py"],
+                                    "dataset": {"name": "synthetic"}}))
+    with pytest.raises(ConfigError, match=r"c.yaml: plugins: plugin '.*broken.py' failed to "
+                       r"import: RuntimeError: half written"):
+        load_config(path)
+
+
+# ------------------------------------------------------------------ the contracts
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _unit(uid: str, at: datetime = T0, turns: tuple[str, ...] = ("t1",)) -> MemoryUnit:
+    return MemoryUnit(uid, "text", "turn", turns, "s1", at)
+
+
+@pytest.mark.parametrize("hits, message", [
+    ("oops", "returned str; a search returns a list of Hit"),
+    ([(_unit("a"), 1.0)], "hit 0 is a tuple; a search returns Hit\\(unit, score\\)"),
+    ([_unit("a")], "hit 0 is a MemoryUnit"),
+    ([Hit(_unit("a"), math.nan)], "hit 0 \\('a'\\) has score nan"),
+    ([Hit(_unit("a"), "1")], "has score '1'"),
+    ([Hit(_unit("a"), 1.0), Hit(_unit("a"), 0.5)], "unit 'a' returned twice \\(hit 1\\)"),
+    ([Hit(_unit(str(n)), 1.0) for n in range(4)], "returned 4 hits for k=3"),
+    ([Hit(_unit("late", T0 + timedelta(days=2)), 1.0)],
+     "returned 1 unit\\(s\\) dated after the question .*'late'.*future leakage"),
+])
+def test_search_contract(hits: Any, message: str) -> None:
+    as_of = T0 + timedelta(days=1)
+    with pytest.raises(ContractError, match=message):
+        check_hits(hits, "retrieval 'x'", 3, as_of)
+
+
+@pytest.mark.parametrize("units, message", [
+    ({"id": "a"}, "returned dict for session 's1'"),
+    ([{"id": "a"}], "unit 0: a dict, not a MemoryUnit"),
+    ([_unit(" ")], "empty id"),
+    ([_unit("a"), _unit("a")], "unit 1: id 'a' is already in the memory"),
+    ([_unit("old")], "unit 0: id 'old' is already in the memory"),
+    ([_unit("a", turns=("t9",))], "source turn\\(s\\) 't9' are not turns the memory has read"),
+    ([_unit("a", at=T0 - timedelta(hours=1))], "dated .* before its source turn said at"),
+])
+def test_chunker_contract(units: Any, message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        check_units(units, "chunker 'x'", "s1", {"t1": T0}, {"old"})
+    check_units([_unit("new")], "chunker 'x'", "s1", {"t1": T0}, {"old"})
