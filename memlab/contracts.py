@@ -99,6 +99,19 @@ def check_hits(hits: Any, who: str, depth: int, as_of: datetime | None) -> None:
             f"{future[0].at.isoformat()}): future leakage")
 
 
+def check_score(name: str, value: Any) -> float | None:
+    """A scorer's value for one answer: a finite number (a bool counts as 0/1) or None
+    (not applicable); anything else is the probe's error, not a crash of the summary."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise ContractError(f"scorer '{name}' returned {value!r}; a scorer returns a number "
+                            "(or None where it does not apply)")
+    return value
+
+
 def turn_times(turns: Sequence[Any]) -> dict[str, datetime]:
     """``{turn id: when it was said}`` of dataset turns."""
     return {t.id: t.at for t in turns}

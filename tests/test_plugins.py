@@ -209,3 +209,41 @@ def test_chunker_contract(units: Any, message: str) -> None:
     with pytest.raises(ContractError, match=message):
         check_units(units, "chunker 'x'", "s1", {"t1": T0}, {"old"})
     check_units([_unit("new")], "chunker 'x'", "s1", {"t1": T0}, {"old"})
+
+
+def test_template_dirs_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    from memlab.eval.config import load_config
+
+    folder = tmp_path / "project"
+    (folder / "prompts").mkdir(parents=True)
+    path = folder / "c.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "dataset": {"name": "synthetic"},
+                                    "template_dirs": ["prompts"]}))
+    assert load_config(path).template_dirs == [str(folder / "prompts")]
+
+
+def test_a_scorer_returning_text_is_the_probe_s_error_not_a_crashed_summary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlab.contracts import check_score
+    from memlab.eval.run import evaluate
+    from memlab.metrics import registry
+
+    assert check_score("s", True) == 1.0 and check_score("s", None) is None
+    with pytest.raises(ContractError, match=r"scorer 's' returned nan"):
+        check_score("s", math.nan)
+
+    class Says:
+        def params(self) -> dict[str, Any]:
+            return {}
+
+        def score(self, answer: str, gold: str, probe: Any) -> Any:
+            return "yes"
+
+    monkeypatch.setitem(registry._entries, "says", Says)
+    result = evaluate({"name": "says", "dataset": {"name": "synthetic"}, "retrieval": "bm25",
+                       "scorers": ["exact_match", "says"], "fail_on_error": 1.0,
+                       "answer": {"llm": {"name": "mock", "params": {"default": "x"}}},
+                       "cache": {"llm": "off"}, "tracking": {"mlflow": False}},
+                      out=tmp_path / "run", progress=False)
+    assert result.summary["errors"]["probes"] == 48
+    assert all("scorer 'says' returned 'yes'" in row["error"] for row in result.items())

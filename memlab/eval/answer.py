@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from memlab.contracts import check_score
 from memlab.data.schema import Conversation, Probe
 from memlab.eval.config import ExperimentConfig, JudgeSpec
 from memlab.eval.timing import PhaseTimer
@@ -75,8 +76,8 @@ class Answerer:
         answer = _answer_text(self.template, completion.text)
         row["answer"] = answer
         with timer("score"):
-            row["answer_metrics"] = {name: scorer.score(answer, probe.answer, probe)
-                                     for name, scorer in self.scorers.items()}
+            row["answer_metrics"] = {name: check_score(name, scorer.score(
+                answer, probe.answer, probe)) for name, scorer in self.scorers.items()}
         if self.judge is not None:
             with timer("judge"):
                 row.update(self.judge.judge(probe, answer))

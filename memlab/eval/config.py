@@ -256,7 +256,8 @@ class ExperimentConfig(BaseModel):
     )
     judge: JudgeSpec | None = None
     template_dirs: list[str] = Field(default_factory=list,
-                                     description="folders of user templates (override built-ins)")
+                                     description="folders of user templates (override "
+                                     "built-ins; relative to the config file)")
     plugins: list[str] = Field(default_factory=list, description="modules (or .py files, "
                                "relative to the config) that register components of one's "
                                "own; imported before the components are checked, and in "
@@ -319,6 +320,10 @@ def read_raw(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
         from memlab.plugins import resolve_paths
 
         raw["plugins"] = resolve_paths([str(p) for p in raw["plugins"]], path.parent)
+    if isinstance(raw.get("template_dirs"), list):  # as plugins: relative to the config file
+        raw["template_dirs"] = [str(d) if Path(str(d)).expanduser().is_absolute()
+                                else str((path.parent / str(d)).resolve())
+                                for d in raw["template_dirs"]]
     raw.setdefault("name", path.stem)
     return raw, str(path)
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from memlab.contracts import check_score
 from memlab.data.schema import Probe
 from memlab.errors import ConfigError
 from memlab.eval import items as item_file
@@ -65,7 +66,8 @@ def rescore(run_dir: str | Path, scorers: Sequence[str], *, out: str | Path | No
     def update(row: dict[str, Any], probe: Probe) -> None:
         start = time.perf_counter()
         for name, scorer in built.items():
-            row["metrics"][name] = scorer.score(row["answer"], probe.answer, probe)
+            row["metrics"][name] = check_score(name, scorer.score(row["answer"],
+                                                                  probe.answer, probe))
         row["latency_seconds"]["score"] = round(time.perf_counter() - start, 6)
 
     return _derive(source, config, update, out, track, kind="rescore")
