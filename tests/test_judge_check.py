@@ -384,3 +384,58 @@ def test_real_1_5b_criteria_judge_agrees_on_heldout_locomo(locomo_dataset: Datas
     assert result["n"] == 16 and result["unparsed"] == 0
     assert result["by_kind"]["abstain"]["agreement"] == 1.0
     assert result["agreement"] >= 0.9, render_check(result)
+
+
+def test_a_judge_whose_calls_fail_is_not_measured_as_disagreeing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed calls are no verdicts: left out of the figures, counted, and the check stops
+    asking after three in a row (a dead judge was reported as agreement 0.000)."""
+    from memlab.data import load_dataset
+    from memlab.eval.cli import main
+    from memlab.eval.judge_check import GIVE_UP_AFTER, judge_check, render_check
+
+    dead = JudgeSpec(llm={"name": "mock", "params": {"error": "cannot reach the judge"}},
+                     template="judge_locomo")
+    result = judge_check(dead, load_dataset("synthetic"), cache="off")
+    assert result["n"] == 0 and result["agreement"] is None and result["ok"] is False
+    assert result["call_errors"] == len(result["cases"]) > GIVE_UP_AFTER
+    assert "cannot reach the judge" in result["first_call_error"]
+    asked = [c for c in result["cases"] if not c["error"].startswith("not asked")]
+    assert len(asked) == GIVE_UP_AFTER
+    shown = render_check(result)
+    assert "agreement - -" in shown and "call errors" in shown and "NOT trustworthy" in shown
+    judge = "{name: mock, params: {error: 'cannot reach the judge'}}"
+    assert main(["judge-check", "--judge", judge, "--dataset", "synthetic",
+                 "--template", "judge_locomo"]) == 2
+    assert "the judge answered none of the" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="threshold must be a number"):
+        judge_check(dead, load_dataset("synthetic"), threshold=7)
+
+
+def test_a_short_run_whose_probes_all_failed_is_a_failure(tmp_path: Path) -> None:
+    from memlab.errors import MemlabError
+    from memlab.eval.run import evaluate
+
+    with pytest.raises(MemlabError, match=r"failed: 2 of 2 probes failed \(fail_on_error=0.2\);"
+                       r" first error: .*backend down"):
+        evaluate({"name": "down", "dataset": {"name": "synthetic", "probes": {"limit": 2}},
+                  "retrieval": "bm25", "cache": {"llm": "off"}, "tracking": {"mlflow": False},
+                  "answer": {"llm": {"name": "mock", "params": {"error": "backend down"}}}},
+                 out=tmp_path / "run", progress=False)
+
+
+def test_a_judged_run_counts_its_judge_s_failed_calls(tmp_path: Path) -> None:
+    from memlab.eval.run import evaluate
+    from memlab.eval.summary import render_table
+
+    result = evaluate({
+        "name": "judged", "dataset": {"name": "synthetic", "probes": {"limit": 6}},
+        "retrieval": "bm25", "cache": {"llm": "off"}, "tracking": {"mlflow": False},
+        "answer": {"llm": {"name": "mock", "params": {"default": "an answer"}}},
+        "judge": {"llm": {"name": "mock", "params": {"error": "judge down"}},
+                  "template": "judge_locomo"}}, out=tmp_path / "run", progress=False)
+    assert result.summary["errors"]["probes"] == 0  # the answers are there
+    assert result.summary["errors"]["judge"] == 6
+    table = render_table(result.summary)
+    assert "judge call errors 6 (their probes have no judged score; first: " in table
+    assert "judge down" in table and "NOT trustworthy" in table

@@ -409,6 +409,9 @@ def cmd_judge_check(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2, default=str) if args.json else render_check(result))
+    if result.get("call_errors") and not result["n"]:
+        raise MemlabError(f"the judge answered none of the {result['call_errors']} labelled "
+                          f"cases: {result.get('first_call_error')}")
     return 0
 
 

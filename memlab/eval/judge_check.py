@@ -46,19 +46,28 @@ def judge_check(judge: JudgeSpec, dataset: Dataset, *, per_type: int = 2, seed: 
     from memlab.eval.answer import LLMJudge
 
     check_number("judge-check: per_type", per_type, low=1, integer=True)
+    check_number("judge-check: threshold", threshold, low=0.0, high=1.0)
     config = ExperimentConfig.model_validate({
         "name": "judge-check", "dataset": DatasetSpec(name=dataset.name), "judge": judge,
         "template_dirs": list(template_dirs), "cache": {"llm": cache}})
     checker = LLMJudge(judge, config)
     cases = build_judge_set(split_dataset(dataset, split), per_type=per_type, seed=seed)
-    rows = [_judge_case(checker, case) for case in cases]
-    result = agreement_figures(rows, seed=seed, n_resamples=n_resamples)
+    rows = _judge_cases(checker, cases)
+    answered = [r for r in rows if not r.get("error")]
+    failed = [r for r in rows if r.get("error")]
+    # a call that failed is no verdict of the judge's: the figures are over the answered
+    # cases (none answered: not measured), and the failures are counted apart
+    result = agreement_figures(answered, seed=seed, n_resamples=n_resamples)
+    result["call_errors"] = len(failed)
+    if failed:
+        result["first_call_error"] = failed[0]["error"]
     first = next((r["record"] for r in rows if r["record"].get("digest")), rows[0]["record"]
                  if rows else {})
     result.update({
         "dataset": dataset.name, "split": split, "per_type": per_type, "seed": seed,
         "threshold": threshold,
-        "ok": result["agreement"] is not None and result["agreement"] >= threshold,
+        "ok": result["agreement"] is not None and result["agreement"] >= threshold
+        and not failed,
         "tokens_per_judgement": _mean_tokens(rows),
         "judge": {"llm": judge.llm.model_dump(), "template": judge.template,
                   "model": first.get("model"), "digest": first.get("digest"),
@@ -67,6 +76,33 @@ def judge_check(judge: JudgeSpec, dataset: Dataset, *, per_type: int = 2, seed: 
         "cases": rows,
     })
     return result
+
+
+#: Failed judge calls in a row after which the check stops asking (a judge that cannot
+#: be reached would otherwise be retried on every labelled case).
+GIVE_UP_AFTER = 3
+
+
+def _judge_cases(checker: Judge, cases: Sequence[JudgeCase]) -> list[dict[str, Any]]:
+    """Each case judged, stopping after :data:`GIVE_UP_AFTER` call failures in a row with
+    no success before them (the rest are marked as not asked)."""
+    from tqdm.auto import tqdm
+
+    rows: list[dict[str, Any]] = []
+    for case in tqdm(cases, desc="judge check", unit="case", leave=False):
+        if len(rows) >= GIVE_UP_AFTER and all(r.get("error") for r in rows):
+            rows.append(_not_asked(case, rows[0]["error"]))
+            continue
+        rows.append(_judge_case(checker, case))
+    return rows
+
+
+def _not_asked(case: JudgeCase, error: str) -> dict[str, Any]:
+    return {"key": case.key(), "group": case.group, "kind": case.kind,
+            "question": case.probe.question, "gold": case.probe.answer,
+            "response": case.response, "correct": case.correct, "verdict": None,
+            "raw": None, "error": f"not asked: the first {GIVE_UP_AFTER} calls failed ({error})",
+            "record": {}}
 
 
 def _judge_case(checker: Judge, case: JudgeCase) -> dict[str, Any]:
@@ -189,7 +225,9 @@ def render_check(result: dict[str, Any]) -> str:
              f"agreement {pct(result['agreement'])} {ci(result['agreement_ci'])}   "
              f"kappa {pct(result['kappa'])} {ci(result['kappa_ci'])}",
              f"yes-rate on correct {pct(result['yes_rate_correct'])}   on wrong "
-             f"{pct(result['yes_rate_wrong'])}   unparsed {result['unparsed']}",
+             f"{pct(result['yes_rate_wrong'])}   unparsed {result['unparsed']}"
+             + (f"   call errors {result['call_errors']} (left out; first: "
+                f"{result.get('first_call_error')})" if result.get("call_errors") else ""),
              _tokens_line(result.get("tokens_per_judgement") or {})]
     for field in ("by_group", "by_kind"):
         for name, f in result[field].items():
@@ -212,6 +250,10 @@ def _tokens_line(tokens: dict[str, float | None]) -> str:
 def warning(check: dict[str, Any]) -> str:
     """The loud line shown beside any accuracy from a judge below the threshold."""
     agreement = "n/a" if check["agreement"] is None else f"{check['agreement']:.3f}"
+    if check.get("call_errors"):
+        return (f"WARNING: {check['call_errors']} of the judge's calls on the labelled cases "
+                f"failed (first: {check.get('first_call_error')}); agreement {agreement} on "
+                f"the {check['n']} it answered: judged accuracy is NOT trustworthy")
     return (f"WARNING: judge agreement {agreement} < {check['threshold']:.2f} on "
             f"{check['n']} labelled cases: judged accuracy is NOT trustworthy")
 

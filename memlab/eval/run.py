@@ -272,14 +272,21 @@ def _replay_all(config: ExperimentConfig, todo: list[tuple[Conversation, list[Pr
                                   f"{run_dir / 'items.jsonl'} (and {run_dir / 'memory.jsonl'}).")
     ingest.close()
     bar.close()
+    stop = _stop_reason(config, run_dir, written, errors, ingest_calls, ingest_errors, {},
+                        final=True)  # a short run whose probes all failed is no success
+    if stop:
+        raise MemlabError(f"failed: {stop}. The items are kept in {run_dir / 'items.jsonl'}; "
+                          "--retry-errors runs the failed probes again.")
     return appended
 
 
 def _stop_reason(config: ExperimentConfig, run_dir: Path, written: int, errors: int,
-                 calls: int, ingest_errors: int, last: dict[str, Any]) -> str:
-    """Why the run must stop (``fail_on_error`` passed by probes or by ingest LLM calls)."""
+                 calls: int, ingest_errors: int, last: dict[str, Any],
+                 final: bool = False) -> str:
+    """Why the run must stop (``fail_on_error`` passed by probes or by ingest LLM calls);
+    mid-run only once 5 probes are in, at the end (``final``) whatever their number."""
     limit = config.fail_on_error
-    if written >= 5 and errors / written > limit:
+    if written and (written >= 5 or final) and errors / written > limit:
         return (f"{errors} of {written} probes failed (fail_on_error={limit}); "
                 f"first error: {_first_error(run_dir)}")
     if calls and ingest_errors / calls > limit and (calls >= 5 or ingest_errors == calls):

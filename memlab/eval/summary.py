@@ -32,12 +32,16 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
     its answer metrics are missing, so they count in ``n_excluded``.
     """
     ok = [row for row in items if not row.get("error")]
+    judged = [row["judge_record"] for row in ok if isinstance(row.get("judge_record"), dict)]
+    judge_failed = [record["error"] for record in judged if record.get("error")]
     metrics = _metric_summaries(items, seed, n_resamples)
     ingest = merge_summaries(row.get("ingest") or {} for row in memory)
     searched = merge_summaries(row["search_llm"] for row in items if row.get("search_llm"))
     return {
         "probes": len(items),
-        "errors": {"probes": len(items) - len(ok), "ingest": ingest["errors"]},
+        "errors": {"probes": len(items) - len(ok), "ingest": ingest["errors"],
+                   **({"judge": len(judge_failed), "judge_first": judge_failed[0]}
+                      if judge_failed else {})},
         "error_rate": (len(items) - len(ok)) / len(items) if items else 0.0,
         "metrics": metrics,
         "latency_seconds": _latencies(items) | _ingest_latency(memory),
@@ -121,11 +125,13 @@ def _tokens(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def error_counts(summary: dict[str, Any]) -> dict[str, int]:
-    """``{"probes": n, "ingest": m}`` (older metrics.json files hold one probe count)."""
+    """``{"probes": n, "ingest": m, "judge": j}`` (older metrics.json files hold one probe
+    count)."""
     errors = summary.get("errors", 0)
     if isinstance(errors, dict):
-        return {"probes": int(errors.get("probes", 0)), "ingest": int(errors.get("ingest", 0))}
-    return {"probes": int(errors), "ingest": 0}
+        return {"probes": int(errors.get("probes", 0)), "ingest": int(errors.get("ingest", 0)),
+                "judge": int(errors.get("judge", 0))}
+    return {"probes": int(errors), "ingest": 0, "judge": 0}
 
 
 def headline(summary: dict[str, Any],
@@ -149,6 +155,9 @@ def render_table(summary: dict[str, Any], title: str = "", extra: Sequence[str] 
         mean = "-" if s["mean"] is None else f"{s['mean']:.3f}"
         lines.append(f"{name:<{width}}  {mean:>7}  {ci:>17}  {s['n']:>5}  {s['n_excluded']:>5}")
     lines += judge_lines(summary)
+    if error_counts(summary)["judge"]:
+        lines.append(f"judge call errors {error_counts(summary)['judge']} (their probes have "
+                     f"no judged score; first: {summary['errors'].get('judge_first')})")
     errors = error_counts(summary)
     lines.append(f"probes {summary['probes']}, errors {errors['probes']}, "
                  f"cache hits {summary['cache_hits']}")

@@ -316,6 +316,7 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
     errors = error_counts(summary)
     out["errors"] = float(errors["probes"])
     out["errors.ingest"] = float(errors["ingest"])
+    out["errors.judge"] = float(errors["judge"])
     out["cache_hits"] = float(summary["cache_hits"])
     return out
 
