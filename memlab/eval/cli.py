@@ -711,7 +711,9 @@ def _add_judge_commands(sub: Any) -> None:
     rj.set_defaults(func=cmd_rejudge)
     rs = sub.add_parser("rescore", help="score a finished run's answers again, as a new run")
     rs.add_argument("run_dir", type=Path)
-    rs.add_argument("--scorer", action="append", required=True, help="scorer name(s)")
+    rs.add_argument("--scorer", action="append", required=True,
+                    help="a scorer name (repeat the flag for several: --scorer bleu1 "
+                    "--scorer abstention)")
     rs.add_argument("--out", type=Path, help="new run directory")
     rs.add_argument("--no-mlflow", action="store_true")
     rs.set_defaults(func=cmd_rescore)
