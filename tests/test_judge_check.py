@@ -439,3 +439,18 @@ def test_a_judged_run_counts_its_judge_s_failed_calls(tmp_path: Path) -> None:
     table = render_table(result.summary)
     assert "judge call errors 6 (their probes have no judged score; first: " in table
     assert "judge down" in table and "NOT trustworthy" in table
+
+
+def test_a_config_names_an_embedded_model_as_the_command_line_does() -> None:
+    from memlab.eval.config import load_config
+
+    config = load_config({"name": "m", "dataset": {"name": "synthetic"},
+                          "answer": {"llm": "qwen2.5-coder-0.5b"},
+                          "judge": {"llm": "qwen2.5-coder-0.5b", "template": "judge_locomo"}})
+    assert config.answer is not None and config.judge is not None
+    assert config.answer.llm == config.judge.llm == Spec(
+        name="llamacpp", params={"model": "qwen2.5-coder-0.5b"})
+    with pytest.raises(ConfigError, match=r"answer.llm.params: llm 'llamacpp': model_path: "
+                       r"no model file at /nope/y.gguf"):
+        load_config({"name": "m", "dataset": {"name": "synthetic"},
+                     "answer": {"llm": "/nope/y.gguf"}})

@@ -191,6 +191,20 @@ class AnswerSpec(BaseModel):
     max_answer_tokens: int = Field(default=64, ge=1)
     trim_policy: str = "drop_lowest_rank"
 
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _model_by_name(cls, value: Any) -> Any:
+        """``llm: qwen2.5-coder-1.5b`` (a catalog model) or ``llm: model.gguf`` are the
+        embedded backend with that model, as on the command line (``--judge``)."""
+        if isinstance(value, str):
+            from memlab.llm.models import CATALOG
+
+            if value in CATALOG or value.endswith(".gguf"):
+                from memlab.llm.models import parse_llm
+
+                return parse_llm(value)
+        return value
+
 
 class JudgeSpec(BaseModel):
     """An LLM judge of answers (its backend, model, template and temperature are logged)."""
@@ -199,6 +213,20 @@ class JudgeSpec(BaseModel):
     llm: Spec = Field(default_factory=lambda: Spec(name="llamacpp"))
     template: str = "judge_longmemeval"
     max_tokens: int = Field(default=16, ge=1)
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _model_by_name(cls, value: Any) -> Any:
+        """``llm: qwen2.5-coder-1.5b`` (a catalog model) or ``llm: model.gguf`` are the
+        embedded backend with that model, as on the command line (``--judge``)."""
+        if isinstance(value, str):
+            from memlab.llm.models import CATALOG
+
+            if value in CATALOG or value.endswith(".gguf"):
+                from memlab.llm.models import parse_llm
+
+                return parse_llm(value)
+        return value
 
 
 class CacheSpec(BaseModel):
