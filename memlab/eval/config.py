@@ -15,10 +15,11 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -181,52 +182,39 @@ class DatasetSpec(BaseModel):
         return load_dataset(self.name, path=path, **params)
 
 
+def _embedded_by_name(value: Any) -> Any:
+    """``llm: qwen2.5-coder-1.5b`` (a catalog model) or ``llm: model.gguf`` are the
+    embedded backend with that model, as on the command line (``--judge``)."""
+    if isinstance(value, str):
+        from memlab.llm.models import CATALOG, parse_llm
+
+        if value in CATALOG or value.endswith(".gguf"):
+            return parse_llm(value)
+    return value
+
+
+#: An LLM spec, which may also name an embedded model alone.
+LLMSpec = Annotated[Spec, BeforeValidator(_embedded_by_name)]
+
+
 class AnswerSpec(BaseModel):
     """How probes are answered; absent means retrieval-only."""
 
     model_config = ConfigDict(extra="forbid")
-    llm: Spec = Field(default_factory=lambda: Spec(name="llamacpp"))
+    llm: LLMSpec = Field(default_factory=lambda: Spec(name="llamacpp"))
     template: Spec = Field(default_factory=lambda: Spec(name="answer_short"))
     max_memory_tokens: int = Field(default=2000, ge=0)
     max_answer_tokens: int = Field(default=64, ge=1)
     trim_policy: str = "drop_lowest_rank"
-
-    @field_validator("llm", mode="before")
-    @classmethod
-    def _model_by_name(cls, value: Any) -> Any:
-        """``llm: qwen2.5-coder-1.5b`` (a catalog model) or ``llm: model.gguf`` are the
-        embedded backend with that model, as on the command line (``--judge``)."""
-        if isinstance(value, str):
-            from memlab.llm.models import CATALOG
-
-            if value in CATALOG or value.endswith(".gguf"):
-                from memlab.llm.models import parse_llm
-
-                return parse_llm(value)
-        return value
 
 
 class JudgeSpec(BaseModel):
     """An LLM judge of answers (its backend, model, template and temperature are logged)."""
 
     model_config = ConfigDict(extra="forbid")
-    llm: Spec = Field(default_factory=lambda: Spec(name="llamacpp"))
+    llm: LLMSpec = Field(default_factory=lambda: Spec(name="llamacpp"))
     template: str = "judge_longmemeval"
     max_tokens: int = Field(default=16, ge=1)
-
-    @field_validator("llm", mode="before")
-    @classmethod
-    def _model_by_name(cls, value: Any) -> Any:
-        """``llm: qwen2.5-coder-1.5b`` (a catalog model) or ``llm: model.gguf`` are the
-        embedded backend with that model, as on the command line (``--judge``)."""
-        if isinstance(value, str):
-            from memlab.llm.models import CATALOG
-
-            if value in CATALOG or value.endswith(".gguf"):
-                from memlab.llm.models import parse_llm
-
-                return parse_llm(value)
-        return value
 
 
 class CacheSpec(BaseModel):
