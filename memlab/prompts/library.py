@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
+import jinja2.nodes
 
 from memlab.errors import ConfigError, UnknownComponentError, did_you_mean
 from memlab.prompts.template import Rendered, Template, defuse_markers, read_header
@@ -34,6 +36,9 @@ class TemplateLibrary:
     def __init__(self, extra_dirs: Iterable[str | Path] = ()) -> None:
         self.extra_dirs = tuple(Path(d).expanduser() for d in extra_dirs)
         self._templates: dict[str, Template] | None = None
+        #: templates whose file is broken: the error is raised when one is asked for (a
+        #: broken file does not make the folder's other templates unusable)
+        self.broken: dict[str, ConfigError] = {}
         self.overridden: dict[str, list[Path]] = {}
 
     # -- lookup ------------------------------------------------------------------
@@ -51,6 +56,8 @@ class TemplateLibrary:
 
     def get(self, name: str) -> Template:
         templates = self._load()
+        if name in self.broken:
+            raise self.broken[name]
         if name not in templates:
             close = did_you_mean(name, templates, n=3, cutoff=0.5)
             hint = f" D{close[1:]}" if close else ""
@@ -78,9 +85,12 @@ class TemplateLibrary:
                 if not folder.is_dir():
                     raise ConfigError(f"template folder {folder} does not exist")
             env = self._environment()
-            found = self._files()
-            self._templates = {name: self._build(env, name, paths)
-                               for name, paths in found.items()}
+            self._templates = {}
+            for name, paths in self._files().items():
+                try:
+                    self._templates[name] = self._build(env, name, paths)
+                except ConfigError as exc:
+                    self.broken[name] = exc
         return self._templates
 
     def _files(self) -> dict[str, list[Path]]:
@@ -102,9 +112,23 @@ class TemplateLibrary:
         header = read_header(path, text)
         try:
             compiled = env.get_template(path.name)
+            tree = env.parse(text)
+            # looked up from the context, less what the template sets itself (a {% set %}
+            # inside an {% if %} still counts as looked up for jinja2.meta)
+            used = jinja2.meta.find_undeclared_variables(tree) - {
+                n.name for n in tree.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
         except jinja2.TemplateSyntaxError as exc:
             raise ConfigError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") \
                 from None
+        declared = {*(header.get("variables") or ()), *(header.get("defaults") or {}),
+                    *env.globals}
+        unknown = sorted(used - declared)
+        if unknown:
+            raise ConfigError(
+                f"{path}: uses {', '.join(unknown)}, which its header does not declare "
+                f"(variables: {', '.join(header.get('variables') or ()) or 'none'}; "
+                f"defaults: {', '.join(header.get('defaults') or {}) or 'none'}): a typo, or "
+                "a variable to add to the header")
         return Template(
             name=name, version=header["version"], purpose=str(header["purpose"]).strip(),
             path=path, output=header.get("output", "text"),
