@@ -448,7 +448,8 @@ def test_a_misspelt_variable_is_found_at_load_and_a_broken_file_spares_the_other
         tmp_path: Path) -> None:
     header = "{#-\nname: NAME\nversion: 1\npurpose: p\nvariables: [question]\n-#}\n"
     (tmp_path / "answer_typo.j2").write_text(header.replace("NAME", "answer_typo")
-                                             + "---user---\n{% set x = 1 %}{{ questoin }} {{ x }}\n")
+                                             + "---user---\n{% set x = 1 %}{{ questoin }} "
+                                             "{{ x }}\n")
     (tmp_path / "answer_fine.j2").write_text(header.replace("NAME", "answer_fine")
                                              + "---user---\n{% if question %}{% set y = 2 %}"
                                              "{% endif %}{{ question }}\n")
