@@ -235,11 +235,20 @@ def test_an_interrupted_run_says_what_is_saved_and_how_to_resume(tmp_path: Path)
          "--set",
          "answer=null", "--set", "dataset.name=locomo", "--no-mlflow", "--out", str(out)],
         cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True,
+        # a shell's background job ignores SIGINT, and so would the run (as in CI):
+        # Python only turns SIGINT into KeyboardInterrupt when it starts with the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "memory.jsonl").exists():
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    for _ in range(200):  # again until it ends: a native library may hold it a moment
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=0.3)
+            break
+        except subprocess.TimeoutExpired:
+            continue
     _, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:  # finished before the signal landed: nothing to check
         pytest.skip("the run finished before it was interrupted")

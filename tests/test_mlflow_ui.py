@@ -146,7 +146,7 @@ def test_experiments_open_where_memlab_puts_them(served: Any, page: Any,
     page.goto(link)
     expect(page.get_by_text("landing (sweep)").first).to_be_visible()
     _dismiss_popups(page)
-    for child in ("turn / bm25 / retrieval only", "turn / recency / retrieval only"):
+    for child in ("turn / bm25 / retrieval only", "turn / recency(dense) / retrieval only"):
         expect(page.get_by_text(child).first).to_be_visible()
     expect(page.get_by_text("You're viewing a shared view.")).to_be_visible()
     expect(page.get_by_text("memlab: Pareto").first).to_be_visible()  # the chart section

@@ -729,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback now
         print(f"\ninterrupted{_saved_so_far(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `... | head` stopped reading: not an error of ours
