@@ -15,7 +15,7 @@ stopping the run past ``fail_on_error``).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,15 +65,25 @@ def check_units(units: Any, who: str, session_id: str, known: Mapping[str, datet
                 "see it: future leakage)")
 
 
-def check_hits(hits: Any, who: str, depth: int, as_of: datetime | None) -> None:
+def check_hits(hits: Any, who: str | Callable[[], str], depth: int,
+               as_of: datetime | None) -> None:
     """``hits`` a search for ``depth`` results as of ``as_of`` returned: a list of Hit
     (a unit and a finite score), each unit once, at most ``depth``, none dated after
-    ``as_of``."""
+    ``as_of``. ``who`` names the searcher in the error; a callable is only called then
+    (this runs on every probe)."""
+    try:
+        _check_hits(hits, depth, as_of)
+    except ContractError as exc:
+        raise ContractError(f"{who() if callable(who) else who}{exc}") from None
+
+
+def _check_hits(hits: Any, depth: int, as_of: datetime | None) -> None:
+    """:func:`check_hits` without the searcher's name (messages start after it)."""
     if not isinstance(hits, list | tuple):
-        raise ContractError(f"{who} returned {type(hits).__name__}; a search returns a "
+        raise ContractError(f" returned {type(hits).__name__}; a search returns a "
                             "list of Hit(unit, score)")
     if len(hits) > depth:
-        raise ContractError(f"{who} returned {len(hits)} hits for k={depth} (hits past k "
+        raise ContractError(f" returned {len(hits)} hits for k={depth} (hits past k "
                             "would be scored as if asked for)")
     ids: set[str] = set()
     future = []
@@ -81,20 +91,20 @@ def check_hits(hits: Any, who: str, depth: int, as_of: datetime | None) -> None:
         unit = getattr(hit, "unit", None)
         score = getattr(hit, "score", None)
         if not isinstance(unit, MemoryUnit):
-            raise ContractError(f"{who}: hit {n} is a {type(hit).__name__}; a search returns "
+            raise ContractError(f": hit {n} is a {type(hit).__name__}; a search returns "
                                 "Hit(unit, score) with a MemoryUnit")
         if isinstance(score, bool) or not isinstance(score, int | float) \
                 or not math.isfinite(score):
-            raise ContractError(f"{who}: hit {n} ({unit.id!r}) has score {score!r}; scores "
+            raise ContractError(f": hit {n} ({unit.id!r}) has score {score!r}; scores "
                                 "are finite numbers")
         if unit.id in ids:
-            raise ContractError(f"{who}: unit {unit.id!r} returned twice (hit {n})")
+            raise ContractError(f": unit {unit.id!r} returned twice (hit {n})")
         ids.add(unit.id)
         if as_of is not None and unit.at > as_of:
             future.append(unit)
     if future:
         raise ContractError(
-            f"{who} returned {len(future)} unit(s) dated after the question "
+            f" returned {len(future)} unit(s) dated after the question "
             f"(as_of {as_of.isoformat() if as_of else None}; first {future[0].id!r} at "
             f"{future[0].at.isoformat()}): future leakage")
 

@@ -144,7 +144,7 @@ def _probe_item(config: ExperimentConfig, conversation: Conversation, probe: Pro
         with timer("search"):
             hits = memory.search(probe.question, depth, probe.asked_at, probe=probe)
         calls = memory.take_calls() if accounted else []  # type: ignore[attr-defined]
-        check_hits(hits, _searcher(config), depth, probe.asked_at)
+        check_hits(hits, lambda: _searcher(config), depth, probe.asked_at)
         with timer("score"):
             row["metrics"], row["evidence_ranks"] = _retrieval_metrics(hits, probe, covers,
                                                                        tokens)
