@@ -111,6 +111,25 @@ def test_two_runs_give_identical_items_apart_from_timing(tmp_path: Path) -> None
     assert [r["answer"] for r in cold] == [r["answer"] for r in first]
 
 
+def test_a_cache_hit_keeps_the_models_own_generation_seconds(tmp_path: Path) -> None:
+    config = _config(answer={"llm": {"name": "mock", "params": {"responses": ["blue"]}}})
+    cold = evaluate(config, out=tmp_path / "cold", progress=False)
+    warm = evaluate(config, out=tmp_path / "warm", progress=False)
+    seconds = {r["probe_id"]: r["llm"]["generation_seconds"] for r in cold.items()}
+    assert all(not r["cache_hit"] for r in cold.items())
+    assert all(r["cache_hit"] for r in warm.items())
+    assert {r["probe_id"]: r["llm"]["generation_seconds"] for r in warm.items()} == seconds
+    # the warm run's generate phase is the lookup; generate_model is the stored time
+    assert warm.summary["latency_seconds"]["generate_model"] == \
+        cold.summary["latency_seconds"]["generate_model"]
+    assert "generate_model is the model's own time" in _table(warm)
+
+
+def _table(result: Any) -> str:
+    from memlab.eval.summary import render_table
+    return render_table(result.summary)
+
+
 def test_a_process_pool_gives_the_same_items_and_footprint(tmp_path: Path) -> None:
     alone = evaluate(_config(), out=tmp_path / "one", progress=False)
     pooled = evaluate(_config(), out=tmp_path / "two", workers=2, progress=False)

@@ -210,6 +210,10 @@ def test_a_judged_run_checks_its_judge_first_and_warns_in_its_table(
     assert "WARNING: judge agreement" in capsys.readouterr().err
     table = render_table(result.summary)
     assert f"judge agreement {check['agreement']:.3f}" in table
+    judged = [r["judge_record"]["tokens"] for r in result.items() if r.get("judge_record")]
+    assert result.summary["tokens"]["judge_prompt"]["total"] == \
+        sum(t["prompt"] for t in judged) > 0  # the judge's tokens are a cost of the run
+    assert "tokens judge_prompt" in table
     assert "judged accuracy is NOT trustworthy" in table
     from memlab.eval.mlflow_runs import summary_tags
     from memlab.eval.report import report

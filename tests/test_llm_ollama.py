@@ -92,6 +92,12 @@ def test_connection_refused_says_where_it_looked(monkeypatch: pytest.MonkeyPatch
         llm.check()
 
 
+def test_a_host_name_that_does_not_resolve_is_not_called_a_refusal() -> None:
+    c = OllamaLLM(host="no-such-host.invalid:11434", retries=0).generate(CHAT)
+    assert not c.ok and "the host name 'no-such-host.invalid' does not resolve" in c.error
+    assert "refused" not in c.error
+
+
 def test_missing_model_says_ollama_pull(server: FakeOllama) -> None:
     llm = OllamaLLM(host=server.url, model="qwen3:235b", backoff=0.01)
     c = llm.generate(CHAT)

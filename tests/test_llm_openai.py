@@ -127,6 +127,14 @@ def test_connection_refused_says_where_it_looked() -> None:
         llm.check()
 
 
+def test_a_host_name_that_does_not_resolve_is_not_called_a_refusal() -> None:
+    llm = OpenAICompatLLM(base_url="http://no-such-host.invalid:8080/v1", model="qwen",
+                          retries=0)
+    c = llm.generate(CHAT)
+    assert not c.ok and "the host name 'no-such-host.invalid' does not resolve" in c.error
+    assert "refused" not in c.error
+
+
 @pytest.fixture(scope="module")
 def ollama_v1() -> Iterator[FakeOllama]:
     with FakeOllama() as fake:

@@ -94,7 +94,10 @@ class Answerer:
             "thinking": completion.thinking or None,
             "cache_hit": completion.cached,
             "llm": {"model": completion.model, "digest": completion.digest,
-                    "context_window": self.window, **prompt, "trim": trim},
+                    "context_window": self.window, **prompt, "trim": trim,
+                    # the model's own seconds: a cache hit's ``seconds`` is the lookup
+                    "generation_seconds": completion.metadata.get("generation_seconds",
+                                                                  completion.seconds)},
             "tokens": {
                 "prompt": completion.prompt_tokens,
                 "qwen_prompt": trim["prompt_tokens"],

@@ -45,7 +45,8 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
         "error_rate": (len(items) - len(ok)) / len(items) if items else 0.0,
         "metrics": metrics,
         "latency_seconds": _latencies(items) | _ingest_latency(memory),
-        "tokens": _tokens(ok) | _ingest_tokens(ingest, len(items)),
+        "tokens": (_tokens(ok) | _tokens(judged, "judge_")
+                   | _ingest_tokens(ingest, len(items))),
         "cache_hits": sum(bool(row.get("cache_hit")) for row in ok),
         "trimmed": _trimmed(ok),
         "footprint": _footprint(memory),
@@ -110,17 +111,28 @@ def _summary_dict(summary: Any) -> dict[str, Any]:
 
 
 def _latencies(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each timed phase's wall seconds per probe; with answers, also ``generate_model``:
+    the model's own generation seconds, which for a cache hit (whose ``generate`` phase
+    is the lookup) are the seconds it took when it was stored."""
     phases = sorted({p for row in items for p in row.get("latency_seconds", {})})
-    return {p: latency_summary(row.get("latency_seconds", {}).get(p) for row in items)
-            for p in phases}
+    out = {p: latency_summary(row.get("latency_seconds", {}).get(p) for row in items)
+           for p in phases}
+    model = [(row.get("llm") or {}).get("generation_seconds") for row in items]
+    if any(value is not None for value in model):
+        out["generate_model"] = latency_summary(model)
+    return out
 
 
-def _tokens(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    fields = sorted({f for row in items for f in row.get("tokens", {})})
+def _tokens(items: Sequence[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
+    """Total and mean of each ``tokens`` field of ``items`` (answer rows, or the judge's
+    records with ``prefix`` "judge_": the judge's tokens are a cost of the run too)."""
+    fields = sorted({f for row in items for f in row.get("tokens") or {}})
     out: dict[str, Any] = {}
     for f in fields:
-        values = [row["tokens"][f] for row in items if row.get("tokens", {}).get(f) is not None]
-        out[f] = {"total": int(sum(values)), "mean": sum(values) / len(values) if values else None}
+        values = [row["tokens"][f] for row in items
+                  if (row.get("tokens") or {}).get(f) is not None]
+        out[prefix + f] = {"total": int(sum(values)),
+                           "mean": sum(values) / len(values) if values else None}
     return out
 
 
@@ -160,7 +172,10 @@ def render_table(summary: dict[str, Any], title: str = "", extra: Sequence[str] 
                      f"no judged score; first: {summary['errors'].get('judge_first')})")
     errors = error_counts(summary)
     lines.append(f"probes {summary['probes']}, errors {errors['probes']}, "
-                 f"cache hits {summary['cache_hits']}")
+                 f"cache hits {summary['cache_hits']}"
+                 + (" (their generate latency is the cache lookup; generate_model is the "
+                    "model's own time)" if summary["cache_hits"]
+                    and "generate_model" in summary["latency_seconds"] else ""))
     issues = summary.get("dataset_issues") or {}
     if issues:
         lines.append("dataset issues at load: " + ", ".join(

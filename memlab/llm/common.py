@@ -1,9 +1,12 @@
-"""Small pieces every backend shares: override checking and Qwen token metadata."""
+"""Small pieces every backend shares: override checking, Qwen token metadata and why a
+server could not be reached."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from memlab.errors import ConfigError, check_numbers
 from memlab.llm.base import Message
@@ -101,3 +104,16 @@ def qwen_counts(
         "qwen_prompt_tokens": count_chat_tokens(messages, tokenizer, default_system),
         "qwen_completion_tokens": count_tokens(output, tokenizer),
     }
+
+
+def unreachable(url: str) -> str:
+    """Why nothing answered at ``url``, for a connection error: a host name that does not
+    resolve is said so (HTTP clients report it as a failed connection, like a refusal)."""
+    host = urlsplit(url if "://" in url else f"http://{url}").hostname or ""
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return f"the host name {host!r} does not resolve"
+    except OSError:
+        pass
+    return "connection refused"

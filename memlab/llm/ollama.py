@@ -14,7 +14,7 @@ from typing import Any
 
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
-from memlab.llm.common import qwen_counts
+from memlab.llm.common import qwen_counts, unreachable
 from memlab.llm.remote import RemoteChat
 from memlab.llm.retry import (
     CHECK_TIMEOUT,
@@ -121,7 +121,8 @@ class OllamaLLM(RemoteChat, Component):
             raise self._response_error(exc) from None
         except ConnectionError:
             raise TransientError(
-                f"cannot reach Ollama at {self.url} ({what}: connection refused). Start it "
+                f"cannot reach Ollama at {self.url} ({what}: {unreachable(self.url)}). "
+                "Start it "
                 f"with `ollama serve`, or point OLLAMA_HOST / the `host` parameter at it."
             ) from None
         except httpx.TimeoutException:

@@ -14,7 +14,7 @@ from typing import Any
 from memlab.errors import check_choice
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
-from memlab.llm.common import qwen_counts
+from memlab.llm.common import qwen_counts, unreachable
 from memlab.llm.remote import RemoteChat
 from memlab.llm.retry import (
     CHECK_TIMEOUT,
@@ -101,8 +101,9 @@ class OpenAICompatLLM(RemoteChat, Component):
                                          wait, CONNECT_TIMEOUT)))
         except httpx.ConnectError:
             raise TransientError(
-                f"cannot reach the OpenAI-compatible server at {self.base_url} (connection "
-                f"refused); start it (e.g. `python -m memlab.llm.server`) or fix base_url"
+                f"cannot reach the OpenAI-compatible server at {self.base_url} "
+                f"({unreachable(self.base_url)}); start it (e.g. `python -m "
+                "memlab.llm.server`) or fix base_url"
             ) from None
         except httpx.TimeoutException:
             raise HungServer(f"{self._url(path)} did not answer within {wait:g} s (the "
