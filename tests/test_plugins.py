@@ -247,3 +247,55 @@ def test_a_scorer_returning_text_is_the_probe_s_error_not_a_crashed_summary(
                       out=tmp_path / "run", progress=False)
     assert result.summary["errors"]["probes"] == 48
     assert all("scorer 'says' returned 'yes'" in row["error"] for row in result.items())
+
+
+def test_conform_passes_a_good_component_and_names_what_a_bad_one_breaks(
+        plugin: Path, tmp_path: Path) -> None:
+    flag = ["--plugin", str(plugin / "myplug.py")]
+    good = _memlab("conform", "retrieval", "newest", "--params", "{k: 3}", *flag, cwd=tmp_path)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert good.stdout.strip() == ("retrieval 'newest' conforms: spec, params, "
+                                   "no future leakage, hits, deterministic")
+    leaky = _memlab("conform", "retrieval", "newest", "--params", "{leak: true}", *flag,
+                    cwd=tmp_path)
+    assert leaky.returncode == 2 and "retrieval 'newest': contract: search returned" in \
+        leaky.stderr and "future leakage" in leaky.stderr
+    same = _memlab("conform", "chunker", "same_ids", *flag, cwd=tmp_path)
+    assert same.returncode == 2
+    assert "chunker 'same_ids': contract: chunker, session 's1', unit 1: id 'same'" in \
+        same.stderr
+
+
+class _Random:
+    """Scores by a fresh random draw (not deterministic); params() forgets ``k``."""
+
+    def __init__(self, k: int = 5) -> None:
+        self.k, self._units = k, []  # type: list[MemoryUnit]
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def index(self, units: list[MemoryUnit]) -> None:
+        self._units.extend(units)
+
+    def search(self, query: str, k: int, as_of: datetime | None = None,
+               **_: Any) -> list[Hit]:
+        import random
+
+        seen = [u for u in self._units if as_of is None or u.at <= as_of]
+        return sorted((Hit(u, random.random()) for u in seen), key=lambda h: -h.score)[:k]
+
+
+def test_check_component_finds_params_that_lose_the_spec_and_random_hits() -> None:
+    from memlab.retrieval import registry as strategies
+    from memlab.testing.conformance import ConformanceError, check_component
+
+    strategies.register("conform_random", _Random, replace=True)
+    with pytest.raises(ConformanceError, match=r"retrieval 'conform_random': params: "
+                       r"params\(\) does not give the spec back: k: 3 -> 5"):
+        check_component("retrieval", {"name": "conform_random", "params": {"k": 3}})
+    with pytest.raises(ConformanceError, match="deterministic: the same search gave other "
+                       "hits the second time"):
+        check_component("retrieval", _Random())
+    assert check_component("retrieval", "bm25") == [
+        "spec", "params", "no future leakage", "hits", "deterministic"]

@@ -459,6 +459,22 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conform(args: argparse.Namespace) -> int:
+    from memlab.files import parse_yaml
+    from memlab.plugins import import_plugins
+    from memlab.testing.conformance import check_component
+
+    import_plugins(args.plugin, "--plugin")
+    params = parse_yaml(args.params, "--params") if args.params else {}
+    if not isinstance(params, dict):
+        raise MemlabError(f"--params: a mapping of parameters, e.g. '{{k: 5}}'; got "
+                          f"{args.params!r}")
+    passed = check_component(args.kind, {"name": args.name, "params": params},
+                             call=not args.spec_only)
+    print(f"{args.kind} '{args.name}' conforms: {', '.join(passed)}")
+    return 0
+
+
 def _param(p: dict[str, Any]) -> str:
     return p["name"] if p["required"] else f"{p['name']}={p['default']!r}"
 
@@ -681,6 +697,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="import a plugin first (a module name or a .py file; also "
                     "MEMLAB_PLUGINS, or a config's plugins: list)")
     ls.set_defaults(func=cmd_ls)
+    cf = sub.add_parser("conform", help="check that a component (one's own, from a plugin) "
+                        "behaves as its kind must: spec round trip, no future leakage, "
+                        "deterministic hits, the output contracts")
+    cf.add_argument("kind", help="chunker, embedder, store, retrieval, memory, llm, scorer")
+    cf.add_argument("name", help="its registered name")
+    cf.add_argument("--params", metavar="YAML", help="its parameters, e.g. '{k: 5}'")
+    cf.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                    help="import a plugin first (a module name or a .py file)")
+    cf.add_argument("--spec-only", action="store_true", help="only the spec checks (no "
+                    "calls: for an LLM or embedder whose server is not running)")
+    cf.set_defaults(func=cmd_conform)
     return parser
 
 
