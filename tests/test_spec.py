@@ -268,7 +268,7 @@ def test_loading_a_config_checks_every_kind_of_component_before_any_run(
         retrieval={"name": "mmr", "params": {"lambda_mult": 1.5, "embedder": {
             "name": "ensemble", "params": {"embedders": ["hash", {"name": "hash", "params": {
                 "dim": 0}}], "weights": [1, -1]}}}},
-        answer={"llm": {"name": "llamacpp", "params": {"n_ctx": 0}}},
+        answer={"llm": {"name": "llamacpp", "params": {"n_ctx": 0, "temperature": -1}}},
         judge={"llm": {"name": "openai", "params": {"model": "m", "top_p": 0}}})
     with pytest.raises(ConfigError) as info:
         load_config(bad)
@@ -280,8 +280,10 @@ def test_loading_a_config_checks_every_kind_of_component_before_any_run(
         "sum, got [1.0, -1.0]",
         "  retrieval.params.embedder.params.embedders[1].params: embedder 'hash': dim must be "
         "an integer >= 1, got 0",
-        "  answer.llm.params: llm 'llamacpp': n_ctx must be an integer >= 1, got 0",
-        "  judge.llm.params: llm 'openai': top_p must be a number in (0, 1], got 0"]
+        "  answer.llm.params.n_ctx: llm 'llamacpp': n_ctx must be an integer >= 1, got 0",
+        "  answer.llm.params.temperature: llm 'llamacpp': temperature must be a number >= 0, "
+        "got -1",  # every value out of range, not the first one only
+        "  judge.llm.params.top_p: llm 'openai': top_p must be a number in (0, 1], got 0"]
     missing = tmp_path / "nowhere.gguf"
     memory = _config(memory={"name": "tiered", "params": {
         "consolidate_by": "week", "llm": {"name": "llamacpp", "params": {

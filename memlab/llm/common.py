@@ -33,6 +33,15 @@ BOUNDS: dict[str, dict[str, Any]] = {
 }
 
 
+def backend_bounds(cls: type) -> dict[str, dict[str, Any]]:
+    """The :data:`BOUNDS` of the parameters ``cls`` takes: its ``bounds``, so that
+    validation lists every value out of range, each at its YAML path."""
+    import inspect
+
+    taken = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+    return {key: bound for key, bound in BOUNDS.items() if key in taken}
+
+
 #: Per-call parameters every backend takes beyond its own generation defaults; a call's
 #: identity (its cache key) holds them only when given, so calls without them keep their keys.
 #: ``json_schema``: the reply must be JSON valid under this schema (llama.cpp: a grammar;

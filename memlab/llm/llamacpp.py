@@ -29,7 +29,13 @@ from typing import Any, cast
 from memlab.errors import ConfigError, MemlabError
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import QWEN25_DEFAULT_SYSTEM, split_thinking, tokenizer_for
-from memlab.llm.common import check_messages, check_values, qwen_counts, resolve_generation
+from memlab.llm.common import (
+    backend_bounds,
+    check_messages,
+    check_values,
+    qwen_counts,
+    resolve_generation,
+)
 from memlab.llm.models import ModelFileError, catalog_model, resolve_model_path
 from memlab.llm.retry import LLMCallError, PermanentError, failed
 from memlab.spec import Component
@@ -303,3 +309,6 @@ class LlamaCppLLM(Component):
             completion_tokens=int(usage["completion_tokens"]), seconds=seconds,
             model=self.name, digest=digest, thinking=thinking, error=error, metadata=metadata,
         )
+
+
+LlamaCppLLM.bounds = backend_bounds(LlamaCppLLM)  # validate lists every value out of range

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from memlab.llm.base import Completion, Message
-from memlab.llm.common import check_messages, check_values, resolve_generation
+from memlab.llm.common import (
+    backend_bounds,
+    check_messages,
+    check_values,
+    resolve_generation,
+)
 from memlab.llm.retry import failed, with_retries
 
 
@@ -20,6 +25,11 @@ class RemoteChat(ABC):
     """``generate`` with retries, timing and per-call errors returned as data."""
 
     backend: str
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.bounds = backend_bounds(cls)  # validate lists every value out of range
     cache_exempt: frozenset[str]
     retries: int
     backoff: float
