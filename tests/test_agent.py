@@ -382,3 +382,36 @@ def test_a_deleted_chat_turn_leaves_the_log_and_flat_memory_can_delete_too(
     assert [m["content"] for m in again.list_memories("ivan")["memories"]] == left
     with pytest.raises(MemoryNotFound):
         again.delete_memory(secret, "ivan")
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["tiered", "flat"])
+def test_a_forgotten_user_leaves_no_memory_no_message_and_no_reused_id(
+        tmp_path: Path, flat: bool) -> None:
+    """"Delete everything about me": every memory (core block, turns, notes) and every
+    logged message of the user goes, other users keep theirs, and a later session of the
+    same user id does not reuse an id the forgotten one had."""
+    import sqlite3
+
+    config = _flat_config() if flat else None
+    agent = _agent(tmp_path, MockLLM(["Noted."]), config=config)
+    agent.chat("My password is hunter2", user_id="ivan")
+    agent.add_memory("Ivan's sister lives in Lyon", "core", "ivan")
+    agent.add_memory("Ivan keeps bees", "archival", "ivan")
+    agent.chat("I like figs", user_id="judy")
+    before = {u.id for u in agent.memory_units("ivan")}
+    gone = agent.forget_user("ivan")
+    assert gone["status"] == "deleted" and set(gone["deleted"]) >= before
+    assert gone["messages"] == 4  # two chat messages and two explicit memories
+    assert agent.memory_units("ivan") == [] and agent.list_memories("ivan")["total"] == 0
+    assert agent.search_memory("password", 5, "ivan") == []
+    assert "ivan" not in agent.users() and "judy" in agent.users()
+    assert agent.list_memories("judy")["total"] > 0
+    rows = sqlite3.connect(tmp_path / "data" / "conversations.db").execute(
+        "SELECT content FROM messages WHERE user_id = 'ivan'").fetchall()
+    assert rows == []
+    with pytest.raises(MemoryNotFound, match="keeps nothing for user 'ivan'"):
+        agent.forget_user("ivan")
+    agent.close()
+    again = _agent(tmp_path, MockLLM(["Noted."]), config=config)
+    assert again.memory_units("ivan") == []  # nothing comes back from the store or log
+    assert again.chat("Hello again", user_id="ivan").session_id == "s4"  # not s1 again

@@ -53,6 +53,25 @@ def test_seed_requests_and_responses(tmp_path: Path) -> None:
     assert consolidated.status_code == 200 and consolidated.json()["consolidated"] == []
 
 
+def test_delete_user_forgets_everything_of_theirs(tmp_path: Path) -> None:
+    client = _client(tmp_path)
+    client.post("/chat", headers=KEY, json={"message": "I like Python", "user_id": "alice"})
+    client.post("/memory/add", headers=KEY, json={"content": "Alice keeps bees",
+                                                  "user_id": "alice"})
+    client.post("/memory/add", headers=KEY, json={"content": "Bob keeps goats",
+                                                  "user_id": "bob"})
+    assert client.delete("/users/alice").status_code == 401  # the key is needed
+    gone = client.delete("/users/alice", headers=KEY)
+    assert gone.status_code == 200 and gone.json()["messages"] == 3
+    assert gone.json()["status"] == "deleted" and gone.json()["deleted"]
+    listed = client.get("/memory/list", headers=KEY, params={"user_id": "alice"})
+    assert listed.json()["total"] == 0
+    assert client.get("/memory/list", headers=KEY, params={"user_id": "bob"}).json()["total"]
+    again = client.delete("/users/alice", headers=KEY)
+    assert again.status_code == 404 and "keeps nothing for user 'alice'" in again.text
+    assert client.delete("/users/no%20spaces", headers=KEY).status_code == 422
+
+
 def test_api_key_is_required_but_docs_are_open(tmp_path: Path) -> None:
     client = _client(tmp_path)
     for headers in ({}, {"X-API-Key": "wrong"}):

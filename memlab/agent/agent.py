@@ -199,6 +199,15 @@ class MemoryAgent:
         with self._using(user_id) as memory:
             return delete_memory(self, memory, user_id, memory_id)
 
+    def forget_user(self, user_id: str) -> dict[str, Any]:
+        """Delete all of the user's memories and logged messages (the user asked to be
+        forgotten); the ids deleted and the number of messages."""
+        from memlab.agent.manage import forget_user
+
+        user_id = check_user(user_id)
+        with self._using(user_id) as memory:
+            return forget_user(self, memory, user_id)
+
     def reopen(self, user_id: str) -> None:
         """Drop the user's open memory: the next request opens it again (from its store, or
         rebuilt from the log). The caller holds the user's lock."""

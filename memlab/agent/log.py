@@ -125,6 +125,25 @@ class ConversationLog:
                 f"SELECT seq, meta FROM messages WHERE user_id = ? AND session_id IN "
                 f"({', '.join('?' * len(session_ids))})", (user_id, *session_ids)).fetchall())
 
+    def forget_user(self, user_id: str) -> int:
+        """Delete every message of ``user_id``; how many. The user's session counter stays
+        (set from the sessions logged if it was never kept), so ids given afterwards never
+        repeat one the user had."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO session_numbers (user_id, last) SELECT ?, COUNT(DISTINCT "
+                    "session_id) FROM messages WHERE user_id = ? ON CONFLICT (user_id) DO "
+                    "NOTHING", (user_id, user_id))
+                gone = conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return int(gone.rowcount)
+
     def _blank(self, rows: list[tuple[int, str]]) -> int:
         """Content ``[deleted]`` and ``meta.deleted`` for the ``(seq, meta)`` rows (the
         caller holds the lock and the transaction); how many."""

@@ -1,4 +1,5 @@
-"""Listing and deleting a user's memories (``GET /memory/list``, ``DELETE /memory/{id}``).
+"""Listing and deleting a user's memories (``GET /memory/list``, ``DELETE /memory/{id}``),
+and forgetting a user altogether (``DELETE /users/{user_id}``).
 
 A user can see every memory the agent keeps for them and remove any of it: a turn, a
 note, a summary, or the core block (core memory is one versioned block; deleting any of
@@ -59,6 +60,26 @@ def delete_memory(agent: Any, memory: Any, user_id: str, memory_id: str
     agent.log.forget_turns(user_id, [t for i in deleted if i in units and units[i].kind == "turn"
                                      for t in units[i].source_turn_ids])
     return {"status": "deleted", "user_id": user_id, "deleted": deleted}
+
+
+def forget_user(agent: Any, memory: Any, user_id: str) -> dict[str, Any]:
+    """Delete everything the agent keeps for ``user_id``: every memory (from the store, as
+    :func:`delete_memory` does one) and every message of the conversation log;
+    :class:`MemoryNotFound` if it keeps nothing for them."""
+    from memlab.memory.base import Forgetting
+
+    ids = [u.id for u in memory.units()]
+    deleted: list[str] = []
+    if isinstance(memory, Forgetting):  # otherwise (flat) the memory is the log's
+        for unit_id in ids:
+            if unit_id not in deleted:
+                deleted += memory.forget(unit_id)
+    messages = agent.log.forget_user(user_id)
+    agent.reopen(user_id)
+    if not ids and not messages:
+        raise MemoryNotFound(f"memlab keeps nothing for user {user_id!r}")
+    return {"status": "deleted", "user_id": user_id,
+            "deleted": list(dict.fromkeys([*ids, *deleted])), "messages": messages}
 
 
 def _current(memory: Any) -> list[MemoryUnit]:

@@ -128,6 +128,14 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
         """Delete one of the user's memories (a core id clears the whole core block)."""
         return agent.delete_memory(memory_id, user_id)
 
+    @app.delete("/users/{user_id}", response_model=s.ForgetUserResponse,
+                dependencies=guard, tags=["memory"],
+                responses={404: {"model": s.ErrorResponse,
+                                 "description": "nothing kept for this user"}})
+    def forget_user(user_id: s.UserPath) -> dict[str, Any]:
+        """Forget the user: every memory and every logged message of theirs is deleted."""
+        return agent.forget_user(user_id)
+
     @app.get("/status", response_model=s.StatusResponse, dependencies=guard, tags=["status"],
              responses={503: {"model": s.StatusResponse,
                               "description": "degraded: the model backend or the shared "

@@ -38,6 +38,7 @@ MemoryType = Literal["core", "recall", "archival"]
 MemoryId = Annotated[str, AfterValidator(_encodable),
                      Path(min_length=1, max_length=200, description="a memory's id")]
 UserQuery = Annotated[str, Query(pattern=USER_ID_PATTERN, description="whose memory")]
+UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="whose memory")]
 ListLimit = Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)]
 ListOffset = Annotated[int, Query(ge=0, le=10**9)]
 
@@ -135,6 +136,13 @@ class DeleteResponse(BaseModel):
     status: Literal["deleted"]
     user_id: str
     deleted: list[str]
+
+
+class ForgetUserResponse(BaseModel):
+    status: Literal["deleted"]
+    user_id: str
+    deleted: list[str] = Field(description="the ids of every memory deleted")
+    messages: int = Field(description="conversation-log messages deleted")
 
 
 class ConsolidateResponse(BaseModel):
