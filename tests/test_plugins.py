@@ -297,5 +297,7 @@ def test_check_component_finds_params_that_lose_the_spec_and_random_hits() -> No
     with pytest.raises(ConformanceError, match="deterministic: the same search gave other "
                        "hits the second time"):
         check_component("retrieval", _Random())
+    with pytest.raises(ConfigError, match="conformance checks exist for chunker"):
+        check_component("template", "answer_short")
     assert check_component("retrieval", "bm25") == [
         "spec", "params", "no future leakage", "hits", "deterministic"]

@@ -700,7 +700,8 @@ def build_parser() -> argparse.ArgumentParser:
     cf = sub.add_parser("conform", help="check that a component (one's own, from a plugin) "
                         "behaves as its kind must: spec round trip, no future leakage, "
                         "deterministic hits, the output contracts")
-    cf.add_argument("kind", help="chunker, embedder, store, retrieval, memory, llm, scorer")
+    cf.add_argument("kind", choices=("chunker", "embedder", "store", "retrieval", "memory",
+                                     "llm", "scorer"), help="the component's kind")
     cf.add_argument("name", help="its registered name")
     cf.add_argument("--params", metavar="YAML", help="its parameters, e.g. '{k: 5}'")
     cf.add_argument("--plugin", action="append", default=[], metavar="MODULE",

@@ -46,8 +46,12 @@ def check_component(kind: str, spec: Any, *, conversation: Any = None,
     memlab's synthetic set; ``workdir`` holds files a store writes (a temporary folder
     by default); ``call=False`` runs only the spec checks (for an LLM or embedder whose
     server is not there)."""
+    from memlab.errors import ConfigError
     from memlab.spec import build, is_spec, resolve
 
+    if kind not in CHECKS:
+        raise ConfigError(f"conformance checks exist for {', '.join(CHECKS)}, not {kind!r} "
+                          "(templates and datasets are checked by `validate` on a config)")
     who = f"{kind} {spec!r}" if isinstance(spec, str) else f"{kind} {_name(spec)}"
     done: list[str] = []
 
