@@ -18,6 +18,7 @@ from typing import Any
 TOOLS = (
     ("memlab.eval", ("run", "sweep", "tune", "scale", "compare", "agree", "report", "misses",
                      "validate", "judge-check", "rejudge", "rescore", "log", "cache", "ls",
+                     "conform",
                      "train-embedder", "train-reranker"), "the evaluation harness"),
     ("memlab.data", ("stats", "probes"), "dataset statistics; probes for chats with none"),
     ("memlab.bench", ("search", "eval", "llm", "metrics", "agent", "agent-recall", "probes"),
