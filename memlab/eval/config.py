@@ -131,7 +131,9 @@ def random_split(known: list[str], dev_fraction: float, seed: int) -> tuple[list
 
 def fold_split(known: list[str], folds: int, seed: int) -> list[list[str]]:
     """``known`` shuffled by ``seed`` and cut into ``folds`` consecutive folds whose sizes
-    differ by at most one (the first ones larger); each in the order of ``known``."""
+    differ by at most one (the first ones larger); each in the order of ``known``. The
+    shuffle is :func:`random_split`'s, so with the same seed the folds nest in its parts
+    (of 3 folds and halves: fold 1 lies in dev, fold 3 in test, fold 2 straddles them)."""
     order = list(known)
     random.Random(seed).shuffle(order)
     size, extra = divmod(len(order), folds)
