@@ -69,11 +69,11 @@ def forget_user(agent: Any, memory: Any, user_id: str) -> dict[str, Any]:
     from memlab.memory.base import Forgetting
 
     ids = [u.id for u in memory.units()]
-    deleted: list[str] = []
+    deleted: dict[str, None] = {}  # (ordered)
     if isinstance(memory, Forgetting):  # otherwise (flat) the memory is the log's
         for unit_id in ids:
-            if unit_id not in deleted:
-                deleted += memory.forget(unit_id)
+            if unit_id not in deleted:  # (a core id takes every core version with it)
+                deleted.update(dict.fromkeys(memory.forget(unit_id)))
     messages = agent.log.forget_user(user_id)
     agent.reopen(user_id)
     if not ids and not messages:

@@ -26,14 +26,14 @@ class RemoteChat(ABC):
 
     backend: str
     bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.bounds = backend_bounds(cls)  # validate lists every value out of range
     cache_exempt: frozenset[str]
     retries: int
     backoff: float
     params: Callable[[], dict[str, Any]]  # read off the constructor (memlab.spec.Component)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.bounds = backend_bounds(cls)  # validate lists every value out of range
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters only (clients and answers from the server are rebuilt)."""
