@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -292,3 +293,49 @@ def test_train_embedder_with_a_mini_batch_trains_and_records_it(tmp_path: Path) 
     assert (folder / "config.json").is_file()
     with pytest.raises(ConfigError, match="mini-batch must be >= 1"):
         train_sentence_embedder(tmp_path / "other", items, mini_batch=0)
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Dropout on, AdamW state, two epochs: stopped after batch 2 of 4 and started again,
+    the training ends with the weights an uninterrupted one gives, and its checkpoint is
+    gone once the model is saved."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from memlab.eval.train_embedder import CHECKPOINT, train_sentence_embedder
+
+    items = [Triplet(f"what pet does user {i} have?", f"user {i}: I have a {pet}",
+                     ("assistant: pets are nice",))
+             for i, pet in enumerate(("cat", "dog", "parrot", "horse"))]
+    settings: dict[str, Any] = {"epochs": 2, "batch_size": 2, "learning_rate": 1e-3,
+                                "checkpoint_every": 1}
+    whole = train_sentence_embedder(tmp_path / "whole", items, **settings)
+
+    class Killed(Exception):
+        pass
+
+    count = 0
+
+    def kill_after_two() -> None:
+        nonlocal count
+        count += 1
+        if count == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_sentence_embedder(tmp_path / "resumed", items, on_batch=kill_after_two,
+                                **settings)
+    assert (tmp_path / "resumed" / CHECKPOINT).is_file()
+    seen: list[int] = []
+    resumed = train_sentence_embedder(tmp_path / "resumed", items,
+                                      on_batch=lambda: seen.append(1), **settings)
+    assert len(seen) == 4 and not (resumed / CHECKPOINT).exists()
+    assert f"resuming {tmp_path / 'resumed'} after batch 2" in capsys.readouterr().err
+    a = SentenceTransformer(str(whole), device="cpu").state_dict()
+    b = SentenceTransformer(str(resumed), device="cpu").state_dict()
+    for name, tensor in a.items():
+        torch.testing.assert_close(b[name], tensor, rtol=0, atol=1e-6)
+    fresh = train_sentence_embedder(tmp_path / "fresh", items, **{**settings, "epochs": 1})
+    c = SentenceTransformer(str(fresh), device="cpu").state_dict()
+    assert not all(torch.equal(c[n], t) for n, t in a.items())  # the test can fail
