@@ -339,6 +339,25 @@ def _factory(kind: str, name: str) -> Any:
     return registry(kind).get(name)
 
 
+def differences(old: Any, new: Any, at: str = "") -> list[tuple[str, Any, Any]]:
+    """Dotted keys whose values differ between two config (or spec) trees, with both
+    values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in sorted({*old, *new}, key=str):
+            out += differences(old.get(key), new.get(key), f"{at}.{key}" if at else str(key))
+        return out
+    return [] if old == new else [(at or "config", old, new)]
+
+
+def describe_differences(old: Any, new: Any, limit: int = 6) -> str:
+    """:func:`differences` in words (``k: 10 -> 3; base.name: 'bm25' -> 'dense'``, the
+    first ``limit`` of them); "" when the trees are equal."""
+    differ = differences(old, new)
+    shown = "; ".join(f"{key}: {a!r} -> {b!r}" for key, a, b in differ[:limit])
+    return shown + (f" (and {len(differ) - limit} more)" if len(differ) > limit else "")
+
+
 def plain(value: Any) -> Any:
     """``value`` as YAML/JSON-safe data (tuples -> lists, instances -> their spec)."""
     if isinstance(value, Mapping):

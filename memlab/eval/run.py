@@ -36,6 +36,7 @@ from memlab.eval.replay import ConversationRun, replay_conversation
 from memlab.eval.select import select_probes
 from memlab.eval.summary import summarize_run
 from memlab.files import read_json, read_yaml
+from memlab.spec import describe_differences
 
 
 @dataclass
@@ -167,12 +168,10 @@ def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
     resolved = yaml.safe_dump(tree, sort_keys=True, allow_unicode=True)
     path = run_dir / "config.resolved.yaml"
     if path.exists() and path.read_text(encoding="utf-8") != resolved:
-        differ = _differences(_results_part(read_yaml(path)), _results_part(tree))
-        if differ:
-            shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in differ[:6])
-            more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
+        shown = describe_differences(_results_part(read_yaml(path)), _results_part(tree))
+        if shown:
             raise ConfigError(
-                f"{run_dir} holds a run of a different config ({shown}{more}); resuming it "
+                f"{run_dir} holds a run of a different config ({shown}); resuming it "
                 "would mix results. Choose another --out directory.")
     path.write_text(resolved, encoding="utf-8")
     OPENED.append(run_dir)
@@ -194,16 +193,6 @@ def _results_part(tree: Any, top: bool = True) -> Any:
     if isinstance(tree, list):
         return [_results_part(v, False) for v in tree]
     return tree
-
-
-def _differences(old: Any, new: Any, at: str = "") -> list[tuple[str, Any, Any]]:
-    """Dotted keys whose values differ between two config trees, with both values."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for key in sorted({*old, *new}, key=str):
-            out += _differences(old.get(key), new.get(key), f"{at}.{key}" if at else str(key))
-        return out
-    return [] if old == new else [(at or "config", old, new)]
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:

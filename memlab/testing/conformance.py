@@ -47,7 +47,7 @@ def check_component(kind: str, spec: Any, *, conversation: Any = None,
     by default); ``call=False`` runs only the spec checks (for an LLM or embedder whose
     server is not there)."""
     from memlab.errors import ConfigError
-    from memlab.spec import build, is_spec, resolve
+    from memlab.spec import build, describe_differences, is_spec, resolve
 
     if kind not in CHECKS:
         raise ConfigError(f"conformance checks exist for {', '.join(CHECKS)}, not {kind!r} "
@@ -66,7 +66,7 @@ def check_component(kind: str, spec: Any, *, conversation: Any = None,
         component = build(kind, resolved)
         again = resolve(kind, component)
         ensure(again["params"] == resolved["params"], "params", "params() does not give "
-               f"the spec back: {_differences(resolved['params'], again['params'])}")
+               f"the spec back: {describe_differences(resolved['params'], again['params'])}")
         done += ["spec", "params"]
     else:
         component = spec
@@ -193,8 +193,3 @@ def _name(spec: Any) -> str:
         return repr(spec["name"])
     return type(spec).__name__
 
-
-def _differences(want: dict[str, Any], got: dict[str, Any]) -> str:
-    keys = sorted(set(want) | set(got))
-    return ", ".join(f"{k}: {want.get(k, '(missing)')!r} -> {got.get(k, '(missing)')!r}"
-                     for k in keys if want.get(k, ...) != got.get(k, ...)) or "-"
