@@ -303,7 +303,8 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from memlab.eval.train_embedder import CHECKPOINT, train_sentence_embedder
+    from memlab.eval.checkpoint import CHECKPOINT
+    from memlab.eval.train_embedder import train_sentence_embedder
 
     items = [Triplet(f"what pet does user {i} have?", f"user {i}: I have a {pet}",
                      ("assistant: pets are nice",))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -266,3 +267,74 @@ def test_trained_reranker_exact_recall_on_locomo_conv_30(tmp_path: Path,
             "turn.evidence_recall@5", "turn.budget_evidence_recall@1000"))
     assert measured == {k: pytest.approx(v, abs=1e-9) for k, v in TRAINED_EXPECTED.items()}, \
         measured
+
+
+def test_a_killed_reranker_training_resumes_from_its_checkpoint_to_the_same_weights(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Dropout on, AdamW state, two shuffled epochs: stopped after batch 3 of 4 and started
+    again, the cross-encoder ends with the weights an uninterrupted training gives."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from memlab.eval.checkpoint import CHECKPOINT
+    from memlab.eval.train_reranker import pair_batches, train_cross_encoder
+
+    pairs = [(f"what pet does user {i} have?", f"user {i}: I have a {pet}", float(i % 2))
+             for i, pet in enumerate(("cat", "dog", "parrot", "horse"))]
+    settings: dict[str, Any] = {"epochs": 2, "batch_size": 2, "learning_rate": 1e-3,
+                                "max_length": 32, "checkpoint_every": 1}
+    assert [len(b) for b in pair_batches(pairs, 2, 2, 0)] == [2, 2, 2, 2]
+    whole = train_cross_encoder(tmp_path / "whole", pairs, **settings)
+
+    class Killed(Exception):
+        pass
+
+    count = 0
+
+    def kill_after_three() -> None:
+        nonlocal count
+        count += 1
+        if count == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_cross_encoder(tmp_path / "resumed", pairs, on_batch=kill_after_three, **settings)
+    assert (tmp_path / "resumed" / CHECKPOINT).is_file()
+    seen: list[int] = []
+    resumed = train_cross_encoder(tmp_path / "resumed", pairs,
+                                  on_batch=lambda: seen.append(1), **settings)
+    assert len(seen) == 4 and not (resumed / CHECKPOINT).exists()
+    assert f"resuming {tmp_path / 'resumed'} after batch 3" in capsys.readouterr().err
+
+    def weights(folder: Path) -> dict[str, Any]:
+        return dict(AutoModelForSequenceClassification.from_pretrained(
+            folder, local_files_only=True).state_dict())
+
+    a, b = weights(whole), weights(resumed)
+    for name, tensor in a.items():
+        torch.testing.assert_close(b[name], tensor, rtol=0, atol=1e-6)
+    other = train_cross_encoder(tmp_path / "other", pairs, **{**settings, "seed": 1})
+    c = weights(other)
+    assert not all(torch.equal(c[n], t) for n, t in a.items())  # the test can fail
+
+
+def test_a_checkpoint_of_another_training_or_a_cut_off_one_is_not_resumed(
+        tmp_path: Path) -> None:
+    import torch
+
+    from memlab.errors import MemlabWarning
+    from memlab.eval.checkpoint import Checkpoint, training_key
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(model.parameters())
+    first = Checkpoint(tmp_path, training_key([["a"]], 1), 2, "t")
+    first.after(1, model, optimizer)
+    assert not first.path.exists()  # only every second batch
+    first.after(2, model, optimizer)
+    assert first.resume(model, optimizer) == 2
+    assert Checkpoint(tmp_path, training_key([["a"]], 2), 2, "t").resume(model, optimizer) == 0
+    first.path.write_bytes(first.path.read_bytes()[:40])
+    with pytest.warns(MemlabWarning, match="unreadable"):
+        assert first.resume(model, optimizer) == 0
+    with pytest.raises(ConfigError, match="train-reranker: checkpoint_every must be >= 1"):
+        Checkpoint(tmp_path, "k", 0, "train-reranker")

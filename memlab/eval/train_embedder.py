@@ -32,19 +32,16 @@ an earlier training are never reused. Deterministic for a seed on one thread cou
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import os
 import random
-import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import ConfigError, MemlabWarning
+from memlab.errors import ConfigError
+from memlab.eval.checkpoint import Checkpoint, training_key
 
 MANIFEST = "memlab-embedder.json"
 EMBEDDER = "sentence-transformers"
@@ -137,11 +134,6 @@ def schedule(items: Sequence[Triplet], batch_size: int, epochs: int,
     return [batch for _ in range(epochs) for batch in batches(items, batch_size, rng)]
 
 
-#: The file in the output folder that holds an unfinished training (see
-#: :func:`train_sentence_embedder`); removed once the model is saved.
-CHECKPOINT = "memlab-checkpoint.pt"
-
-
 def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epochs: int = 1,
                             batch_size: int = 16, learning_rate: float = 2e-5,
                             scale: float = 20.0, seed: int = 0, mini_batch: int | None = None,
@@ -168,80 +160,31 @@ def train_sentence_embedder(folder: str | Path, items: Sequence[Triplet], *, epo
     from memlab.embed.sentence_transformer import bundled_model_dir
 
     _check_mini_batch(mini_batch)
-    if checkpoint_every < 1:
-        raise ConfigError(f"train-embedder: checkpoint_every must be >= 1 batch, got "
-                          f"{checkpoint_every}")
     out = Path(folder)
-    checkpoint = out / CHECKPOINT
-    key = _training_key(items, epochs, batch_size, learning_rate, scale, seed, mini_batch)
+    checkpoint = Checkpoint(out, training_key(
+        [[i.question, i.positive, list(i.negatives)] for i in items],
+        epochs, batch_size, learning_rate, scale, seed, mini_batch),
+        checkpoint_every, "train-embedder")
     torch.manual_seed(seed)
     model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    done = _resume(checkpoint, key, model, optimizer)
+    done = checkpoint.resume(model, optimizer)
     model.train()
     for n, batch in enumerate(schedule(items, batch_size, epochs, seed), start=1):
-        if n <= done:  # trained before the restart
-            if on_batch is not None:
-                on_batch()
-            continue
-        optimizer.zero_grad()
-        if mini_batch is None:
-            batch_loss(model, batch, scale).backward()
-        else:
-            cached_step(model, batch, scale, mini_batch)
-        optimizer.step()
-        if n % checkpoint_every == 0:
-            _save_checkpoint(checkpoint, key, n, model, optimizer)
+        if n > done:  # else trained before the restart
+            optimizer.zero_grad()
+            if mini_batch is None:
+                batch_loss(model, batch, scale).backward()
+            else:
+                cached_step(model, batch, scale, mini_batch)
+            optimizer.step()
+            checkpoint.after(n, model, optimizer)
         if on_batch is not None:
             on_batch()
     model.eval()
     model.save(str(out))
-    checkpoint.unlink(missing_ok=True)
+    checkpoint.remove()
     return out
-
-
-def _training_key(items: Sequence[Triplet], *settings: Any) -> str:
-    """What a checkpoint must have been trained on to be resumed: the items, in order,
-    and every setting."""
-    text = json.dumps([[i.question, i.positive, list(i.negatives)] for i in items]
-                      + [list(settings)], default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _resume(checkpoint: Path, key: str, model: Any, optimizer: Any) -> int:
-    """Batches already trained, with the model, optimizer and random state put back as
-    they were after them; 0 without a checkpoint of this training (another one's is
-    left to be overwritten)."""
-    import torch
-
-    if not checkpoint.exists():
-        return 0
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a cut-off file from a kill mid-write: start again
-        warnings.warn(f"{checkpoint}: unreadable ({type(exc).__name__}); training from the "
-                      "start", MemlabWarning, stacklevel=3)
-        return 0
-    if state.get("key") != key:
-        return 0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    print(f"resuming {checkpoint.parent} after batch {state['done']}", file=sys.stderr)
-    return int(state["done"])
-
-
-def _save_checkpoint(checkpoint: Path, key: str, done: int, model: Any,
-                     optimizer: Any) -> None:
-    """Write the state after ``done`` batches (to a temporary file first: a kill while
-    writing leaves the previous checkpoint whole)."""
-    import torch
-
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    partial = checkpoint.with_suffix(".partial")
-    torch.save({"key": key, "done": done, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, partial)
-    os.replace(partial, checkpoint)
 
 
 def _check_mini_batch(mini_batch: int | None) -> None:

@@ -18,6 +18,9 @@ whose retrieval is ``cross_encoder`` and whose probes are one part of a split
   trained on, the settings, the seconds, memlab's git commit.
 
 Deterministic for a seed on one thread count. Its cost is printed and kept in the manifest.
+A killed training started again with the same command goes on from its last checkpoint
+(``memlab-checkpoint.pt`` in the output folder, every 10 batches; see
+:mod:`memlab.eval.checkpoint`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.errors import ConfigError
+from memlab.eval.checkpoint import Checkpoint, training_key
 
 #: A training pair: question, text, label (1.0 relevant, 0.0 not).
 Pair = tuple[str, str, float]
@@ -172,28 +176,35 @@ def mine_pairs(case: Any, params: dict[str, Any], conversations: Sequence[Any],
 def train_cross_encoder(folder: str | Path, pairs: Sequence[Pair], *, epochs: int = 1,
                         batch_size: int = 16, learning_rate: float = 5e-5,
                         max_length: int = 128, seed: int = 0,
-                        on_batch: Callable[[], object] | None = None) -> Path:
+                        on_batch: Callable[[], object] | None = None,
+                        checkpoint_every: int = 10) -> Path:
     """Save in ``folder`` a one-logit MiniLM cross-encoder trained ``epochs`` shuffled
-    passes over ``pairs`` (none: the untrained, seeded head)."""
+    passes over ``pairs`` (none: the untrained, seeded head).
+
+    Every ``checkpoint_every`` batches the weights, the optimizer's state and the random
+    state are written to ``folder/memlab-checkpoint.pt``; the same training started again
+    (after a kill) goes on from there and ends with the weights an uninterrupted one
+    gives."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from memlab.embed.sentence_transformer import bundled_model_dir
 
+    out = Path(folder)
+    checkpoint = Checkpoint(out, training_key(
+        [list(pair) for pair in pairs], epochs, batch_size, learning_rate, max_length, seed),
+        checkpoint_every, "train-reranker")
     torch.manual_seed(seed)
     source = bundled_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=1, local_files_only=True)
-    rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    done = checkpoint.resume(model, optimizer)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     model.train()
-    for _ in range(epochs if pairs else 0):
-        order = list(pairs)
-        rng.shuffle(order)
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+    for n, batch in enumerate(pair_batches(pairs, epochs, batch_size, seed), start=1):
+        if n > done:  # else trained before the restart
             inputs = tokenizer([q for q, _, _ in batch], [t for _, t, _ in batch],
                                padding=True, truncation=True, max_length=max_length,
                                return_tensors="pt")
@@ -202,12 +213,26 @@ def train_cross_encoder(folder: str | Path, pairs: Sequence[Pair], *, epochs: in
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if on_batch is not None:
-                on_batch()
+            checkpoint.after(n, model, optimizer)
+        if on_batch is not None:
+            on_batch()
     model.eval()
-    out = Path(folder)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    checkpoint.remove()
+    return out
+
+
+def pair_batches(pairs: Sequence[Pair], epochs: int, batch_size: int,
+                 seed: int) -> list[list[Pair]]:
+    """Every batch of ``epochs`` passes over ``pairs``, in training order (each pass
+    shuffled anew by one seeded generator)."""
+    rng = random.Random(seed)
+    out: list[list[Pair]] = []
+    for _ in range(epochs if pairs else 0):
+        order = list(pairs)
+        rng.shuffle(order)
+        out += [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
     return out
 
 
