@@ -22,9 +22,9 @@ import pytest
 
 from memlab.errors import MemlabError
 from memlab.llm.chatml import count_chat_tokens
-from memlab.llm.models import ensure_embedded_model
+from memlab.llm.models import EMBEDDED_QWEN, ensure_embedded_model
 from memlab.llm.openai import OpenAICompatLLM
-from memlab.testing import FakeOllama
+from memlab.testing import FakeModel, FakeOllama
 
 CHAT = [{"role": "system", "content": "You answer in one short sentence."},
         {"role": "user", "content": "What is the capital of France?"}]
@@ -77,13 +77,14 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 @pytest.mark.slow
 def test_chat_against_the_real_llama_cpp_server(llama_server: str) -> None:
-    llm = OpenAICompatLLM(base_url=llama_server, max_tokens=24, digest="declared-sha")
+    llm = OpenAICompatLLM(base_url=llama_server, max_tokens=24)
     c = llm.generate(CHAT)
     assert c.ok, c.error
     assert "Paris" in c.text
-    served = str(ensure_embedded_model(progress=False))
-    assert c.model == served  # the server's model id, discovered from /models
-    assert c.digest == "declared-sha"
+    served = ensure_embedded_model(progress=False)
+    # memlab's server publishes the weights' sha256 in the model id; the backend records
+    # the name and the digest apart
+    assert c.model == served.name and c.digest == EMBEDDED_QWEN.sha256
     # the server renders the GGUF's Qwen template and counts with its tokenizer:
     assert c.prompt_tokens == count_chat_tokens(CHAT) == c.metadata["qwen_prompt_tokens"]
     assert 0 < c.completion_tokens <= 24
@@ -92,7 +93,14 @@ def test_chat_against_the_real_llama_cpp_server(llama_server: str) -> None:
     no_system = llm.generate(CHAT[1:], max_tokens=12)
     # no system message: the template's default one is counted on both sides
     assert no_system.prompt_tokens == no_system.metadata["qwen_prompt_tokens"] == 36
-    assert llm.cache_identity()["model"] == served
+    identity = llm.cache_identity()
+    assert (identity["model"], identity["digest"]) == (served.name, EMBEDDED_QWEN.sha256)
+    agreeing = OpenAICompatLLM(base_url=llama_server, max_tokens=4,
+                               digest=f"sha256:{EMBEDDED_QWEN.sha256}")
+    assert agreeing.generate(CHAT).ok
+    wrong = OpenAICompatLLM(base_url=llama_server, max_tokens=4, digest="0" * 64).generate(CHAT)
+    assert not wrong.ok and "not the declared digest" in wrong.error
+    assert wrong.metadata["attempts"] == 1  # not retried: the weights will not change
 
 
 @pytest.mark.slow
@@ -186,3 +194,49 @@ def test_api_key_comes_from_the_named_variable(
     assert llm.generate(CHAT).ok
     assert seen == ["Bearer sk-test-123"]
     assert "sk-test-123" not in str(llm.params())
+
+
+def test_a_digest_in_the_served_model_id_is_recorded_and_checked() -> None:
+    """Any server whose model id carries ``@sha256:`` (memlab's own does) gives the
+    digest; a declared one must agree with it."""
+    digest = "ab" * 32
+    model = FakeModel(name=f"qwen2.5-0.5b.gguf@sha256:{digest}", capabilities=("completion",))
+    with FakeOllama([model]) as server:
+        base = f"{server.url}/v1"
+        c = OpenAICompatLLM(base_url=base, max_tokens=8).generate(CHAT)
+        assert c.ok, c.error
+        assert (c.model, c.digest) == ("qwen2.5-0.5b.gguf", digest)
+        sent = [body for method, path, body in server.requests
+                if path == "/v1/chat/completions"]
+        assert sent[-1]["model"] == model.name  # the full id goes to the server
+        named = OpenAICompatLLM(base_url=base, model=model.name, digest=digest)
+        assert named.cache_identity()["digest"] == digest
+        wrong = OpenAICompatLLM(base_url=base, digest="cd" * 32, retries=2)
+        c = wrong.generate(CHAT)
+        assert not c.ok and f"weights sha256:{digest}, not the declared digest" in c.error
+        assert c.metadata["attempts"] == 1
+        with pytest.raises(MemlabError, match="not the declared digest"):
+            wrong.cache_identity()
+    plain = FakeModel(name="qwen3:4b")
+    with FakeOllama([plain]) as server:  # no digest served: the declared one is kept
+        c = OpenAICompatLLM(base_url=f"{server.url}/v1", digest="mine").generate(CHAT)
+        assert c.ok and (c.model, c.digest) == ("qwen3:4b", "mine")
+
+
+def test_memlab_server_publishes_the_weights_digest_unless_an_alias_is_given(
+        tmp_path: Path) -> None:
+    import hashlib
+
+    from memlab.llm.server import server_args
+
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"not really a model")
+    sha = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert server_args(["--model", str(gguf), "--port", "1"]) == [
+        "--model", str(gguf), "--port", "1", "--model_alias", f"tiny.gguf@sha256:{sha}"]
+    assert server_args([f"--model={gguf}", "--model_alias", "mine"]) == [
+        f"--model={gguf}", "--model_alias", "mine"]
+    assert server_args(["--help"]) == ["--help"]
+    embedded = server_args(["--port", "1"])
+    assert embedded[:2] == ["--model", str(ensure_embedded_model(progress=False))]
+    assert embedded[-1].endswith(f"@sha256:{EMBEDDED_QWEN.sha256}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,3 +127,19 @@ def unreachable(url: str) -> str:
     except OSError:
         pass
     return "connection refused"
+
+
+#: What separates a model's name from its weights digest in a model id that memlab's
+#: server publishes (``python -m memlab.llm.server``).
+DIGEST_MARK = "@sha256:"
+
+
+def served_id(model_path: str | Path, digest: str) -> str:
+    """The model id published for a GGUF: its file name and its sha256."""
+    return f"{Path(model_path).name}{DIGEST_MARK}{digest}"
+
+
+def split_served_id(model_id: str) -> tuple[str, str]:
+    """``(name, sha256)`` of a model id; the digest is empty for an id without one."""
+    name, mark, digest = model_id.partition(DIGEST_MARK)
+    return (name, digest) if mark else (model_id, "")

@@ -3,7 +3,9 @@
 Spoken with plain ``httpx`` (the ``openai`` package is not a dependency). The API key is
 read from the environment variable named by ``api_key_env`` and never stored in params.
 Such servers do not publish a weights digest, so ``digest`` may be declared by the user;
-the base URL is part of the cache key either way.
+memlab's own server (``python -m memlab.llm.server``) publishes it in the model id
+(``<name>@sha256:<hex>``), and the backend then records it, refusing a declared digest
+that differs. The base URL is part of the cache key either way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from memlab.errors import check_choice
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import default_system_for, split_thinking, tokenizer_for
-from memlab.llm.common import qwen_counts, unreachable
+from memlab.llm.common import qwen_counts, split_served_id, unreachable
 from memlab.llm.remote import RemoteChat
 from memlab.llm.retry import (
     CHECK_TIMEOUT,
@@ -153,10 +155,24 @@ class OpenAICompatLLM(RemoteChat, Component):
         self._request("GET", "/models", timeout=min(self.timeout, CHECK_TIMEOUT))
 
     def _identity(self) -> tuple[str, str]:
-        return self.served_model(), self.digest
+        return self._name_and_digest(self.served_model())
 
     def _known_identity(self) -> tuple[str, str]:
-        return self.model or self.__dict__.get("_served_model", ""), self.digest
+        return self._name_and_digest(self.model or self.__dict__.get("_served_model", ""),
+                                     strict=False)
+
+    def _name_and_digest(self, model_id: str, strict: bool = True) -> tuple[str, str]:
+        """The model's name and weights digest: the digest a server publishes in the id
+        (memlab's own server does), else the declared one; both given, they must agree
+        (a PermanentError when ``strict``)."""
+        name, served = split_served_id(model_id)
+        declared = self.digest.removeprefix("sha256:")
+        if strict and served and declared and served != declared:
+            raise PermanentError(
+                f"the server at {self.base_url} serves {name} with weights sha256:{served}, "
+                f"not the declared digest {self.digest}; fix the digest parameter or serve "
+                "those weights")
+        return name, served or self.digest
 
     def _where(self) -> dict[str, Any]:
         return {"base_url": self.base_url}
@@ -164,6 +180,7 @@ class OpenAICompatLLM(RemoteChat, Component):
     # ------------------------------------------------------------------ generate
 
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
+        self._identity()  # a declared digest the server contradicts fails the call
         body = {"model": self.served_model(), "messages": chat, "stream": False,
                 "temperature": gen["temperature"], "top_p": gen["top_p"], "seed": gen["seed"],
                 "max_tokens": gen["max_tokens"]}
@@ -176,7 +193,7 @@ class OpenAICompatLLM(RemoteChat, Component):
 
     def _completion(self, chat: list[Message], reply: dict[str, Any], seconds: float,
                     meta: dict[str, Any]) -> Completion:
-        model = self.served_model()
+        model, digest = self._identity()
         choice = (reply.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         content = message.get("content") or ""
@@ -195,7 +212,7 @@ class OpenAICompatLLM(RemoteChat, Component):
             prompt_tokens=int(usage.get("prompt_tokens", meta["qwen_prompt_tokens"])),
             completion_tokens=int(usage.get("completion_tokens",
                                             meta["qwen_completion_tokens"])),
-            seconds=seconds, model=model, digest=self.digest, thinking=thinking, metadata=meta,
+            seconds=seconds, model=model, digest=digest, thinking=thinking, metadata=meta,
         )
 
 
