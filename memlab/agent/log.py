@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -129,20 +131,28 @@ class ConversationLog:
         """Delete every message of ``user_id``; how many. The user's session counter stays
         (set from the sessions logged if it was never kept), so ids given afterwards never
         repeat one the user had."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO session_numbers (user_id, last) SELECT ?, COUNT(DISTINCT "
+                "session_id) FROM messages WHERE user_id = ? ON CONFLICT (user_id) DO "
+                "NOTHING", (user_id, user_id))
+            gone = conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
+        return int(gone.rowcount)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction that takes the database's write lock
+        first (``BEGIN IMMEDIATE``: what it reads, no other process changes before it
+        commits); rolled back if the block raises."""
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    "INSERT INTO session_numbers (user_id, last) SELECT ?, COUNT(DISTINCT "
-                    "session_id) FROM messages WHERE user_id = ? ON CONFLICT (user_id) DO "
-                    "NOTHING", (user_id, user_id))
-                gone = conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,))
+                yield conn
             except BaseException:
                 conn.rollback()
                 raise
             conn.commit()
-            return int(gone.rowcount)
 
     def _blank(self, rows: list[tuple[int, str]]) -> int:
         """Content ``[deleted]`` and ``meta.deleted`` for the ``(seq, meta)`` rows (the
@@ -162,23 +172,16 @@ class ConversationLog:
         process sharing this file has been given before: 1, 2, ... in the order asked. A
         user of a log written before numbers were kept continues after the sessions it
         holds. O(1) per call, one short write transaction."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")  # the write lock first: read and bump as one
-            try:
-                row = conn.execute("SELECT last FROM session_numbers WHERE user_id = ?",
-                                   (user_id,)).fetchone()
-                last = int(row[0]) if row is not None else int(conn.execute(
-                    "SELECT COUNT(DISTINCT session_id) FROM messages WHERE user_id = ?",
-                    (user_id,)).fetchone()[0])
-                conn.execute("INSERT INTO session_numbers (user_id, last) VALUES (?, ?) "
-                             "ON CONFLICT (user_id) DO UPDATE SET last = excluded.last",
-                             (user_id, last + 1))
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-            return last + 1
+        with self._write() as conn:  # read and bump as one
+            row = conn.execute("SELECT last FROM session_numbers WHERE user_id = ?",
+                               (user_id,)).fetchone()
+            last = int(row[0]) if row is not None else int(conn.execute(
+                "SELECT COUNT(DISTINCT session_id) FROM messages WHERE user_id = ?",
+                (user_id,)).fetchone()[0])
+            conn.execute("INSERT INTO session_numbers (user_id, last) VALUES (?, ?) "
+                         "ON CONFLICT (user_id) DO UPDATE SET last = excluded.last",
+                         (user_id, last + 1))
+        return last + 1
 
     def count(self) -> int:
         with self._lock:

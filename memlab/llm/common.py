@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from memlab.errors import ConfigError, check_numbers
@@ -34,13 +34,20 @@ BOUNDS: dict[str, dict[str, Any]] = {
 }
 
 
-def backend_bounds(cls: type) -> dict[str, dict[str, Any]]:
-    """The :data:`BOUNDS` of the parameters ``cls`` takes: its ``bounds``, so that
-    validation lists every value out of range, each at its YAML path."""
-    import inspect
+class BackendBounds:
+    """Mixin of the LLM backends: a subclass's ``bounds`` are the :data:`BOUNDS` of the
+    parameters its constructor takes, so validation lists every value out of range, each
+    at its YAML path, and ``check_params`` checks them with
+    :meth:`memlab.spec.Component.check_bounds`."""
 
-    taken = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
-    return {key: bound for key, bound in BOUNDS.items() if key in taken}
+    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        import inspect
+
+        super().__init_subclass__(**kwargs)
+        taken = inspect.signature(cls.__init__).parameters
+        cls.bounds = {key: bound for key, bound in BOUNDS.items() if key in taken}
 
 
 #: Per-call parameters every backend takes beyond its own generation defaults; a call's
@@ -51,8 +58,8 @@ OPTIONAL_CALL = ("json_schema",)
 
 
 def check_values(backend: str, values: Mapping[str, Any]) -> None:
-    """Raise a ConfigError for the first of ``values`` outside its :data:`BOUNDS`
-    (``llm 'llamacpp': max_tokens must be an integer >= 1, got 0``)."""
+    """Raise a ConfigError for the first of ``values`` (a call's overrides) outside its
+    :data:`BOUNDS` (``llm 'llamacpp': max_tokens must be an integer >= 1, got 0``)."""
     check_numbers(f"llm '{backend}'", values, BOUNDS)
 
 

@@ -30,9 +30,8 @@ from memlab.errors import ConfigError, MemlabError
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import QWEN25_DEFAULT_SYSTEM, split_thinking, tokenizer_for
 from memlab.llm.common import (
-    backend_bounds,
+    BackendBounds,
     check_messages,
-    check_values,
     qwen_counts,
     resolve_generation,
 )
@@ -127,7 +126,7 @@ class _Deadline:
         return scores
 
 
-class LlamaCppLLM(Component):
+class LlamaCppLLM(BackendBounds, Component):
     """A GGUF model in-process via llama.cpp; the embedded Qwen2.5-Coder-0.5B by default.
 
     ``model`` names an embedded model of the catalog (``qwen2.5-coder-0.5b``, the default,
@@ -177,7 +176,7 @@ class LlamaCppLLM(Component):
     def check_params(self) -> None:
         """Raise a ConfigError for a value out of range, an unknown embedded model or a
         model file that is not there (config validation runs it; nothing is loaded)."""
-        check_values(self.backend, self.params())
+        self.check_bounds(f"llm '{self.backend}'")
         if self.model_path:
             path = Path(self.model_path).expanduser()
             if not path.is_file():
@@ -189,7 +188,7 @@ class LlamaCppLLM(Component):
             raise ConfigError(f"llm '{self.backend}': model: {exc}") from None
 
     def _defaults(self) -> dict[str, Any]:
-        check_values(self.backend, self.params())  # a missing model is the call's error
+        self.check_bounds(f"llm '{self.backend}'")  # a missing model is the call's error
         return {
             "temperature": float(self.temperature), "top_p": float(self.top_p),
             "top_k": int(self.top_k), "min_p": float(self.min_p),
@@ -309,6 +308,3 @@ class LlamaCppLLM(Component):
             completion_tokens=int(usage["completion_tokens"]), seconds=seconds,
             model=self.name, digest=digest, thinking=thinking, error=error, metadata=metadata,
         )
-
-
-LlamaCppLLM.bounds = backend_bounds(LlamaCppLLM)  # validate lists every value out of range

@@ -8,32 +8,23 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from memlab.llm.base import Completion, Message
-from memlab.llm.common import (
-    backend_bounds,
-    check_messages,
-    check_values,
-    resolve_generation,
-)
+from memlab.llm.common import BackendBounds, check_messages, resolve_generation
 from memlab.llm.retry import failed, with_retries
 
 
-class RemoteChat(ABC):
+class RemoteChat(BackendBounds, ABC):
     """``generate`` with retries, timing and per-call errors returned as data."""
 
     backend: str
-    bounds: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     cache_exempt: frozenset[str]
     retries: int
     backoff: float
     params: Callable[[], dict[str, Any]]  # read off the constructor (memlab.spec.Component)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.bounds = backend_bounds(cls)  # validate lists every value out of range
+    check_bounds: Callable[[str], None]  # memlab.spec.Component's
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the parameters only (clients and answers from the server are rebuilt)."""
@@ -69,7 +60,7 @@ class RemoteChat(ABC):
     def check_params(self) -> None:
         """Raise a ConfigError for a value out of range (config validation runs it; the
         server is not asked)."""
-        check_values(self.backend, self.params())
+        self.check_bounds(f"llm '{self.backend}'")
 
     def cache_identity(self, **overrides: Any) -> dict[str, Any]:
         self.check_params()
