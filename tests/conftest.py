@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,25 @@ def local_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from memlab.testing.cross_encoder import minilm_cross_encoder
 
     return minilm_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
+
+
+@pytest.fixture
+def interrupt_after() -> Callable[[int], Callable[[], None]]:
+    """``on_batch`` callbacks that raise KeyboardInterrupt (a Ctrl-C) at their n-th call:
+    a training stopped after its n-th batch."""
+
+    def make(n: int) -> Callable[[], None]:
+        count = 0
+
+        def on_batch() -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                raise KeyboardInterrupt
+
+        return on_batch
+
+    return make
 
 
 @pytest.fixture

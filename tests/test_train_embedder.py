@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +297,8 @@ def test_train_embedder_with_a_mini_batch_trains_and_records_it(tmp_path: Path) 
 
 
 def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        interrupt_after: Callable[[int], Callable[[], None]]) -> None:
     """Dropout on, AdamW state, two epochs: stopped after batch 2 of 4 and started again,
     the training ends with the weights an uninterrupted one gives, and its checkpoint is
     gone once the model is saved."""
@@ -313,19 +315,8 @@ def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(
                                 "checkpoint_every": 1}
     whole = train_sentence_embedder(tmp_path / "whole", items, **settings)
 
-    class Killed(Exception):
-        pass
-
-    count = 0
-
-    def kill_after_two() -> None:
-        nonlocal count
-        count += 1
-        if count == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train_sentence_embedder(tmp_path / "resumed", items, on_batch=kill_after_two,
+    with pytest.raises(KeyboardInterrupt):
+        train_sentence_embedder(tmp_path / "resumed", items, on_batch=interrupt_after(2),
                                 **settings)
     assert (tmp_path / "resumed" / CHECKPOINT).is_file()
     seen: list[int] = []

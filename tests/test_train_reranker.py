@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +271,8 @@ def test_trained_reranker_exact_recall_on_locomo_conv_30(tmp_path: Path,
 
 
 def test_a_killed_reranker_training_resumes_from_its_checkpoint_to_the_same_weights(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        interrupt_after: Callable[[int], Callable[[], None]]) -> None:
     """Dropout on, AdamW state, two shuffled epochs: stopped after batch 3 of 4 and started
     again, the cross-encoder ends with the weights an uninterrupted training gives."""
     import torch
@@ -286,19 +288,8 @@ def test_a_killed_reranker_training_resumes_from_its_checkpoint_to_the_same_weig
     assert [len(b) for b in pair_batches(pairs, 2, 2, 0)] == [2, 2, 2, 2]
     whole = train_cross_encoder(tmp_path / "whole", pairs, **settings)
 
-    class Killed(Exception):
-        pass
-
-    count = 0
-
-    def kill_after_three() -> None:
-        nonlocal count
-        count += 1
-        if count == 3:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train_cross_encoder(tmp_path / "resumed", pairs, on_batch=kill_after_three, **settings)
+    with pytest.raises(KeyboardInterrupt):
+        train_cross_encoder(tmp_path / "resumed", pairs, on_batch=interrupt_after(3), **settings)
     assert (tmp_path / "resumed" / CHECKPOINT).is_file()
     seen: list[int] = []
     resumed = train_cross_encoder(tmp_path / "resumed", pairs,
