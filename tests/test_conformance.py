@@ -95,6 +95,7 @@ def _check_dataset(name: str, locomo: Path, longmemeval: Path, tmp_path: Path) -
     paths: dict[str, Any] = {
         "locomo": locomo, "longmemeval": longmemeval, "synthetic": None,
         "omi": ROOT / "tests" / "data" / "omi" / "transcripts.json",
+        "agent": ROOT / "tests" / "data" / "agent" / "export.json",  # the live agent wrote it
         "memlab": save_native(load_dataset("synthetic"), tmp_path / "native.json"),
     }
     spec = {"name": name, "params": {} if paths[name] is None else {"path": str(paths[name])}}

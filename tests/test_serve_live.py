@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+import memlab
 from memlab.testing.servers import wait_until_serving
 
 
@@ -96,4 +97,16 @@ def test_two_users_memories_survive_a_restart_and_stay_apart(tmp_path: Path) -> 
         used = [m["content"] for m in again["memories_used"]]
         assert "Alice's cat is called Miso" in used
         assert not any("Rex" in m or "Bob" in m for m in used)
+        # alice's history as a dataset to score memory configurations on
+        export = httpx.get(f"{url}/users/alice/export", timeout=60)
+        assert export.status_code == 200, export.text
+        saved = tmp_path / "alice-export.json"
+        saved.write_text(export.text, encoding="utf-8")
+        [conversation] = memlab.load_dataset("agent", path=saved).conversations
+        texts = [t.text for t in conversation.turns()]
+        assert conversation.id == "alice" and len(conversation.sessions) == 1  # one sitting
+        assert texts[0] == "Hi! My name is Alice and I love green tea."
+        assert texts[2] == "Alice's cat is called Miso" and texts[3] == "What is my cat called?"
+        assert len(texts) == 5 and not any("Bob" in text for text in texts)
+        assert httpx.get(f"{url}/users/carol/export", timeout=60).status_code == 404
     print("live server timings (s):", {k: round(v, 1) for k, v in timings.items()})

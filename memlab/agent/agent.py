@@ -30,6 +30,7 @@ from memlab.agent.records import (
     MEMORY_TYPES,
     BackendUnavailable,
     InvalidRequest,
+    MemoryNotFound,
     check_user,
     history_rows,
     hit_record,
@@ -242,6 +243,17 @@ class MemoryAgent:
 
         users = [check_user(user_id)] if user_id is not None else self.log.users()
         return write_export(self, Path(path), users)
+
+    def export_user(self, user_id: str) -> dict[str, Any]:
+        """The user's export (``GET /users/{user_id}/export``): every logged message and the
+        units their memory holds; :class:`MemoryNotFound` if nothing is kept for them."""
+        from memlab.agent.export import export_data
+
+        user_id = check_user(user_id)
+        if not self.log.messages(user_id):
+            raise MemoryNotFound(f"memlab keeps nothing for user {user_id!r}")
+        with self._using(user_id):
+            return export_data(self, [user_id])
 
     def load_conversation(self, path: str | Path) -> int:
         """Replay an export into memory with its original timestamps; sessions imported."""

@@ -23,8 +23,9 @@ FORMAT = "memlab-agent-export"
 VERSION = 1
 
 
-def write_export(agent: Any, path: Path, users: list[str]) -> Path:
-    """Every logged message and the units each user's memory holds, as one JSON file."""
+def export_data(agent: Any, users: list[str]) -> dict[str, Any]:
+    """Every logged message and the units each of ``users``' memory holds (the export's
+    content; the ``agent`` dataset loader reads it back as conversations)."""
     data: dict[str, Any] = {"format": FORMAT, "version": VERSION,
                             "exported_at": datetime.now(UTC).isoformat(),
                             "config": agent.config.name, "memory": agent.memory_name,
@@ -37,6 +38,12 @@ def write_export(agent: Any, path: Path, users: list[str]) -> Path:
                               "source_turn_ids": list(u.source_turn_ids)}
                              for u in agent.memory_units(user)],
         }
+    return data
+
+
+def write_export(agent: Any, path: Path, users: list[str]) -> Path:
+    """:func:`export_data` as one JSON file."""
+    data = export_data(agent, users)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return path

@@ -25,6 +25,7 @@ registry.register("longmemeval", "memlab.data.loaders.longmemeval:load_longmemev
 registry.register("omi", "memlab.data.loaders.omi:load_omi")
 registry.register("memlab", "memlab.data.loaders.native:load_native")
 registry.register("synthetic", "memlab.data.loaders.native:load_synthetic")
+registry.register("agent", "memlab.data.loaders.agent:load_agent")
 
 
 def load_dataset(name: str, path: str | Path | None = None, **options: Any) -> Dataset:
@@ -64,6 +65,7 @@ def load_dataset(name: str, path: str | Path | None = None, **options: Any) -> D
 
 #: Keys that only one format's first record has (searched in the file's first 64 KiB).
 _SIGNATURES = (
+    ("agent", ('"format": "memlab-agent-export"', '"format":"memlab-agent-export"')),
     ("memlab", ('"format": "memlab-conversations"', '"format":"memlab-conversations"')),
     ("longmemeval", ('"haystack_sessions"', '"haystack_session_ids"')),
     ("locomo", ('"sample_id"', '"session_1_date_time"')),

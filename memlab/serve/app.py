@@ -136,6 +136,16 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
         """Forget the user: every memory and every logged message of theirs is deleted."""
         return agent.forget_user(user_id)
 
+    @app.get("/users/{user_id}/export", response_model=s.ExportResponse,
+             dependencies=guard, tags=["memory"],
+             responses={404: {"model": s.ErrorResponse,
+                              "description": "nothing kept for this user"}})
+    def export_user(user_id: s.UserPath) -> dict[str, Any]:
+        """The user's logged messages and memories, in the file format the ``agent``
+        dataset loader reads: save it, generate probes for it (``python -m memlab.data
+        probes agent=FILE``) and score memory configurations on your own chats."""
+        return agent.export_user(user_id)
+
     @app.get("/status", response_model=s.StatusResponse, dependencies=guard, tags=["status"],
              responses={503: {"model": s.StatusResponse,
                               "description": "degraded: the model backend or the shared "

@@ -145,6 +145,18 @@ class ForgetUserResponse(BaseModel):
     messages: int = Field(description="conversation-log messages deleted")
 
 
+class ExportResponse(BaseModel):
+    """The user's history as the ``agent`` dataset loader reads it
+    (``memlab.load_dataset("agent", path=...)``)."""
+
+    format: Literal["memlab-agent-export"]
+    version: int
+    exported_at: str
+    config: str
+    memory: str
+    users: dict[str, Any] = Field(description="user id -> {messages, memory_units}")
+
+
 class ConsolidateResponse(BaseModel):
     user_id: str
     consolidated: list[str]

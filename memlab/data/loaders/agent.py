@@ -1,0 +1,146 @@
+"""The live agent's export (``GET /users/{user_id}/export``, ``MemoryAgent.save_conversation``)
+as a dataset: score memory configurations on the chats your own agent had.
+
+Usage::
+
+    memlab.load_dataset("agent", path="export.json", session_gap_minutes=30,
+                        memories=True)
+
+The file is what :mod:`memlab.agent.export` writes: ``{"format": "memlab-agent-export",
+"version": 1, "users": {user id: {"messages": [...], "memory_units": [...]}}}``. Each
+user becomes one ``Conversation`` (id = the user id, speakers the user and
+``assistant``); ``memory_units`` (what one configuration made of the history) are not
+read: a configuration under test builds its own.
+
+**Turns.** A message ``{"session_id", "kind", "role", "content", "at", "meta"}`` of kind
+``chat`` becomes a turn with its role (``user`` or ``assistant``; the speaker is the user
+id or ``assistant``) at its time. With ``memories`` (default), an explicit memory (kind
+``memory``, role its tier ``core`` / ``recall`` / ``archival``: what ``/memory/add``
+stored) becomes a ``user`` turn too, its tier kept in the turn's metadata
+(``memory_type``): something the user asked to be remembered. A message deleted before the
+export (``meta.deleted``: content ``[deleted]``) is left out and counted in the
+conversation's metadata (``deleted``). Turn id = ``m<n>``, the message's place in the
+user's log (1, 2, ...; deleted ones keep their number), so ids stay put when the same
+user is exported again later.
+
+**Sessions.** The agent logs each exchange (a message and its reply) or explicit memory
+under its own session id. Consecutive ones less than ``session_gap_minutes`` apart (from
+the last message of one to the first of the next) are one session, a sitting; ``0`` keeps
+every exchange its own session. Session ids are ``s1``, ``s2``, ... per user.
+
+**Probes.** The export has none: ``python -m memlab.data probes agent=export.json --out
+mine.jsonl`` proposes and checks some (see the README's "Probes for your own chats"),
+then ``mine.jsonl`` is scored like any dataset. Every error names file, record
+(``users.<id>.messages[i]``) and field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from memlab.data.checks import check_dataset
+from memlab.data.fields import Fields, located, open_path, parse_iso, read_json
+from memlab.data.schema import Conversation, Dataset, Role, Session, Turn
+from memlab.errors import ConfigError
+
+FORMAT = "memlab-agent-export"
+VERSION = 1
+_ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
+_MEMORY_TYPES = ("core", "recall", "archival")
+_MESSAGE_KEYS = {"user_id", "session_id", "kind", "role", "content", "at", "meta"}
+
+
+@located
+def load_agent(path: str | Path, session_gap_minutes: float = 30,
+               memories: bool = True) -> Dataset:
+    """Load a live agent's export as a memlab Dataset (no probes)."""
+    if isinstance(session_gap_minutes, bool) or not isinstance(
+            session_gap_minutes, (int, float)) or not session_gap_minutes >= 0:
+        raise ConfigError(f"dataset 'agent': session_gap_minutes must be a number >= 0, got "
+                          f"{session_gap_minutes!r}")
+    path = open_path(path)
+    header = Fields(read_json(path), path=path, record="header")
+    fmt = header.get("format", str)
+    if fmt != FORMAT:
+        raise header.error(f"not a memlab agent export: format {fmt!r}, expected {FORMAT!r}",
+                           field="format")
+    version = header.get("version", int)
+    if version != VERSION:
+        raise header.error(f"unsupported version {version} (this memlab reads {VERSION})",
+                           field="version")
+    users = header.get("users", dict)
+    conversations = tuple(
+        _conversation(str(user), Fields(content, path=path, record=f"users.{user}"),
+                      session_gap_minutes * 60, memories)
+        for user, content in users.items())
+    return check_dataset(Dataset(
+        name="agent", conversations=conversations, source=str(path),
+        metadata={"config": header.get("config", str, ""),
+                  "memory": header.get("memory", str, ""),
+                  "exported_at": header.get("exported_at", str, ""),
+                  "session_gap_minutes": session_gap_minutes, "memories": memories}),
+        path, {c.id: f"users.{c.id}" for c in conversations})
+
+
+def _conversation(user: str, content: Fields, gap_seconds: float,
+                  memories: bool) -> Conversation:
+    """One user's messages as sessions of turns."""
+    groups: list[list[Turn]] = []  # one per agent session id, in log order
+    last_id: str | None = None
+    deleted = 0
+    for n, row in enumerate(content.children("messages"), start=1):
+        row.near_misses(_MESSAGE_KEYS)
+        turn = _turn(user, n, row, memories)
+        meta = row.get("meta", dict, {})
+        if meta.get("deleted"):
+            deleted += 1
+            continue
+        if turn is None:
+            continue
+        session_id = str(row.get("session_id", (str, int)))
+        if groups and session_id == last_id:
+            groups[-1].append(turn)
+        else:
+            groups.append([turn])
+        last_id = session_id
+    sessions: list[list[Turn]] = []
+    for group in groups:
+        if sessions and (group[0].at - sessions[-1][-1].at).total_seconds() < gap_seconds:
+            sessions[-1].extend(group)
+        else:
+            sessions.append(list(group))
+    return Conversation(
+        id=user, speakers=(user, "assistant"),
+        sessions=tuple(_session(f"s{i}", turns) for i, turns in enumerate(sessions, start=1)),
+        probes=(), metadata={"deleted": deleted})
+
+
+def _turn(user: str, n: int, row: Fields, memories: bool) -> Turn | None:
+    """The message as a turn (its session is set later); None for a memory left out."""
+    kind = row.get("kind", str)
+    role = row.get("role", str)
+    text = row.get("content", str)
+    at: datetime = row.datetime("at", parse_iso)
+    if kind == "chat":
+        if role not in _ROLES:
+            raise row.error(f"a chat message's role must be user or assistant, got {role!r}",
+                            field=row.where("role"))
+        return Turn(id=f"m{n}", session_id="", speaker=user if role == "user" else "assistant",
+                    role=_ROLES[role], text=text, at=at)
+    if kind == "memory":
+        if role not in _MEMORY_TYPES:
+            raise row.error(f"a memory's role must be one of {', '.join(_MEMORY_TYPES)}, got "
+                            f"{role!r}", field=row.where("role"))
+        if not memories:
+            return None
+        return Turn(id=f"m{n}", session_id="", speaker=user, role=Role.USER, text=text, at=at,
+                    metadata={"memory_type": role})
+    raise row.error(f"kind must be chat or memory, got {kind!r}", field=row.where("kind"))
+
+
+def _session(session_id: str, turns: list[Turn]) -> Session:
+    placed = tuple(Turn(id=t.id, session_id=session_id, speaker=t.speaker, role=t.role,
+                        text=t.text, at=t.at, metadata=t.metadata) for t in turns)
+    return Session(id=session_id, started_at=placed[0].at, turns=placed)
+
