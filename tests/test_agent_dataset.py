@@ -109,6 +109,8 @@ def test_a_memory_with_an_unknown_tier_and_other_files_are_refused(tmp_path: Pat
                                                  format="memlab-conversations"))
     with pytest.raises(DatasetError, match="unsupported version 2"):
         memlab.load_dataset("agent", path=export(tmp_path, HISTORY, version=2))
+    with pytest.raises(ConfigError, match="users must be a list of user ids"):
+        memlab.load_dataset("agent", path=export(tmp_path, HISTORY), users="ana")
     with pytest.raises(ConfigError, match="session_gap_minutes must be a number >= 0"):
         memlab.load_dataset("agent", path=export(tmp_path, HISTORY), session_gap_minutes=-1)
     # read with another loader, the error says which loader the file is for
@@ -156,6 +158,15 @@ def test_an_agent_s_history_exported_over_http_is_a_dataset_a_run_scores(
                                         cache="off", min_chars=0)
     assert [p.evidence_turn_ids for p in generated.conversations[0].probes] == [
         ("m1",), ("m5",)], report
+    # the agent's data directory reads the same (its conversation log, read-only)
+    direct = memlab.load_dataset("agent", path=tmp_path / "data")
+    assert direct.conversations == dataset.conversations
+    assert memlab.load_dataset("agent", path=tmp_path / "data", users=["ana"]).conversations \
+        == dataset.conversations
+    with pytest.raises(ConfigError, match="has no user 'bob' \\(it has 'ana'\\)"):
+        memlab.load_dataset("agent", path=tmp_path / "data", users=["bob"])
+    with pytest.raises(DatasetError, match="no conversations.db here"):
+        memlab.load_dataset("agent", path=tmp_path)
     mine = save_native(generated, tmp_path / "mine.jsonl")
     result = memlab.evaluate({
         "name": "mine", "dataset": {"name": "memlab", "params": {"path": str(mine)}},

@@ -4,7 +4,11 @@ as a dataset: score memory configurations on the chats your own agent had.
 Usage::
 
     memlab.load_dataset("agent", path="export.json", session_gap_minutes=30,
-                        memories=True)
+                        memories=True, users=None)
+
+``path`` is an export file, or the agent's data directory (``memory.data_dir``; its
+``conversations.db`` is read, read-only, so a stopped or running agent's history loads
+without the HTTP API). ``users`` keeps only those user ids (default: every user).
 
 The file is what :mod:`memlab.agent.export` writes: ``{"format": "memlab-agent-export",
 "version": 1, "users": {user id: {"messages": [...], "memory_units": [...]}}}``. Each
@@ -36,31 +40,45 @@ then ``mine.jsonl`` is scored like any dataset. Every error names file, record
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from memlab.data.checks import check_dataset
 from memlab.data.fields import Fields, located, open_path, parse_iso, read_json
 from memlab.data.schema import Conversation, Dataset, Role, Session, Turn
-from memlab.errors import ConfigError
+from memlab.errors import ConfigError, DatasetError
 
 FORMAT = "memlab-agent-export"
 VERSION = 1
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
 _MEMORY_TYPES = ("core", "recall", "archival")
+#: The conversation log's file in an agent's data directory (memlab.agent.agent).
+LOG_FILE = "conversations.db"
 _MESSAGE_KEYS = {"user_id", "session_id", "kind", "role", "content", "at", "meta"}
 
 
 @located
-def load_agent(path: str | Path, session_gap_minutes: float = 30,
-               memories: bool = True) -> Dataset:
-    """Load a live agent's export as a memlab Dataset (no probes)."""
+def load_agent(path: str | Path, session_gap_minutes: float = 30, memories: bool = True,
+               users: list[str] | None = None) -> Dataset:
+    """Load a live agent's export (or data directory) as a memlab Dataset (no probes)."""
     if isinstance(session_gap_minutes, bool) or not isinstance(
             session_gap_minutes, (int, float)) or not session_gap_minutes >= 0:
         raise ConfigError(f"dataset 'agent': session_gap_minutes must be a number >= 0, got "
                           f"{session_gap_minutes!r}")
-    path = open_path(path)
-    header = Fields(read_json(path), path=path, record="header")
+    if users is not None and (isinstance(users, str) or not all(
+            isinstance(u, str) for u in users)):
+        raise ConfigError(f"dataset 'agent': users must be a list of user ids, got {users!r}")
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        path, raw = folder, _read_log(folder)
+    else:
+        path = open_path(path)
+        raw = read_json(path)
+    header = Fields(raw, path=path, record="header")
     fmt = header.get("format", str)
     if fmt != FORMAT:
         raise header.error(f"not a memlab agent export: format {fmt!r}, expected {FORMAT!r}",
@@ -69,11 +87,15 @@ def load_agent(path: str | Path, session_gap_minutes: float = 30,
     if version != VERSION:
         raise header.error(f"unsupported version {version} (this memlab reads {VERSION})",
                            field="version")
-    users = header.get("users", dict)
+    histories = header.get("users", dict)
+    missing = [u for u in users or () if u not in histories]
+    if missing:
+        raise ConfigError(f"dataset 'agent': {path} has no user {', '.join(map(repr, missing))} "
+                          f"(it has {', '.join(map(repr, histories)) or 'none'})")
     conversations = tuple(
         _conversation(str(user), Fields(content, path=path, record=f"users.{user}"),
                       session_gap_minutes * 60, memories)
-        for user, content in users.items())
+        for user, content in histories.items() if users is None or user in users)
     return check_dataset(Dataset(
         name="agent", conversations=conversations, source=str(path),
         metadata={"config": header.get("config", str, ""),
@@ -81,6 +103,27 @@ def load_agent(path: str | Path, session_gap_minutes: float = 30,
                   "exported_at": header.get("exported_at", str, ""),
                   "session_gap_minutes": session_gap_minutes, "memories": memories}),
         path, {c.id: f"users.{c.id}" for c in conversations})
+
+
+def _read_log(folder: Path) -> dict[str, Any]:
+    """An agent data directory's ``conversations.db`` (opened read-only) in the export's
+    shape."""
+    db = folder / LOG_FILE
+    if not db.is_file():
+        raise DatasetError(f"no {LOG_FILE} here: give an export file or the agent's data "
+                           "directory (memory.data_dir)", path=folder)
+    try:
+        with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT user_id, session_id, kind, role, content, at, meta "
+                                "FROM messages ORDER BY seq").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise DatasetError(f"cannot read the conversation log: {exc}", path=db) from None
+    histories: dict[str, Any] = {}
+    for user, session, kind, role, content, at, meta in rows:
+        histories.setdefault(user, {"messages": []})["messages"].append(
+            {"user_id": user, "session_id": session, "kind": kind, "role": role,
+             "content": content, "at": at, "meta": json.loads(meta or "{}")})
+    return {"format": FORMAT, "version": VERSION, "users": histories}
 
 
 def _conversation(user: str, content: Fields, gap_seconds: float,
