@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.agent.log import ConversationLog
+from memlab.agent.log import LOG_FILE, ConversationLog
 from memlab.agent.open_memories import OpenMemories
 from memlab.agent.records import (
     DEFAULT_USER,
@@ -97,7 +97,7 @@ class MemoryAgent:
         self.memory_name, self.memory_params = memory_spec
         self.overrides = overrides
         self.data_dir = settings.data_dir()
-        self.log = ConversationLog(self.data_dir / "conversations.db")
+        self.log = ConversationLog(self.data_dir / LOG_FILE)
         self.started = time.time()
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()

@@ -33,6 +33,8 @@ CREATE INDEX IF NOT EXISTS messages_by_user ON messages (user_id, seq);
 CREATE TABLE IF NOT EXISTS session_numbers (user_id TEXT PRIMARY KEY, last INTEGER NOT NULL);
 """
 KINDS = ("chat", "memory")
+#: The log's file name in an agent's data directory.
+LOG_FILE = "conversations.db"
 
 
 class ConversationLog:

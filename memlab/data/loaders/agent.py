@@ -47,17 +47,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from memlab.agent.export import FORMAT, VERSION
+from memlab.agent.log import LOG_FILE
+from memlab.agent.records import MEMORY_TYPES
 from memlab.data.checks import check_dataset
 from memlab.data.fields import Fields, located, open_path, parse_iso, read_json
 from memlab.data.schema import Conversation, Dataset, Role, Session, Turn
 from memlab.errors import ConfigError, DatasetError
 
-FORMAT = "memlab-agent-export"
-VERSION = 1
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
-_MEMORY_TYPES = ("core", "recall", "archival")
-#: The conversation log's file in an agent's data directory (memlab.agent.agent).
-LOG_FILE = "conversations.db"
 _MESSAGE_KEYS = {"user_id", "session_id", "kind", "role", "content", "at", "meta"}
 
 
@@ -172,8 +170,8 @@ def _turn(user: str, n: int, row: Fields, memories: bool) -> Turn | None:
         return Turn(id=f"m{n}", session_id="", speaker=user if role == "user" else "assistant",
                     role=_ROLES[role], text=text, at=at)
     if kind == "memory":
-        if role not in _MEMORY_TYPES:
-            raise row.error(f"a memory's role must be one of {', '.join(_MEMORY_TYPES)}, got "
+        if role not in MEMORY_TYPES:
+            raise row.error(f"a memory's role must be one of {', '.join(MEMORY_TYPES)}, got "
                             f"{role!r}", field=row.where("role"))
         if not memories:
             return None
@@ -186,4 +184,3 @@ def _session(session_id: str, turns: list[Turn]) -> Session:
     placed = tuple(Turn(id=t.id, session_id=session_id, speaker=t.speaker, role=t.role,
                         text=t.text, at=t.at, metadata=t.metadata) for t in turns)
     return Session(id=session_id, started_at=placed[0].at, turns=placed)
-
