@@ -165,7 +165,7 @@ def test_an_agent_s_history_exported_over_http_is_a_dataset_a_run_scores(
         == dataset.conversations
     with pytest.raises(ConfigError, match="has no user 'bob' \\(it has 'ana'\\)"):
         memlab.load_dataset("agent", path=tmp_path / "data", users=["bob"])
-    with pytest.raises(DatasetError, match="no conversations.db here"):
+    with pytest.raises(DatasetError, match=r"no conversations\.db here"):
         memlab.load_dataset("agent", path=tmp_path)
     mine = save_native(generated, tmp_path / "mine.jsonl")
     result = memlab.evaluate({

@@ -240,3 +240,6 @@ def test_memlab_server_publishes_the_weights_digest_unless_an_alias_is_given(
     embedded = server_args(["--port", "1"])
     assert embedded[:2] == ["--model", str(ensure_embedded_model(progress=False))]
     assert embedded[-1].endswith(f"@sha256:{EMBEDDED_QWEN.sha256}")
+    by_name = server_args(["--model=qwen2.5-coder-0.5b", "--port", "1"])  # a catalog name
+    assert by_name == [f"--model={ensure_embedded_model(progress=False)}", "--port", "1",
+                       "--model_alias", embedded[-1]]
