@@ -174,3 +174,20 @@ def test_an_agent_s_history_exported_over_http_is_a_dataset_a_run_scores(
         "tracking": {"mlflow": False}}, out=tmp_path / "run", progress=False)
     recall = result.summary["metrics"]["turn.recall_any@1"]
     assert recall["all"]["n"] == 2 and recall["all"]["mean"] == 1.0
+
+
+def test_loading_a_malformed_export_into_an_agent_names_the_field_and_replays_nothing(
+        tmp_path: Path) -> None:
+    from memlab.agent import from_config
+
+    rows = [dict(row) for row in HISTORY]
+    del rows[7]["role"]
+    path = export(tmp_path, rows)
+    settings = load_settings(env={}, overrides={
+        "model.embedding_model": "hash", "memory.data_dir": str(tmp_path / "data")})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    with pytest.raises(DatasetError, match="missing required field") as caught:
+        agent.load_conversation(path)
+    assert (caught.value.record, caught.value.field) == ("users.ana", "messages[7].role")
+    assert agent.log.messages("ana") == []
+    assert agent.load_conversation(export(tmp_path, HISTORY)) == 4  # deleted s4 left out

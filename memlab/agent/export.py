@@ -51,8 +51,13 @@ def write_export(agent: Any, path: Path, users: list[str]) -> Path:
 
 def read_export(agent: Any, path: Path) -> int:
     """Replay ``path`` into ``agent`` through its public verbs (``replay_session``,
-    ``add_memory`` with the original time); the number of sessions imported."""
+    ``add_memory`` with the original time); the number of sessions imported. The file
+    is checked first as the ``agent`` dataset loader reads it, so a malformed message is
+    an error naming the file, user and field before anything is replayed."""
+    from memlab.data.loaders.agent import load_agent
+
     data = _read(path)
+    load_agent(path)
     imported = 0
     for user, content in data["users"].items():
         user = check_user(user)
