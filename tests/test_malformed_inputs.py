@@ -1,4 +1,4 @@
-"""Malformed dataset files, generated from small real ones, through all four loaders.
+"""Malformed dataset files, generated from small real ones, through every file loader.
 
 Each variant mutates one value of a valid file (deleted, null, NaN, 1e400, a wrong type,
 an empty string, nesting deeper than the parser can follow, a date outside Python's
@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from memlab.data.loaders.agent import load_agent
 from memlab.data.loaders.locomo import load_locomo
 from memlab.data.loaders.longmemeval import load_longmemeval
 from memlab.data.loaders.native import load_native
@@ -59,12 +60,14 @@ def _sources(locomo: Path, longmemeval: Path) -> dict[str, tuple[Callable[..., D
     native = [json.loads(line) for line in
               (ROOT / "datasets" / "synthetic-small.jsonl").read_text().splitlines()[:3]]
     omi = json.loads((ROOT / "tests" / "data" / "omi" / "transcripts.json").read_text())
+    agent = json.loads((ROOT / "tests" / "data" / "agent" / "export.json").read_text())
     return {
         "locomo": (load_locomo, _locomo(locomo), "json"),
         "longmemeval": (load_longmemeval,
                         json.loads(longmemeval.read_text(encoding="utf-8"))[:2], "json"),
         "native": (load_native, native, "jsonl"),
         "omi": (load_omi, omi, "json"),
+        "agent": (load_agent, agent, "json"),
     }
 
 
