@@ -386,6 +386,69 @@ def test_llm_rerank_reads_p_yes_from_the_embedded_qwen() -> None:
     assert strategy.records[-1]["cached"] and not strategy.records[0]["cached"]
 
 
+# ---------------------------------------------------------------- speaker prior
+
+
+def _speaker_prior(order: Sequence[str], **params: Any) -> Any:
+    from memlab.retrieval.speaker_prior import SpeakerPriorStrategy
+
+    units = [MemoryUnit(f"u{i}", line, "turn", (f"t{i}",), "s", T0 + timedelta(hours=i))
+             for i, line in enumerate(lines(4))]  # Ann, Bob, Ann, Bob
+    units.append(MemoryUnit("u4", "no speaker prefix here", "turn", ("t4",), "s", T0))
+    strategy = SpeakerPriorStrategy(base=FixedRanking(order), k=None, **params)
+    strategy.index(units)
+    return strategy
+
+
+def test_speaker_prior_lowers_the_other_speakers_units_for_a_question_naming_one() -> None:
+    order = ["u1", "u4", "u0", "u3", "u2"]  # base scores 1, 1/2, 1/3, 1/4, 1/5
+    strategy = _speaker_prior(order, weight=0.4)
+    hits = strategy.search("What did Ann say about the topic?")
+    # Bob's u1 (1 -> 0.4) and u3 (1/4 -> 0.1) move down; u4 has no speaker and keeps 1/2
+    assert [(h.unit.id, round(h.score, 3)) for h in hits] == [
+        ("u4", 0.5), ("u1", 0.4), ("u0", 0.333), ("u2", 0.2), ("u3", 0.1)]
+    assert [h.unit.id for h in strategy.search("What did Ann tell Bob?")] == order  # two
+    assert [h.unit.id for h in strategy.search("What was the topic?")] == order  # none
+    assert [h.unit.id for h in _speaker_prior(order, weight=1.0).search("Ann?")] == order
+    # an alias names a speaker; as_of is the base's (nothing later comes back)
+    aliased = _speaker_prior(order, weight=0.4, aliases={"Bob": ["I", "me"]})
+    assert [h.unit.id for h in aliased.search("what did I say?")][:2] == ["u1", "u4"]
+    assert [h.unit.id for h in aliased.search("what did I say?", as_of=T0)] == ["u4", "u0"]
+
+
+def test_speaker_prior_exact_recall_on_locomo_conv_26_turns(locomo_dataset: Dataset) -> None:
+    """Turn units (a window holds both speakers, so the prior never applies to one):
+    questions naming one of Caroline and Melanie find more of that speaker's turns."""
+    from memlab.eval.config import load_config
+    from memlab.eval.replay import replay_conversation
+
+    conversation = locomo_dataset.conversations[0]
+    measured = {}
+    for label, spec in (("bm25", {"name": "bm25"}), ("prior", {
+            "name": "speaker_prior", "params": {"base": "bm25", "weight": 0.5}})):
+        config = load_config({"name": "t", "dataset": {"name": "locomo"},
+                              "chunker": {"name": "turn"}, "retrieval": spec, "k": 10,
+                              "depth": 100, "tracking": {"mlflow": False}})
+        items = replay_conversation(config, conversation, conversation.probes).items
+        assert not [r["error"] for r in items if r.get("error")]
+        measured[label] = tuple(round(sum(r["metrics"][m] for r in items
+                                          if r["metrics"].get(m) is not None), 6)
+                                for m in ("turn.evidence_recall@5", "turn.recall_all@10"))
+    assert measured == SPEAKER_PRIOR_CONV_26, measured
+
+
+SPEAKER_PRIOR_CONV_26 = {"bm25": (66.75, 73.0), "prior": (70.25, 80.0)}
+
+
+def test_speaker_prior_rejects_bad_params() -> None:
+    from memlab.retrieval.speaker_prior import SpeakerPriorStrategy
+
+    for params, message in (({"weight": 0}, "weight must be"), ({"weight": 1.5}, "weight"),
+                            ({"aliases": {"user": "I"}}, "aliases must map")):
+        with pytest.raises(ConfigError, match=message):
+            SpeakerPriorStrategy(base="bm25", **params).check_params()
+
+
 # ---------------------------------------------------------------- real data: LoCoMo conv-26
 
 REAL = {  # strategy over 4-turn windows -> (sum of turn.budget_evidence_recall@1000, n)

@@ -60,6 +60,7 @@ registry.register("multigrain", "memlab.retrieval.multigrain:MultiGrainStrategy"
 registry.register("cross_encoder", "memlab.retrieval.cross_encoder:CrossEncoderStrategy")
 registry.register("query_rewrite", "memlab.retrieval.query_rewrite:QueryRewriteStrategy")
 registry.register("prf", "memlab.retrieval.feedback:FeedbackStrategy")
+registry.register("speaker_prior", "memlab.retrieval.speaker_prior:SpeakerPriorStrategy")
 
 
 def build_strategy(spec: Any) -> Retriever:
