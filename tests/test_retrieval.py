@@ -119,7 +119,7 @@ def test_registry_lists_every_strategy() -> None:
     assert registry.names() == ["bm25", "budget", "cross_encoder", "dense", "full_context",
                                 "hierarchical", "hybrid", "keys", "llm_rerank", "mmr",
                                 "multigrain", "none", "oracle", "prf", "query_rewrite",
-                                "recency", "time_aware"]
+                                "recency", "speaker_prior", "time_aware"]
 
 
 @pytest.mark.parametrize("name", registry.names())
