@@ -53,10 +53,10 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError, check_choice, check_number
+from memlab.errors import check_choice, check_number
 from memlab.metrics.budget import text_tokens
 from memlab.retrieval.base import Hit
-from memlab.retrieval.speakers import SpeakerNames, line_speaker
+from memlab.retrieval.speakers import SpeakerNames, check_aliases, line_speaker
 from memlab.retrieval.turn_costs import TurnCosts
 from memlab.retrieval.turns import TurnCatalog, TurnIndex, turn_lines
 from memlab.retrieval.wrap import BaseSpec, Wrapper
@@ -140,11 +140,7 @@ class BudgetStrategy(Wrapper, Component):
         check_choice("budget: granularity", self.granularity, GRANULARITIES)
         check_number("budget: speaker_from", self.speaker_from, low=0, integer=True,
                      optional=True)
-        if self.aliases is not None and (not isinstance(self.aliases, Mapping) or any(
-                isinstance(words, str) or not all(isinstance(w, str) for w in words)
-                for words in self.aliases.values())):
-            raise ConfigError("budget: aliases must map a speaker to a list of words, e.g. "
-                              f"{{user: [I, me, my]}}; got {self.aliases!r}")
+        check_aliases("budget", self.aliases)
         for name in ("focus_turns", "focus_candidates"):
             check_number(f"budget: {name}", getattr(self, name), low=1, integer=True)
         check_tokenizer("budget: tokenizer", self.tokenizer)

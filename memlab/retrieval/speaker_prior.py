@@ -27,10 +27,9 @@ import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
 from memlab.data.schema import Probe
-from memlab.errors import ConfigError
 from memlab.retrieval.base import Hit
 from memlab.retrieval.ranking import select_top
-from memlab.retrieval.speakers import SpeakerNames, line_speaker
+from memlab.retrieval.speakers import SpeakerNames, check_aliases, line_speaker
 from memlab.retrieval.wrap import CANDIDATES, BaseSpec, Wrapper
 from memlab.spec import Component
 
@@ -61,11 +60,7 @@ class SpeakerPriorStrategy(Wrapper, Component):
 
     def check_params(self) -> None:
         self.check_bounds("speaker_prior")
-        if self.aliases is not None and (not isinstance(self.aliases, Mapping) or any(
-                not isinstance(words, Sequence) or isinstance(words, str)
-                for words in self.aliases.values())):
-            raise ConfigError("speaker_prior: aliases must map a speaker to a list of words, "
-                              f"e.g. {{user: [I, me, my]}}; got {self.aliases!r}")
+        check_aliases("speaker_prior", self.aliases)
 
     @cached_property
     def speakers(self) -> SpeakerNames:

@@ -21,6 +21,17 @@ def line_speaker(line: str) -> str | None:
     return match.group(1) if match else None
 
 
+def check_aliases(owner: str, aliases: object) -> None:
+    """Raise a ConfigError unless ``aliases`` is None or maps speakers to lists of words."""
+    from memlab.errors import ConfigError
+
+    if aliases is not None and (not isinstance(aliases, Mapping) or any(
+            isinstance(words, str) or not isinstance(words, Iterable)
+            or not all(isinstance(w, str) for w in words) for words in aliases.values())):
+        raise ConfigError(f"{owner}: aliases must map a speaker to a list of words, e.g. "
+                          f"{{user: [I, me, my]}}; got {aliases!r}")
+
+
 class SpeakerNames:
     """The speakers of ``Speaker: text`` lines (:func:`line_speaker`), and which of them a
     question names."""
