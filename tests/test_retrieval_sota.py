@@ -440,6 +440,19 @@ def test_speaker_prior_exact_recall_on_locomo_conv_26_turns(locomo_dataset: Data
 SPEAKER_PRIOR_CONV_26 = {"bm25": (66.75, 73.0), "prior": (70.25, 80.0)}
 
 
+def test_only_a_turns_first_line_names_its_speaker() -> None:
+    from memlab.retrieval.speaker_prior import unit_speakers
+
+    def unit(text: str, turns: int) -> MemoryUnit:
+        return MemoryUnit("u", text, "turn", tuple(f"t{i}" for i in range(turns)), "s", T0)
+
+    assert unit_speakers(unit("assistant: Events:\nNote: 1. **Music**: more", 1)) == {
+        "assistant"}
+    assert unit_speakers(unit("Ann: hi\nBob: hello", 2)) == {"Ann", "Bob"}
+    assert unit_speakers(unit("Ann: hi\nNote: x\nBob: hello", 2)) == frozenset()
+    assert unit_speakers(unit("no prefix", 1)) == frozenset()
+
+
 def test_speaker_prior_rejects_bad_params() -> None:
     from memlab.retrieval.speaker_prior import SpeakerPriorStrategy
 

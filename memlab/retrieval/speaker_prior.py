@@ -7,7 +7,8 @@ When it names exactly one, the base's best ``candidates`` hits are re-scored: a 
 of whose ``Speaker: text`` lines is by that speaker keeps ``weight`` of its score
 (``score * weight``; a negative score, possible for cosine, is divided by it instead, so
 it too moves down), and the hits are ordered again (ties keep the base's order). Units
-with the speaker's lines, and units with no speaker prefix at all, keep their scores; a
+with the speaker's lines, and units whose speakers are unknown, keep their scores (see
+:func:`unit_speakers`: only a turn's first line names its speaker); a
 question naming no speaker, or several, gets the base's ranking. ``weight: 1`` is the
 base unchanged.
 
@@ -32,6 +33,19 @@ from memlab.retrieval.ranking import select_top
 from memlab.retrieval.speakers import SpeakerNames, check_aliases, line_speaker
 from memlab.retrieval.wrap import CANDIDATES, BaseSpec, Wrapper
 from memlab.spec import Component
+
+
+def unit_speakers(unit: MemoryUnit) -> frozenset[str]:
+    """Who said the unit's turns, from their ``Speaker: text`` lines: a one-turn unit's
+    first line, or every line of a unit with one line per turn. Empty when unknown (a
+    unit of several turns whose texts run over several lines, a unit with no prefix):
+    a line inside a turn's text ("Note: ...", "1. **Events**: ...") is not a speaker."""
+    lines = unit.text.split("\n")
+    if len(unit.source_turn_ids) == 1:
+        lines = lines[:1]
+    elif len(lines) != len(unit.source_turn_ids):
+        return frozenset()
+    return frozenset(s for s in map(line_speaker, lines) if s)
 
 
 class SpeakerPriorStrategy(Wrapper, Component):
@@ -76,7 +90,7 @@ class SpeakerPriorStrategy(Wrapper, Component):
     def index(self, units: Sequence[MemoryUnit], vectors: np.ndarray | None = None) -> None:
         super().index(units, vectors)
         for unit in units:
-            found = frozenset(s for s in map(line_speaker, unit.text.splitlines()) if s)
+            found = unit_speakers(unit)
             self.said_by[unit.id] = found
             self.speakers.add(sorted(found))
 
