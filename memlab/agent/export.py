@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.agent.records import MEMORY_TYPES, InvalidRequest, check_user
-from memlab.errors import MemlabError
+from memlab.agent.records import check_user
 
 FORMAT = "memlab-agent-export"
 VERSION = 1
@@ -54,10 +53,11 @@ def read_export(agent: Any, path: Path) -> int:
     ``add_memory`` with the original time); the number of sessions imported. The file
     is checked first as the ``agent`` dataset loader reads it, so a malformed message is
     an error naming the file, user and field before anything is replayed."""
-    from memlab.data.loaders.agent import load_agent
+    from memlab.data.fields import open_path, read_json
+    from memlab.data.loaders.agent import agent_dataset
 
-    data = _read(path)
-    load_agent(path)
+    data = read_json(open_path(path))
+    agent_dataset(data, path)  # every message checked before anything is replayed
     imported = 0
     for user, content in data["users"].items():
         user = check_user(user)
@@ -74,24 +74,10 @@ def read_export(agent: Any, path: Path) -> int:
     return imported
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MemlabError(f"{path}: cannot read export: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise MemlabError(f"{path}: not a memlab agent export (format {FORMAT!r})")
-    if not isinstance(data.get("users"), dict):
-        raise MemlabError(f"{path}: field 'users' must be an object of user id -> history")
-    return data
-
-
 def _replay(agent: Any, user: str, rows: list[dict[str, Any]]) -> None:
     if rows[0]["kind"] != "memory":
         agent.replay_session(user, rows)
         return
-    for row in rows:
-        if row["role"] not in MEMORY_TYPES:
-            raise InvalidRequest(f"export: unknown memory_type {row['role']!r}")
+    for row in rows:  # the role is a memory type: agent_dataset checked it
         agent.add_memory(row["content"], row["role"], user,
                          at=datetime.fromisoformat(row["at"]))

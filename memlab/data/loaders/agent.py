@@ -40,6 +40,7 @@ then ``mine.jsonl`` is scored like any dataset. Every error names file, record
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from contextlib import closing
@@ -76,6 +77,13 @@ def load_agent(path: str | Path, session_gap_minutes: float = 30, memories: bool
     else:
         path = open_path(path)
         raw = read_json(path)
+    return agent_dataset(raw, path, session_gap_minutes, memories, users)
+
+
+def agent_dataset(raw: Any, path: Path, session_gap_minutes: float = 30,
+                  memories: bool = True, users: list[str] | None = None) -> Dataset:
+    """An export already read from ``path`` (a JSON value), checked as a whole (located
+    errors) and read as conversations."""
     header = Fields(raw, path=path, record="header")
     fmt = header.get("format", str)
     if fmt != FORMAT:
@@ -181,6 +189,5 @@ def _turn(user: str, n: int, row: Fields, memories: bool) -> Turn | None:
 
 
 def _session(session_id: str, turns: list[Turn]) -> Session:
-    placed = tuple(Turn(id=t.id, session_id=session_id, speaker=t.speaker, role=t.role,
-                        text=t.text, at=t.at, metadata=t.metadata) for t in turns)
+    placed = tuple(dataclasses.replace(t, session_id=session_id) for t in turns)
     return Session(id=session_id, started_at=placed[0].at, turns=placed)
