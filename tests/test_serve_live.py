@@ -1,6 +1,6 @@
 """The real server: ``python -m memlab.serve`` on 127.0.0.1 with the embedded Qwen and
 MiniLM (experiments/agent.yaml), two users, a restart, and each user's memory intact
-and separate afterwards."""
+and separate afterwards; one user's export read as a dataset and imported again."""
 
 from __future__ import annotations
 
@@ -109,4 +109,9 @@ def test_two_users_memories_survive_a_restart_and_stay_apart(tmp_path: Path) -> 
         assert texts[2] == "Alice's cat is called Miso" and texts[3] == "What is my cat called?"
         assert len(texts) == 5 and not any("Bob" in text for text in texts)
         assert httpx.get(f"{url}/users/carol/export", timeout=60).status_code == 404
+        # ... and the same history imported under another id: what alice's memory holds
+        imported = _post(url, "/users/alice2/import", export.json())
+        assert (imported["sessions"], imported["memories"]) == (2, 1), imported
+        assert "Alice's cat is called Miso" in _contents(url, "cat called Miso", "alice2")
+        assert _post(url, "/users/alice2/import", export.json())["skipped"] == 5
     print("live server timings (s):", {k: round(v, 1) for k, v in timings.items()})

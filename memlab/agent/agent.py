@@ -255,6 +255,35 @@ class MemoryAgent:
         with self._using(user_id):
             return export_data(self, [user_id])
 
+    def import_user(self, user_id: str, data: Any, source: str = "request body"
+                    ) -> dict[str, Any]:
+        """Replay an export (``GET /users/{id}/export``'s JSON, from this agent or another)
+        into ``user_id``'s memory with its original times (``POST /users/{user_id}/import``).
+        The export's user of the same id is imported, or its only user under the new id.
+        Messages already in the log are skipped, so importing twice changes nothing. A
+        malformed export is an :class:`InvalidRequest` naming the user and field, raised
+        before anything is replayed."""
+        from memlab.agent.export import import_data
+        from memlab.errors import ConfigError, DatasetError
+
+        user_id = check_user(user_id)
+        histories = data.get("users") if isinstance(data, dict) else None
+        chosen: list[str] = []
+        if isinstance(histories, dict):
+            if not histories:
+                raise InvalidRequest(f"{source}: the export holds no users")
+            if user_id not in histories and len(histories) > 1:
+                raise InvalidRequest(
+                    f"{source}: the export holds users {', '.join(map(repr, histories))}, none "
+                    f"of them {user_id!r}: import one of them by its id, or an export of one "
+                    "user (it is imported under the id in the path)")
+            chosen = [user_id if user_id in histories else next(iter(histories))]
+        try:
+            counts = import_data(self, data, Path(source), dict.fromkeys(chosen, user_id))
+        except (DatasetError, ConfigError) as exc:
+            raise InvalidRequest(str(exc)) from None
+        return {"status": "imported", "user_id": user_id, "from_user": chosen[0], **counts}
+
     def load_conversation(self, path: str | Path) -> int:
         """Replay an export into memory with its original timestamps; sessions imported."""
         from memlab.agent.export import read_export

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.agent.records import check_user
+from memlab.agent.records import InvalidRequest, check_user
 
 FORMAT = "memlab-agent-export"
 VERSION = 1
@@ -49,35 +49,60 @@ def write_export(agent: Any, path: Path, users: list[str]) -> Path:
 
 
 def read_export(agent: Any, path: Path) -> int:
-    """Replay ``path`` into ``agent`` through its public verbs (``replay_session``,
-    ``add_memory`` with the original time); the number of sessions imported. The file
-    is checked first as the ``agent`` dataset loader reads it, so a malformed message is
-    an error naming the file, user and field before anything is replayed."""
+    """Replay the export file ``path`` into ``agent`` (:func:`import_data`); the number of
+    sessions and explicit memories imported."""
     from memlab.data.fields import open_path, read_json
+
+    counts = import_data(agent, read_json(open_path(path)), path)
+    return counts["sessions"] + counts["memories"]
+
+
+def import_data(agent: Any, data: Any, source: Path,
+                users: dict[str, str] | None = None) -> dict[str, int]:
+    """Replay an export (a JSON value read from ``source``) into ``agent`` through its public
+    verbs (``replay_session``, ``add_memory`` with the original time). ``users`` maps the
+    export's user ids to the agent's (default: every user, under its own id). The value is
+    checked first as the ``agent`` dataset loader reads it, so a malformed message is an
+    error naming the source, user and field before anything is replayed. Messages already
+    in the agent's log (same role, content and time) are skipped, so importing the same
+    export twice changes nothing; messages deleted before the export are not brought back.
+    Counts: ``sessions`` (chat exchanges replayed), ``memories`` (explicit memories added),
+    ``skipped`` and ``deleted`` (messages)."""
     from memlab.data.loaders.agent import agent_dataset
 
-    data = read_json(open_path(path))
-    agent_dataset(data, path)  # every message checked before anything is replayed
-    imported = 0
-    for user, content in data["users"].items():
-        user = check_user(user)
+    agent_dataset(data, source, users=None if users is None else list(users))
+    counts = {"sessions": 0, "memories": 0, "skipped": 0, "deleted": 0}
+    for source_user, content in data["users"].items():
+        if users is not None and source_user not in users:
+            continue
+        user = check_user(source_user if users is None else users[source_user])
         known = {(m["role"], m["content"], m["at"]) for m in agent.log.messages(user)}
-        sessions: dict[str, list[dict[str, Any]]] = {}
-        for row in content.get("messages", []):
+        sessions: dict[str | int, list[tuple[int, dict[str, Any]]]] = {}
+        for i, row in enumerate(content.get("messages", [])):
             if (row.get("meta") or {}).get("deleted"):
-                continue  # deleted before the export: not brought back
-            if (row["role"], row["content"], row["at"]) not in known:
-                sessions.setdefault(row["session_id"], []).append(row)
+                counts["deleted"] += 1  # deleted before the export: not brought back
+            elif (row["role"], row["content"], row["at"]) in known:
+                counts["skipped"] += 1
+            else:  # an exchange is replayed as one session, each memory on its own
+                key = i if row["kind"] == "memory" else row["session_id"]
+                sessions.setdefault(key, []).append((i, row))
         for rows in sessions.values():
-            _replay(agent, user, rows)
-            imported += 1
-    return imported
+            try:
+                _replay(agent, user, rows, counts)
+            except InvalidRequest as exc:  # e.g. a core memory over this agent's budget
+                raise InvalidRequest(
+                    f"{source}: users.{source_user}.messages[{rows[0][0]}]: {exc} (imported "
+                    f"before it: {counts['sessions']} sessions, {counts['memories']} "
+                    "memories; importing again skips what is already in the log)") from None
+    return counts
 
 
-def _replay(agent: Any, user: str, rows: list[dict[str, Any]]) -> None:
-    if rows[0]["kind"] != "memory":
-        agent.replay_session(user, rows)
+def _replay(agent: Any, user: str, rows: list[tuple[int, dict[str, Any]]],
+            counts: dict[str, int]) -> None:
+    if rows[0][1]["kind"] != "memory":
+        agent.replay_session(user, [row for _, row in rows])
+        counts["sessions"] += 1
         return
-    for row in rows:  # the role is a memory type: agent_dataset checked it
-        agent.add_memory(row["content"], row["role"], user,
-                         at=datetime.fromisoformat(row["at"]))
+    [(_, row)] = rows  # the role is a memory type: agent_dataset checked it
+    agent.add_memory(row["content"], row["role"], user, at=datetime.fromisoformat(row["at"]))
+    counts["memories"] += 1

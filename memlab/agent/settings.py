@@ -13,7 +13,8 @@ The file (every key optional)::
                  "store": null},
       "retrieval": {"top_k": 3, "relevance_threshold": 0.5},
       "server": {"host": "127.0.0.1", "port": 8888, "api_key": null,
-                 "max_body_bytes": 65536, "body_timeout": 30}
+                 "max_body_bytes": 65536, "max_import_bytes": 33554432,
+                 "body_timeout": 30}
     }
 
 The experiment config (YAML, validated like any evaluation config) names the memory
@@ -46,6 +47,8 @@ Environment variables (they win over the file):
 ``MEMLAB_PORT``                ``server.port``
 ``MEMLAB_API_KEY``             ``server.api_key``
 ``MEMLAB_MAX_BODY_BYTES``      ``server.max_body_bytes``
+``MEMLAB_MAX_IMPORT_BYTES``    ``server.max_import_bytes`` (``POST /users/{id}/import``,
+                               default 32 MiB)
 ``MEMLAB_BODY_TIMEOUT``        ``server.body_timeout`` (seconds, default 30)
 =============================  ==========================================
 """
@@ -83,6 +86,7 @@ ENV_VARS: dict[str, str] = {
     "MEMLAB_PORT": "server.port",
     "MEMLAB_API_KEY": "server.api_key",
     "MEMLAB_MAX_BODY_BYTES": "server.max_body_bytes",
+    "MEMLAB_MAX_IMPORT_BYTES": "server.max_import_bytes",
     "MEMLAB_BODY_TIMEOUT": "server.body_timeout",
 }
 _PATH_KEYS = ("experiment", "memory.data_dir", "memory.archival.path")
@@ -125,6 +129,8 @@ class ServerSettings(_Strict):
     port: int = Field(default=8888, ge=0, le=65535)
     api_key: str | None = None
     max_body_bytes: int = Field(default=65536, ge=1024)
+    max_import_bytes: int = Field(default=32 << 20, ge=1024, description="the body limit "
+                                  "of POST /users/{user_id}/import (a whole history)")
     body_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for the "
                                 "rest of a request body before a 408")
 

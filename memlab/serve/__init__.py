@@ -21,4 +21,5 @@ def build_app(settings: Any = None, *, llm: Any = None) -> Any:
     agent = from_config(settings=settings, llm=llm)
     return create_app(agent, api_key=settings.server.api_key,
                       max_body_bytes=settings.server.max_body_bytes,
+                      max_import_bytes=settings.server.max_import_bytes,
                       body_timeout=settings.server.body_timeout)

@@ -19,7 +19,7 @@ _FLAGS = {
     "port": "server.port", "api_key": "server.api_key", "backend": "model.type",
     "model": "model.name", "max_tokens": "model.max_tokens",
     "context_window": "model.context_window", "embedding_model": "model.embedding_model",
-    "max_body_bytes": "server.max_body_bytes",
+    "max_body_bytes": "server.max_body_bytes", "max_import_bytes": "server.max_import_bytes",
 }
 
 
@@ -42,6 +42,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--context-window", dest="context_window", type=int)
     parser.add_argument("--embedding-model", dest="embedding_model")
     parser.add_argument("--max-body-bytes", dest="max_body_bytes", type=int)
+    parser.add_argument("--max-import-bytes", dest="max_import_bytes", type=int,
+                        help="body limit of POST /users/{user_id}/import (default 32 MiB)")
     parser.add_argument("--workers", type=int, default=1,
                         help="server processes (more than 1 needs a shared store that "
                         "tracks changes: memory.store pgvector)")

@@ -1,7 +1,8 @@
 """The FastAPI app: the Letta seed's endpoints over a :class:`~memlab.agent.MemoryAgent`.
 
 ``POST /chat``, ``POST /memory/add``, ``POST /memory/search``, ``POST /memory/consolidate``,
-``GET /memory/list``, ``DELETE /memory/{id}``, ``GET /status``; OpenAPI at
+``GET /memory/list``, ``DELETE /memory/{id}``, ``DELETE /users/{id}``,
+``GET /users/{id}/export``, ``POST /users/{id}/import``, ``GET /status``; OpenAPI at
 ``/openapi.json``, Swagger UI at ``/docs``, ReDoc at ``/redoc``. Errors are JSON
 ``{"detail": ...}`` with a status that says whose fault it is: 400 (unreadable body),
 401 (API key), 404 (no such memory), 408 (body not sent in time), 413 (body too large),
@@ -48,7 +49,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(agent: MemoryAgent, *, api_key: str | None = None,
-               max_body_bytes: int = 65536, body_timeout: float = 30.0) -> FastAPI:
+               max_body_bytes: int = 65536, body_timeout: float = 30.0,
+               max_import_bytes: int = 32 << 20) -> FastAPI:
     """The HTTP API for ``agent``; ``api_key`` (if set) is required in ``X-API-Key``."""
     import memlab
 
@@ -66,7 +68,8 @@ def create_app(agent: MemoryAgent, *, api_key: str | None = None,
     guard = [Depends(_key_check(api_key))]
     _routes(app, agent, guard)
     _handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, body_timeout=body_timeout)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, body_timeout=body_timeout,
+                       import_bytes=max_import_bytes)
     return app
 
 
@@ -145,6 +148,17 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
         dataset loader reads: save it, generate probes for it (``python -m memlab.data
         probes agent=FILE``) and score memory configurations on your own chats."""
         return agent.export_user(user_id)
+
+    @app.post("/users/{user_id}/import", response_model=s.ImportResponse,
+              dependencies=guard, tags=["memory"])
+    def import_user(user_id: s.UserPath, body: s.ImportRequest) -> dict[str, Any]:
+        """Replay an export (this agent's or another's, e.g. one running another
+        configuration) into the user's memory with its original times: each exchange is
+        ingested as a session, each explicit memory added to its tier. Messages already in
+        the log are skipped, so importing twice changes nothing; a malformed export is a 422
+        naming the user and field, before anything is replayed. The body may be up to
+        ``server.max_import_bytes`` (32 MiB), not ``server.max_body_bytes``."""
+        return agent.import_user(user_id, body.model_dump())
 
     @app.get("/status", response_model=s.StatusResponse, dependencies=guard, tags=["status"],
              responses={503: {"model": s.StatusResponse,

@@ -157,6 +157,28 @@ class ExportResponse(BaseModel):
     users: dict[str, Any] = Field(description="user id -> {messages, memory_units}")
 
 
+class ImportRequest(BaseModel):
+    """An export (``GET /users/{user_id}/export``'s body, from this agent or another): its
+    user of the path's id is imported, or its only user under the path's id."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str = Field(description="memlab-agent-export")
+    version: int
+    users: dict[str, Any] = Field(description="user id -> {messages, memory_units}; "
+                                  "memory_units are not read: this agent's memory builds "
+                                  "its own from the messages")
+
+
+class ImportResponse(BaseModel):
+    status: Literal["imported"]
+    user_id: str
+    from_user: str = Field(description="the export's user that was imported")
+    sessions: int = Field(description="chat exchanges replayed into memory")
+    memories: int = Field(description="explicit memories added again")
+    skipped: int = Field(description="messages already in the log (an import repeated)")
+    deleted: int = Field(description="messages deleted before the export: not brought back")
+
+
 class ConsolidateResponse(BaseModel):
     user_id: str
     consolidated: list[str]
