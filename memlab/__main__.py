@@ -16,7 +16,8 @@ from typing import Any
 
 #: The command-line tools: module, its subcommands, what it is for.
 TOOLS = (
-    ("memlab.eval", ("run", "sweep", "tune", "scale", "compare", "agree", "report", "misses",
+    ("memlab.eval", ("run", "sweep", "tune", "scale", "compare", "crossfit", "agree", "report",
+                     "misses",
                      "validate", "judge-check", "rejudge", "rescore", "log", "cache", "ls",
                      "conform",
                      "train-embedder", "train-reranker"), "the evaluation harness"),

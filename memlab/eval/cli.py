@@ -264,6 +264,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crossfit(args: argparse.Namespace) -> int:
+    from memlab.eval.crossfit import PART_WORDS, crossfit
+
+    result = crossfit(args.runs, args.metric, lower_is_better=args.lower_is_better,
+                      prefer=args.prefer, baseline=args.baseline,
+                      part_words=args.part_words or PART_WORDS)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    parts = result["parts"]
+    better = "lower" if args.lower_is_better else "higher"
+    print(f"{args.metric} ({better} is better), mean (n) per part of the split\n")
+    width = max(len(c) for c in result["table"]) + 2
+    print(f"{'cell':<{width}}" + "".join(f"{p:>18}" for p in [*parts, "all"]))
+    for cell, row in result["table"].items():
+        print(f"{cell:<{width}}" + "".join(
+            f"{row[p]['mean']:>11.4f} ({row[p]['n']:>4})" for p in [*parts, "all"]))
+    print()
+    for choice in result["choices"]:
+        print(f"{choice['part']}: {choice['chosen']} (chosen on the other parts: "
+              f"{choice['on_other_parts']:.4f}); held out {choice['held_out']['mean']:.4f} "
+              f"(n {choice['held_out']['n']})")
+    fit, best = result["crossfit"], result["best_in_sample"]
+    print(f"\ncross-fitted {args.metric}: {fit['mean']:.4f} [{fit['ci_low']:.4f}, "
+          f"{fit['ci_high']:.4f}] (n {fit['n']}; 95 % bootstrap CI)")
+    print(f"best cell chosen on every part at once (in-sample, optimistic): {best['cell']} "
+          f"{best['mean']:.4f}")
+    base = result["baseline"]
+    if base is not None:
+        ci = ("-" if base["ci_low"] is None
+              else f"[{base['ci_low']:+.4f}, {base['ci_high']:+.4f}]")
+        print(f"against {base['cell']} on the same probes: {base['mean_a']:.4f} -> "
+              f"{base['mean_b']:.4f}, {base['mean_diff']:+.4f} {ci} ({base['won']} won, "
+              f"{base['lost']} lost)")
+    return 0
+
+
 def cmd_agree(args: argparse.Namespace) -> int:
     from memlab.eval.agree import agreement, render_agreement
 
@@ -631,6 +668,22 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--metric", action="append", help="metric(s) to compare")
     cmp.add_argument("--json", action="store_true")
     cmp.set_defaults(func=cmd_compare)
+    cfit = sub.add_parser("crossfit", help="each part of a split (folds, or dev and test) "
+                        "scored with the grid cell chosen on the other parts; the pooled, "
+                        "cross-fitted number")
+    cfit.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                    help="sweep directories (or run directories): every cell on every part")
+    cfit.add_argument("--metric", default="session.recall_all@5",
+                    help="the metric to choose by and report (default session.recall_all@5)")
+    cfit.add_argument("--lower-is-better", action="store_true")
+    cfit.add_argument("--prefer", metavar="CELL", help="ties go to this cell (say, the "
+                    "configuration as it was)")
+    cfit.add_argument("--baseline", metavar="CELL", help="also compare the cross-fitted "
+                    "rows with this cell's, probe by probe")
+    cfit.add_argument("--part-words", metavar="REGEX", help="the words of a grid label that "
+                    "name the part (default: fold1, fold=1, dev, test, part=dev)")
+    cfit.add_argument("--json", action="store_true")
+    cfit.set_defaults(func=cmd_crossfit)
     agr = sub.add_parser("agree", help="do two sweeps (the same grid on two probe sets) "
                          "rank the configurations alike? Kendall tau with its CI")
     agr.add_argument("sweep_a", type=Path, help="the reference sweep (its run directories)")
