@@ -98,6 +98,10 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         crossfit([tmp_path / "gap"], METRIC)
     with pytest.raises(ConfigError, match="every run scored the same part"):
         crossfit([tmp_path / "gap" / "fold1_w=a", tmp_path / "gap" / "fold1_w=b"], METRIC)
+    _run(tmp_path / "mixed", "fold1,w=a", 1, [1])
+    _run(tmp_path / "mixed", "w=a-dev", None, [1], part="dev")
+    with pytest.raises(ConfigError, match="come from different splits"):
+        crossfit([tmp_path / "mixed"], METRIC)
     plain = tmp_path / "plain" / "run"
     plain.mkdir(parents=True)
     (plain / "config.resolved.yaml").write_text(yaml.safe_dump({"name": "x", "dataset": {

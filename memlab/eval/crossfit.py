@@ -18,6 +18,7 @@ is its grid label with the words that name the part taken out (``fold1``, ``dev`
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class PartRun:
     part: str
     cell: str
     rows: list[dict[str, Any]] = field(repr=False)
+    split: str = ""  # the split without its part: the same for every run crossfit pools
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -73,8 +75,10 @@ def read_run(path: Path, part_words: str = PART_WORDS) -> PartRun:
                           "split (folds, or dev and test)")
     part = (f"fold {split['fold']} of {split['folds']}" if split.get("folds")
             else str(split["part"]))
+    family = {k: v for k, v in split.items() if k not in ("part", "fold")}
     return PartRun(path, part, cell_of(variant_label(str(config.get("name", ""))),
-                                       part_words), run_items(path))
+                                       part_words), run_items(path),
+                   json.dumps(family, sort_keys=True))
 
 
 def cell_of(label: str, part_words: str = PART_WORDS) -> str:
@@ -136,6 +140,10 @@ def crossfit(paths: Sequence[str | Path], metric: str, *, lower_is_better: bool 
 
 
 def _grid(runs: list[PartRun]) -> dict[str, dict[str, PartRun]]:
+    other = next((r for r in runs if r.split != runs[0].split), None)
+    if other is not None:
+        raise ConfigError(f"crossfit: {runs[0].path} and {other.path} come from different "
+                          f"splits ({runs[0].split} and {other.split}); pool the parts of one")
     grid: dict[str, dict[str, PartRun]] = {}
     for run in runs:
         seen = grid.setdefault(run.cell, {}).get(run.part)
