@@ -73,6 +73,8 @@ def test_the_part_comes_from_the_split_and_the_cell_from_the_label(tmp_path: Pat
     assert cell_of("dense-test") == "dense" and cell_of("hybrid-dev") == "hybrid"
     assert cell_of("fold=2,rrf_k=60") == "rrf_k=60" and cell_of("test") == "(all)"
     assert cell_of("tuned-t,k=5", r"t") == "tuned,k=5"
+    with pytest.raises(ConfigError, match=r"--part-words 'fold\(' is not a regular expression"):
+        cell_of("fold1", "fold(")
     for label, part, hits in (("dense-dev", "dev", [1, 0]), ("dense-test", "test", [0, 0]),
                               ("hybrid-dev", "dev", [1, 1]), ("hybrid-test", "test", [1, 0])):
         _run(tmp_path / "halves", label, None, hits, part=part)

@@ -84,7 +84,11 @@ def read_run(path: Path, part_words: str = PART_WORDS) -> PartRun:
 def cell_of(label: str, part_words: str = PART_WORDS) -> str:
     """``label`` without the words that name the part (``fold1,weight=0.3`` ->
     ``weight=0.3``; ``dense-test`` -> ``dense``); ``(all)`` if nothing is left."""
-    pattern = re.compile(part_words)
+    try:
+        pattern = re.compile(part_words)
+    except re.error as exc:
+        raise ConfigError(f"crossfit: --part-words {part_words!r} is not a regular "
+                          f"expression: {exc}") from None
     kept = []
     for piece in label.split(","):
         words = [w for w in piece.split("-") if not pattern.fullmatch(w)]
