@@ -31,6 +31,7 @@ def _run(root: Path, label: str, fold: int | None, hits: list[int], *,
     rows = [{"probe_id": f"{prefix}-{i}", "category": "c", "error": None,
              "metrics": {METRIC: float(v)}} for i, v in enumerate(hits)]
     (path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / "metrics.json").write_text("{}")  # a finished run
     return path
 
 
@@ -104,11 +105,15 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     _run(tmp_path / "mixed", "w=a-dev", None, [1], part="dev")
     with pytest.raises(ConfigError, match="come from different splits"):
         crossfit([tmp_path / "mixed"], METRIC)
+    unfinished = _run(sweep, "fold1,w=d", 1, [1])  # still going: partial items
+    (unfinished / "metrics.json").unlink()
+    assert sorted(crossfit([sweep], METRIC)["table"]) == ["w=a", "w=b", "w=c"]
     plain = tmp_path / "plain" / "run"
     plain.mkdir(parents=True)
     (plain / "config.resolved.yaml").write_text(yaml.safe_dump({"name": "x", "dataset": {
         "name": "x", "probes": {"split": None}}}))
     (plain / "items.jsonl").write_text("")
+    (plain / "metrics.json").write_text("{}")
     with pytest.raises(ConfigError, match="scored on no part of a split"):
         crossfit([plain], METRIC)
     with pytest.raises(ConfigError, match="neither a run directory"):

@@ -29,6 +29,7 @@ import numpy as np
 
 from memlab.errors import ConfigError
 from memlab.eval.compare import run_items
+from memlab.eval.report import find_runs as report_runs
 from memlab.eval.sweep import variant_label
 from memlab.files import read_yaml
 from memlab.metrics.stats import bootstrap_ci, paired_compare, values_of
@@ -44,20 +45,18 @@ class PartRun:
     part: str
     cell: str
     rows: list[dict[str, Any]] = field(repr=False)
-    split: str = ""  # the split without its part: the same for every run crossfit pools
+    split: str  # the split without its part: the same for every run crossfit pools
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run directories: each path is one, or a sweep directory holding some."""
+    """Finished run directories (:func:`memlab.eval.report.find_runs`): each path is one, or
+    a sweep directory holding some. A run still going is left out (its items are partial)."""
     found: list[Path] = []
     for given in map(Path, paths):
-        if (given / "items.jsonl").is_file():
-            found.append(given)
-            continue
-        inside = sorted(p.parent for p in given.glob("*/items.jsonl"))
+        inside = report_runs([given]) if given.exists() else []
         if not inside:
-            raise ConfigError(f"{given}: neither a run directory (no items.jsonl) nor a "
-                              "sweep directory holding run directories")
+            raise ConfigError(f"{given}: neither a run directory nor a sweep directory "
+                              "holding finished runs (metrics.json)")
         found += inside
     return found
 
