@@ -5,12 +5,17 @@ and a malformed export refused with the user and field named before anything is 
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from memlab.agent import load_settings
+from memlab.agent import from_config, load_settings
+from memlab.agent.imports import ImportJob
 from memlab.llm.mock import MockLLM
 from memlab.serve import build_app
 
@@ -113,3 +118,125 @@ def test_imports_have_their_own_body_limit(tmp_path: Path) -> None:
     small = _client(tmp_path, "c", **{"server.max_import_bytes": 1024})
     refused = small.post("/users/ana/import", headers=KEY, json=exported)
     assert refused.status_code == 413 and "limit of 1024 bytes" in refused.text
+
+
+# ---------------------------------------------------------------- background imports
+
+
+def _finished(client: TestClient, job_id: str) -> dict[str, Any]:
+    """Poll ``GET /imports/{job_id}`` until the job is over (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        job = client.get(f"/imports/{job_id}", headers=KEY)
+        assert job.status_code == 200, job.text
+        if job.json()["state"] not in ("queued", "running"):
+            return job.json()  # type: ignore[no-any-return]
+        time.sleep(0.02)
+    raise AssertionError(f"import {job_id} still {job.json()['state']} after 10 s")
+
+
+def test_a_background_import_is_followed_to_the_same_history(tmp_path: Path) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    other = _client(tmp_path, "b")
+    queued = other.post("/users/lena/import", headers=KEY, params={"background": "true"},
+                        json=exported)
+    assert queued.status_code == 202, queued.text
+    job = queued.json()
+    assert queued.headers["location"] == f"/imports/{job['job_id']}"
+    assert (job["user_id"], job["from_user"], job["state"]) == ("lena", "ana", "queued")
+    done = _finished(other, job["job_id"])
+    assert done | {"submitted_at": None, "started_at": None, "finished_at": None} == {
+        "job_id": job["job_id"], "user_id": "lena", "from_user": "ana", "state": "done",
+        "done": 4, "total": 4, "sessions": 3, "memories": 1, "skipped": 0, "deleted": 1,
+        "error": None, "submitted_at": None, "started_at": None, "finished_at": None}
+    lena = other.get("/users/lena/export", headers=KEY).json()
+    assert _kept(lena, "lena") == _kept(exported, "ana")  # as the synchronous import
+    # a second job for the same user runs after the first: it finds everything logged
+    again = other.post("/users/lena/import?background=true", headers=KEY, json=exported)
+    second = _finished(other, again.json()["job_id"])
+    assert (second["state"], second["total"], second["sessions"], second["skipped"]) == (
+        "done", 0, 0, 6)
+    listed = other.get("/imports", headers=KEY).json()["imports"]
+    assert [j["job_id"] for j in listed] == [second["job_id"], job["job_id"]]  # newest first
+    missing = other.get("/imports/nope", headers=KEY)
+    assert missing.status_code == 404 and "no import job 'nope'" in missing.text
+    assert other.get(f"/imports/{job['job_id']}").status_code == 401
+
+
+def test_a_malformed_background_import_is_refused_before_it_is_queued(
+        tmp_path: Path) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    broken = json.loads(json.dumps(exported))
+    del broken["users"]["ana"]["messages"][4]["role"]
+    other = _client(tmp_path, "b")
+    response = other.post("/users/ana/import?background=true", headers=KEY, json=broken)
+    assert response.status_code == 422
+    assert "record users.ana: field 'messages[4].role'" in response.text
+    assert other.get("/imports", headers=KEY).json() == {"imports": []}
+
+
+def test_a_refusal_partway_fails_the_job_with_what_came_in_before_it(tmp_path: Path) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    rows = exported["users"]["ana"]["messages"]
+    huge = {**rows[0], "kind": "memory", "role": "core", "content": "word " * 5000,
+            "session_id": "s99", "at": "2030-01-01T00:00:00+00:00"}
+    exported["users"]["ana"]["messages"] = [*rows, huge]
+    other = _client(tmp_path, "b")
+    job = other.post("/users/ana/import?background=true", headers=KEY, json=exported).json()
+    failed = _finished(other, job["job_id"])
+    assert (failed["state"], failed["done"], failed["total"]) == ("failed", 4, 5)
+    assert failed["error"].startswith(f"request body: users.ana.messages[{len(rows)}]: core "
+                                      "memory is capped at")
+    assert "(imported before it: 3 sessions, 1 memories;" in failed["error"]
+    assert (failed["sessions"], failed["memories"]) == (3, 1)
+
+
+def test_closing_the_agent_stops_an_import_between_sessions_and_it_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
+                                                "memory.data_dir": str(tmp_path / "b")})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    replay, first_in, go = agent.replay_session, threading.Event(), threading.Event()
+
+    def held(user_id: str, rows: Any) -> str:
+        session = replay(user_id, rows)
+        first_in.set()
+        assert go.wait(10)  # the server is stopping while this session is replayed
+        return session
+
+    monkeypatch.setattr(agent, "replay_session", held)
+    job = agent.start_import("ana", exported)
+    assert first_in.wait(10)
+    closing = threading.Thread(target=agent.close)
+    closing.start()
+    while not agent._imports._stop.is_set():
+        time.sleep(0.01)
+    go.set()
+    closing.join(10)
+    stopped = agent.import_status(job["job_id"])
+    assert (stopped["state"], stopped["sessions"], stopped["done"], stopped["total"]) == (
+        "cancelled", 1, 1, 4)
+    assert "the server stopped: stopped after 1 sessions and 0 memories" in stopped["error"]
+    # a restart: the record is still there, and importing again goes on where it stopped
+    monkeypatch.undo()
+    again = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    assert again.import_status(job["job_id"])["state"] == "cancelled"
+    counts = again.import_user("ana", exported)
+    assert (counts["sessions"], counts["memories"], counts["skipped"]) == (2, 1, 2)
+    assert _kept(again.export_user("ana"), "ana") == _kept(exported, "ana")
+    again.close()
+
+
+def test_a_job_whose_process_stopped_reads_cancelled(tmp_path: Path) -> None:
+    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
+                                                "memory.data_dir": str(tmp_path)})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    record = ImportJob("j1", "ana", "ana", state="running", done=2, total=9).to_dict()
+    agent.log.save_import("999999999:gone", record)  # no such process
+    agent.log.save_import(f"{os.getpid()}:earlier", record | {"job_id": "j2"})  # a restart
+    for job_id in ("j1", "j2"):
+        read = agent.import_status(job_id)
+        assert (read["state"], read["done"], read["total"]) == ("cancelled", 2, 9)
+        assert "the server process running it stopped" in read["error"]
+    agent.close()

@@ -56,6 +56,16 @@ def _contents(url: str, query: str, user: str) -> list[str]:
     return [r["content"] for r in found["results"]]
 
 
+def _followed(url: str, location: str) -> dict[str, Any]:
+    """A background import's record once it is over (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while True:
+        job = httpx.get(f"{url}{location}", timeout=60).json()
+        if job["state"] not in ("queued", "running") or time.monotonic() > deadline:
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_two_users_memories_survive_a_restart_and_stay_apart(tmp_path: Path) -> None:
     config = tmp_path / "letta_config.json"
@@ -114,4 +124,12 @@ def test_two_users_memories_survive_a_restart_and_stay_apart(tmp_path: Path) -> 
         assert (imported["sessions"], imported["memories"]) == (2, 1), imported
         assert "Alice's cat is called Miso" in _contents(url, "cat called Miso", "alice2")
         assert _post(url, "/users/alice2/import", export.json())["skipped"] == 5
+        # ... and in the background: queued at once, followed to the end
+        queued = httpx.post(f"{url}/users/alice3/import", params={"background": "true"},
+                            json=export.json(), timeout=60)
+        assert queued.status_code == 202, queued.text
+        job = _followed(url, queued.headers["location"])
+        assert (job["state"], job["sessions"], job["memories"], job["total"]) == (
+            "done", 2, 1, 3), job
+        assert "Alice's cat is called Miso" in _contents(url, "cat called Miso", "alice3")
     print("live server timings (s):", {k: round(v, 1) for k, v in timings.items()})

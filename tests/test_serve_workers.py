@@ -105,6 +105,23 @@ def test_two_workers_share_one_postgres_store(postgres, pg_table, tmp_path: Path
                            timeout=60).json()
         assert {m["content"] for m in listed["memories"]} >= {
             f"Alice's note number {n}" for n in range(12)}
+        # a background import is followed through either worker: its record is in the
+        # shared conversation log, not in the memory of the process running it
+        export = httpx.get(f"{url}/users/alice/export", timeout=60).json()
+        queued = httpx.post(f"{url}/users/carol/import?background=true", json=export,
+                            timeout=60)
+        assert queued.status_code == 202, queued.text
+        location = queued.headers["location"]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(200):
+                states = list(pool.map(lambda _: httpx.get(f"{url}{location}", timeout=60)
+                                       .json()["state"], range(8)))
+                if set(states) == {"done"}:
+                    break
+                time.sleep(0.1)
+        assert set(states) == {"done"}, states
+        assert "Alice keeps three beehives" in _search(url, "Alice keeps three beehives",
+                                                        "carol")
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from memlab.agent.imports import ImportJobs
 from memlab.agent.log import LOG_FILE, ConversationLog
 from memlab.agent.open_memories import OpenMemories
 from memlab.agent.records import (
@@ -39,6 +40,7 @@ from memlab.agent.records import (
 )
 from memlab.agent.settings import AgentSettings
 from memlab.data.schema import Role, Session, Turn
+from memlab.errors import ConfigError, DatasetError
 from memlab.eval.config import ExperimentConfig
 from memlab.memory import support
 from memlab.memory.base import Accounted, Consolidating, Editable, HasContext
@@ -105,6 +107,7 @@ class MemoryAgent:
         self._prompts: PromptBuilder | None = None
         self._versions: dict[str, int | None] = {}
         self._probe: Any = None
+        self._imports = ImportJobs(self)
 
     # ------------------------------------------------------------------ public API
 
@@ -263,12 +266,39 @@ class MemoryAgent:
         Messages already in the log are skipped, so importing twice changes nothing. A
         malformed export is an :class:`InvalidRequest` naming the user and field, raised
         before anything is replayed."""
-        from memlab.agent.export import import_data
-        from memlab.errors import ConfigError, DatasetError
+        from memlab.agent.export import replay_import
+
+        user_id, from_user = self._check_import(user_id, data, source)
+        try:
+            counts = replay_import(self, data, Path(source), {from_user: user_id})
+        except (DatasetError, ConfigError) as exc:
+            raise InvalidRequest(str(exc)) from None
+        return {"status": "imported", "user_id": user_id, "from_user": from_user, **counts}
+
+    def start_import(self, user_id: str, data: Any, source: str = "request body"
+                     ) -> dict[str, Any]:
+        """:meth:`import_user` in the background (``POST /users/{user_id}/import?background=
+        true``): the export is checked now (a malformed one is an :class:`InvalidRequest`),
+        then queued; the job's record, which :meth:`import_status` follows (``state``
+        queued, running, done, failed or cancelled; ``done`` of ``total`` sessions)."""
+        user_id, from_user = self._check_import(user_id, data, source)
+        return self._imports.submit(user_id, from_user, data, Path(source)).to_dict()
+
+    def import_status(self, job_id: str | None = None) -> Any:
+        """One background import's record (:class:`MemoryNotFound` if unknown), or, without
+        ``job_id``, every one kept, newest first."""
+        if job_id is None:
+            return [job.to_dict() for job in self._imports.list()]
+        return self._imports.get(job_id).to_dict()
+
+    def _check_import(self, user_id: str, data: Any, source: str) -> tuple[str, str]:
+        """The user id to import into and the export's user to import, the export checked
+        (an :class:`InvalidRequest` naming the user and field)."""
+        from memlab.agent.export import check_import
 
         user_id = check_user(user_id)
         histories = data.get("users") if isinstance(data, dict) else None
-        chosen: list[str] = []
+        from_user = user_id
         if isinstance(histories, dict):
             if not histories:
                 raise InvalidRequest(f"{source}: the export holds no users")
@@ -277,18 +307,19 @@ class MemoryAgent:
                     f"{source}: the export holds users {', '.join(map(repr, histories))}, none "
                     f"of them {user_id!r}: import one of them by its id, or an export of one "
                     "user (it is imported under the id in the path)")
-            chosen = [user_id if user_id in histories else next(iter(histories))]
+            from_user = user_id if user_id in histories else next(iter(histories))
         try:
-            counts = import_data(self, data, Path(source), dict.fromkeys(chosen, user_id))
+            check_import(data, Path(source), {from_user: user_id})
         except (DatasetError, ConfigError) as exc:
             raise InvalidRequest(str(exc)) from None
-        return {"status": "imported", "user_id": user_id, "from_user": chosen[0], **counts}
+        return user_id, from_user
 
-    def load_conversation(self, path: str | Path) -> int:
-        """Replay an export into memory with its original timestamps; sessions imported."""
+    def load_conversation(self, path: str | Path, progress: bool = True) -> int:
+        """Replay an export into memory with its original timestamps (a progress bar of the
+        sessions unless ``progress`` is false); sessions and memories imported."""
         from memlab.agent.export import read_export
 
-        return read_export(self, Path(path))
+        return read_export(self, Path(path), progress=progress)
 
     def replay_session(self, user_id: str, rows: Sequence[dict[str, Any]]) -> str:
         """Ingest logged chat messages (``role``, ``content``, ISO ``at``) as one session
@@ -323,7 +354,8 @@ class MemoryAgent:
 
     def close(self) -> None:
         """Release the SQLite files (waiting for requests in flight); used again, the
-        agent reopens them."""
+        agent reopens them. A background import stops between two sessions first."""
+        self._imports.close()
         with self._guard:
             locks = list(self._locks.values())
         with ExitStack() as held:

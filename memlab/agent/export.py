@@ -12,6 +12,9 @@ loading the same file twice changes nothing.
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from memlab.agent.records import InvalidRequest, check_user
 
 FORMAT = "memlab-agent-export"
 VERSION = 1
+#: An import's progress callback: ``(done, total, counts)``.
+Progress = Callable[[int, int, dict[str, int]], None]
 
 
 def export_data(agent: Any, users: list[str]) -> dict[str, Any]:
@@ -48,30 +53,74 @@ def write_export(agent: Any, path: Path, users: list[str]) -> Path:
     return path
 
 
-def read_export(agent: Any, path: Path) -> int:
-    """Replay the export file ``path`` into ``agent`` (:func:`import_data`); the number of
+def read_export(agent: Any, path: Path, *, progress: bool = True) -> int:
+    """Replay the export file ``path`` into ``agent`` (:func:`import_data`), with a
+    progress bar of the sessions replayed unless ``progress`` is false; the number of
     sessions and explicit memories imported."""
     from memlab.data.fields import open_path, read_json
 
-    counts = import_data(agent, read_json(open_path(path)), path)
+    with _bar(path, progress) as bar:
+        counts = import_data(agent, read_json(open_path(path)), path, progress=bar)
     return counts["sessions"] + counts["memories"]
 
 
-def import_data(agent: Any, data: Any, source: Path,
-                users: dict[str, str] | None = None) -> dict[str, int]:
-    """Replay an export (a JSON value read from ``source``) into ``agent`` through its public
-    verbs (``replay_session``, ``add_memory`` with the original time). ``users`` maps the
-    export's user ids to the agent's (default: every user, under its own id). The value is
-    checked first as the ``agent`` dataset loader reads it, so a malformed message is an
-    error naming the source, user and field before anything is replayed. Messages already
-    in the agent's log (same role, content and time) are skipped, so importing the same
-    export twice changes nothing; messages deleted before the export are not brought back.
-    Counts: ``sessions`` (chat exchanges replayed), ``memories`` (explicit memories added),
-    ``skipped`` and ``deleted`` (messages)."""
+@contextmanager
+def _bar(path: Path, enabled: bool) -> Iterator[Progress]:
+    """A tqdm bar (notebook-aware) as an import's ``progress`` callback."""
+    from tqdm.auto import tqdm
+
+    with tqdm(desc=f"import {path.name}", unit="session", disable=not enabled) as bar:
+        def update(done: int, total: int, counts: dict[str, int]) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        yield update
+
+
+class ImportStopped(Exception):
+    """An import stopped between two sessions (the server shutting down); ``counts`` is what
+    was imported before it. Importing again skips what is already in the log."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        super().__init__(f"stopped after {counts['sessions']} sessions and "
+                         f"{counts['memories']} memories")
+        self.counts = counts
+
+
+def check_import(data: Any, source: Path, users: dict[str, str] | None = None) -> None:
+    """Check an export as the ``agent`` dataset loader reads it (only ``users``' keys of it,
+    when given): a malformed message is a :class:`~memlab.errors.DatasetError` naming the
+    source, user and field."""
     from memlab.data.loaders.agent import agent_dataset
 
     agent_dataset(data, source, users=None if users is None else list(users))
+
+
+def import_data(agent: Any, data: Any, source: Path,
+                users: dict[str, str] | None = None, *, progress: Progress | None = None,
+                stop: threading.Event | None = None) -> dict[str, int]:
+    """Replay an export (a JSON value read from ``source``) into ``agent`` through its public
+    verbs (``replay_session``, ``add_memory`` with the original time). ``users`` maps the
+    export's user ids to the agent's (default: every user, under its own id). The value is
+    checked first (:func:`check_import`), so a malformed message is an error naming the
+    source, user and field before anything is replayed. See :func:`replay_import`."""
+    check_import(data, source, users)
+    return replay_import(agent, data, source, users, progress=progress, stop=stop)
+
+
+def replay_import(agent: Any, data: Any, source: Path,
+                  users: dict[str, str] | None = None, *, progress: Progress | None = None,
+                  stop: threading.Event | None = None) -> dict[str, int]:
+    """Replay an export that :func:`check_import` accepted. Messages already in the
+    agent's log (same role, content and time) are skipped, so importing the same export
+    twice changes nothing; messages deleted before the export are not brought back.
+    ``progress(done, total, counts)`` is called before the first session and after each;
+    ``stop``, once set, ends the import between two sessions (:class:`ImportStopped`).
+    Counts: ``sessions`` (chat exchanges replayed), ``memories`` (explicit memories added),
+    ``skipped`` and ``deleted`` (messages)."""
     counts = {"sessions": 0, "memories": 0, "skipped": 0, "deleted": 0}
+    plan: list[tuple[str, str, list[tuple[int, dict[str, Any]]]]] = []
     for source_user, content in data["users"].items():
         if users is not None and source_user not in users:
             continue
@@ -86,14 +135,21 @@ def import_data(agent: Any, data: Any, source: Path,
             else:  # an exchange is replayed as one session, each memory on its own
                 key = i if row["kind"] == "memory" else row["session_id"]
                 sessions.setdefault(key, []).append((i, row))
-        for rows in sessions.values():
-            try:
-                _replay(agent, user, rows, counts)
-            except InvalidRequest as exc:  # e.g. a core memory over this agent's budget
-                raise InvalidRequest(
-                    f"{source}: users.{source_user}.messages[{rows[0][0]}]: {exc} (imported "
-                    f"before it: {counts['sessions']} sessions, {counts['memories']} "
-                    "memories; importing again skips what is already in the log)") from None
+        plan.extend((source_user, user, rows) for rows in sessions.values())
+    if progress is not None:
+        progress(0, len(plan), counts)
+    for done, (source_user, user, rows) in enumerate(plan, start=1):
+        if stop is not None and stop.is_set():
+            raise ImportStopped(counts)
+        try:
+            _replay(agent, user, rows, counts)
+        except InvalidRequest as exc:  # e.g. a core memory over this agent's budget
+            raise InvalidRequest(
+                f"{source}: users.{source_user}.messages[{rows[0][0]}]: {exc} (imported "
+                f"before it: {counts['sessions']} sessions, {counts['memories']} "
+                "memories; importing again skips what is already in the log)") from None
+        if progress is not None:
+            progress(done, len(plan), counts)
     return counts
 
 

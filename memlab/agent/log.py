@@ -31,6 +31,13 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_user ON messages (user_id, seq);
 CREATE TABLE IF NOT EXISTS session_numbers (user_id TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS import_jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    record TEXT NOT NULL
+);
 """
 KINDS = ("chat", "memory")
 #: The log's file name in an agent's data directory.
@@ -184,6 +191,35 @@ class ConversationLog:
                          "ON CONFLICT (user_id) DO UPDATE SET last = excluded.last",
                          (user_id, last + 1))
         return last + 1
+
+    def save_import(self, owner: str, record: dict[str, Any]) -> None:
+        """Write a background import's record (``job_id``, ``state``, ...), run by the
+        process ``owner``, so every server process sharing this file can answer for it."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO import_jobs (job_id, owner, state, record) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, "
+                "state = excluded.state, record = excluded.record",
+                (record["job_id"], owner, record["state"], json.dumps(record)))
+
+    def imports(self, job_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``(owner, record)`` of the background imports kept (or of ``job_id``), newest
+        first."""
+        sql, args = "SELECT owner, record FROM import_jobs", []
+        if job_id is not None:
+            sql, args = sql + " WHERE job_id = ?", [job_id]
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY seq DESC", args).fetchall()
+        return [(owner, json.loads(record)) for owner, record in rows]
+
+    def prune_imports(self, keep: int, finished: tuple[str, ...]) -> None:
+        """Delete the finished imports' records but the newest ``keep``."""
+        marks = ", ".join("?" * len(finished))
+        with self._lock, self._conn:
+            self._conn.execute(
+                f"DELETE FROM import_jobs WHERE state IN ({marks}) AND seq NOT IN (SELECT "
+                f"seq FROM import_jobs WHERE state IN ({marks}) ORDER BY seq DESC LIMIT ?)",
+                (*finished, *finished, keep))
 
     def count(self) -> int:
         with self._lock:

@@ -2,7 +2,8 @@
 
 ``POST /chat``, ``POST /memory/add``, ``POST /memory/search``, ``POST /memory/consolidate``,
 ``GET /memory/list``, ``DELETE /memory/{id}``, ``DELETE /users/{id}``,
-``GET /users/{id}/export``, ``POST /users/{id}/import``, ``GET /status``; OpenAPI at
+``GET /users/{id}/export``, ``POST /users/{id}/import``, ``GET /imports/{job_id}``,
+``GET /imports``, ``GET /status``; OpenAPI at
 ``/openapi.json``, Swagger UI at ``/docs``, ReDoc at ``/redoc``. Errors are JSON
 ``{"detail": ...}`` with a status that says whose fault it is: 400 (unreadable body),
 401 (API key), 404 (no such memory), 408 (body not sent in time), 413 (body too large),
@@ -149,16 +150,42 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
         probes agent=FILE``) and score memory configurations on your own chats."""
         return agent.export_user(user_id)
 
-    @app.post("/users/{user_id}/import", response_model=s.ImportResponse,
-              dependencies=guard, tags=["memory"])
-    def import_user(user_id: s.UserPath, body: s.ImportRequest) -> dict[str, Any]:
+    @app.post("/users/{user_id}/import", response_model=s.ImportResponse | s.ImportJobResponse,
+              dependencies=guard, tags=["memory"],
+              responses={202: {"model": s.ImportJobResponse,
+                               "description": "background=true: the import is queued"}})
+    def import_user(user_id: s.UserPath, body: s.ImportRequest,
+                    background: bool = False) -> Any:
         """Replay an export (this agent's or another's, e.g. one running another
         configuration) into the user's memory with its original times: each exchange is
         ingested as a session, each explicit memory added to its tier. Messages already in
         the log are skipped, so importing twice changes nothing; a malformed export is a 422
         naming the user and field, before anything is replayed. The body may be up to
-        ``server.max_import_bytes`` (32 MiB), not ``server.max_body_bytes``."""
-        return agent.import_user(user_id, body.model_dump())
+        ``server.max_import_bytes`` (32 MiB), not ``server.max_body_bytes``. With
+        ``background=true`` (for a long history, or a memory that calls the model at
+        ingest) the checked export is queued and the reply is a 202 with the job, which
+        ``GET /imports/{job_id}`` follows."""
+        if not background:
+            return agent.import_user(user_id, body.model_dump())
+        job = agent.start_import(user_id, body.model_dump())
+        return JSONResponse(job, status_code=202,
+                            headers={"Location": f"/imports/{job['job_id']}"})
+
+    @app.get("/imports/{job_id}", response_model=s.ImportJobResponse, dependencies=guard,
+             tags=["memory"],
+             responses={404: {"model": s.ErrorResponse, "description": "no such import job"}})
+    def import_job(job_id: str) -> dict[str, Any]:
+        """A background import: its state (queued, running, done, failed, cancelled), the
+        sessions done of its total, what it imported and why it failed. Jobs are kept in
+        memory until the server stops."""
+        return agent.import_status(job_id)
+
+    @app.get("/imports", response_model=s.ImportJobsResponse, dependencies=guard,
+             tags=["memory"])
+    def import_jobs() -> dict[str, Any]:
+        """Every background import kept (running, queued, the last 100 finished), newest
+        first."""
+        return {"imports": agent.import_status()}
 
     @app.get("/status", response_model=s.StatusResponse, dependencies=guard, tags=["status"],
              responses={503: {"model": s.StatusResponse,

@@ -179,6 +179,31 @@ class ImportResponse(BaseModel):
     deleted: int = Field(description="messages deleted before the export: not brought back")
 
 
+class ImportJobResponse(BaseModel):
+    """A background import (``POST /users/{user_id}/import?background=true``) and how far
+    it got; follow it at ``GET /imports/{job_id}``."""
+
+    job_id: str
+    user_id: str
+    from_user: str = Field(description="the export's user being imported")
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    done: int = Field(description="sessions and memories replayed or refused so far")
+    total: int | None = Field(description="sessions and memories to replay (known once "
+                                          "the job runs; already logged messages excluded)")
+    sessions: int = Field(description="chat exchanges replayed into memory")
+    memories: int = Field(description="explicit memories added again")
+    skipped: int = Field(description="messages already in the log (an import repeated)")
+    deleted: int = Field(description="messages deleted before the export: not brought back")
+    error: str | None = Field(description="why it failed or was cancelled")
+    submitted_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class ImportJobsResponse(BaseModel):
+    imports: list[ImportJobResponse] = Field(description="the jobs kept, newest first")
+
+
 class ConsolidateResponse(BaseModel):
     user_id: str
     consolidated: list[str]
