@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,8 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from memlab.agent import from_config, load_settings
-from memlab.agent.imports import ImportJob
+from memlab.agent import MemoryNotFound, from_config, load_settings
+from memlab.agent.imports import ImportBusy, ImportJob
 from memlab.llm.mock import MockLLM
 from memlab.serve import build_app
 
@@ -240,3 +242,96 @@ def test_a_job_whose_process_stopped_reads_cancelled(tmp_path: Path) -> None:
         assert (read["state"], read["done"], read["total"]) == ("cancelled", 2, 9)
         assert "the server process running it stopped" in read["error"]
     agent.close()
+
+
+def _held_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                ) -> tuple[Any, threading.Event, threading.Event]:
+    """An agent whose replay of a session waits for ``go`` once it has replayed it
+    (``first_in`` set): an import caught in the middle."""
+    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
+                                                "memory.data_dir": str(tmp_path / "b")})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    replay, first_in, go = agent.replay_session, threading.Event(), threading.Event()
+
+    def held(user_id: str, rows: Any) -> str:
+        session = replay(user_id, rows)
+        first_in.set()
+        assert go.wait(10)
+        return session
+
+    monkeypatch.setattr(agent, "replay_session", held)
+    return agent, first_in, go
+
+
+def _wait_for(check: Any) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_an_import_into_a_user_already_importing_is_refused_and_nothing_doubles(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    agent, first_in, go = _held_agent(tmp_path, monkeypatch)
+    job = agent.start_import("ana", exported)
+    assert first_in.wait(10)
+    with pytest.raises(ImportBusy, match="an import into user 'ana' is running"):
+        agent.import_user("ana", exported)
+    queued = agent.start_import("ana", exported)  # a background one waits its turn
+    go.set()
+    _wait_for(lambda: agent.import_status(queued["job_id"])["state"] == "done")
+    assert agent.import_status(job["job_id"])["sessions"] == 3
+    assert (agent.import_status(queued["job_id"])["sessions"],
+            agent.import_status(queued["job_id"])["skipped"]) == (0, 6)
+    assert _kept(agent.export_user("ana"), "ana") == _kept(exported, "ana")  # once each
+    agent.close()
+
+
+def test_forgetting_a_user_cancels_their_import_and_nothing_comes_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    agent, first_in, go = _held_agent(tmp_path, monkeypatch)
+    job = agent.start_import("ana", exported)
+    later = agent.start_import("ana", exported)
+    assert first_in.wait(10)
+    forgotten: list[Any] = []
+    forgetting = threading.Thread(target=lambda: forgotten.append(agent.forget_user("ana")))
+    forgetting.start()
+    _wait_for(lambda: agent.log.import_cancelled(job["job_id"]))
+    go.set()  # the running session ends; the import stops before the next one
+    forgetting.join(10)
+    assert forgotten and forgotten[0]["messages"] == 2  # the one session replayed
+    _wait_for(lambda: agent.import_status(later["job_id"])["state"] == "cancelled")
+    for record in (agent.import_status(job["job_id"]), agent.import_status(later["job_id"])):
+        assert record["state"] == "cancelled"
+        assert record["error"].startswith("the user was forgotten (DELETE /users/ana)")
+    assert agent.import_status(job["job_id"])["sessions"] == 1
+    with pytest.raises(MemoryNotFound):
+        agent.export_user("ana")  # nothing of theirs came back
+    assert agent.log.messages("ana") == []
+    agent.close()
+
+
+def test_imports_into_one_user_exclude_each_other_across_processes(tmp_path: Path) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    other = _client(tmp_path, "b")
+    other.post("/users/bob/import", headers=KEY, json=exported)  # makes the lock folder
+    holder = subprocess.Popen(  # another server process importing into ana
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(tmp_path / "b" / "locks" / "import-ana")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        busy = other.post("/users/ana/import", headers=KEY, json=exported)
+        assert busy.status_code == 409 and "an import into user 'ana' is running" in busy.text
+        job = other.post("/users/ana/import?background=true", headers=KEY,
+                         json=exported).json()
+        time.sleep(0.5)
+        assert other.get(f"/imports/{job['job_id']}", headers=KEY).json()["state"] == "queued"
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+    assert _finished(other, job["job_id"])["sessions"] == 3

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.agent.imports import ImportJobs
+from memlab.agent.imports import FORGET_WAIT, ImportJobs, user_import_lock
 from memlab.agent.log import LOG_FILE, ConversationLog
 from memlab.agent.open_memories import OpenMemories
 from memlab.agent.records import (
@@ -205,11 +205,15 @@ class MemoryAgent:
 
     def forget_user(self, user_id: str) -> dict[str, Any]:
         """Delete all of the user's memories and logged messages (the user asked to be
-        forgotten); the ids deleted and the number of messages."""
+        forgotten); the ids deleted and the number of messages. Their imports are cancelled
+        first, and a running one is waited for until it stops (at most ``FORGET_WAIT``
+        seconds, then :class:`~memlab.agent.imports.ImportBusy`)."""
         from memlab.agent.manage import forget_user
 
         user_id = check_user(user_id)
-        with self._using(user_id) as memory:
+        self._imports.cancel_user(user_id)  # imports into them stop between two sessions
+        with user_import_lock(self.data_dir, user_id, wait=FORGET_WAIT), \
+                self._using(user_id) as memory:
             return forget_user(self, memory, user_id)
 
     def reopen(self, user_id: str) -> None:
@@ -265,12 +269,14 @@ class MemoryAgent:
         The export's user of the same id is imported, or its only user under the new id.
         Messages already in the log are skipped, so importing twice changes nothing. A
         malformed export is an :class:`InvalidRequest` naming the user and field, raised
-        before anything is replayed."""
+        before anything is replayed; :class:`~memlab.agent.imports.ImportBusy` while another
+        import into the user runs (a background one, or one in another process)."""
         from memlab.agent.export import replay_import
 
         user_id, from_user = self._check_import(user_id, data, source)
         try:
-            counts = replay_import(self, data, Path(source), {from_user: user_id})
+            with user_import_lock(self.data_dir, user_id):  # ImportBusy: another is running
+                counts = replay_import(self, data, Path(source), {from_user: user_id})
         except (DatasetError, ConfigError) as exc:
             raise InvalidRequest(str(exc)) from None
         return {"status": "imported", "user_id": user_id, "from_user": from_user, **counts}

@@ -12,7 +12,6 @@ loading the same file twice changes nothing.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -99,7 +98,7 @@ def check_import(data: Any, source: Path, users: dict[str, str] | None = None) -
 
 def import_data(agent: Any, data: Any, source: Path,
                 users: dict[str, str] | None = None, *, progress: Progress | None = None,
-                stop: threading.Event | None = None) -> dict[str, int]:
+                stop: Callable[[], bool] | None = None) -> dict[str, int]:
     """Replay an export (a JSON value read from ``source``) into ``agent`` through its public
     verbs (``replay_session``, ``add_memory`` with the original time). ``users`` maps the
     export's user ids to the agent's (default: every user, under its own id). The value is
@@ -111,12 +110,12 @@ def import_data(agent: Any, data: Any, source: Path,
 
 def replay_import(agent: Any, data: Any, source: Path,
                   users: dict[str, str] | None = None, *, progress: Progress | None = None,
-                  stop: threading.Event | None = None) -> dict[str, int]:
+                  stop: Callable[[], bool] | None = None) -> dict[str, int]:
     """Replay an export that :func:`check_import` accepted. Messages already in the
     agent's log (same role, content and time) are skipped, so importing the same export
     twice changes nothing; messages deleted before the export are not brought back.
     ``progress(done, total, counts)`` is called before the first session and after each;
-    ``stop``, once set, ends the import between two sessions (:class:`ImportStopped`).
+    ``stop()``, once true, ends the import between two sessions (:class:`ImportStopped`).
     Counts: ``sessions`` (chat exchanges replayed), ``memories`` (explicit memories added),
     ``skipped`` and ``deleted`` (messages)."""
     counts = {"sessions": 0, "memories": 0, "skipped": 0, "deleted": 0}
@@ -139,7 +138,7 @@ def replay_import(agent: Any, data: Any, source: Path,
     if progress is not None:
         progress(0, len(plan), counts)
     for done, (source_user, user, rows) in enumerate(plan, start=1):
-        if stop is not None and stop.is_set():
+        if stop is not None and stop():
             raise ImportStopped(counts)
         try:
             _replay(agent, user, rows, counts)

@@ -4,9 +4,16 @@ An import replays every exchange of an export through the memory's ingest; into 
 that calls the LLM at ingest (``extracted``, session summaries) a long history takes
 minutes to hours, longer than an HTTP client waits. A background import is checked first
 (a malformed export is still refused at once), then queued; one worker thread runs the
-queue in order, so two imports for the same user never interleave and the second skips
-what the first brought in. Each replayed session takes the user's lock on its own, so the
-user can chat while their history comes in.
+queue in order. Each replayed session takes the user's lock on its own, so the user can
+chat while their history comes in.
+
+Imports into one user never overlap, in one process or several sharing the data directory:
+each holds the user's import lock (:func:`user_import_lock`, an ``flock`` on a file in
+``<data_dir>/locks``) from reading the log to its last session, so a second import finds
+what the first brought in and skips it. A synchronous import that finds the lock held is
+refused (:class:`ImportBusy`, HTTP 409); a background one waits its turn. Forgetting the
+user (``DELETE /users/{id}``) cancels their imports, queued or running in any process,
+and waits for the running one to stop before it deletes anything.
 
 A job's record is kept in the conversation log (the last :data:`KEEP` finished ones), so
 every server process sharing the data directory answers for it, and it outlives a restart.
@@ -18,24 +25,30 @@ it imported) and cancels the queued ones.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import math
 import os
 import queue
 import secrets
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from memlab.agent.export import ImportStopped, replay_import
-from memlab.agent.records import BackendUnavailable, MemoryNotFound
+from memlab.agent.records import BackendUnavailable, InvalidRequest, MemoryNotFound
 from memlab.errors import MemlabError
 
 KEEP = 100
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
+FORGET_WAIT = 600.0  # seconds DELETE /users/{id} waits for a running import to stop
 log = logging.getLogger("memlab.agent.imports")
 _OWNERS: set[str] = set()  # the job queues of this process (a restart starts empty)
 
@@ -65,6 +78,38 @@ class ImportJob:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class ImportBusy(InvalidRequest):
+    """Another import into the same user is running (HTTP 409)."""
+
+
+@contextmanager
+def user_import_lock(data_dir: Path, user_id: str, *, wait: float = 0.0,
+                     stop: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Hold ``user_id``'s import lock (an ``flock`` on ``<data_dir>/locks/import-<user>``,
+    exclusive across threads and processes; the kernel drops it if the process dies).
+    Waits up to ``wait`` seconds (polling; giving up early once ``stop()`` is true), then
+    raises :class:`ImportBusy`."""
+    folder = data_dir / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    with (folder / f"import-{user_id}").open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline or (stop is not None and stop()):
+                    raise ImportBusy(
+                        f"an import into user {user_id!r} is running (GET /imports lists "
+                        "it); wait for it to finish, or import in the background "
+                        "(?background=true), which waits its turn") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class ImportJobs:
@@ -136,6 +181,12 @@ class ImportJobs:
         while not self._queue.empty():
             self._queue.get_nowait()
 
+    def cancel_user(self, user_id: str) -> int:
+        """Ask every unfinished import into ``user_id`` (in this process or another) to
+        stop: a queued one is cancelled when its turn comes, a running one between two
+        sessions; how many."""
+        return self.agent.log.cancel_imports(user_id, ("queued", "running"))
+
     # ------------------------------------------------------------------ the worker
 
     def _run(self) -> None:
@@ -145,13 +196,15 @@ class ImportJobs:
                 break
             with self._lock:
                 work = self._work.get(job_id)
-                job = self._jobs[job_id]
-                job.state, job.started_at = "running", _now()
-                self._save(job)
             if work is not None:
                 self._import(job_id, *work)
 
     def _import(self, job_id: str, data: Any, source: Path, users: dict[str, str]) -> None:
+        [user_id] = users.values()
+
+        def stop() -> bool:
+            return self._stop.is_set() or self.agent.log.import_cancelled(job_id)
+
         def progress(done: int, total: int, counts: dict[str, int]) -> None:
             with self._lock:
                 job = self._jobs[job_id]
@@ -159,12 +212,23 @@ class ImportJobs:
                 self._save(job)
 
         try:
-            replay_import(self.agent, data, source, users, progress=progress, stop=self._stop)
-        except ImportStopped as stopped:
+            with user_import_lock(self.agent.data_dir, user_id, wait=math.inf, stop=stop):
+                with self._lock:
+                    job = self._jobs[job_id]
+                    job.state, job.started_at = "running", _now()
+                    self._save(job)
+                replay_import(self.agent, data, source, users, progress=progress, stop=stop)
+        except (ImportStopped, ImportBusy) as stopped:
+            if isinstance(stopped, ImportStopped):
+                with self._lock:
+                    self._update(self._jobs[job_id], None, None, stopped.counts)
+            said = f"{stopped}; " if isinstance(stopped, ImportStopped) else ""
+            why = (f"the server stopped: {said}import the export again to go on"
+                   if self._stop.is_set() else
+                   f"the user was forgotten (DELETE /users/{user_id}): {said}nothing of it "
+                   "is kept")
             with self._lock:
-                self._update(self._jobs[job_id], None, None, stopped.counts)
-                self._finish(job_id, "cancelled", f"the server stopped: {stopped}; import "
-                                                  "the export again to go on")
+                self._finish(job_id, "cancelled", why)
         except BackendUnavailable as exc:
             self._failed(job_id, f"{exc.backend or 'backend'} unavailable: {exc.reason}")
         except (MemlabError, OSError, sqlite3.Error) as exc:

@@ -34,8 +34,10 @@ CREATE TABLE IF NOT EXISTS session_numbers (user_id TEXT PRIMARY KEY, last INTEG
 CREATE TABLE IF NOT EXISTS import_jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
     owner TEXT NOT NULL,
     state TEXT NOT NULL,
+    cancel INTEGER NOT NULL DEFAULT 0,
     record TEXT NOT NULL
 );
 """
@@ -197,10 +199,27 @@ class ConversationLog:
         process ``owner``, so every server process sharing this file can answer for it."""
         with self._lock, self._conn:
             self._conn.execute(
-                "INSERT INTO import_jobs (job_id, owner, state, record) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, "
+                "INSERT INTO import_jobs (job_id, user_id, owner, state, record) VALUES (?, ?, "
+                "?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, "
                 "state = excluded.state, record = excluded.record",
-                (record["job_id"], owner, record["state"], json.dumps(record)))
+                (record["job_id"], record["user_id"], owner, record["state"],
+                 json.dumps(record)))
+
+    def cancel_imports(self, user_id: str, unfinished: tuple[str, ...]) -> int:
+        """Ask the user's imports in a state of ``unfinished`` to stop (whichever process
+        runs them reads it between two sessions); how many."""
+        with self._lock, self._conn:
+            done = self._conn.execute(
+                f"UPDATE import_jobs SET cancel = 1 WHERE user_id = ? AND state IN "
+                f"({', '.join('?' * len(unfinished))})", (user_id, *unfinished))
+        return int(done.rowcount)
+
+    def import_cancelled(self, job_id: str) -> bool:
+        """Whether the import ``job_id`` was asked to stop (:meth:`cancel_imports`)."""
+        with self._lock:
+            row = self._conn.execute("SELECT cancel FROM import_jobs WHERE job_id = ?",
+                                     (job_id,)).fetchone()
+        return bool(row and row[0])
 
     def imports(self, job_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         """``(owner, record)`` of the background imports kept (or of ``job_id``), newest

@@ -6,7 +6,8 @@
 ``GET /imports``, ``GET /status``; OpenAPI at
 ``/openapi.json``, Swagger UI at ``/docs``, ReDoc at ``/redoc``. Errors are JSON
 ``{"detail": ...}`` with a status that says whose fault it is: 400 (unreadable body),
-401 (API key), 404 (no such memory), 408 (body not sent in time), 413 (body too large),
+401 (API key), 404 (no such memory), 408 (body not sent in time), 409 (an import into the
+user is running), 413 (body too large),
 422 (invalid input, including NaN/Infinity numbers and a core memory over its cap), 503
 (model or embedding backend down, or the data files failing: ``"backend": "storage"``;
 with the reason) - never a traceback.
@@ -29,6 +30,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from memlab.agent import BackendUnavailable, InvalidRequest, MemoryAgent, MemoryNotFound
+from memlab.agent.imports import ImportBusy
 from memlab.errors import MemlabError, StorageError
 from memlab.serve import schemas as s
 from memlab.serve.limits import BodySizeLimit
@@ -47,6 +49,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": s.ErrorResponse,
           "description": "model or embedding backend unavailable, or storage failing"},
 }
+
+
+_BUSY = {"model": s.ErrorResponse,
+         "description": "an import into the user is running (and, for a delete, did not stop "
+                        "in time)"}
 
 
 def create_app(agent: MemoryAgent, *, api_key: str | None = None,
@@ -135,9 +142,12 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
     @app.delete("/users/{user_id}", response_model=s.ForgetUserResponse,
                 dependencies=guard, tags=["memory"],
                 responses={404: {"model": s.ErrorResponse,
-                                 "description": "nothing kept for this user"}})
+                                 "description": "nothing kept for this user"},
+                           409: _BUSY})
     def forget_user(user_id: s.UserPath) -> dict[str, Any]:
-        """Forget the user: every memory and every logged message of theirs is deleted."""
+        """Forget the user: every memory and every logged message of theirs is deleted.
+        Imports into them are cancelled first; a running one stops after its current
+        session, which this waits for."""
         return agent.forget_user(user_id)
 
     @app.get("/users/{user_id}/export", response_model=s.ExportResponse,
@@ -153,7 +163,8 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
     @app.post("/users/{user_id}/import", response_model=s.ImportResponse | s.ImportJobResponse,
               dependencies=guard, tags=["memory"],
               responses={202: {"model": s.ImportJobResponse,
-                               "description": "background=true: the import is queued"}})
+                               "description": "background=true: the import is queued"},
+                         409: _BUSY})
     def import_user(user_id: s.UserPath, body: s.ImportRequest,
                     background: bool = False) -> Any:
         """Replay an export (this agent's or another's, e.g. one running another
@@ -176,8 +187,9 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
              responses={404: {"model": s.ErrorResponse, "description": "no such import job"}})
     def import_job(job_id: str) -> dict[str, Any]:
         """A background import: its state (queued, running, done, failed, cancelled), the
-        sessions done of its total, what it imported and why it failed. Jobs are kept in
-        memory until the server stops."""
+        sessions done of its total, what it imported and why it failed or was cancelled.
+        The record is kept in the conversation log: any server process sharing the data
+        directory answers for it, after a restart too (the last 100 finished jobs)."""
         return agent.import_status(job_id)
 
     @app.get("/imports", response_model=s.ImportJobsResponse, dependencies=guard,
@@ -224,6 +236,10 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(MemoryNotFound)
     def not_found(request: Request, exc: MemoryNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ImportBusy)
+    def busy(request: Request, exc: ImportBusy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(InvalidRequest)
     def invalid(request: Request, exc: InvalidRequest) -> JSONResponse:
