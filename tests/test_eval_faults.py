@@ -272,3 +272,25 @@ def test_ray_flags_without_the_ray_executor_are_refused_not_ignored(
                  "dataset.name=locomoo"]) == 2
     assert "dataset.name: unknown dataset loader 'locomoo'. Did you mean 'locomo'?" in \
         capsys.readouterr().err
+
+
+def test_retry_errors_heals_a_sweep_and_repeats_in_place(tmp_path: Path) -> None:
+    from memlab.eval.repeat import evaluate_repeats
+    from memlab.eval.sweep import sweep
+
+    port = _free_port()
+    grid = _config(port, grid={"k": [3, 5]}, dataset={
+        "name": "synthetic", "probes": {"sample": 6, "seed": 0}})
+    down = sweep(grid, out=tmp_path / "sweep", progress=False, track=False)
+    assert list(down["errors"]) == [6, 6]
+    one = _config(port, dataset={"name": "synthetic", "probes": {"sample": 4, "seed": 0}})
+    assert all(run.summary["errors"]["probes"] == 4 for run in evaluate_repeats(
+        one, 2, out=tmp_path / "repeats", progress=False, track=False).runs)
+    with FakeOllama(port=port) as server:
+        healed = sweep(grid, out=tmp_path / "sweep", progress=False, track=False,
+                       retry_errors=True)
+        assert list(healed["errors"]) == [0, 0] and _chats(server) == 12
+        again = evaluate_repeats(one, 2, out=tmp_path / "repeats", progress=False,
+                                 track=False, retry_errors=True)
+        assert [run.summary["errors"]["probes"] for run in again.runs] == [0, 0]
+        assert _chats(server) == 12 + 8

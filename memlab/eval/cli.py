@@ -57,7 +57,8 @@ def _run_repeats(args: argparse.Namespace) -> int:
     with _executor(args) as executor:
         result = evaluate_repeats(args.config, args.repeats, out=args.out,
                                   overrides=args.set, workers=args.workers,
-                                  track=False if args.no_mlflow else None, executor=executor)
+                                  track=False if args.no_mlflow else None, executor=executor,
+                                  retry_errors=args.retry_errors)
     print(f"\n{result.name}: {len(result.runs)} runs, "
           "answer seeds varied (mean of each run's mean)")
     print(render_spread(result))
@@ -71,7 +72,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with _executor(args) as executor, _shown_if_not_logged(_print_table):
         table = sweep(args.config, out=args.out, overrides=args.set, workers=args.workers,
                       track=False if args.no_mlflow else None, executor=executor,
-                      only=args.only)
+                      only=args.only, retry_errors=args.retry_errors)
     _print_table(table)
     if not args.no_mlflow and len(table) and _tracked(table):
         from memlab.eval.tracking import ui_link
@@ -554,6 +555,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="run directory (re-use one to resume it)")
     p.add_argument("--workers", type=int, help="processes over conversations")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--retry-errors", dest="retry_errors", action="store_true",
+                   help="resuming --out: run the probes that failed (LLM errors) again")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where conversations are replayed: this machine (default) or Ray")
     p.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 "
@@ -591,8 +594,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one experiment config")
     _add_run_options(run)
-    run.add_argument("--retry-errors", dest="retry_errors", action="store_true",
-                     help="resuming --out: run the probes that failed (LLM errors) again")
     run.add_argument("--repeats", type=int, metavar="N",
                      help="N runs, the answer model's seed varied (seed, seed + 1, ...): "
                           "each metric's mean, sd, min and max over them")

@@ -45,9 +45,10 @@ class RepeatResult:
 def evaluate_repeats(config: ExperimentConfig | str | Path | dict[str, Any], runs: int, *,
                      out: str | Path | None = None, overrides: Sequence[str] | None = None,
                      workers: int | None = None, progress: bool = True,
-                     track: bool | None = None, executor: Any = None) -> RepeatResult:
+                     track: bool | None = None, executor: Any = None,
+                     retry_errors: bool = False) -> RepeatResult:
     """``runs`` runs of ``config``, answer seeds ``seed``, ``seed + 1``, ... (see the module
-    doc); re-using ``out`` resumes every run."""
+    doc); re-using ``out`` resumes every run (``retry_errors``: its failed probes too)."""
     from memlab.components import registry
 
     check_number("repeats", runs, low=2, integer=True)
@@ -77,7 +78,7 @@ def evaluate_repeats(config: ExperimentConfig | str | Path | dict[str, Any], run
             variant.name = f"{config.name}[seed={seed}]"
             results.append(evaluate(variant, out=out_dir / f"seed-{seed}", workers=workers,
                                     progress=progress, track=False, executor=executor,
-                                    dataset=dataset))
+                                    dataset=dataset, retry_errors=retry_errors))
             mirror.submit(results[-1].run_dir)
     spread = metric_spread([r.summary for r in results])
     saved = out_dir / "repeats.json"

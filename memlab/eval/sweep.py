@@ -15,12 +15,13 @@ from memlab.eval.config import expand_grid, override_list
 def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
           overrides: Sequence[str] | None = None, workers: int | None = None,
           track: bool | None = None, progress: bool = True, executor: Any = None,
-          only: Sequence[str] | None = None) -> Any:
+          only: Sequence[str] | None = None, retry_errors: bool = False) -> Any:
     """Evaluate each grid variant (each in its own run directory); returns a report table.
 
     ``only`` keeps the variants with these grid labels (``cases`` labels, or ``key=value``
     for other axes, ``key`` the last part of a dotted key; see :func:`select_variants`), in
-    the order given: e.g. the expensive cases of a sweep first.
+    the order given: e.g. the expensive cases of a sweep first. ``retry_errors``: resuming
+    ``out``, each run's failed probes (LLM errors) are run again.
 
     Finished runs are mirrored into MLflow by a background process while the next
     variant replays; the sweep returns once every run is logged. With an ``executor``
@@ -42,11 +43,13 @@ def sweep(config: str | Path | dict[str, Any], *, out: str | Path | None = None,
         if executor is None:
             results: Iterable[Any] = (
                 evaluate(v, out=o, workers=workers, track=False, progress=progress,
-                         dataset=d) for v, o, d in zip(variants, outs, datasets, strict=True))
+                         dataset=d, retry_errors=retry_errors)
+                for v, o, d in zip(variants, outs, datasets, strict=True))
         else:
             with ThreadPoolExecutor(max_workers=max(1, len(variants))) as pool:
                 futures = [pool.submit(evaluate, v, out=o, track=False, progress=False,
-                                       dataset=d, executor=executor)
+                                       dataset=d, executor=executor,
+                                       retry_errors=retry_errors)
                            for v, o, d in zip(variants, outs, datasets, strict=True)]
                 results = [future.result() for future in futures]
         for n, (variant, result) in enumerate(zip(variants, results, strict=True), 1):
