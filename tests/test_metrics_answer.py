@@ -137,14 +137,19 @@ def test_abstention_scorer() -> None:
     assert penalize.params() == {"answerable": "penalize"}
     with pytest.raises(ConfigError, match="answerable"):
         registry.build("abstention", {"answerable": "ignore"})
+    decision = registry.build("abstention_decision")  # the same, as a config's scorer name
+    assert decision.params() == {}
+    assert [decision.score(a, g, probe(p)) for a, g, p in (
+        ("Paris", "Paris", False), ("I don't know", "Paris", False),
+        ("Not mentioned.", "n/a", True), ("Paris", "n/a", True))] == [1.0, 0.0, 1.0, 0.0]
 
 
 # --- registry ----------------------------------------------------------------------------
 
 
 def test_registry_names_and_builds() -> None:
-    assert registry.names() == ["abstention", "bleu1", "exact_match", "locomo_f1",
-                                "token_f1_set"]
+    assert registry.names() == ["abstention", "abstention_decision", "bleu1", "exact_match",
+                                "locomo_f1", "token_f1_set"]
     for name in registry.names():
         scorer = registry.build(name)
         assert isinstance(scorer, Scorer)

@@ -21,5 +21,6 @@ registry.register("exact_match", "memlab.metrics.answer:ExactMatch")
 registry.register("token_f1_set", "memlab.metrics.answer:TokenF1Set")
 registry.register("bleu1", "memlab.metrics.answer:Bleu1")
 registry.register("abstention", "memlab.metrics.answer:Abstention")
+registry.register("abstention_decision", "memlab.metrics.answer:AbstentionDecision")
 
 __all__ = ["Scorer", "mlflow_key", "registry"]

@@ -156,3 +156,12 @@ class Abstention(Component):
         if probe is not None and probe.abstention:
             return float(said_never)
         return float(not said_never) if self.answerable == "penalize" else None
+
+
+class AbstentionDecision(Abstention):
+    """Abstention-decision accuracy: 1.0 for abstaining on an abstention probe and for
+    answering an answerable one (``abstention`` with ``answerable="penalize"``, as a
+    scorer name: a config's ``scorers:`` are names)."""
+
+    def __init__(self) -> None:
+        super().__init__(answerable="penalize")
