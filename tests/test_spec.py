@@ -259,6 +259,26 @@ def test_loading_a_config_checks_wrapper_values_before_any_run() -> None:
     assert load_config(later).memory.params["retrieval"]["name"] == "cross_encoder"
 
 
+def test_a_shape_error_and_a_component_error_are_listed_at_once() -> None:
+    bad = _config(k=-3, dataset={"name": "synthetic", "probes": {"sampel": 3}},
+                  retrieval={"name": "hybrid", "params": {"alpha": 2}})
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    lines = str(info.value).splitlines()[1:]
+    assert lines[0].startswith("  dataset.probes.sampel: Extra inputs are not permitted; "
+                               "did you mean 'sample'?")
+    assert lines[1:] == [
+        "  k: Input should be greater than or equal to 1",
+        "  retrieval.params.alpha: retrieval 'hybrid': alpha must be a number in [0, 1], "
+        "got 2"]
+    # a component problem inside a list the shape refused is left to the shape error
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(scorers=["bleu1", 3], retrieval={"name": "bm25", "params": {
+            "k1": -1}}))
+    assert [line.split(":")[0] for line in str(info.value).splitlines()[1:]] == [
+        "  scorers.1"]
+
+
 def test_loading_a_config_checks_every_kind_of_component_before_any_run(
         tmp_path: Path) -> None:
     """Chunkers, embedders, LLM backends, memory architectures and stores refuse bad values

@@ -355,7 +355,33 @@ def _validate_shape(raw: dict[str, Any], where: str) -> ExperimentConfig:
             f"{err['msg'].removeprefix('Value error, ')}{_did_you_mean(err)}"
             for err in exc.errors()
         ]
+        problems += _despite_shape(raw, exc)
         raise ConfigError(f"{where}: invalid config:\n" + "\n".join(problems)) from None
+
+
+def _despite_shape(raw: dict[str, Any], exc: ValidationError) -> list[str]:
+    """The component problems of the rest of a config whose shape failed: each failing
+    value taken out (its default used), the components checked, so that every problem is
+    listed at once (nothing if the rest fails too, or names plugins to import)."""
+    rest = copy.deepcopy(raw)
+    for err in exc.errors():
+        node: Any = rest
+        *path, last = err["loc"] or ("",)
+        for step in path:
+            node = node.get(step) if isinstance(node, dict) else (
+                node[step] if isinstance(node, list) and isinstance(step, int)
+                and step < len(node) else None)
+        if not isinstance(node, dict):
+            return []  # inside a list: leave it to the shape error alone
+        node.pop(last, None)
+    try:
+        shaped = ExperimentConfig.model_validate(rest)
+    except ValidationError:
+        return []
+    if shaped.plugins:
+        return []
+    config, found = fold_shorthands(shaped)
+    return found + component_problems(config)
 
 
 def _did_you_mean(err: Any) -> str:
