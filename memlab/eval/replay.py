@@ -20,11 +20,13 @@ from memlab.eval.config import ExperimentConfig
 from memlab.eval.timing import PhaseTimer
 from memlab.llm.calls import ingest_summary
 from memlab.memory.base import Accounted, Memory, Preparable, Trimming
+from memlab.metrics.retrieval import KS as RETRIEVAL_KS
 from memlab.retrieval.base import Hit
 from memlab.tokens import count_tokens
 
-#: Rank cut-offs of the retrieval metrics and the memory-token budgets.
-KS = (1, 3, 5, 10, 20, 50)
+#: Rank cut-offs of the retrieval metrics (those of :mod:`memlab.metrics.retrieval`) and the
+#: memory-token budgets.
+KS = RETRIEVAL_KS
 BUDGETS = (250, 500, 1000, 2000)
 
 

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from memlab.data.schema import Probe
 
-KS = (1, 3, 5, 10, 20, 50)
+KS = (1, 3, 5, 10, 20, 30, 50)  # LongMemEval reports 1, 3, 5, 10, 30, 50
 LEVELS = ("turn", "session")
 METRICS = ("recall_any", "recall_all", "ndcg_any", "evidence_recall")
 
