@@ -133,3 +133,52 @@ def test_two_users_memories_survive_a_restart_and_stay_apart(tmp_path: Path) -> 
             "done", 2, 1, 3), job
         assert "Alice's cat is called Miso" in _contents(url, "cat called Miso", "alice3")
     print("live server timings (s):", {k: round(v, 1) for k, v in timings.items()})
+
+
+@pytest.mark.slow
+def test_a_background_import_outlives_chat_and_a_restart_of_the_real_server(
+        tmp_path: Path) -> None:
+    """A long history imported in the background by the real server: the user chats while
+    it comes in, a stop (SIGTERM) ends it between two sessions as ``cancelled``, and after
+    the restart its record is still there and the same export goes on where it stopped."""
+    config = tmp_path / "letta_config.json"
+    config.write_text(json.dumps({"memory": {"data_dir": "data"},
+                                  "model": {"type": "mock", "embedding_model": "hash"}}))
+    messages = []
+    for n in range(1500):
+        at = f"2024-{1 + n // 150:02d}-{1 + n % 150 // 6:02d}T{n % 6:02d}:00:00+00:00"
+        messages += [{"kind": "chat", "session_id": f"s{n}", "role": role, "content": text,
+                      "at": at, "meta": {}}
+                     for role, text in (("user", f"I planted tree number {n} today"),
+                                        ("assistant", "Noted."))]
+    export = {"format": "memlab-agent-export", "version": 1,
+              "users": {"ana": {"messages": messages}}}
+    port, log = _free_port(), tmp_path / "server.log"
+    with _server(config, port, log) as url:
+        queued = httpx.post(f"{url}/users/ana/import?background=true", json=export,
+                            timeout=60)
+        assert queued.status_code == 202, queued.text
+        location = queued.headers["location"]
+        while httpx.get(f"{url}{location}", timeout=60).json()["done"] < 50:
+            time.sleep(0.05)
+        start = time.perf_counter()
+        chat = _post(url, "/chat", {"message": "Which tree did I plant first?",
+                                    "user_id": "ana"})
+        waited = time.perf_counter() - start
+        running = httpx.get(f"{url}{location}", timeout=60).json()
+        assert running["state"] == "running", running  # the chat did not wait for it all
+        assert chat["message"] and waited < 10, waited
+    with _server(config, port, log) as url:
+        stopped = httpx.get(f"{url}{location}", timeout=60).json()
+        assert stopped["state"] == "cancelled", stopped
+        assert stopped["error"].startswith("the server stopped: stopped after")
+        assert 50 <= stopped["sessions"] < 1500 and stopped["done"] == stopped["sessions"]
+        resumed = _post(url, "/users/ana/import", export)
+        assert resumed["sessions"] == 1500 - stopped["sessions"]
+        assert resumed["skipped"] == 2 * stopped["sessions"]
+        kept = httpx.get(f"{url}/users/ana/export", timeout=60).json()["users"]["ana"]
+        said = [m["content"] for m in kept["messages"]]
+        assert len(said) == 3000 + 2  # every message of the export once, the chat beside it
+        assert len(set(s for s in said if s.startswith("I planted tree"))) == 1500
+    print(f"background import: chat answered in {waited:.2f} s while it ran; stopped after "
+          f"{stopped['sessions']} of 1500 sessions, resumed with {resumed['sessions']}")
