@@ -196,18 +196,7 @@ def test_a_refusal_partway_fails_the_job_with_what_came_in_before_it(tmp_path: P
 def test_closing_the_agent_stops_an_import_between_sessions_and_it_resumes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exported = _history(_client(tmp_path, "a"))
-    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
-                                                "memory.data_dir": str(tmp_path / "b")})
-    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
-    replay, first_in, go = agent.replay_session, threading.Event(), threading.Event()
-
-    def held(user_id: str, rows: Any) -> str:
-        session = replay(user_id, rows)
-        first_in.set()
-        assert go.wait(10)  # the server is stopping while this session is replayed
-        return session
-
-    monkeypatch.setattr(agent, "replay_session", held)
+    agent, first_in, go = _held_agent(tmp_path, monkeypatch)
     job = agent.start_import("ana", exported)
     assert first_in.wait(10)
     closing = threading.Thread(target=agent.close)
@@ -222,7 +211,7 @@ def test_closing_the_agent_stops_an_import_between_sessions_and_it_resumes(
     assert "the server stopped: stopped after 1 sessions and 0 memories" in stopped["error"]
     # a restart: the record is still there, and importing again goes on where it stopped
     monkeypatch.undo()
-    again = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    again = from_config(settings=agent.settings, llm=MockLLM(["Noted."]))
     assert again.import_status(job["job_id"])["state"] == "cancelled"
     counts = again.import_user("ana", exported)
     assert (counts["sessions"], counts["memories"], counts["skipped"]) == (2, 1, 2)
