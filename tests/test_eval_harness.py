@@ -703,3 +703,33 @@ def test_git_state_names_changed_files_whole_and_new_package_files(tmp_path: Pat
     state = git_state(tmp_path)
     assert state["dirty"] is True
     assert state["changed_files"] == ["memlab/new.py", "memlab/run.py"]
+
+
+def test_priced_roles_give_the_runs_cost_and_prices_may_change_on_resume(
+        tmp_path: Path) -> None:
+    from memlab.eval.summary import render_table, run_cost
+    from memlab.eval.tracking import run_metrics
+
+    mock = {"name": "mock", "params": {"responses": ["blue"]}}
+    config = _config(answer={"llm": mock}, judge={"llm": mock},
+                     prices={"answer": {"prompt": 0.5, "completion": 2.0}})
+    result = evaluate(config, out=tmp_path / "run", progress=False)
+    tokens = result.summary["tokens"]
+    want = (tokens["prompt"]["total"] * 0.5 + tokens["completion"]["total"] * 2.0) / 1e6
+    assert tokens["prompt"]["total"] > 10_000 and tokens["judge_prompt"]["total"] > 0
+    assert result.summary["cost_usd"] == {"answer": want, "total": want,
+                                          "per_probe": want / 48, "unpriced": ["judge"]}
+    assert f"cost USD {want:.4f} (answer {want:.4f}), " in render_table(result.summary)
+    assert "not priced: judge" in render_table(result.summary)
+    assert run_metrics(result.summary)["cost_usd.total"] == want
+    # a price is no part of the results: the run resumes with another
+    judged = config | {"prices": {**config["prices"], "judge": {"prompt": 1, "completion": 1}}}
+    again = evaluate(judged, out=tmp_path / "run", progress=False)
+    assert again.summary["cost_usd"]["unpriced"] == []
+    assert again.summary["cost_usd"]["judge"] == (
+        tokens["judge_prompt"]["total"] + tokens["judge_completion"]["total"]) / 1e6
+    assert "cost_usd" not in evaluate(_config(answer={"llm": mock}), out=tmp_path / "free",
+                                      progress=False).summary
+    assert run_cost(result.summary, {}) == {}
+    with pytest.raises(ConfigError, match=r"prices\.answer\.prompt"):
+        load_config(_config(prices={"answer": {"prompt": -1, "completion": 0}}))

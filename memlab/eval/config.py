@@ -219,6 +219,27 @@ class JudgeSpec(BaseModel):
     max_tokens: int = Field(default=16, ge=1)
 
 
+class Price(BaseModel):
+    """What an LLM's tokens cost: US dollars per million prompt and completion tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: float = Field(ge=0)
+    completion: float = Field(ge=0)
+
+
+class PricesSpec(BaseModel):
+    """The price of each LLM role's tokens (a hosted OpenAI-compatible model's, say); a
+    run then records ``cost_usd``. Roles left out are not priced (a local model's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    answer: Price | None = None
+    judge: Price | None = None
+    ingest: Price | None = Field(default=None, description="the memory's calls while "
+                                 "ingesting (fact extraction, summaries, keys)")
+    search: Price | None = Field(default=None, description="the calls a search makes "
+                                 "(query rewriting, reranking)")
+
+
 class CacheSpec(BaseModel):
     """LLM response cache mode; caches live under ``$MEMLAB_CACHE_DIR`` (~/.cache/memlab)."""
 
@@ -281,6 +302,7 @@ class ExperimentConfig(BaseModel):
                                "own; imported before the components are checked, and in "
                                "every worker (memlab.plugins)")
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    prices: PricesSpec = Field(default_factory=PricesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     workers: int = Field(default=1, ge=1)
     fail_on_error: float = Field(default=0.2, ge=0.0, le=1.0,

@@ -117,7 +117,8 @@ def _derive(source: Path, config: ExperimentConfig,
     if (source / "memory.jsonl").is_file():
         shutil.copyfile(source / "memory.jsonl", run_dir / "memory.jsonl")
     summary = summarize_run(rows, seed=config.seed,
-                            memory=item_file.read_items(run_dir / "memory.jsonl"))
+                            memory=item_file.read_items(run_dir / "memory.jsonl"),
+                            prices=config.prices.model_dump())
     summary.update({"config_name": config.name, "dataset": dataset.name,
                     "source_run": str(source.resolve()), "derived_by": kind})
     if check is not None:

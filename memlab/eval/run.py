@@ -108,7 +108,8 @@ def evaluate(config: ExperimentConfig | str | Path | dict[str, Any], *,
         all_rows = item_file.compact(run_dir / "items.jsonl")  # the new rows replace them
     rows = _ordered(all_rows, pairs)
     summary = summarize_run(rows, seed=config.seed,
-                            memory=_memory_rows(run_dir, {c.id for c, _ in pairs}))
+                            memory=_memory_rows(run_dir, {c.id for c, _ in pairs}),
+                            prices=config.prices.model_dump())
     summary["config_name"] = config.name
     summary["dataset"] = dataset.name
     summary["retried_errors"] = len(failed) if retry_errors else 0
@@ -180,7 +181,7 @@ def prepare_run_dir(config: ExperimentConfig, out: str | Path | None) -> Path:
 
 #: Config keys that change how a run goes, not what it computes: a run may resume with
 #: other values (the record keeps the latest).
-_NOT_RESULTS = ("workers", "tracking", "description", "fail_on_error")
+_NOT_RESULTS = ("workers", "tracking", "description", "fail_on_error", "prices")
 
 
 def _results_part(tree: Any, top: bool = True) -> Any:

@@ -23,13 +23,15 @@ HEADLINE = (
 
 def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
                   n_resamples: int = 1000,
-                  memory: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                  memory: Sequence[dict[str, Any]] = (),
+                  prices: dict[str, Any] | None = None) -> dict[str, Any]:
     """Overall and per-category summaries of every metric, latencies, tokens and errors.
 
     ``memory`` holds one ``memory.jsonl`` row per conversation (units, tokens, bytes,
     ingest seconds): they give the memory footprint and the ``ingest_per_unit`` latency.
     A probe whose answer failed keeps the retrieval metrics it has (retrieval succeeded);
-    its answer metrics are missing, so they count in ``n_excluded``.
+    its answer metrics are missing, so they count in ``n_excluded``. With ``prices``
+    (a config's ``prices:``) it holds ``cost_usd`` too (:func:`run_cost`).
     """
     ok = [row for row in items if not row.get("error")]
     judged = [row["judge_record"] for row in ok if isinstance(row.get("judge_record"), dict)]
@@ -37,7 +39,7 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
     metrics = _metric_summaries(items, seed, n_resamples)
     ingest = merge_summaries(row.get("ingest") or {} for row in memory)
     searched = merge_summaries(row["search_llm"] for row in items if row.get("search_llm"))
-    return {
+    summary = {
         "probes": len(items),
         "errors": {"probes": len(items) - len(ok), "ingest": ingest["errors"],
                    **({"judge": len(judge_failed), "judge_first": judge_failed[0]}
@@ -52,6 +54,36 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
         "footprint": _footprint(memory),
         "ingest": ingest,
     } | ({"search_llm": searched} if searched["calls"] else {})
+    cost = run_cost(summary, prices or {})
+    return summary | ({"cost_usd": cost} if cost else {})
+
+
+def run_cost(summary: dict[str, Any], prices: dict[str, Any]) -> dict[str, Any]:
+    """US dollars spent on each priced LLM role's tokens (``prices[role]``: dollars per
+    million ``prompt`` and ``completion`` tokens), their ``total`` and ``per_probe``, and
+    the roles that spent tokens but have no price (``unpriced``: the total leaves them out).
+    Every call's tokens count, a cache hit's too: what the run costs made afresh. Empty
+    when nothing is priced."""
+    tokens = summary["tokens"]
+    spent = {
+        "answer": (tokens.get("prompt", {}).get("total", 0),
+                   tokens.get("completion", {}).get("total", 0)),
+        "judge": (tokens.get("judge_prompt", {}).get("total", 0),
+                  tokens.get("judge_completion", {}).get("total", 0)),
+        "ingest": (summary["ingest"]["prompt_tokens"], summary["ingest"]["completion_tokens"]),
+        "search": (summary.get("search_llm", {}).get("prompt_tokens", 0),
+                   summary.get("search_llm", {}).get("completion_tokens", 0)),
+    }
+    priced = {role: price for role, price in prices.items() if price}
+    if not priced:
+        return {}
+    out: dict[str, Any] = {role: (spent[role][0] * price["prompt"]
+                                  + spent[role][1] * price["completion"]) / 1e6
+                           for role, price in priced.items()}
+    out["total"] = sum(out.values())
+    out["per_probe"] = out["total"] / summary["probes"] if summary["probes"] else None
+    out["unpriced"] = [role for role, used in spent.items() if sum(used) and role not in priced]
+    return out
 
 
 def _ingest_tokens(ingest: dict[str, Any], probes: int) -> dict[str, Any]:
@@ -206,6 +238,14 @@ def render_table(summary: dict[str, Any], title: str = "", extra: Sequence[str] 
     for name, tok in summary["tokens"].items():
         lines.append(f"tokens {name:<16} total {tok['total']:>9}   mean/probe "
                      f"{tok['mean']:.1f}" if tok["mean"] is not None else f"tokens {name}: -")
+    cost = summary.get("cost_usd")
+    if cost:
+        roles = ", ".join(f"{role} {value:.4f}" for role, value in cost.items()
+                          if role not in ("total", "per_probe", "unpriced"))
+        per_probe = f", {cost['per_probe']:.6f} per probe" if cost["per_probe"] else ""
+        unpriced = (f"; not priced: {', '.join(cost['unpriced'])}" if cost["unpriced"]
+                    else "")
+        lines.append(f"cost USD {cost['total']:.4f} ({roles}){per_probe}{unpriced}")
     return "\n".join(lines)
 
 

@@ -303,6 +303,9 @@ def run_metrics(summary: dict[str, Any]) -> dict[str, float]:
         out[f"tokens.{field}.total"] = float(tok["total"])
         if tok["mean"] is not None:
             out[f"tokens.{field}.mean"] = float(tok["mean"])
+    for role, value in (summary.get("cost_usd") or {}).items():
+        if isinstance(value, float | int):
+            out[f"cost_usd.{role}"] = float(value)
     footprint = summary.get("footprint") or {}
     for field in ("units", "tokens", "bytes"):
         if footprint.get(field, {}).get("mean") is not None:
