@@ -201,8 +201,7 @@ def test_closing_the_agent_stops_an_import_between_sessions_and_it_resumes(
     assert first_in.wait(10)
     closing = threading.Thread(target=agent.close)
     closing.start()
-    while not agent._imports._stop.is_set():
-        time.sleep(0.01)
+    _wait_for(agent._imports._stop.is_set)
     go.set()
     closing.join(10)
     stopped = agent.import_status(job["job_id"])
