@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -323,3 +324,25 @@ def test_imports_into_one_user_exclude_each_other_across_processes(tmp_path: Pat
         holder.stdin.close()
         holder.wait(10)
     assert _finished(other, job["job_id"])["sessions"] == 3
+
+
+def test_a_job_whose_record_cannot_be_written_does_not_stop_the_queue(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
+                                                "memory.data_dir": str(tmp_path / "b")})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    save, broken = agent.log.save_import, []
+
+    def failing(owner: str, record: dict[str, Any]) -> None:
+        if record["user_id"] == "ana" and record["state"] != "queued":
+            broken.append(record["state"])
+            raise sqlite3.OperationalError("disk I/O error")
+        save(owner, record)
+
+    monkeypatch.setattr(agent.log, "save_import", failing)
+    agent.start_import("ana", exported)
+    later = agent.start_import("lena", exported)
+    _wait_for(lambda: agent.import_status(later["job_id"])["state"] == "done")
+    assert broken and agent.import_status(later["job_id"])["sessions"] == 3
+    agent.close()

@@ -105,7 +105,7 @@ def user_import_lock(data_dir: Path, user_id: str, *, wait: float = 0.0,
                         f"an import into user {user_id!r} is running (GET /imports lists "
                         "it); wait for it to finish, or import in the background "
                         "(?background=true), which waits its turn") from None
-                time.sleep(0.05)
+                time.sleep(0.05 if stop is None else 0.25)  # stop() may read the log
         try:
             yield
         finally:
@@ -196,8 +196,15 @@ class ImportJobs:
                 break
             with self._lock:
                 work = self._work.get(job_id)
-            if work is not None:
+            if work is None:
+                continue
+            try:
                 self._import(job_id, *work)
+            except Exception:  # the record could not be written (a full disk, say): the
+                log.exception("import %s: its record failed", job_id)  # queue goes on
+                with self._lock:
+                    self._jobs.pop(job_id, None)
+                    self._work.pop(job_id, None)
 
     def _import(self, job_id: str, data: Any, source: Path, users: dict[str, str]) -> None:
         [user_id] = users.values()
