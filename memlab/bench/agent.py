@@ -9,7 +9,11 @@
    cached: each query is new) at 1k / 10k / 100k memories in one user's memory. The
    memories are filled in bulk (``add_memories``) from ``--fill-texts`` LoCoMo turns
    sampled with replacement, so only those distinct turns are ever embedded.
-3. **mem0** (only when ``mem0ai`` is installed): the same operations through mem0 OSS,
+3. **Import**: ``--import-conversations`` LoCoMo conversations, each turned into one
+   user's export (the first speaker as the user, the other as the assistant; each
+   session one exchange), imported through ``MemoryAgent.import_user``; sessions per
+   second, then the first search of each user (which embeds what came in).
+4. **mem0** (only when ``mem0ai`` is installed): the same operations through mem0 OSS,
    fully local — the same bundled MiniLM through its ``huggingface`` embedder, its
    default local vector store, ``infer=False`` (no LLM call). mem0 is filled for the
    search rows by inserting the precomputed vectors into its vector store (adding 100k
@@ -81,6 +85,36 @@ def memlab_search(agent: Any, user: str, queries: list[str]) -> tuple[float, flo
     return percentiles(seconds)
 
 
+def locomo_exports(conversations: int) -> list[dict[str, Any]]:
+    """The first ``conversations`` LoCoMo conversations, each as one user's agent export."""
+    import memlab
+    from memlab.agent.export import FORMAT, VERSION
+
+    exports = []
+    for conv in list(memlab.load_dataset("locomo"))[:conversations]:
+        first = conv.sessions[0].turns[0].speaker
+        messages = [{"kind": "chat", "session_id": session.id,
+                     "role": "user" if turn.speaker == first else "assistant",
+                     "content": turn.full_text, "at": turn.at.isoformat(), "meta": {}}
+                    for session in conv.sessions for turn in session.turns]
+        exports.append({"format": FORMAT, "version": VERSION,
+                        "users": {conv.id: {"messages": messages}}})
+    return exports
+
+
+def memlab_import(agent: Any, exports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sessions per second through ``import_user``, and the first searches' seconds."""
+    sessions, seconds, first = 0, 0.0, []
+    for export in exports:
+        [user] = export["users"]
+        start = time.perf_counter()
+        sessions += agent.import_user(user, export)["sessions"]
+        seconds += time.perf_counter() - start
+        first.append(timed(partial(agent.search_memory, "what happened?", user_id=user)))
+    return {"import": sessions / seconds, "import sessions": sessions,
+            "first search": percentiles(first)}
+
+
 def sampled(texts: list[str], size: int, have: int) -> list[str]:
     """The texts that grow a memory of ``have`` units to ``size`` (same for both systems)."""
     rng = np.random.default_rng(size)
@@ -107,6 +141,9 @@ def run_memlab(texts: list[str], questions: list[str], args: argparse.Namespace,
     other = texts[args.ingest : 2 * args.ingest]
     out["batch cold"] = memlab_ingest(agent, "batch-cold", other, batched=True)
     out["batch warm"] = memlab_ingest(agent, "batch-warm", other, batched=True)
+    if args.import_conversations:
+        _say(f"memlab: import {args.import_conversations} LoCoMo conversations ...")
+        out |= memlab_import(agent, locomo_exports(args.import_conversations))
     have, asked = 0, 0
     for size in args.sizes:
         _say(f"memlab: search at {size:,} memories ...")
@@ -211,6 +248,10 @@ def render(ours: dict[str, Any], theirs: dict[str, Any] | None, args: argparse.N
              "one warm": "add, one at a time, warm: embeddings cached (memories/s)",
              "batch cold": f"add, batched, cold (memories/s, {args.ingest})",
              "batch warm": "add, batched, warm (memories/s)"}
+    if "import" in ours:
+        names["import"] = (f"import an export (sessions/s, {args.import_conversations} LoCoMo "
+                           f"conversations, {ours['import sessions']} sessions)")
+        names["first search"] = "first search after an import, p50 / p95 ms (embeds it)"
     names |= {f"search {n}": f"search p50 / p95 ms at {n:,} memories" for n in args.sizes}
     for key, name in names.items():
         ratio = "—"
@@ -233,10 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mem0-max", default="100k", help="largest size searched in mem0")
     parser.add_argument("--fill-texts", type=count, default=2000,
                         help="distinct LoCoMo turns the search rows' memories are drawn from")
+    parser.add_argument("--import-conversations", type=int, default=10, metavar="N",
+                        help="LoCoMo conversations imported as agent exports (0: none)")
     parser.add_argument("--no-mem0", action="store_true", help="skip mem0 even if installed")
     parser.add_argument("--backend", default=None, choices=("torch", "onnx", "onnx-int8"),
                         help="MiniLM backend of the agent (default: the embedder's own)")
     args = parser.parse_args(argv)
+    if args.import_conversations < 0:
+        parser.error(f"--import-conversations must be >= 0, got {args.import_conversations}")
     args.sizes = [parse_size(s) for s in args.sizes.split(",")]
     args.mem0_max = parse_size(args.mem0_max)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
