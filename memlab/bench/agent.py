@@ -93,10 +93,11 @@ def locomo_exports(conversations: int) -> list[dict[str, Any]]:
     exports = []
     for conv in list(memlab.load_dataset("locomo"))[:conversations]:
         first = conv.sessions[0].turns[0].speaker
-        messages: list[dict[str, Any]] = [{"kind": "chat", "session_id": session.id,
-                     "role": "user" if turn.speaker == first else "assistant",
-                     "content": turn.full_text, "at": turn.at.isoformat(), "meta": {}}
-                    for session in conv.sessions for turn in session.turns]
+        messages: list[dict[str, Any]] = [
+            {"kind": "chat", "session_id": session.id,
+             "role": "user" if turn.speaker == first else "assistant",
+             "content": turn.full_text, "at": turn.at.isoformat(), "meta": {}}
+            for session in conv.sessions for turn in session.turns]
         exports.append({"format": FORMAT, "version": VERSION,
                         "users": {conv.id: {"messages": messages}}})
     return exports
