@@ -5,7 +5,11 @@ on, each as an error naming file, record and field, or as a reported repair:
 
 - ids are unique: conversations in the file, probes in the file, turns and sessions in a
   conversation (a repeated id used to be counted twice: 796 rows for 199 probes);
-- no id is empty (conversations, sessions, turns, probes);
+- the file holds at least one conversation; one without turns is kept and reported
+  (``kept: conversation without turns``);
+- no id is empty or invisible (conversations, sessions, turns, probes);
+- no text (turns, questions, answers) holds an unpaired surrogate (``\\ud800``: JSON can
+  spell one, UTF-8 cannot, so the run's records could not be written);
 - every probe has a question and, unless it is an abstention, a gold answer (an empty one
   is an error);
 - every turn's speaker is one of the conversation's ``speakers``;
@@ -16,6 +20,8 @@ on, each as an error naming file, record and field, or as a reported repair:
   reported as ``kept: asked before evidence`` unless the loader already reported the
   conversation's question date (the OMI loader rejects such probes while reading);
 - a session without turns is kept and reported (``kept: session without turns``);
+- turns out of time order inside a session are kept and reported (``kept: turns out of
+  time order``);
 - sessions in date order: out-of-order sessions are sorted (stable) and reported in
   ``ds.issues`` as ``sorted sessions by date`` (memlab's native format, which must be
   written in order, rejects them while reading).
@@ -25,7 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +47,10 @@ def check_dataset(dataset: Dataset, path: str | Path,
     sorted if need be. ``records`` names where each conversation (by id) stands in the
     file, e.g. ``line 3 (c2)``, for the errors (default: its id)."""
     path = str(path)
-    where = {c.id: (records or {}).get(c.id, c.id) for c in dataset.conversations}
+    if not dataset.conversations:
+        raise DatasetError("holds no conversation: nothing to replay", path=path)
+    where = {c.id: (records or {}).get(c.id) or (c.id if _visible(c.id) else f"#{i} (no id)")
+             for i, c in enumerate(dataset.conversations)}
     _unique(((c.id, where[c.id], "id") for c in dataset.conversations), "conversation id",
             path)
     _unique(((p.id, where[c.id], f"probes[{k}].id") for c in dataset.conversations
@@ -50,7 +61,8 @@ def check_dataset(dataset: Dataset, path: str | Path,
     conversations = tuple(_conversation(c, path, where[c.id], c.id not in dated, issues)
                           for c in dataset.conversations)
     _finite(dataset.metadata, path, "header", "metadata")
-    if not issues:
+    issues = [i for i in dict.fromkeys(issues) if i not in dataset.issues]  # said once
+    if not issues and conversations == dataset.conversations:
         return dataset
     return dataclasses.replace(dataset, conversations=conversations,
                                issues=(*dataset.issues, *issues))
@@ -66,14 +78,24 @@ def _conversation(c: Conversation, path: str, record: str, report_late: bool,
     _unique(((t.id, record, f"sessions[{i}].turns[{j}].id") for i, s in enumerate(c.sessions)
              for j, t in enumerate(s.turns)), "turn id", path)
     _finite(c.metadata, path, record, "metadata")
+    if not any(s.turns for s in c.sessions):  # nothing to remember: said, not refused
+        issues.append(DataIssue(c.id, c.id, "sessions", str(len(c.sessions)),
+                                "kept: conversation without turns"))
     turn_at, turn_session = {}, {}
     for i, s in enumerate(c.sessions):
         _finite(s.metadata, path, record, f"sessions[{i}].metadata")
         if not s.turns:  # nothing to remember; said, as LoCoMo's date-only sessions are
             issues.append(DataIssue(c.id, s.id, f"sessions[{i}].turns", "",
                                     "kept: session without turns"))
+        behind = next((j for j in range(1, len(s.turns))
+                       if s.turns[j].at < s.turns[j - 1].at), None)
+        if behind is not None:
+            issues.append(DataIssue(c.id, s.id, f"sessions[{i}].turns[{behind}].at",
+                                    s.turns[behind].at.isoformat(),
+                                    "kept: turns out of time order"))
         for j, t in enumerate(s.turns):
             where = f"sessions[{i}].turns[{j}]"
+            _text(t.text, fail, f"{where}.text")
             if c.speakers and t.speaker not in c.speakers:
                 raise fail(f"speaker {t.speaker!r} is not in the conversation's speakers "
                            f"{list(c.speakers)}", f"{where}.speaker")
@@ -81,6 +103,8 @@ def _conversation(c: Conversation, path: str, record: str, report_late: bool,
             turn_at[t.id] = t.at
             turn_session[t.id] = s.id
     for k, p in enumerate(c.probes):
+        _text(p.question, fail, f"probes[{k}].question")
+        _text(p.answer, fail, f"probes[{k}].answer")
         if not p.question.strip():
             raise fail(f"probe {p.id!r} has an empty question", f"probes[{k}].question")
         if not p.answer.strip() and not p.abstention:
@@ -121,10 +145,26 @@ def _evidence_error(p: Probe, turn_session: Mapping[str, str]) -> tuple[str, str
     return None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(text: str, fail: Callable[[str, str], DatasetError], field: str) -> None:
+    """An unpaired surrogate is an error: the text could not be written as UTF-8."""
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise fail(f"unpaired surrogate {found.group()!r} at character {found.start()} "
+                   "(not Unicode text: it cannot be written as UTF-8)", field)
+
+
+def _visible(value: str) -> bool:
+    """Whether an id has a character that shows (not only spaces and zero-width ones)."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in value)
+
+
 def _unique(entries: Iterable[tuple[str, str, str]], what: str, path: str) -> None:
     seen: set[str] = set()
     for value, record, field in entries:
-        if not str(value).strip():
+        if not _visible(str(value)):
             raise DatasetError(f"empty {what} (an id names what the metrics count: evidence, "
                                "resumed probes, sessions)", path=path, record=record,
                                field=field)

@@ -101,6 +101,9 @@ def loads_strict(text: str, path: Path, record: str | None) -> Any:
                            record=record) from None
     except RecursionError:
         raise DatasetError("JSON nested too deeply to read", path=path, record=record) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise DatasetError(f"JSON that cannot be read: {exc}", path=path,
+                           record=record) from None
 
 
 def located(load: Callable[..., T]) -> Callable[..., T]:

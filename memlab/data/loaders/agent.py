@@ -126,9 +126,15 @@ def _read_log(folder: Path) -> dict[str, Any]:
         raise DatasetError(f"cannot read the conversation log: {exc}", path=db) from None
     histories: dict[str, Any] = {}
     for user, session, kind, role, content, at, meta in rows:
-        histories.setdefault(user, {"messages": []})["messages"].append(
-            {"user_id": user, "session_id": session, "kind": kind, "role": role,
-             "content": content, "at": at, "meta": json.loads(meta or "{}")})
+        messages = histories.setdefault(user, {"messages": []})["messages"]
+        try:
+            extra = json.loads(meta or "{}")
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"the message's meta is not JSON ({exc.msg})", path=db,
+                               record=f"users.{user}",
+                               field=f"messages[{len(messages)}].meta") from None
+        messages.append({"user_id": user, "session_id": session, "kind": kind, "role": role,
+                         "content": content, "at": at, "meta": extra})
     return {"format": FORMAT, "version": VERSION, "users": histories}
 
 
@@ -140,6 +146,9 @@ def _conversation(user: str, content: Fields, gap_seconds: float,
     deleted = 0
     for n, row in enumerate(content.children("messages"), start=1):
         row.near_misses(_MESSAGE_KEYS)
+        if row.has("user_id") and row.get("user_id", str) != user:
+            raise row.error(f"a message of user {row.get('user_id', str)!r} in the history of "
+                            f"user {user!r}", field=row.where("user_id"))
         turn = _turn(user, n, row, memories)
         meta = row.get("meta", dict, {})
         if meta.get("deleted"):

@@ -123,6 +123,12 @@ def _conversation(raw: Any, index: int, path: str | Path,
 def _sessions(sample_id: str, rec: Fields, conv: Fields, speakers: tuple[str, str],
               issues: list[DataIssue]) -> tuple[Session, ...]:
     """Non-empty ``session_N`` lists in numeric order; report what is left without turns."""
+    for key in conv.raw:
+        m = _SESSION_KEY.fullmatch(key) or _DATE_KEY.fullmatch(key)
+        if m and str(int(m[1])) != m[1]:
+            raise conv.error(f"session numbers are written without leading zeros: "
+                             f"{key.replace(m[1], str(int(m[1])), 1)!r}, not {key!r}",
+                             field=conv.where(key))
     numbers = sorted(int(m[1]) for k in conv.raw if (m := _SESSION_KEY.fullmatch(k)))
     dated = sorted(int(m[1]) for k in conv.raw if (m := _DATE_KEY.fullmatch(k)))
     summaries = {key: rec.get(key, dict, {}) for key in

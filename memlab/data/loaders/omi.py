@@ -83,11 +83,11 @@ from memlab.data.checks import check_dataset
 from memlab.data.fields import (
     Fields,
     as_utc,
+    jsonl_lines,
     located,
     open_path,
     parse_iso,
     read_json,
-    read_jsonl,
 )
 from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
 from memlab.errors import ConfigError, DatasetError
@@ -185,10 +185,7 @@ class _Segment:
 def _items(path: Path) -> list[tuple[str | int, Any]]:
     """Top-level records with their labels: list index, or ``line N`` for JSONL."""
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        items = read_jsonl(path)
-        with path.open("r", encoding="utf-8") as fh:
-            lines = [n for n, line in enumerate(fh, start=1) if line.strip()]
-        return [(f"line {n}", item) for n, item in zip(lines, items, strict=True)]
+        return [(f"line {n}", item) for n, item in jsonl_lines(open_path(path))]
     data = read_json(path)
     if isinstance(data, dict):
         return [(0, data)]
@@ -300,7 +297,14 @@ def _conversation(stream: _Stream, timeout: float, user_name: str,
         if header.has("conversation_timeout"):
             timeout = _stream_timeout(header)
     segments = _parse_segments(stream.segments)
-    sessions = _sessions(conv_id, segments, timeout, user_name, start_at)
+    try:
+        sessions = _sessions(conv_id, segments, timeout, user_name, start_at)
+    except OverflowError:  # started_at + a segment's seconds past year 9999
+        message = (f"started_at {start_at.isoformat()} plus the segments' seconds is past the "
+                   "last date Python can hold (year 9999)")
+        if header is not None:
+            raise header.error(message, field="started_at") from None
+        raise stream.segments[0].error(message, field="start") from None
     speakers = dict.fromkeys(t.speaker for s in sessions for t in s.turns)
     return Conversation(
         id=conv_id, speakers=tuple(speakers), sessions=sessions, probes=(),
@@ -409,6 +413,9 @@ def _attach_probes(conversations: list[Conversation], path: Path) -> list[Conver
     probes: dict[str, list[Probe]] = {c.id: [] for c in conversations}
     seen: set[str] = set()
     items = _items(path)
+    if not items:
+        raise DatasetError("the probes file holds no probe (leave probes_path out for "
+                           "conversations without probes)", path=path)
     for label, raw in items:
         f = Fields(raw, path=path, record=label)
         probe_id = str(f.get("id", (str, int)))

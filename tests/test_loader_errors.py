@@ -1,0 +1,177 @@
+"""Malformed files that used to load silently or fail with an unlocated message (a fuzz run
+of 121 bad inputs over the five loaders, session 32): each is now an error naming the file,
+record and field, or a reported ``kept:`` issue. Built from slices of the real LoCoMo and
+LongMemEval files and the OMI / agent fixtures."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memlab
+from memlab.data.loaders.native import save_native
+from memlab.errors import DatasetError
+
+DATA = Path(__file__).parent / "data"
+
+
+def _locomo(locomo_path: Path) -> list[dict[str, Any]]:
+    """conv-26 cut to two short sessions and one question."""
+    record = copy.deepcopy(json.loads(locomo_path.read_text())[0])
+    conversation = record["conversation"]
+    record["conversation"] = {
+        "speaker_a": conversation["speaker_a"], "speaker_b": conversation["speaker_b"],
+        "session_1": conversation["session_1"][:4],
+        "session_1_date_time": conversation["session_1_date_time"],
+        "session_2": conversation["session_2"][:3],
+        "session_2_date_time": conversation["session_2_date_time"]}
+    record["qa"] = [{"question": "Q1?", "answer": "A1", "evidence": ["D1:3"], "category": 2}]
+    for key in ("event_summary", "observation", "session_summary"):
+        record[key] = {}
+    return [record]
+
+
+def _write(path: Path, value: Any) -> Path:
+    path.write_text(value if isinstance(value, str) else json.dumps(value), encoding="utf-8")
+    return path
+
+
+def _huge_answer(data: list[dict[str, Any]]) -> str:
+    data[0]["qa"][0]["answer"] = "@@"
+    return json.dumps(data).replace('"@@"', "9" * 5000)
+
+
+def _padded(data: list[dict[str, Any]]) -> None:
+    data[0]["conversation"]["session_02"] = data[0]["conversation"].pop("session_2")
+
+
+def _surrogate(data: list[dict[str, Any]]) -> str:
+    text = data[0]["conversation"]["session_1"][0]["text"]
+    return json.dumps(data).replace(json.dumps(text)[1:-1], "Hey \\ud800Mel", 1)
+
+
+LOCOMO_CASES: list[tuple[str, Callable[[Any], Any], str]] = [
+    ("a 5,000-digit number", _huge_answer,
+     "JSON that cannot be read: Exceeds the limit (4300 digits)"),
+    ("a zero-padded session key", _padded,
+     "record 0 (conv-26): field 'conversation.session_02': session numbers are written "
+     "without leading zeros: 'session_2', not 'session_02'"),
+    ("an unpaired surrogate", _surrogate,
+     "record conv-26: field 'sessions[0].turns[0].text': unpaired surrogate '\\ud800' at "
+     "character 4"),
+    ("no conversation", lambda data: [], "holds no conversation: nothing to replay"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "says"), LOCOMO_CASES,
+                         ids=[c[0] for c in LOCOMO_CASES])
+def test_bad_locomo_files_are_located_errors(tmp_path: Path, locomo_path: Path, case: str,
+                                             change: Callable[[Any], Any], says: str) -> None:
+    data = _locomo(locomo_path)
+    changed = change(data)
+    path = _write(tmp_path / "bad.json", data if changed is None else changed)
+    with pytest.raises(DatasetError) as info:
+        memlab.load_dataset("locomo", path=path)
+    assert str(info.value).startswith(f"{path}: "), info.value
+    assert says in str(info.value), info.value
+
+
+@pytest.mark.parametrize(("question_id", "record"), [("", "#0 (no id)"),
+                                                     ("\u200b", "#0 (no id)")])
+def test_an_empty_or_invisible_question_id_is_named_by_position(
+        tmp_path: Path, longmemeval_path: Path, question_id: str, record: str) -> None:
+    [question] = copy.deepcopy(json.loads(longmemeval_path.read_text())[:1])
+    question["question_id"] = question_id
+    path = _write(tmp_path / "lme.json", [question])
+    with pytest.raises(DatasetError, match="empty conversation id") as info:
+        memlab.load_dataset("longmemeval", path=path)
+    assert f"record {record}: field 'id'" in str(info.value)
+
+
+def test_an_unpaired_surrogate_never_reaches_a_file_memlab_writes(
+        tmp_path: Path, locomo_path: Path) -> None:
+    path = _write(tmp_path / "bad.json", _surrogate(_locomo(locomo_path)))
+    with pytest.raises(DatasetError):
+        save_native(memlab.load_dataset("locomo", path=path), tmp_path / "x.jsonl")
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def _omi() -> list[dict[str, Any]]:
+    return json.loads((DATA / "omi" / "transcripts.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_an_omi_stream_dated_past_year_9999_is_a_located_error(tmp_path: Path) -> None:
+    streams = _omi()
+    streams[0]["started_at"] = "9999-12-31T23:00:00"
+    path = _write(tmp_path / "omi.json", streams)
+    with pytest.raises(DatasetError, match=r"record 0 \(user-margaret\): field 'started_at': "
+                                           "started_at 9999-12-31T23:00:00"):
+        memlab.load_dataset("omi", path=path)
+
+
+def test_an_omi_jsonl_file_with_a_byte_order_mark_and_a_blank_line_loads(
+        tmp_path: Path) -> None:
+    segments = _omi()[0]["segments"]
+    path = tmp_path / "omi.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf\n" + "\n".join(map(json.dumps, segments)).encode() + b"\n")
+    [conversation] = memlab.load_dataset("omi", path=path).conversations
+    assert len(list(conversation.turns())) == sum(
+        1 for s in segments if s.get("type") != "stop_conversation")
+
+
+def test_an_empty_omi_probes_file_is_an_error(tmp_path: Path) -> None:
+    empty = _write(tmp_path / "probes.jsonl", "")
+    with pytest.raises(DatasetError, match="the probes file holds no probe"):
+        memlab.load_dataset("omi", path=DATA / "omi" / "transcripts.json", probes_path=empty)
+
+
+def _agent() -> dict[str, Any]:
+    return json.loads((DATA / "agent" / "export.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_an_agent_message_of_another_user_is_an_error(tmp_path: Path) -> None:
+    export = _agent()
+    user = next(iter(export["users"]))
+    export["users"][user]["messages"][0]["user_id"] = "bob"
+    path = _write(tmp_path / "export.json", export)
+    with pytest.raises(DatasetError, match=f"record users.{user}: field 'messages\\[0\\]"
+                                           f".user_id': a message of user 'bob' in the "
+                                           f"history of user '{user}'"):
+        memlab.load_dataset("agent", path=path)
+
+
+def test_agent_turns_out_of_time_order_are_kept_and_reported(tmp_path: Path) -> None:
+    export = _agent()
+    user = next(iter(export["users"]))
+    export["users"][user]["messages"][0]["at"] = "2027-01-01T00:00:00+00:00"
+    loaded = memlab.load_dataset("agent", path=_write(tmp_path / "export.json", export))
+    assert [i.action for i in loaded.issues] == ["kept: turns out of time order"]
+
+
+def test_a_data_directory_with_a_broken_meta_names_user_and_message(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "conversations.db") as db:
+        db.execute("CREATE TABLE messages (seq INTEGER PRIMARY KEY, user_id, session_id, "
+                   "kind, role, content, at, meta)")
+        db.executemany("INSERT INTO messages (user_id, session_id, kind, role, content, at, "
+                       "meta) VALUES ('ana', 's1', 'chat', ?, ?, '2026-01-01T00:00:00Z', ?)",
+                       [("user", "hi", "{}"), ("assistant", "hello", "{not json")])
+    with pytest.raises(DatasetError, match=r"record users.ana: field 'messages\[1\].meta': "
+                                           "the message's meta is not JSON"):
+        memlab.load_dataset("agent", path=tmp_path)
+
+
+def test_a_conversation_without_turns_is_kept_and_reported(tmp_path: Path) -> None:
+    streams = _omi()
+    native = memlab.load_dataset("omi", path=_write(tmp_path / "omi.json", streams))
+    empty = type(native.conversations[0])("quiet", (), (), ())
+    path = save_native(type(native)("n", (native.conversations[0], empty)),
+                       tmp_path / "n.jsonl")
+    loaded = memlab.load_dataset("memlab", path=path)
+    assert [(i.conversation_id, i.action) for i in loaded.issues] == [
+        ("quiet", "kept: conversation without turns")]
