@@ -66,6 +66,13 @@ LOCOMO_CASES: list[tuple[str, Callable[[Any], Any], str]] = [
      "record conv-26: field 'sessions[0].turns[0].text': unpaired surrogate '\\ud800' at "
      "character 4"),
     ("no conversation", lambda data: [], "holds no conversation: nothing to replay"),
+    # the file's own field names, not memlab's (probes[0].answer, sessions[0].turns[0].id)
+    ("an empty answer", lambda data: data[0]["qa"][0].update(answer=" "),
+     "record 0 (conv-26): field 'qa[0].answer': empty answer"),
+    ("an empty question", lambda data: data[0]["qa"][0].update(question=""),
+     "record 0 (conv-26): field 'qa[0].question': empty question"),
+    ("an empty dia_id", lambda data: data[0]["conversation"]["session_1"][0].update(dia_id=""),
+     "record 0 (conv-26): field 'conversation.session_1[0].dia_id': empty dia_id"),
 ]
 
 
@@ -92,6 +99,18 @@ def test_an_empty_or_invisible_question_id_is_named_by_position(
     with pytest.raises(DatasetError, match="empty conversation id") as info:
         memlab.load_dataset("longmemeval", path=path)
     assert f"record {record}: field 'id'" in str(info.value)
+
+
+@pytest.mark.parametrize(("field", "says"), [("question", "empty question"),
+                                             ("answer", "empty answer")])
+def test_an_empty_longmemeval_question_or_answer_names_the_files_field(
+        tmp_path: Path, longmemeval_path: Path, field: str, says: str) -> None:
+    [question] = copy.deepcopy(json.loads(longmemeval_path.read_text())[:1])
+    question[field] = ""
+    path = _write(tmp_path / "lme.json", [question])
+    with pytest.raises(DatasetError, match=f"record 0 \\({question['question_id']}\\): "
+                                           f"field '{field}': {says}"):
+        memlab.load_dataset("longmemeval", path=path)
 
 
 def test_an_unpaired_surrogate_never_reaches_a_file_memlab_writes(

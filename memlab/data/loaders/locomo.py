@@ -174,7 +174,11 @@ def _turn(t: Fields, session_id: str, at: datetime, speakers: tuple[str, str]) -
         metadata["image_urls"] = tuple(t.strings("img_url"))
     if t.has("query"):
         metadata["image_query"] = t.get("query", str)
-    return Turn(t.get("dia_id", str), session_id, speaker, role, t.get("text", str), at, metadata)
+    dia_id = t.get("dia_id", str)
+    if not dia_id.strip():
+        raise t.error("empty dia_id (it is the turn's id: evidence names it)",
+                      field=t.where("dia_id"))
+    return Turn(dia_id, session_id, speaker, role, t.get("text", str), at, metadata)
 
 
 def _probe(q: Fields, index: int, sample_id: str, asked_at: datetime,
@@ -195,8 +199,14 @@ def _probe(q: Fields, index: int, sample_id: str, asked_at: datetime,
             metadata["dataset_answer"] = _text(q, "answer")
     else:
         answer = _text(q, "answer")
+        if not answer.strip():
+            raise q.error("empty answer (every reply would score 0, or match an empty one)",
+                          field=q.where("answer"))
+    question = q.get("question", str)
+    if not question.strip():
+        raise q.error("empty question", field=q.where("question"))
     session_ids = tuple(dict.fromkeys(turn_sessions[t] for t in turn_ids))
-    return Probe(probe_id, q.get("question", str), answer, turn_ids, session_ids,
+    return Probe(probe_id, question, answer, turn_ids, session_ids,
                  CATEGORIES[category_id], asked_at, abstention=category_id == ADVERSARIAL,
                  category_id=category_id, metadata=metadata)
 

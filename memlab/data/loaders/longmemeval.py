@@ -172,7 +172,13 @@ def _probe(rec: Fields, qid: str, sessions: tuple[Session, ...], clamp: bool,
                                 action))
     if clamp and later:
         asked_at = sessions[-1].started_at
-    return Probe(qid, rec.get("question", str), answer if isinstance(answer, str) else str(answer),
+    question = rec.get("question", str)
+    if not question.strip():
+        raise rec.error("empty question", field="question")
+    if isinstance(answer, str) and not answer.strip() and "_abs" not in qid:
+        raise rec.error("empty answer (every reply would score 0, or match an empty one)",
+                        field="answer")
+    return Probe(qid, question, answer if isinstance(answer, str) else str(answer),
                  evidence_turns, evidence_sessions, qtype, asked_at,
                  abstention="_abs" in qid, category_id=qtype,
                  metadata={"sessions_after_asked_at": later})
