@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,19 @@ def write_export(agent: Any, path: Path, users: list[str]) -> Path:
 
 
 def read_export(agent: Any, path: Path, *, progress: bool = True) -> int:
-    """Replay the export file ``path`` into ``agent`` (:func:`import_data`), with a
+    """Replay the export file ``path`` into ``agent`` (checked first, then
+    :func:`replay_import`, holding each user's import lock), with a
     progress bar of the sessions replayed unless ``progress`` is false; the number of
     sessions and explicit memories imported."""
+    from memlab.agent.imports import user_import_lock
     from memlab.data.fields import open_path, read_json
 
-    with _bar(path, progress) as bar:
-        counts = import_data(agent, read_json(open_path(path)), path, progress=bar)
+    data = read_json(open_path(path))
+    check_import(data, path)
+    with ExitStack() as held, _bar(path, progress) as bar:
+        for user in data["users"]:  # ImportBusy while another import into one runs
+            held.enter_context(user_import_lock(agent.data_dir, check_user(user)))
+        counts = replay_import(agent, data, path, progress=bar)
     return counts["sessions"] + counts["memories"]
 
 
@@ -96,22 +102,13 @@ def check_import(data: Any, source: Path, users: dict[str, str] | None = None) -
     agent_dataset(data, source, users=None if users is None else list(users))
 
 
-def import_data(agent: Any, data: Any, source: Path,
-                users: dict[str, str] | None = None, *, progress: Progress | None = None,
-                stop: Callable[[], bool] | None = None) -> dict[str, int]:
-    """Replay an export (a JSON value read from ``source``) into ``agent`` through its public
-    verbs (``replay_session``, ``add_memory`` with the original time). ``users`` maps the
-    export's user ids to the agent's (default: every user, under its own id). The value is
-    checked first (:func:`check_import`), so a malformed message is an error naming the
-    source, user and field before anything is replayed. See :func:`replay_import`."""
-    check_import(data, source, users)
-    return replay_import(agent, data, source, users, progress=progress, stop=stop)
-
-
 def replay_import(agent: Any, data: Any, source: Path,
                   users: dict[str, str] | None = None, *, progress: Progress | None = None,
                   stop: Callable[[], bool] | None = None) -> dict[str, int]:
-    """Replay an export that :func:`check_import` accepted. Messages already in the
+    """Replay an export (a JSON value read from ``source``) that :func:`check_import`
+    accepted into ``agent`` through its public verbs (``replay_session``, ``add_memory``
+    with the original time); ``users`` maps the export's user ids to the agent's (default:
+    every user, under its own id); the caller holds their import locks. Messages already in the
     agent's log (same role, content and time) are skipped, so importing the same export
     twice changes nothing; messages deleted before the export are not brought back.
     ``progress(done, total, counts)`` is called before the first session and after each;
