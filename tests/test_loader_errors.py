@@ -194,3 +194,13 @@ def test_a_conversation_without_turns_is_kept_and_reported(tmp_path: Path) -> No
     loaded = memlab.load_dataset("memlab", path=path)
     assert [(i.conversation_id, i.action) for i in loaded.issues] == [
         ("quiet", "kept: conversation without turns")]
+
+
+def test_a_duplicate_conversation_names_both_records(tmp_path: Path, locomo_path: Path) -> None:
+    data = _locomo(locomo_path)
+    path = _write(tmp_path / "twice.json", data + copy.deepcopy(data))
+    with pytest.raises(DatasetError) as info:
+        memlab.load_dataset("locomo", path=path)
+    assert str(info.value).startswith(
+        f"{path}: record #1 (conv-26): field 'id': duplicate conversation id 'conv-26', first "
+        "at #0 (conv-26), id")

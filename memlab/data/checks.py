@@ -51,8 +51,9 @@ def check_dataset(dataset: Dataset, path: str | Path,
         raise DatasetError("holds no conversation: nothing to replay", path=path)
     where = {c.id: (records or {}).get(c.id) or (c.id if _visible(c.id) else f"#{i} (no id)")
              for i, c in enumerate(dataset.conversations)}
-    _unique(((c.id, where[c.id], "id") for c in dataset.conversations), "conversation id",
-            path)
+    _unique(((c.id, w if (w := where[c.id]).startswith("#") else f"#{i} ({w})", "id")
+             for i, c in enumerate(dataset.conversations)),  # by position: twins share an id
+            "conversation id", path)
     _unique(((p.id, where[c.id], f"probes[{k}].id") for c in dataset.conversations
              for k, p in enumerate(c.probes)), "probe id", path)
     issues: list[DataIssue] = []
@@ -162,17 +163,19 @@ def _visible(value: str) -> bool:
 
 
 def _unique(entries: Iterable[tuple[str, str, str]], what: str, path: str) -> None:
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}
     for value, record, field in entries:
         if not _visible(str(value)):
             raise DatasetError(f"empty {what} (an id names what the metrics count: evidence, "
                                "resumed probes, sessions)", path=path, record=record,
                                field=field)
         if value in seen:
-            raise DatasetError(f"duplicate {what} {value!r} (ids must be unique; a repeated "
-                               "one would be counted twice)", path=path, record=record,
-                               field=field)
-        seen.add(value)
+            first_record, first_field = seen[value]
+            first = first_field if first_record == record else f"{first_record}, {first_field}"
+            raise DatasetError(f"duplicate {what} {value!r}, first at {first} (ids must be "
+                               "unique; a repeated one would be counted twice)", path=path,
+                               record=record, field=field)
+        seen[value] = (record, field)
 
 
 def _finite(value: Any, path: str, record: str, field: str) -> None:
