@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from memlab.agent import MemoryNotFound, from_config, load_settings
-from memlab.agent.imports import ImportBusy, ImportJob
+from memlab.agent import BackendUnavailable, MemoryNotFound, from_config, load_settings
+from memlab.agent.imports import ImportBusy, ImportJob, user_import_lock
 from memlab.llm.mock import MockLLM
 from memlab.serve import build_app
 
@@ -341,8 +341,76 @@ def test_a_job_whose_record_cannot_be_written_does_not_stop_the_queue(
         save(owner, record)
 
     monkeypatch.setattr(agent.log, "save_import", failing)
-    agent.start_import("ana", exported)
+    first = agent.start_import("ana", exported)
     later = agent.start_import("lena", exported)
     _wait_for(lambda: agent.import_status(later["job_id"])["state"] == "done")
     assert broken and agent.import_status(later["job_id"])["sessions"] == 3
+    lost = agent.import_status(first["job_id"])  # not "queued" for ever
+    assert (lost["state"], lost["error"]) == ("failed", "its record could not be written "
+                                                        "(see the server's log)")
+    agent.close()
+
+
+def test_a_job_whose_first_record_fails_is_not_queued(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
+                                                "memory.data_dir": str(tmp_path / "b")})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+
+    def failing(owner: str, record: dict[str, Any]) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(agent.log, "save_import", failing)
+    with pytest.raises(sqlite3.OperationalError):
+        agent.start_import("ana", exported)
+    monkeypatch.undo()
+    agent.close()  # nothing left to cancel, nothing raised
+    assert agent.import_status() == []
+
+
+def test_an_import_submitted_while_the_agent_closes_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = _history(_client(tmp_path, "a"))
+    agent, first_in, go = _held_agent(tmp_path, monkeypatch)
+    agent.start_import("ana", exported)
+    assert first_in.wait(10)
+    closing = threading.Thread(target=agent.close)
+    closing.start()
+    _wait_for(agent._imports._stop.is_set)
+    with pytest.raises(BackendUnavailable, match="the server is stopping"):
+        agent.start_import("lena", exported)
+    go.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert agent.start_import("lena", exported)["state"] == "queued"  # open again
+    agent.close()
+
+
+def test_forgetting_a_user_whose_synchronous_import_does_not_stop_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import memlab.agent.agent as agent_module
+
+    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
+                                                "memory.data_dir": str(tmp_path)})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    agent.add_memory("Ana likes tea", user_id="ana")
+    monkeypatch.setattr(agent_module, "FORGET_WAIT", 0.2)
+    with user_import_lock(tmp_path, "ana"), pytest.raises(
+            ImportBusy, match="an import into user 'ana' did not stop within 0 s"):
+        agent.forget_user("ana")
+    assert agent.forget_user("ana")["messages"] == 1
+    agent.close()
+
+
+def test_an_import_jobs_table_of_a_development_build_is_made_again(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "conversations.db") as db:
+        db.execute("CREATE TABLE import_jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                   "job_id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, state TEXT NOT NULL, "
+                   "record TEXT NOT NULL)")
+    settings = load_settings(env={}, overrides={"model.embedding_model": "hash",
+                                                "memory.data_dir": str(tmp_path)})
+    agent = from_config(settings=settings, llm=MockLLM(["Noted."]))
+    agent.add_memory("Ana likes tea", user_id="ana")
+    assert agent.forget_user("ana")["messages"] == 1  # it used to fail: no column cancel
     agent.close()

@@ -718,7 +718,8 @@ def test_priced_roles_give_the_runs_cost_and_prices_may_change_on_resume(
     want = (tokens["prompt"]["total"] * 0.5 + tokens["completion"]["total"] * 2.0) / 1e6
     assert tokens["prompt"]["total"] > 10_000 and tokens["judge_prompt"]["total"] > 0
     assert result.summary["cost_usd"] == {"answer": want, "total": want,
-                                          "per_probe": want / 48, "unpriced": ["judge"]}
+                                          "per_probe": want / 48, "unpriced": ["judge"],
+                                          "no_tokens": []}
     assert f"cost USD {want:.4f} (answer {want:.4f}), " in render_table(result.summary)
     assert "not priced: judge" in render_table(result.summary)
     assert run_metrics(result.summary)["cost_usd.total"] == want
@@ -731,5 +732,9 @@ def test_priced_roles_give_the_runs_cost_and_prices_may_change_on_resume(
     assert "cost_usd" not in evaluate(_config(answer={"llm": mock}), out=tmp_path / "free",
                                       progress=False).summary
     assert run_cost(result.summary, {}) == {}
+    unused = run_cost(result.summary, {"search": {"prompt": 1, "completion": 1}})
+    assert (unused["total"], unused["no_tokens"]) == (0.0, ["search"])  # said, not hidden
+    assert "priced but no tokens counted: search" in render_table(
+        result.summary | {"cost_usd": unused})
     with pytest.raises(ConfigError, match=r"prices\.answer\.prompt"):
         load_config(_config(prices={"answer": {"prompt": -1, "completion": 0}}))

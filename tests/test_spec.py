@@ -271,6 +271,10 @@ def test_a_shape_error_and_a_component_error_are_listed_at_once() -> None:
         "  k: Input should be greater than or equal to 1",
         "  retrieval.params.alpha: retrieval 'hybrid': alpha must be a number in [0, 1], "
         "got 2"]
+    # a bad plugins: value is reported alone (the components it registers are unknown)
+    with pytest.raises(ConfigError) as info:
+        load_config(_config(plugins="my_plugin", memory={"name": "mine"}))
+    assert [line.split(":")[0] for line in str(info.value).splitlines()[1:]] == ["  plugins"]
     # a component problem inside a list the shape refused is left to the shape error
     with pytest.raises(ConfigError) as info:
         load_config(_config(scorers=["bleu1", 3], retrieval={"name": "bm25", "params": {

@@ -212,7 +212,9 @@ class MemoryAgent:
 
         user_id = check_user(user_id)
         self._imports.cancel_user(user_id)  # imports into them stop between two sessions
-        with user_import_lock(self.data_dir, user_id, wait=FORGET_WAIT), \
+        busy = ("an import into user {user!r} did not stop within {wait:.0f} s (a "
+                "synchronous one cannot be cancelled); forget the user once it has finished")
+        with user_import_lock(self.data_dir, user_id, wait=FORGET_WAIT, busy=busy), \
                 self._using(user_id) as memory:
             return forget_user(self, memory, user_id)
 

@@ -84,13 +84,19 @@ class ImportBusy(InvalidRequest):
     """Another import into the same user is running (HTTP 409)."""
 
 
+BUSY = ("an import into user {user!r} is running (a background one's state is at GET "
+        "/imports); wait for it to finish, or import in the background (?background=true), "
+        "which waits its turn")
+
+
 @contextmanager
 def user_import_lock(data_dir: Path, user_id: str, *, wait: float = 0.0,
-                     stop: Callable[[], bool] | None = None) -> Iterator[None]:
+                     stop: Callable[[], bool] | None = None, busy: str = BUSY
+                     ) -> Iterator[None]:
     """Hold ``user_id``'s import lock (an ``flock`` on ``<data_dir>/locks/import-<user>``,
     exclusive across threads and processes; the kernel drops it if the process dies).
     Waits up to ``wait`` seconds (polling; giving up early once ``stop()`` is true), then
-    raises :class:`ImportBusy`."""
+    raises :class:`ImportBusy` saying ``busy`` (``{user}`` and ``{wait}`` filled in)."""
     folder = data_dir / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait
@@ -101,10 +107,7 @@ def user_import_lock(data_dir: Path, user_id: str, *, wait: float = 0.0,
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline or (stop is not None and stop()):
-                    raise ImportBusy(
-                        f"an import into user {user_id!r} is running (GET /imports lists "
-                        "it); wait for it to finish, or import in the background "
-                        "(?background=true), which waits its turn") from None
+                    raise ImportBusy(busy.format(user=user_id, wait=wait)) from None
                 time.sleep(0.05 if stop is None else 0.25)  # stop() may read the log
         try:
             yield
@@ -126,14 +129,19 @@ class ImportJobs:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        self._closing = False
 
     def submit(self, user_id: str, from_user: str, data: Any, source: Path) -> ImportJob:
-        """Queue the import of ``from_user`` of a checked export as ``user_id``."""
+        """Queue the import of ``from_user`` of a checked export as ``user_id`` (its record
+        written first: if that fails, nothing is queued)."""
         job = ImportJob(secrets.token_hex(8), user_id, from_user)
         with self._lock:
+            if self._closing:
+                raise BackendUnavailable("the server is stopping: import again once it is "
+                                         "back", backend="imports")
+            self._save(job)
             self._jobs[job.job_id] = job
             self._work[job.job_id] = (data, source, {from_user: user_id})
-            self._save(job)
             self.agent.log.prune_imports(KEEP, FINISHED)
             if self._worker is None or not self._worker.is_alive():
                 self._stop.clear()
@@ -159,27 +167,53 @@ class ImportJobs:
 
     def _current(self, owner: str, record: dict[str, Any]) -> ImportJob:
         job = ImportJob(**record)
-        if job.state not in FINISHED and owner != self.owner and not _alive(owner):
+        if job.state in FINISHED:
+            return job
+        if owner == self.owner:
+            with self._lock:  # (a job's last record is written under this lock)
+                if job.job_id in self._jobs:
+                    return job
+                found = self.agent.log.imports(job.job_id)
+            if found and found[0][1]["state"] in FINISHED:
+                return ImportJob(**found[0][1])  # it finished since it was read
+            # dropped after its record could not be written
+            job.state, job.finished_at = "failed", job.finished_at or _now()
+            job.error = "its record could not be written (see the server's log)"
+        elif not _alive(owner):
             job.state, job.finished_at = "cancelled", job.finished_at or _now()
             job.error = ("the server process running it stopped; import the export again "
                          "to go on")
         return job
 
     def close(self) -> None:
-        """Stop the running import between two sessions and cancel the queued ones."""
+        """Stop the running import between two sessions and cancel the queued ones (new
+        imports are refused meanwhile)."""
         with self._lock:
+            self._closing = True
             worker = self._worker
             self._stop.set()
-        if worker is not None and worker.is_alive():
-            self._queue.put(None)
-            worker.join()
-        with self._lock:
-            for job_id in list(self._work):
-                self._finish(job_id, "cancelled", "the server stopped before this import "
-                                                  "started; import the export again")
-            self._worker = None
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        try:
+            if worker is not None and worker.is_alive():
+                self._queue.put(None)
+                worker.join()
+            with self._lock:
+                for job_id in list(self._work):
+                    try:
+                        self._finish(job_id, "cancelled", "the server stopped before this "
+                                                          "import started; import it again")
+                    except (OSError, sqlite3.Error, MemlabError) as exc:
+                        log.warning("import %s: its record failed: %s", job_id, exc)
+                        self._jobs.pop(job_id, None)
+                        self._work.pop(job_id, None)
+                self._worker = None
+                while True:
+                    try:
+                        self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+        finally:
+            with self._lock:
+                self._closing = False
 
     def cancel_user(self, user_id: str) -> int:
         """Ask every unfinished import into ``user_id`` (in this process or another) to

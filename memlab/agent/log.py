@@ -46,6 +46,14 @@ KINDS = ("chat", "memory")
 LOG_FILE = "conversations.db"
 
 
+def _drop_old_import_jobs(conn: sqlite3.Connection) -> None:
+    """The ``import_jobs`` table of a development build (no ``user_id`` / ``cancel``
+    columns) is dropped to be made again: it holds only job records, never messages."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(import_jobs)")}
+    if columns and not {"user_id", "cancel"} <= columns:
+        conn.execute("DROP TABLE import_jobs")
+
+
 class ConversationLog:
     """Append-only messages per user (``kind`` chat or memory) in one SQLite file.
 
@@ -66,6 +74,7 @@ class ConversationLog:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
+                _drop_old_import_jobs(conn)
                 conn.executescript(_SCHEMA)
             except (OSError, sqlite3.DatabaseError) as exc:
                 raise StorageError(f"conversation log {self.path}: cannot open: {exc}") from exc

@@ -62,7 +62,8 @@ def check_dataset(dataset: Dataset, path: str | Path,
     conversations = tuple(_conversation(c, path, where[c.id], c.id not in dated, issues)
                           for c in dataset.conversations)
     _finite(dataset.metadata, path, "header", "metadata")
-    issues = [i for i in dict.fromkeys(issues) if i not in dataset.issues]  # said once
+    said = set(dataset.issues)
+    issues = [i for i in dict.fromkeys(issues) if i not in said]  # each said once
     if not issues and conversations == dataset.conversations:
         return dataset
     return dataclasses.replace(dataset, conversations=conversations,

@@ -385,6 +385,9 @@ def _despite_shape(raw: dict[str, Any], exc: ValidationError) -> list[str]:
     """The component problems of the rest of a config whose shape failed: each failing
     value taken out (its default used), the components checked, so that every problem is
     listed at once (nothing if the rest fails too, or names plugins to import)."""
+    if any(err["loc"] and err["loc"][0] in ("plugins", "template_dirs")
+           for err in exc.errors()):
+        return []  # the components they register, or the templates they hold, are unknown
     rest = copy.deepcopy(raw)
     for err in exc.errors():
         node: Any = rest

@@ -60,8 +60,10 @@ def summarize_run(items: Sequence[dict[str, Any]], *, seed: int = 0,
 
 def run_cost(summary: dict[str, Any], prices: dict[str, Any]) -> dict[str, Any]:
     """US dollars spent on each priced LLM role's tokens (``prices[role]``: dollars per
-    million ``prompt`` and ``completion`` tokens), their ``total`` and ``per_probe``, and
-    the roles that spent tokens but have no price (``unpriced``: the total leaves them out).
+    million ``prompt`` and ``completion`` tokens), their ``total`` and ``per_probe``, the
+    roles that spent tokens but have no price (``unpriced``: the total leaves them out) and
+    the priced roles with no tokens counted (``no_tokens``: unused, or a backend that
+    reports none, so their cost of 0 may be wrong).
     Every call's tokens count, a cache hit's too: what the run costs made afresh. Empty
     when nothing is priced."""
     tokens = summary["tokens"]
@@ -83,7 +85,8 @@ def run_cost(summary: dict[str, Any], prices: dict[str, Any]) -> dict[str, Any]:
     out["total"] = sum(out.values())
     out["per_probe"] = out["total"] / summary["probes"] if summary["probes"] else None
     out["unpriced"] = [role for role, used in spent.items() if sum(used) and role not in priced]
-    return out
+    out["no_tokens"] = [role for role in priced if not sum(spent[role])]  # not used, or
+    return out                                                            # counted none
 
 
 def _ingest_tokens(ingest: dict[str, Any], probes: int) -> dict[str, Any]:
@@ -241,10 +244,12 @@ def render_table(summary: dict[str, Any], title: str = "", extra: Sequence[str] 
     cost = summary.get("cost_usd")
     if cost:
         roles = ", ".join(f"{role} {value:.4f}" for role, value in cost.items()
-                          if role not in ("total", "per_probe", "unpriced"))
+                          if role not in ("total", "per_probe", "unpriced", "no_tokens"))
         per_probe = f", {cost['per_probe']:.6f} per probe" if cost["per_probe"] else ""
         unpriced = (f"; not priced: {', '.join(cost['unpriced'])}" if cost["unpriced"]
                     else "")
+        if cost.get("no_tokens"):
+            unpriced += f"; priced but no tokens counted: {', '.join(cost['no_tokens'])}"
         lines.append(f"cost USD {cost['total']:.4f} ({roles}){per_probe}{unpriced}")
     return "\n".join(lines)
 
