@@ -732,6 +732,12 @@ def test_priced_roles_give_the_runs_cost_and_prices_may_change_on_resume(
     assert "cost_usd" not in evaluate(_config(answer={"llm": mock}), out=tmp_path / "free",
                                       progress=False).summary
     assert run_cost(result.summary, {}) == {}
+    from memlab.eval.report import report
+    table = report([tmp_path / "run", tmp_path / "free"])
+    costs = dict(zip(table["dir"], table["cost_usd/probe"], strict=True))
+    assert costs[str(tmp_path / "run")] == again.summary["cost_usd"]["per_probe"]
+    assert costs[str(tmp_path / "free")] != costs[str(tmp_path / "free")]  # NaN: unpriced
+    assert list(table.columns)[-2:] == ["cost_usd/probe", "dir"]
     unused = run_cost(result.summary, {"search": {"prompt": 1, "completion": 1}})
     assert (unused["total"], unused["no_tokens"]) == (0.0, ["search"])  # said, not hidden
     assert "priced but no tokens counted: search" in render_table(

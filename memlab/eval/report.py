@@ -11,7 +11,7 @@ from memlab.eval.summary import HEADLINE, error_counts
 from memlab.files import read_json, read_yaml
 
 #: The columns every row ends with.
-_LAST = ("memory_tokens/probe", "prompt_tokens/probe", "dir")
+_LAST = ("memory_tokens/probe", "prompt_tokens/probe", "cost_usd/probe", "dir")
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -82,6 +82,8 @@ def report(paths: Sequence[str | Path], metric: Sequence[str] | None = None,
         for kind in ("memory", "prompt"):
             tokens = summary["tokens"].get(kind)
             row[f"{kind}_tokens/probe"] = None if not tokens else round(tokens["mean"] or 0, 1)
+        if summary.get("cost_usd"):  # a priced run (prices: in its config)
+            row["cost_usd/probe"] = summary["cost_usd"]["per_probe"]
         row["dir"] = str(run_dir)
         rows.append(row)
     frame = pd.DataFrame(rows)
