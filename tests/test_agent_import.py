@@ -414,3 +414,20 @@ def test_an_import_jobs_table_of_a_development_build_is_made_again(tmp_path: Pat
     agent.add_memory("Ana likes tea", user_id="ana")
     assert agent.forget_user("ana")["messages"] == 1  # it used to fail: no column cancel
     agent.close()
+
+
+def test_get_users_lists_each_user_with_counts_and_times(tmp_path: Path) -> None:
+    client = _client(tmp_path, "a")
+    exported = _history(client)
+    client.post("/chat", headers=KEY, json={"message": "Hi", "user_id": "bob"})
+    assert client.get("/users").status_code == 401
+    listed = client.get("/users", headers=KEY).json()["users"]
+    kept = [m for m in exported["users"]["ana"]["messages"] if not m["meta"].get("deleted")]
+    assert [u["user_id"] for u in listed] == ["ana", "bob"]
+    ana = listed[0]
+    assert (ana["messages"], ana["memories"], ana["sessions"]) == (
+        sum(m["kind"] == "chat" for m in kept), 1, len({m["session_id"] for m in kept}))
+    assert (ana["first_at"], ana["last_at"]) == (kept[0]["at"], kept[-1]["at"])
+    assert listed[1]["messages"] == 2
+    client.delete("/users/bob", headers=KEY)
+    assert [u["user_id"] for u in client.get("/users", headers=KEY).json()["users"]] == ["ana"]

@@ -355,6 +355,11 @@ class MemoryAgent:
     def users(self) -> list[str]:
         return self.log.users()
 
+    def user_summaries(self) -> list[dict[str, Any]]:
+        """Every user with a logged message: how many chat messages and explicit memories,
+        sessions, first and last message time (``GET /users``)."""
+        return self.log.user_summaries()
+
     def memory(self, user_id: str = DEFAULT_USER) -> Any:
         """The user's memory object (opened on first use)."""
         with self._lock(check_user(user_id)):

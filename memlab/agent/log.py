@@ -182,6 +182,18 @@ class ConversationLog:
             [(json.dumps({**json.loads(meta), "deleted": True}), seq) for seq, meta in rows])
         return len(rows)
 
+    def user_summaries(self) -> list[dict[str, Any]]:
+        """Per user, in id order: ``messages`` and ``memories`` logged (deleted ones left
+        out), ``sessions``, and the ``first_at`` / ``last_at`` message times."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT user_id, SUM(kind = 'chat'), SUM(kind = 'memory'), "
+                "COUNT(DISTINCT session_id), MIN(at), MAX(at) FROM messages WHERE "
+                "json_extract(meta, '$.deleted') IS NOT 1 GROUP BY user_id ORDER BY user_id"
+            ).fetchall()
+        return [{"user_id": r[0], "messages": int(r[1]), "memories": int(r[2]),
+                 "sessions": int(r[3]), "first_at": r[4], "last_at": r[5]} for r in rows]
+
     def users(self) -> list[str]:
         with self._lock:
             rows = self._conn.execute("SELECT DISTINCT user_id FROM messages ORDER BY user_id")

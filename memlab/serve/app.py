@@ -1,7 +1,7 @@
 """The FastAPI app: the Letta seed's endpoints over a :class:`~memlab.agent.MemoryAgent`.
 
 ``POST /chat``, ``POST /memory/add``, ``POST /memory/search``, ``POST /memory/consolidate``,
-``GET /memory/list``, ``DELETE /memory/{id}``, ``DELETE /users/{id}``,
+``GET /memory/list``, ``DELETE /memory/{id}``, ``GET /users``, ``DELETE /users/{id}``,
 ``GET /users/{id}/export``, ``POST /users/{id}/import``, ``GET /imports/{job_id}``,
 ``GET /imports``, ``GET /status``; OpenAPI at
 ``/openapi.json``, Swagger UI at ``/docs``, ReDoc at ``/redoc``. Errors are JSON
@@ -138,6 +138,12 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
                       ) -> dict[str, Any]:
         """Delete one of the user's memories (a core id clears the whole core block)."""
         return agent.delete_memory(memory_id, user_id)
+
+    @app.get("/users", response_model=s.UsersResponse, dependencies=guard, tags=["memory"])
+    def users() -> dict[str, Any]:
+        """Every user the agent keeps messages for, in id order, with their counts and the
+        times of their first and last message."""
+        return {"users": agent.user_summaries()}
 
     @app.delete("/users/{user_id}", response_model=s.ForgetUserResponse,
                 dependencies=guard, tags=["memory"],

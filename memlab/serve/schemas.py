@@ -138,6 +138,19 @@ class DeleteResponse(BaseModel):
     deleted: list[str]
 
 
+class UserSummary(BaseModel):
+    user_id: str
+    messages: int = Field(description="chat messages logged (deleted ones left out)")
+    memories: int = Field(description="explicit memories added (deleted ones left out)")
+    sessions: int = Field(description="exchanges and memories, each a session")
+    first_at: str | None = Field(description="the first message's time (UTC)")
+    last_at: str | None = Field(description="the last message's time (UTC)")
+
+
+class UsersResponse(BaseModel):
+    users: list[UserSummary]
+
+
 class ForgetUserResponse(BaseModel):
     status: Literal["deleted"]
     user_id: str
