@@ -204,3 +204,29 @@ def test_a_duplicate_conversation_names_both_records(tmp_path: Path, locomo_path
     assert str(info.value).startswith(
         f"{path}: record #1 (conv-26): field 'id': duplicate conversation id 'conv-26', first "
         "at #0 (conv-26), id")
+
+
+def test_convert_writes_any_dataset_as_a_memlab_file_losslessly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from memlab.data.__main__ import main
+
+    out = tmp_path / "two.jsonl"
+    assert main(["convert", "locomo", "--conversation", "conv-26,conv-30",
+                 "--out", str(out)]) == 0
+    assert f"wrote {out}: 2 conversations" in capsys.readouterr().out
+    source = memlab.load_dataset("locomo")
+    back = memlab.load_dataset("memlab", path=out)
+    assert back.conversations == tuple(c for c in source.conversations
+                                       if c.id in ("conv-26", "conv-30"))
+    assert back.issues == tuple(i for i in source.issues
+                                if i.conversation_id in ("conv-26", "conv-30"))
+    assert main(["convert", "locomo", "--out", str(out)]) == 2  # exists: --force replaces
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["convert", "locomo", "--conversation", "conv-99", "--out",
+                 str(tmp_path / "x.jsonl")]) == 2
+    assert "no conversation 'conv-99' in locomo (it has 10: conv-26" in capsys.readouterr().err
+    padded = tmp_path / "padded.json"
+    assert main(["convert", "locomo", "--conversation", "conv-30", "--option",
+                 "haystack={tokens: 30000, seed: 0}", "--out", str(padded)]) == 0
+    [history] = memlab.load_dataset("memlab", path=padded).conversations
+    assert len(history.sessions) > len(source["conv-30"].sessions)  # others' sessions in it

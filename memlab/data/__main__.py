@@ -7,6 +7,10 @@ and the public benchmark files under ``../shared/datasets`` (or ``$MEMLAB_DATASE
 ``probes SOURCE --out FILE`` asks an LLM for recall questions about each session of
 SOURCE (``NAME`` or ``NAME=PATH``) and writes SOURCE with them as a memlab file
 (:mod:`memlab.data.probegen`), plus ``FILE.report.json`` (calls, tokens, seconds, drops).
+
+``convert SOURCE --out FILE`` writes SOURCE (any loader, with its options: a haystack too)
+as a memlab file, losslessly, the loader's reported issues kept in it: one format to edit,
+subset (``--conversation``) or hand to another tool.
 """
 
 from __future__ import annotations
@@ -85,11 +89,9 @@ def _probes(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     report_path = out.with_name(out.name + ".report.json")
-    if out.suffix not in (".json", ".jsonl"):
-        print(f"error: {out}: write a .json or .jsonl file (memlab's format)", file=sys.stderr)
-        return 2
-    if out.exists() and not args.force:
-        print(f"error: {out} exists; pass --force to replace it", file=sys.stderr)
+    refused = _out_path(out, args.force)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     name, path = args.source
     dataset = load_dataset(name, path=path, **dict(args.option))
@@ -121,6 +123,50 @@ def _probes(args: argparse.Namespace) -> int:
         print(report.render())
         print(f"wrote {out} and {report_path.name}; score it with dataset "
               f"{{name: memlab, params: {{path: {out}}}}}")
+    return 0
+
+
+def _out_path(out: Path, force: bool) -> str | None:
+    """Why ``out`` cannot be written (None if it can)."""
+    if out.suffix not in (".json", ".jsonl"):
+        return f"{out}: write a .json or .jsonl file (memlab's format)"
+    if out.exists() and not force:
+        return f"{out} exists; pass --force to replace it"
+    return None
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from memlab.data.loaders.native import save_native
+
+    out = Path(args.out)
+    refused = _out_path(out, args.force)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    name, path = args.source
+    dataset = load_dataset(name, **({} if path is None else {"path": path}),
+                           **dict(args.option))
+    if args.conversation:
+        wanted = [c.strip() for item in args.conversation for c in item.split(",") if c.strip()]
+        have = {c.id for c in dataset.conversations}
+        unknown = [c for c in wanted if c not in have]
+        if unknown:
+            print(f"error: no conversation {', '.join(map(repr, unknown))} in {name} (it has "
+                  f"{len(have)}: {', '.join(sorted(have)[:8])}{', ...' if len(have) > 8 else ''})",
+                  file=sys.stderr)
+            return 2
+        keep = set(wanted)
+        dataset = dataclasses.replace(
+            dataset, conversations=tuple(c for c in dataset.conversations if c.id in keep),
+            issues=tuple(i for i in dataset.issues if i.conversation_id in keep))
+    save_native(dataset, out)
+    stats = dataset.stats()
+    print(f"wrote {out}: {stats['conversations']} conversations, {stats['sessions']} "
+          f"sessions, {stats['turns']} turns, {stats['probes']} probes, "
+          f"{len(dataset.issues)} reported issues kept; load it with dataset "
+          f"{{name: memlab, params: {{path: {out}}}}}")
     return 0
 
 
@@ -191,7 +237,23 @@ def main(argv: list[str] | None = None) -> int:
     probes.add_argument("--force", action="store_true", help="replace an existing --out file")
     probes.add_argument("--quiet", action="store_true", help="no progress bar")
     probes.add_argument("--json", action="store_true", help="print the report as JSON")
+    convert = sub.add_parser("convert", help="write a dataset (any loader) as a memlab file")
+    convert.add_argument("source", type=_source, metavar="NAME[=PATH]",
+                         help="the dataset: a loader name, with its file after '='")
+    convert.add_argument("--out", required=True, help="memlab file to write (.json or .jsonl)")
+    convert.add_argument("--option", action="append", type=_option, default=[],
+                         metavar="KEY=VALUE", help=option_help + "; haystack={tokens: "
+                         "115000, seed: 0} pads every history")
+    convert.add_argument("--conversation", action="append", default=[], metavar="ID[,ID]",
+                         help="keep only these conversations (repeatable)")
+    convert.add_argument("--force", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        try:
+            return _convert(args)
+        except MemlabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "probes":
         try:
             return _probes(args)
