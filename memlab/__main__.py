@@ -17,7 +17,7 @@ from typing import Any
 #: The command-line tools: module, its subcommands, what it is for.
 TOOLS = (
     ("memlab.eval", ("run", "sweep", "tune", "scale", "compare", "crossfit", "agree", "report",
-                     "misses",
+                     "misses", "export",
                      "validate", "judge-check", "rejudge", "rescore", "log", "cache", "ls",
                      "conform",
                      "train-embedder", "train-reranker"), "the evaluation harness"),

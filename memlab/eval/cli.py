@@ -319,6 +319,40 @@ def _run_depth(run_dir: Path) -> Any:
     return max(config.get("k") or 0, config.get("depth") or 0) or "?"
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """A run's answers in LongMemEval's hypothesis format: one JSON line per question,
+    ``{"question_id", "hypothesis"}``, what its ``src/evaluation/evaluate_qa.py`` reads."""
+    from memlab.eval.compare import run_items
+    from memlab.eval.items import read_items
+
+    run_items(args.run)  # a ConfigError naming the folder when it is not a run directory
+    rows = read_items(args.run / "items.jsonl")
+    answered = [r for r in rows if not r.get("error") and isinstance(r.get("answer"), str)]
+    if not answered:
+        raise ConfigError(f"{args.run}: no answered probe to export (a retrieval-only run, or "
+                          "every answer failed)")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as fh:
+        for row in answered:
+            fh.write(json.dumps({"question_id": row["probe_id"], "hypothesis": row["answer"]},
+                                ensure_ascii=False) + "\n")
+    summary = json.loads((args.run / "metrics.json").read_text(encoding="utf-8")) \
+        if (args.run / "metrics.json").exists() else {}
+    dataset = summary.get("dataset", "?")
+    left = len(rows) - len(answered)
+    print(f"wrote {out}: {len(answered)} hypotheses" + (f" ({left} probes left out: their "
+          "answers failed)" if left else ""))
+    if dataset != "longmemeval":
+        print(f"note: the run's dataset is {dataset!r}; question_id is memlab's probe id")
+    print("score them with LongMemEval's own judge (its repository, an OpenAI key or a local "
+          f"model): python src/evaluation/evaluate_qa.py gpt-4o {out} "
+          "data/longmemeval_oracle.json")
+    return 0
+
+
 def cmd_misses(args: argparse.Namespace) -> int:
     from memlab.eval.analysis import MISS_KINDS, miss_table, run_dataset, when_line
     from memlab.eval.compare import run_items
@@ -708,6 +742,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "(loads the run's dataset)")
     mis.add_argument("--json", action="store_true")
     mis.set_defaults(func=cmd_misses)
+    exp = sub.add_parser("export", help="a run's answers in LongMemEval's hypothesis format "
+                         "(for its own evaluate_qa.py judge)")
+    exp.add_argument("run", type=Path, help="a run directory with answers")
+    exp.add_argument("--out", type=Path, required=True, help="JSON Lines file to write")
+    exp.add_argument("--format", choices=("longmemeval",), default="longmemeval",
+                     help="longmemeval: {question_id, hypothesis} per line (default)")
+    exp.add_argument("--force", action="store_true", help="replace an existing --out file")
+    exp.set_defaults(func=cmd_export)
     rep = sub.add_parser("report", help="table of finished runs (run directories)")
     rep.add_argument("runs", nargs="+", type=Path, help="run directories or folders of them")
     rep.add_argument("--metric", action="append", help="metric(s) to show")
