@@ -13,6 +13,7 @@ import pytest
 from memlab.errors import MemlabError
 from memlab.llm.chatml import count_chat_tokens
 from memlab.llm.ollama import OllamaLLM, ollama_url
+from memlab.llm.retry import TransientError
 from memlab.testing import FakeModel, FakeOllama
 from memlab.tokens import count_tokens
 
@@ -208,6 +209,11 @@ def test_live_ollama() -> None:
     assert c.prompt_tokens > 0 and c.completion_tokens > 0
     assert len(c.digest) == 64
     assert c.metadata["eval_duration_s"] > 0
+    pieces: list[str] = []  # streamed (POST /chat/stream): the same text, piece by piece
+    streamed = llm.generate([{"role": "user", "content": "Count from one to five in words"}],
+                            on_token=pieces.append)
+    assert streamed.ok, streamed.error
+    assert len(pieces) > 1 and "".join(pieces).strip() == streamed.text
 
 
 def test_backend_pickles_without_its_client(server: FakeOllama) -> None:
@@ -223,3 +229,17 @@ def test_backend_pickles_without_its_client(server: FakeOllama) -> None:
     wrapped = pickle.loads(pickle.dumps(CachedLLM(OllamaLLM(host=server.url), mode="off")))
     wrapped.check()  # delegated to the wrapped backend
     assert wrapped.url == server.url
+
+
+def test_a_failure_after_part_of_a_streamed_reply_is_not_retried(server: FakeOllama) -> None:
+    llm = OllamaLLM(host=server.url, retries=3, backoff=0.0)
+    pieces: list[str] = []
+
+    def broken(text: str) -> None:
+        pieces.append(text)
+        if len(pieces) == 2:
+            raise TransientError("the connection dropped")
+
+    c = llm.generate(CHAT, on_token=broken)
+    assert not c.ok and "part of the reply was already streamed: not retried" in str(c.error)
+    assert c.metadata["attempts"] == 1 and len(pieces) == 2

@@ -56,6 +56,20 @@ def _contents(url: str, query: str, user: str) -> list[str]:
     return [r["content"] for r in found["results"]]
 
 
+def _streamed(url: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The server-sent events of ``POST /chat/stream``, as they arrive."""
+    events = []
+    with httpx.stream("POST", f"{url}/chat/stream", json=body, timeout=600) as response:
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
 def _followed(url: str, location: str) -> dict[str, Any]:
     """A background import's record once it is over (60 s at most)."""
     deadline = time.monotonic() + 60
@@ -84,6 +98,15 @@ def test_two_users_memories_survive_a_restart_and_stay_apart(tmp_path: Path) -> 
         timings["second chat"] = time.perf_counter() - start
         assert alice["message"].strip() and bob["message"].strip()
         assert alice["tokens"]["completion"] <= 32
+        # the same model's reply as server-sent events, token by token
+        start = time.perf_counter()
+        events = _streamed(url, {"message": "Which instrument do I play?", "user_id": "bob"})
+        timings["streamed chat"] = time.perf_counter() - start
+        names = [name for name, _ in events]
+        assert names[-1] == "reply" and set(names[:-1]) == {"token"}, names
+        assert len(names) > 3  # more than one piece: streamed, not sent at the end
+        reply = events[-1][1]
+        assert "".join(data["text"] for _, data in events[:-1]) == reply["message"]
         _post(url, "/memory/add", {"content": "Alice's cat is called Miso",
                                    "memory_type": "archival", "user_id": "alice"})
         _post(url, "/memory/add", {"content": "Bob's dog is called Rex",
@@ -92,7 +115,7 @@ def test_two_users_memories_survive_a_restart_and_stay_apart(tmp_path: Path) -> 
 
     with _server(config, port, log) as url:
         status = httpx.get(f"{url}/status", timeout=60).json()
-        assert status["memory"]["users"] == 2 and status["memory"]["messages"] == 6
+        assert status["memory"]["users"] == 2 and status["memory"]["messages"] == 8
         assert status["memory"]["data_dir"] == str(tmp_path / "data")
         assert "Alice's cat is called Miso" in _contents(url, "cat called Miso", "alice")
         assert "Bob's dog is called Rex" in _contents(url, "dog called Rex", "bob")

@@ -14,9 +14,10 @@ recorded with every message and memory.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -117,13 +118,62 @@ class MemoryAgent:
         user_id = check_user(user_id)
         if not message.strip():
             raise InvalidRequest("message must not be empty")
+        return self._chat(message, user_id, include_memory_search)
+
+    def chat_stream(self, message: str, user_id: str = DEFAULT_USER,
+                    include_memory_search: bool = True) -> Iterator[dict[str, Any]]:
+        """:meth:`chat` as events (``POST /chat/stream``): ``{"event": "token", "text"}``
+        as the reply is generated (token by token with the embedded llama.cpp model; in
+        one piece from a backend that does not stream), then ``{"event": "reply", ...}``
+        with the whole :class:`ChatReply` (the message as remembered). The request is
+        checked now; a failure later is raised from the iterator. The exchange is
+        remembered even if the iterator is left unfinished."""
+        user_id = check_user(user_id)
+        if not message.strip():
+            raise InvalidRequest("message must not be empty")
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        def run() -> None:
+            try:
+                reply = self._chat(message, user_id, include_memory_search,
+                                   lambda text: events.put(("token", text)))
+            except BaseException as exc:  # handed to the reader, raised there
+                events.put(("error", exc))
+            else:
+                events.put(("reply", reply))
+
+        threading.Thread(target=run, name="memlab-chat-stream", daemon=True).start()
+        return self._events(events)
+
+    @staticmethod
+    def _events(events: queue.Queue[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+        sent = ""
+        while True:
+            kind, value = events.get()
+            if kind == "token":
+                sent += value
+                yield {"event": "token", "text": value}
+            elif kind == "error":
+                raise value
+            else:
+                rest = value.message[len(sent):] if value.message.startswith(sent) else ""
+                if rest:  # the last token, or a backend that does not stream
+                    yield {"event": "token", "text": rest}
+                yield {"event": "reply", **value.to_dict()}
+                return
+
+    def _chat(self, message: str, user_id: str, include_memory_search: bool,
+              on_token: Callable[[str], None] | None = None) -> ChatReply:
         with self._using(user_id) as memory:
             asked = support.now()
             core, retrieved, recent, history = self._context(
                 memory, user_id, message, asked, include_memory_search)
             rendered, kept = self._prompt(message, user_id, asked, core, retrieved, history)
+            streaming = ({"on_token": on_token} if on_token is not None
+                         and getattr(self.llm, "streams_tokens", False) else {})
             completion = self.llm.generate(rendered.messages,
-                                           max_tokens=self.answer.max_answer_tokens)
+                                           max_tokens=self.answer.max_answer_tokens,
+                                           **streaming)
             if not completion.ok:
                 raise BackendUnavailable(str(completion.error), backend=self.backend)
             answered = support.now()

@@ -16,11 +16,12 @@ keep them once a fixed build is installed.
 from __future__ import annotations
 
 import atexit
+import codecs
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -126,6 +127,30 @@ class _Deadline:
         return scores
 
 
+class _Tokens:
+    """Logits processor that passes the text of each token generated so far to
+    ``on_token`` as soon as it is sampled (llama.cpp calls it before sampling the next one,
+    with every token so far; the last token is not seen here: the caller sends what the
+    final text holds beyond what was passed). Bytes split between tokens (a multi-byte
+    character) are held until they decode."""
+
+    def __init__(self, llama: Any, on_token: Callable[[str], None]) -> None:
+        self.llama = llama
+        self.on_token = on_token
+        self.seen: int | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        n = len(input_ids)
+        if self.seen is not None and n > self.seen:
+            text = self.decoder.decode(self.llama.detokenize(
+                [int(t) for t in input_ids[self.seen:n]]))
+            if text:
+                self.on_token(text)
+        self.seen = n
+        return scores
+
+
 class LlamaCppLLM(BackendBounds, Component):
     """A GGUF model in-process via llama.cpp; the embedded Qwen2.5-Coder-0.5B by default.
 
@@ -137,6 +162,8 @@ class LlamaCppLLM(BackendBounds, Component):
     """
 
     backend = "llamacpp"
+    #: ``generate(..., on_token=callback)`` passes the text as it is generated
+    streams_tokens = True
     # Left out of the cache key's params: the weights are identified by digest and name
     # (``model``, ``model_path``, ``model_name``); threads and timeout do not change the output.
     cache_exempt = frozenset({"model", "model_path", "model_name", "n_threads", "timeout"})
@@ -246,7 +273,11 @@ class LlamaCppLLM(BackendBounds, Component):
 
     # ------------------------------------------------------------------ generate
 
-    def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
+    def generate(self, messages: Sequence[Message], *,
+                 on_token: Callable[[str], None] | None = None,
+                 **overrides: Any) -> Completion:
+        """One chat completion; ``on_token`` (not part of any cache key) receives the text
+        as it is generated."""
         start = time.perf_counter()
         gen = resolve_generation(self.backend, self._defaults(), overrides)
         chat = check_messages(messages)
@@ -254,7 +285,7 @@ class LlamaCppLLM(BackendBounds, Component):
         try:
             llama, lock, digest = self.llama()
             with lock:
-                response, deadline = self._complete(llama, chat, gen)
+                response, deadline = self._complete(llama, chat, gen, on_token)
         except (MemlabError, ValueError, RuntimeError) as exc:
             error = exc if isinstance(exc, LLMCallError) else PermanentError(str(exc))
             return failed(error, model=self.name, digest=digest,
@@ -262,18 +293,22 @@ class LlamaCppLLM(BackendBounds, Component):
                           metadata={"backend": self.backend, "attempts": 1})
         return self._completion(llama, chat, response, deadline, digest, start)
 
-    def _complete(self, llama: Any, chat: list[Message],
-                  gen: dict[str, Any]) -> tuple[dict[str, Any], _Deadline]:
+    def _complete(self, llama: Any, chat: list[Message], gen: dict[str, Any],
+                  on_token: Callable[[str], None] | None = None
+                  ) -> tuple[dict[str, Any], _Deadline]:
         import llama_cpp.llama_cpp as capi
         from llama_cpp import LogitsProcessorList
 
         deadline = _Deadline(self.timeout, llama.token_eos())
+        processors: list[Any] = [deadline]
+        if on_token is not None:
+            processors.append(_Tokens(llama, on_token))
         capi.llama_perf_context_reset(llama._ctx.ctx)
         response = llama.create_chat_completion(
             messages=chat, temperature=gen["temperature"], top_p=gen["top_p"],
             top_k=gen["top_k"], min_p=gen["min_p"], repeat_penalty=gen["repeat_penalty"],
             seed=gen["seed"], max_tokens=gen["max_tokens"], model=self.name,
-            logits_processor=LogitsProcessorList([deadline]),
+            logits_processor=LogitsProcessorList(processors),
             response_format=({"type": "json_object", "schema": gen["json_schema"]}
                              if "json_schema" in gen else None),
         )

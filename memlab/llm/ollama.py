@@ -10,6 +10,7 @@ capabilities from ``/api/show`` (``think`` is only sent to models that can think
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from memlab.llm.base import Completion, Message
@@ -183,7 +184,47 @@ class OllamaLLM(RemoteChat, Component):
 
     # ------------------------------------------------------------------ generate
 
+    streams_tokens = True
+
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
+        return self._call("/api/chat", self._client().chat, **self._chat_args(chat, gen))
+
+    def _chat_streamed(self, chat: list[Message], gen: dict[str, Any],
+                       on_token: Callable[[str], None]) -> Any:
+        """``/api/chat`` with ``stream: true``: each piece of the answer to ``on_token`` as
+        it arrives; the chunks put together as one response (the last chunk's counts)."""
+        sent = False
+
+        def streamed(**kwargs: Any) -> Any:
+            nonlocal sent
+            text: list[str] = []
+            thinking: list[str] = []
+            last = None
+            for chunk in self._client().chat(**kwargs, stream=True):
+                thinking.append(chunk.message.thinking or "")
+                piece = chunk.message.content or ""
+                if piece:
+                    sent = True
+                    text.append(piece)
+                    on_token(piece)
+                last = chunk
+            if last is None:
+                raise TransientError(f"Ollama at {self.url} ended the stream with no chunk")
+            message = last.message.model_copy(update={
+                "content": "".join(text), "thinking": "".join(thinking) or None})
+            return last.model_copy(update={"message": message})
+
+        args = self._chat_args(chat, gen)
+        args.pop("stream")
+        try:
+            return self._call("/api/chat", streamed, **args)
+        except LLMCallError as exc:
+            if sent and not isinstance(exc, PermanentError):  # the reader has part of it
+                raise PermanentError(f"{exc} (part of the reply was already streamed: not "
+                                     "retried)") from None
+            raise
+
+    def _chat_args(self, chat: list[Message], gen: dict[str, Any]) -> dict[str, Any]:
         info = self.model_info()
         kwargs: dict[str, Any] = {
             "model": self.model, "messages": chat, "stream": False,
@@ -196,7 +237,7 @@ class OllamaLLM(RemoteChat, Component):
             kwargs["format"] = gen["json_schema"]
         if self.keep_alive:
             kwargs["keep_alive"] = self.keep_alive
-        return self._call("/api/chat", self._client().chat, **kwargs)
+        return kwargs
 
     def _completion(self, chat: list[Message], response: Any, seconds: float,
                     meta: dict[str, Any]) -> Completion:

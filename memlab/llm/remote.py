@@ -69,13 +69,26 @@ class RemoteChat(BackendBounds, ABC):
         model, digest = self._identity()
         return {"backend": self.backend, "model": model, "digest": digest, "params": params}
 
-    def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
+    #: whether ``generate(..., on_token=callback)`` passes the text as it is generated
+    streams_tokens = False
+
+    def _chat_streamed(self, chat: list[Message], gen: dict[str, Any],
+                       on_token: Callable[[str], None]) -> Any:
+        """``_chat``, passing the reply's text to ``on_token`` as it arrives (backends with
+        ``streams_tokens``); a failure after some text was passed is not retried."""
+        raise NotImplementedError(f"llm '{self.backend}' does not stream")
+
+    def generate(self, messages: Sequence[Message], *,
+                 on_token: Callable[[str], None] | None = None,
+                 **overrides: Any) -> Completion:
         start = time.perf_counter()
         self.check_params()
         gen = resolve_generation(self.backend, self._defaults(), overrides)
         chat = check_messages(messages)
+        call = ((lambda: self._chat(chat, gen)) if on_token is None
+                else (lambda: self._chat_streamed(chat, gen, on_token)))
         response, error, attempts = with_retries(
-            lambda: self._chat(chat, gen), retries=self.retries, backoff=self.backoff)
+            call, retries=self.retries, backoff=self.backoff)
         seconds = time.perf_counter() - start
         meta = {"backend": self.backend, **self._where(), "attempts": attempts}
         if error is not None:

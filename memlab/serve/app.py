@@ -1,6 +1,7 @@
 """The FastAPI app: the Letta seed's endpoints over a :class:`~memlab.agent.MemoryAgent`.
 
-``POST /chat``, ``POST /memory/add``, ``POST /memory/search``, ``POST /memory/consolidate``,
+``POST /chat``, ``POST /chat/stream`` (server-sent events), ``POST /memory/add``,
+``POST /memory/search``, ``POST /memory/consolidate``,
 ``GET /memory/list``, ``DELETE /memory/{id}``, ``GET /users``, ``DELETE /users/{id}``,
 ``GET /users/{id}/export``, ``POST /users/{id}/import``, ``GET /imports/{job_id}``,
 ``GET /imports``, ``GET /status``; OpenAPI at
@@ -15,18 +16,19 @@ with the reason) - never a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import APIKeyHeader
 
 from memlab.agent import BackendUnavailable, InvalidRequest, MemoryAgent, MemoryNotFound
@@ -102,6 +104,22 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
     def chat(body: s.ChatRequest) -> dict[str, Any]:
         """Answer a message with the user's memory, then remember the exchange."""
         return agent.chat(body.message, body.user_id, body.include_memory_search).to_dict()
+
+    @app.post("/chat/stream", dependencies=guard, tags=["chat"],
+              response_class=StreamingResponse,
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "server-sent events: `token` ({text}) as the "
+                               "reply is generated, then `reply` (the ChatResponse), or "
+                               "`error` ({detail, status})"}})
+    def chat_stream(body: s.ChatRequest) -> StreamingResponse:
+        """``POST /chat`` as server-sent events, the reply's text as it is generated (token
+        by token with the embedded llama.cpp model; in one piece from other backends). A
+        bad request is refused before the stream starts; a failure during it is an
+        `error` event. The exchange is remembered even if the client goes away."""
+        events = agent.chat_stream(body.message, body.user_id, body.include_memory_search)
+        return StreamingResponse(_sse(events), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
 
     @app.post("/memory/add", response_model=s.AddMemoryResponse, dependencies=guard,
               tags=["memory"])
@@ -271,6 +289,27 @@ def _handlers(app: FastAPI) -> None:
         log.warning("request failed: %s", exc)
         return JSONResponse({"detail": str(exc)}, status_code=503,
                             headers={"Retry-After": "5"})
+
+
+def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Agent events as server-sent events (``event: NAME``, ``data: JSON``); a failure is
+    an ``error`` event with the status the same failure gets outside a stream."""
+    try:
+        for event in events:
+            name = event.pop("event")
+            yield f"event: {name}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+    except Exception as exc:
+        if isinstance(exc, InvalidRequest):
+            status, detail = 422, str(exc)
+        elif isinstance(exc, BackendUnavailable):
+            status, detail = 503, exc.reason
+        elif isinstance(exc, MemlabError | OSError | sqlite3.Error):
+            status, detail = 503, str(exc)
+        else:
+            log.exception("chat stream failed")
+            status, detail = 500, f"{type(exc).__name__}: {exc}"
+        error = {"detail": detail, "status": status}
+        yield f"event: error\ndata: {json.dumps(error, ensure_ascii=False)}\n\n"
 
 
 def _printable(value: Any, limit: int = 200) -> Any:

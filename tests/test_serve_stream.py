@@ -1,0 +1,120 @@
+"""``POST /chat/stream``: the reply as server-sent events, token events then the whole
+reply; a bad request refused before the stream, a backend failure as an ``error`` event,
+the exchange remembered as ``/chat`` remembers it. (The real llama.cpp model streaming
+token by token through the real server: ``tests/test_serve_live.py``.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from memlab.agent import load_settings
+from memlab.llm.base import Completion, Message
+from memlab.llm.mock import MockLLM
+from memlab.serve import build_app
+
+KEY = {"X-API-Key": "k"}
+
+
+class Streaming(MockLLM):
+    """A scripted model that streams its reply in pieces, leaving the last one to the final
+    text (as llama.cpp leaves the last sampled token)."""
+
+    streams_tokens = True
+
+    def generate(self, messages: Sequence[Message], *,
+                 on_token: Callable[[str], None] | None = None,
+                 **overrides: Any) -> Completion:
+        completion = super().generate(messages, **overrides)
+        for piece in ("Your ", "cat ", "is "):
+            if on_token is not None:
+                on_token(piece)
+        return completion
+
+
+def _client(tmp_path: Path, llm: Any) -> TestClient:
+    settings = load_settings(env={}, overrides={
+        "model.embedding_model": "hash", "memory.data_dir": str(tmp_path / "data"),
+        "server.api_key": "k"})
+    return TestClient(build_app(settings, llm=llm))
+
+
+def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in text.strip().split("\n\n"):
+        name, data = block.split("\n")
+        out.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out
+
+
+def test_tokens_then_the_whole_reply_and_the_exchange_is_remembered(tmp_path: Path) -> None:
+    client = _client(tmp_path, Streaming(["Your cat is Miso."]))
+    response = client.post("/chat/stream", headers=KEY,
+                           json={"message": "What is my cat called?", "user_id": "ana"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = _events(response.text)
+    assert [name for name, _ in events] == ["token"] * 4 + ["reply"]
+    assert [data["text"] for _, data in events[:4]] == ["Your ", "cat ", "is ", "Miso."]
+    reply = events[-1][1]
+    assert reply["message"] == "Your cat is Miso." and reply["user_id"] == "ana"
+    assert set(reply) == set(client.post("/chat", headers=KEY, json={
+        "message": "Hi", "user_id": "bob"}).json())  # the shape /chat answers with
+    said = [m["content"] for m in client.get("/users/ana/export", headers=KEY).json()[
+        "users"]["ana"]["messages"]]
+    assert said == ["What is my cat called?", "Your cat is Miso."]
+
+
+def test_a_backend_that_does_not_stream_sends_the_reply_in_one_piece(tmp_path: Path) -> None:
+    events = _events(_client(tmp_path, MockLLM(["Noted."])).post(
+        "/chat/stream", headers=KEY, json={"message": "Hello"}).text)
+    assert events[0] == ("token", {"text": "Noted."}) and events[1][0] == "reply"
+
+
+def test_bad_requests_are_refused_before_the_stream_and_failures_are_error_events(
+        tmp_path: Path) -> None:
+    client = _client(tmp_path, MockLLM(["Noted."]))
+    assert client.post("/chat/stream", json={"message": "Hi"}).status_code == 401
+    empty = client.post("/chat/stream", headers=KEY, json={"message": "   "})
+    assert empty.status_code == 422 and "must not be empty" in empty.text
+    bad_user = client.post("/chat/stream", headers=KEY, json={"message": "Hi",
+                                                             "user_id": "no spaces"})
+    assert bad_user.status_code == 422
+    down = _client(tmp_path / "down", MockLLM(error="connection refused"))
+    events = _events(down.post("/chat/stream", headers=KEY, json={"message": "Hi"}).text)
+    assert events == [("error", {"detail": "connection refused", "status": 503})]
+
+
+def test_an_ollama_backend_streams_the_reply_piece_by_piece(tmp_path: Path) -> None:
+    """Against memlab's fake Ollama (its /api/chat streams NDJSON as Ollama does): the
+    pieces arrive as token events, and a non-streamed /chat gives the same message."""
+    import socket
+
+    from memlab.testing import FakeOllama
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    settings = load_settings(env={}, overrides={
+        "model.embedding_model": "hash", "memory.data_dir": str(tmp_path / "data"),
+        "model.type": "ollama", "model.name": "qwen3:4b",
+        "model.host": f"http://127.0.0.1:{port}"})
+    client = TestClient(build_app(settings))
+    with FakeOllama(port=port) as server:
+        events = _events(client.post("/chat/stream", json={
+            "message": "Tell me about my garden plans", "user_id": "gus"}).text)
+        plain = client.post("/chat", json={"message": "Tell me about my garden plans",
+                                           "user_id": "tom"}).json()
+        streamed = [body.get("stream", True) for _, path, body in server.requests
+                    if path == "/api/chat"]
+    names = [name for name, _ in events]
+    assert names[-1] == "reply" and len(names) > 3 and set(names[:-1]) == {"token"}
+    reply = events[-1][1]
+    assert "".join(data["text"] for _, data in events[:-1]) == reply["message"]
+    assert reply["message"] == plain["message"] == "You said: Tell me about my garden plans"
+    assert streamed == [True, False]  # the stream asked Ollama to stream, /chat did not
+    assert reply["tokens"]["completion"] == plain["tokens"]["completion"] > 0
