@@ -101,6 +101,13 @@ def test_chat_against_the_real_llama_cpp_server(llama_server: str) -> None:
     wrong = OpenAICompatLLM(base_url=llama_server, max_tokens=4, digest="0" * 64).generate(CHAT)
     assert not wrong.ok and "not the declared digest" in wrong.error
     assert wrong.metadata["attempts"] == 1  # not retried: the weights will not change
+    # streamed (server-sent events): the same greedy answer, piece by piece, same counts
+    pieces: list[str] = []
+    streamed = llm.generate(CHAT, on_token=pieces.append)
+    assert streamed.ok, streamed.error
+    assert len(pieces) > 1 and "".join(pieces) == streamed.text == c.text
+    assert (streamed.prompt_tokens, streamed.completion_tokens) == (
+        c.prompt_tokens, c.completion_tokens)
 
 
 @pytest.mark.slow
@@ -161,6 +168,20 @@ def test_reasoning_field_becomes_thinking(ollama_v1: FakeOllama) -> None:
     assert c.text == "You said: What is the capital of France?"
     assert c.thinking == "The user wrote 30 characters. I will answer briefly."
     assert c.prompt_tokens == count_chat_tokens(CHAT)
+
+
+def test_a_streamed_reply_is_the_same_reply_piece_by_piece(ollama_v1: FakeOllama) -> None:
+    llm = OpenAICompatLLM(base_url=f"{ollama_v1.url}/v1", model="qwen3:4b")
+    pieces: list[str] = []
+    streamed = llm.generate(CHAT, on_token=pieces.append)
+    whole = llm.generate(CHAT)
+    assert streamed.ok and len(pieces) > 1 and "".join(pieces) == streamed.text == whole.text
+    assert streamed.thinking == whole.thinking  # reasoning deltas kept apart, not streamed
+    assert (streamed.prompt_tokens, streamed.completion_tokens) == (
+        whole.prompt_tokens, whole.completion_tokens)  # the usage chunk's counts
+    bodies = [body for _, path, body in ollama_v1.requests if path == "/v1/chat/completions"]
+    assert bodies[-2]["stream"] is True and bodies[-2]["stream_options"] == {
+        "include_usage": True}
 
 
 def test_timeouts_and_server_errors_are_retried(ollama_v1: FakeOllama) -> None:

@@ -123,11 +123,11 @@ class MemoryAgent:
     def chat_stream(self, message: str, user_id: str = DEFAULT_USER,
                     include_memory_search: bool = True) -> Iterator[dict[str, Any]]:
         """:meth:`chat` as events (``POST /chat/stream``): ``{"event": "token", "text"}``
-        as the reply is generated (token by token with the embedded llama.cpp model; in
-        one piece from a backend that does not stream), then ``{"event": "reply", ...}``
-        with the whole :class:`ChatReply` (the message as remembered). The request is
-        checked now; a failure later is raised from the iterator. The exchange is
-        remembered even if the iterator is left unfinished."""
+        as the reply is generated (token by token from a backend with ``streams_tokens``:
+        llama.cpp, Ollama, OpenAI-compatible; in one piece from others), then
+        ``{"event": "reply", ...}`` with the whole :class:`ChatReply` (the message as
+        remembered). The request is checked now; a failure later is raised from the
+        iterator. The exchange is remembered even if the iterator is left unfinished."""
         user_id = check_user(user_id)
         if not message.strip():
             raise InvalidRequest("message must not be empty")

@@ -10,7 +10,10 @@ that differs. The base URL is part of the cache key either way.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from memlab.errors import check_choice
@@ -93,14 +96,29 @@ class OpenAICompatLLM(RemoteChat, Component):
         import httpx
 
         wait = self.timeout if timeout is None else timeout
-        headers = {}
-        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        with self._failures(path, wait):
+            response = httpx.request(method, self._url(path), json=body,
+                                     headers=self._headers(), timeout=httpx.Timeout(
+                                         wait, connect=min(wait, CONNECT_TIMEOUT)))
+        if response.status_code >= 400:
+            raise self._status_error(response)
         try:
-            response = httpx.request(method, self._url(path), json=body, headers=headers,
-                                     timeout=httpx.Timeout(wait, connect=min(
-                                         wait, CONNECT_TIMEOUT)))
+            return response.json()
+        except ValueError:
+            raise TransientError(f"{self._url(path)} answered non-JSON: "
+                                 f"{response.text[:200]!r}") from None
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    @contextmanager
+    def _failures(self, path: str, wait: float) -> Iterator[None]:
+        """httpx's failures of a call to ``path`` as Transient/PermanentError."""
+        import httpx
+
+        try:
+            yield
         except httpx.ConnectError:
             raise TransientError(
                 f"cannot reach the OpenAI-compatible server at {self.base_url} "
@@ -112,13 +130,6 @@ class OpenAICompatLLM(RemoteChat, Component):
                              "timeout parameter; a hung server is not retried)") from None
         except httpx.TransportError as exc:
             raise TransientError(f"{self._url(path)} failed: {exc}") from None
-        if response.status_code >= 400:
-            raise self._status_error(response)
-        try:
-            return response.json()
-        except ValueError:
-            raise TransientError(f"{self._url(path)} answered non-JSON: "
-                                 f"{response.text[:200]!r}") from None
 
     def _status_error(self, response: Any) -> LLMCallError:
         status = response.status_code
@@ -179,7 +190,61 @@ class OpenAICompatLLM(RemoteChat, Component):
 
     # ------------------------------------------------------------------ generate
 
+    streams_tokens = True
+
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
+        return self._request("POST", "/chat/completions", self._chat_body(chat, gen))
+
+    def _chat_streamed(self, chat: list[Message], gen: dict[str, Any],
+                       on_token: Callable[[str], None]) -> Any:
+        """``/chat/completions`` with ``stream: true`` (server-sent events): each piece of
+        the answer to ``on_token`` as it arrives; the pieces put together as one reply (the
+        usage chunk's counts, when the server sends one)."""
+        import httpx
+
+        body = {**self._chat_body(chat, gen), "stream": True,
+                "stream_options": {"include_usage": True}}
+        path, sent = "/chat/completions", False
+        content: list[str] = []
+        reasoning: list[str] = []
+        finish, usage = None, None
+        try:
+            with self._failures(path, self.timeout), httpx.stream(
+                    "POST", self._url(path), json=body, headers=self._headers(),
+                    timeout=httpx.Timeout(self.timeout,
+                                          connect=min(self.timeout, CONNECT_TIMEOUT))) as reply:
+                if reply.status_code >= 400:
+                    reply.read()
+                    raise self._status_error(reply)
+                for line in reply.iter_lines():
+                    data = line.removeprefix("data:").strip() if line.startswith("data:") else ""
+                    if not data or data == "[DONE]":
+                        continue
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise TransientError(f"{self._url(path)} streamed non-JSON: "
+                                             f"{data[:200]!r}") from None
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        reasoning.append(delta.get("reasoning_content")
+                                         or delta.get("reasoning") or "")
+                        if delta.get("content"):
+                            sent = True
+                            content.append(delta["content"])
+                            on_token(delta["content"])
+                        finish = choice.get("finish_reason") or finish
+        except LLMCallError as exc:
+            if sent and not isinstance(exc, PermanentError):  # the reader has part of it
+                raise PermanentError(f"{exc} (part of the reply was already streamed: not "
+                                     "retried)") from None
+            raise
+        message = {"content": "".join(content), "reasoning_content": "".join(reasoning)}
+        return {"choices": [{"message": message, "finish_reason": finish}],
+                **({"usage": usage} if usage else {})}
+
+    def _chat_body(self, chat: list[Message], gen: dict[str, Any]) -> dict[str, Any]:
         self._identity()  # a declared digest the server contradicts fails the call
         body = {"model": self.served_model(), "messages": chat, "stream": False,
                 "temperature": gen["temperature"], "top_p": gen["top_p"], "seed": gen["seed"],
@@ -189,7 +254,7 @@ class OpenAICompatLLM(RemoteChat, Component):
         elif "json_schema" in gen:
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": gen["json_schema"], "strict": True}}
-        return self._request("POST", "/chat/completions", body)
+        return body
 
     def _completion(self, chat: list[Message], reply: dict[str, Any], seconds: float,
                     meta: dict[str, Any]) -> Completion:

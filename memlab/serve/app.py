@@ -113,7 +113,8 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
                                "`error` ({detail, status})"}})
     def chat_stream(body: s.ChatRequest) -> StreamingResponse:
         """``POST /chat`` as server-sent events, the reply's text as it is generated (token
-        by token with the embedded llama.cpp model; in one piece from other backends). A
+        by token from llama.cpp, Ollama and OpenAI-compatible servers; in one piece from a
+        backend that does not stream). A
         bad request is refused before the stream starts; a failure during it is an
         `error` event. The exchange is remembered even if the client goes away."""
         events = agent.chat_stream(body.message, body.user_id, body.include_memory_search)

@@ -290,10 +290,22 @@ class OllamaHandler(BaseHTTPRequestHandler):
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if thinking:
             message["reasoning"] = thinking
-        self._json(200, {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"], "system_fingerprint": "fp_ollama",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
-        })
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                 "total_tokens": prompt + completion}
+        head = {"id": "chatcmpl-1", "created": int(time.time()), "model": body["model"],
+                "system_fingerprint": "fp_ollama"}
+        if not body.get("stream"):
+            self._json(200, {**head, "object": "chat.completion", "usage": usage,
+                             "choices": [{"index": 0, "message": message,
+                                          "finish_reason": "stop"}]})
+            return
+        chunk = {**head, "object": "chat.completion.chunk"}  # OpenAI's streaming shape
+        events = [{**chunk, "choices": [{"index": 0, "delta": {field: piece},
+                                         "finish_reason": None}]}
+                  for field, text in (("reasoning", thinking), ("content", content))
+                  for piece in re.findall(r"\s*\S+\s*", text)]
+        events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**chunk, "choices": [], "usage": usage})
+        self._send(200, "".join(f"data: {json.dumps(e)}\n\n" for e in events)
+                   + "data: [DONE]\n\n", "text/event-stream")
