@@ -10,7 +10,10 @@ restart); then ten questions ask for the facts back. Reported per model:
 - echo rate: replies to a fact that say a user message back in the user's voice;
 - user-voice rate: recall answers spoken as the user ("I am allergic to ...");
 - refusal rate: replies that open by saying the agent does not know or remember;
-- latency per reply (p50, max) on this machine.
+- latency per reply (p50, max) on this machine;
+- first token: the recall questions are asked through ``chat_stream`` (what
+  ``POST /chat/stream`` serves), so the seconds until the first piece of each answer
+  (p50, max) stand beside the whole reply's.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def run_model(model: str, data_dir: Path, experiment: str | None = None,
     told = [_chat(agent, message) for message, _, _ in SCRIPT]
     agent.close()
     agent = _build(config, overrides, llm)  # a restart: everything from disk
-    asked = [_chat(agent, question) for _, question, _ in SCRIPT]
+    asked = [_chat(agent, question, stream=True) for _, question, _ in SCRIPT]
     agent.close()
     rows = []
     for i, ((message, question, keys), tell, ask) in enumerate(zip(SCRIPT, told, asked,
@@ -77,7 +80,8 @@ def run_model(model: str, data_dir: Path, experiment: str | None = None,
                      "user_voice": user_voice(ask["reply"]),
                      "refusal_tell": is_refusal(tell["reply"]),
                      "refusal_ask": is_refusal(ask["reply"]),
-                     "seconds": [tell["seconds"], ask["seconds"]]})
+                     "seconds": [tell["seconds"], ask["seconds"]],
+                     "first_token_seconds": ask["first_token_seconds"]})
     return {"model": model, "rows": rows, **rates(rows)}
 
 
@@ -88,10 +92,19 @@ def _build(config: Any, overrides: dict[str, Any], llm: Any) -> Any:
     return from_config(config, settings=load_settings(env={}, overrides=overrides), llm=llm)
 
 
-def _chat(agent: Any, message: str) -> dict[str, Any]:
+def _chat(agent: Any, message: str, stream: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
-    reply = agent.chat(message, user_id=USER)
-    return {"reply": reply.message.strip(), "seconds": time.perf_counter() - start}
+    if not stream:
+        reply = agent.chat(message, user_id=USER)
+        return {"reply": reply.message.strip(), "seconds": time.perf_counter() - start}
+    first = None
+    for event in agent.chat_stream(message, user_id=USER):
+        if first is None:
+            first = time.perf_counter() - start
+        if event["event"] == "reply":
+            return {"reply": event["message"].strip(), "first_token_seconds": first,
+                    "seconds": time.perf_counter() - start}
+    raise AssertionError("chat_stream ended without a reply")
 
 
 def _norm(text: str) -> str:
@@ -142,18 +155,22 @@ def rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "user_voice_rate": sum(r["user_voice"] for r in rows) / n,
         "refusal_rate": sum(r["refusal_tell"] + r["refusal_ask"] for r in rows) / (2 * n),
         "latency_p50_s": statistics.median(seconds), "latency_max_s": max(seconds),
+        "first_token_p50_s": statistics.median(r["first_token_seconds"] for r in rows),
+        "first_token_max_s": max(r["first_token_seconds"] for r in rows),
     }
 
 
 def render(results: list[dict[str, Any]]) -> str:
-    cols = ["model", "recall", "echo", "user voice", "refusal", "latency p50 s", "max s"]
+    cols = ["model", "recall", "echo", "user voice", "refusal", "latency p50 s", "max s",
+            "first token p50 s", "max s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         n = len(r["rows"])
         lines.append(f"| {r['model']} | {round(r['recall_accuracy'] * n)}/{n} | "
                      f"{round(r['echo_rate'] * n)}/{n} | {round(r['user_voice_rate'] * n)}/{n} | "
                      f"{r['refusal_rate']:.2f} | {r['latency_p50_s']:.1f} | "
-                     f"{r['latency_max_s']:.1f} |")
+                     f"{r['latency_max_s']:.1f} | {r['first_token_p50_s']:.1f} | "
+                     f"{r['first_token_max_s']:.1f} |")
     return "\n".join(lines)
 
 
