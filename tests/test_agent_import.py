@@ -431,3 +431,15 @@ def test_get_users_lists_each_user_with_counts_and_times(tmp_path: Path) -> None
     assert listed[1]["messages"] == 2
     client.delete("/users/bob", headers=KEY)
     assert [u["user_id"] for u in client.get("/users", headers=KEY).json()["users"]] == ["ana"]
+    # an import keeps its times' offsets; first and last are still compared, and told, in UTC
+    offset = {"format": "memlab-agent-export", "version": 1, "users": {"eve": {"messages": [
+        {"kind": "chat", "session_id": "s1", "role": role, "content": text, "at": at,
+         "meta": {}} for role, text, at in (
+            ("user", "late", "2024-05-01T12:30:00+02:00"),      # 10:30 UTC
+            ("assistant", "ok", "2024-05-01T11:00:00+00:00"),   # 11:00 UTC
+            ("user", "early", "2024-05-01T11:45:00+02:00"))]}}}  # 09:45 UTC, logged last
+    assert client.post("/users/eve/import", headers=KEY, json=offset).status_code == 200
+    [eve] = [u for u in client.get("/users", headers=KEY).json()["users"]
+             if u["user_id"] == "eve"]
+    assert (eve["first_at"], eve["last_at"]) == ("2024-05-01T09:45:00+00:00",
+                                                 "2024-05-01T11:00:00+00:00")

@@ -48,3 +48,18 @@ def test_a_run_without_answers_has_nothing_to_export(
     assert "no answered probe to export" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "h.jsonl")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_a_failed_answer_is_an_empty_hypothesis_not_left_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mock = {"name": "mock", "params": {"responses": ["Yes.", ""]}}  # "" is a failed call
+    run = evaluate(_config(answer={"llm": mock}, fail_on_error=1.0), out=tmp_path / "run",
+                   progress=False)
+    failed = {row["probe_id"] for row in run.items() if row.get("error")}
+    assert 0 < len(failed) < 4
+    out = tmp_path / "hyp.jsonl"
+    assert main(["export", str(run.run_dir), "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 4  # every question: the judge's accuracy is over all of them
+    assert {line["question_id"] for line in lines if line["hypothesis"] == ""} == failed
+    assert f"({len(failed)} of them empty" in capsys.readouterr().out

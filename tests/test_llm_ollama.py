@@ -243,3 +243,18 @@ def test_a_failure_after_part_of_a_streamed_reply_is_not_retried(server: FakeOll
     c = llm.generate(CHAT, on_token=broken)
     assert not c.ok and "part of the reply was already streamed: not retried" in str(c.error)
     assert c.metadata["attempts"] == 1 and len(pieces) == 2
+
+
+def test_a_stream_that_stops_before_done_is_an_error_not_a_short_reply(
+        server: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ollama
+
+    llm = OllamaLLM(host=server.url, retries=2, backoff=0.0)
+    llm.check()
+    piece = ollama.ChatResponse(model="qwen3:4b", done=False,
+                                message=ollama.Message(role="assistant", content="Your cat "))
+    monkeypatch.setattr(llm._client(), "chat", lambda **kwargs: iter([piece]))
+    pieces: list[str] = []
+    c = llm.generate(CHAT, on_token=pieces.append)
+    assert not c.ok and "ended the stream before the reply did" in str(c.error)
+    assert pieces == ["Your cat "] and c.metadata["attempts"] == 1  # shown: not retried

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -264,3 +265,55 @@ def test_memlab_server_publishes_the_weights_digest_unless_an_alias_is_given(
     by_name = server_args(["--model=qwen2.5-coder-0.5b", "--port", "1"])  # a catalog name
     assert by_name == [f"--model={ensure_embedded_model(progress=False)}", "--port", "1",
                        "--model_alias", embedded[-1]]
+
+
+def _sse_server(body: str) -> Any:
+    """A one-route server answering every POST with ``body`` as server-sent events."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            data = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("events", "says"), [
+    (['{"choices": [{"delta": {"content": "Your cat "}}]}',
+      '{"error": {"message": "out of memory"}}'], "failed while streaming: out of memory"),
+    (['{"choices": [{"delta": {"content": "Your cat "}}]}'], "ended the stream before"),
+    ([], "ended the stream before"),
+])
+def test_a_stream_that_fails_or_stops_early_is_an_error_not_a_short_reply(
+        events: list[str], says: str) -> None:
+    server = _sse_server("".join(f"data: {e}\n\n" for e in events))
+    try:
+        llm = OpenAICompatLLM(base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                              model="m", retries=2, backoff=0.0)
+        pieces: list[str] = []
+        c = llm.generate(CHAT, on_token=pieces.append)
+    finally:
+        server.shutdown()
+    assert not c.ok and says in str(c.error), c.error
+    if pieces:  # part of it was shown: never retried
+        assert c.metadata["attempts"] == 1

@@ -86,7 +86,8 @@ def test_bad_requests_are_refused_before_the_stream_and_failures_are_error_event
     assert bad_user.status_code == 422
     down = _client(tmp_path / "down", MockLLM(error="connection refused"))
     events = _events(down.post("/chat/stream", headers=KEY, json={"message": "Hi"}).text)
-    assert events == [("error", {"detail": "connection refused", "status": 503})]
+    assert events == [("error", {"detail": "connection refused", "status": 503,
+                                 "backend": "llamacpp"})]  # as /chat names it
 
 
 def test_an_ollama_backend_streams_the_reply_piece_by_piece(tmp_path: Path) -> None:
@@ -118,3 +119,44 @@ def test_an_ollama_backend_streams_the_reply_piece_by_piece(tmp_path: Path) -> N
     assert reply["message"] == plain["message"] == "You said: Tell me about my garden plans"
     assert streamed == [True, False]  # the stream asked Ollama to stream, /chat did not
     assert reply["tokens"]["completion"] == plain["tokens"]["completion"] > 0
+
+
+class Thinking(MockLLM):
+    """Streams a raw reply with leading whitespace and a <think> block (as a Qwen3 writes
+    it inline), its last token left to the final text; the Completion holds the clean one."""
+
+    streams_tokens = True
+
+    def generate(self, messages: Sequence[Message], *,
+                 on_token: Callable[[str], None] | None = None,
+                 **overrides: Any) -> Completion:
+        completion = super().generate(messages, **overrides)
+        for piece in ("\n", "<think>hm</think>", "\n\n", "Miso"):
+            if on_token is not None:
+                on_token(piece)
+        return completion
+
+
+def test_the_reply_event_is_the_clean_message_whatever_the_tokens_showed(
+        tmp_path: Path) -> None:
+    events = _events(_client(tmp_path, Thinking(["Miso."])).post(
+        "/chat/stream", headers=KEY, json={"message": "My cat?"}).text)
+    assert "".join(data["text"] for name, data in events if name == "token") == \
+        "\n<think>hm</think>\n\nMiso"  # as generated; no "." appended to a mismatch
+    assert events[-1][1]["message"] == "Miso."
+    leading = _events(_client(tmp_path / "b", Streaming(["Your cat is Miso."])).post(
+        "/chat/stream", headers=KEY, json={"message": "My cat?"}).text)
+    assert "".join(data["text"] for name, data in leading if name == "token") == \
+        "Your cat is Miso."
+
+
+def test_a_cached_model_still_streams_on_a_miss(tmp_path: Path) -> None:
+    from memlab.llm.cache import CachedLLM
+
+    pieces: list[str] = []
+    cached = CachedLLM(Streaming(["Your cat is Miso."]), tmp_path / "c.sqlite")
+    chat = [{"role": "user", "content": "My cat?"}]
+    first = cached.generate(chat, on_token=pieces.append)  # type: ignore[arg-type]
+    again = cached.generate(chat, on_token=pieces.append)  # type: ignore[arg-type]
+    assert pieces == ["Your ", "cat ", "is "] and not first.cached and again.cached
+    assert again.text == first.text == "Your cat is Miso."

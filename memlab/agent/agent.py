@@ -126,7 +126,8 @@ class MemoryAgent:
         as the reply is generated (token by token from a backend with ``streams_tokens``:
         llama.cpp, Ollama, OpenAI-compatible; in one piece from others), then
         ``{"event": "reply", ...}`` with the whole :class:`ChatReply` (the message as
-        remembered). The request is checked now; a failure later is raised from the
+        remembered: stripped, without a ``<think>`` block the tokens may have shown). The
+        request is checked now; a failure later is raised from the
         iterator. The exchange is remembered even if the iterator is left unfinished."""
         user_id = check_user(user_id)
         if not message.strip():
@@ -155,8 +156,9 @@ class MemoryAgent:
                 yield {"event": "token", "text": value}
             elif kind == "error":
                 raise value
-            else:
-                rest = value.message[len(sent):] if value.message.startswith(sent) else ""
+            else:  # (the message is stripped, and without a <think> block)
+                shown = sent.lstrip()
+                rest = value.message[len(shown):] if value.message.startswith(shown) else ""
                 if rest:  # the last token, or a backend that does not stream
                     yield {"event": "token", "text": rest}
                 yield {"event": "reply", **value.to_dict()}

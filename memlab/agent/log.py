@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS import_jobs (
 KINDS = ("chat", "memory")
 #: The log's file name in an agent's data directory.
 LOG_FILE = "conversations.db"
+
+
+def _utc(at: str) -> datetime:
+    """A logged time as UTC (one without a zone is UTC)."""
+    moment = datetime.fromisoformat(at)
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None
+            else moment.astimezone(UTC))
 
 
 def _drop_old_import_jobs(conn: sqlite3.Connection) -> None:
@@ -185,14 +192,18 @@ class ConversationLog:
     def user_summaries(self) -> list[dict[str, Any]]:
         """Per user, in id order: ``messages`` and ``memories`` logged (deleted ones left
         out), ``sessions``, and the ``first_at`` / ``last_at`` message times."""
+        kept = "json_extract(meta, '$.deleted') IS NOT 1"
         with self._lock:
             rows = self._conn.execute(
                 "SELECT user_id, SUM(kind = 'chat'), SUM(kind = 'memory'), "
-                "COUNT(DISTINCT session_id), MIN(at), MAX(at) FROM messages WHERE "
-                "json_extract(meta, '$.deleted') IS NOT 1 GROUP BY user_id ORDER BY user_id"
-            ).fetchall()
+                f"COUNT(DISTINCT session_id) FROM messages WHERE {kept} GROUP BY user_id "
+                "ORDER BY user_id").fetchall()
+            times: dict[str, list[datetime]] = {}
+            for user, at in self._conn.execute(f"SELECT user_id, at FROM messages WHERE {kept}"):
+                times.setdefault(user, []).append(_utc(at))  # imports keep their offsets
         return [{"user_id": r[0], "messages": int(r[1]), "memories": int(r[2]),
-                 "sessions": int(r[3]), "first_at": r[4], "last_at": r[5]} for r in rows]
+                 "sessions": int(r[3]), "first_at": min(times[r[0]]).isoformat(),
+                 "last_at": max(times[r[0]]).isoformat()} for r in rows]
 
     def users(self) -> list[str]:
         with self._lock:

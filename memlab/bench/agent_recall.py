@@ -162,7 +162,7 @@ def rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render(results: list[dict[str, Any]]) -> str:
     cols = ["model", "recall", "echo", "user voice", "refusal", "latency p50 s", "max s",
-            "first token p50 s", "max s"]
+            "first token p50 s", "first token max s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         n = len(r["rows"])

@@ -146,8 +146,12 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"error: {refused}", file=sys.stderr)
         return 2
     name, path = args.source
-    dataset = load_dataset(name, **({} if path is None else {"path": path}),
-                           **dict(args.option))
+    options = dict(args.option)
+    if path is not None and "path" in options:
+        print(f"error: the path is given twice: {name}={path} and --option path=...",
+              file=sys.stderr)
+        return 2
+    dataset = load_dataset(name, **({} if path is None else {"path": path}), **options)
     if args.conversation:
         wanted = [c.strip() for item in args.conversation for c in item.split(",") if c.strip()]
         have = {c.id for c in dataset.conversations}
@@ -161,7 +165,14 @@ def _convert(args: argparse.Namespace) -> int:
         dataset = dataclasses.replace(
             dataset, conversations=tuple(c for c in dataset.conversations if c.id in keep),
             issues=tuple(i for i in dataset.issues if i.conversation_id in keep))
-    save_native(dataset, out)
+    try:
+        save_native(dataset, out)
+    except MemlabError as exc:
+        hint = ("; a haystack placed another conversation's session inside one of this "
+                "one's, which memlab's file format refuses (turns in time order): `scale` "
+                "pads in memory instead" if "haystack" in options else "")
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        return 1
     stats = dataset.stats()
     print(f"wrote {out}: {stats['conversations']} conversations, {stats['sessions']} "
           f"sessions, {stats['turns']} turns, {stats['probes']} probes, "

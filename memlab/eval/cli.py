@@ -331,20 +331,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not answered:
         raise ConfigError(f"{args.run}: no answered probe to export (a retrieval-only run, or "
                           "every answer failed)")
+    failed = [r for r in rows if r.get("error")]  # judged wrong, not left out: the accuracy
+    #                                               is over every question, as memlab's is
     out = Path(args.out)
     if out.exists() and not args.force:
         raise ConfigError(f"{out} exists; pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as fh:
-        for row in answered:
-            fh.write(json.dumps({"question_id": row["probe_id"], "hypothesis": row["answer"]},
-                                ensure_ascii=False) + "\n")
+        for row in rows:
+            hypothesis = "" if row.get("error") else row.get("answer")
+            if isinstance(hypothesis, str):
+                fh.write(json.dumps({"question_id": row["probe_id"], "hypothesis": hypothesis},
+                                    ensure_ascii=False) + "\n")
     summary = json.loads((args.run / "metrics.json").read_text(encoding="utf-8")) \
         if (args.run / "metrics.json").exists() else {}
     dataset = summary.get("dataset", "?")
-    left = len(rows) - len(answered)
-    print(f"wrote {out}: {len(answered)} hypotheses" + (f" ({left} probes left out: their "
-          "answers failed)" if left else ""))
+    print(f"wrote {out}: {len(answered) + len(failed)} hypotheses" + (
+        f" ({len(failed)} of them empty: their answers failed, so the judge counts them "
+        "wrong)" if failed else ""))
     if dataset != "longmemeval":
         print(f"note: the run's dataset is {dataset!r}; question_id is memlab's probe id")
     print("score them with LongMemEval's own judge (its repository, an OpenAI key or a local "

@@ -170,13 +170,17 @@ class CachedLLM:
                 "model": str(params.get("model", "")), "digest": "", "params": params}
 
     def generate(self, messages: Sequence[Message], **overrides: Any) -> Completion:
+        """The stored answer, or the wrapped LLM's (stored). ``on_token`` (a streaming
+        callback, no part of the key) goes to the wrapped LLM; a hit sends nothing to it,
+        and the caller shows the whole text."""
+        streaming = {"on_token": overrides.pop("on_token")} if "on_token" in overrides else {}
         if self.mode == "off":
-            return self.llm.generate(messages, **overrides)
+            return self.llm.generate(messages, **overrides, **streaming)
         start = time.perf_counter()
         try:
             material = key_material(self.identity(**overrides), messages)
         except MemlabError:  # identity unknown (server down…): the call records the error
-            return self.llm.generate(messages, **overrides)
+            return self.llm.generate(messages, **overrides, **streaming)
         key = hashlib.sha256(canonical_json(material).encode()).hexdigest()
         stored = self.cache.get(key)
         if stored is not None and stored.text.strip():
@@ -185,7 +189,7 @@ class CachedLLM:
             return replace(stored, cached=True, seconds=time.perf_counter() - start,
                            metadata=meta)
         self.misses += 1
-        completion = self.llm.generate(messages, **overrides)
+        completion = self.llm.generate(messages, **overrides, **streaming)
         if self.mode == "readwrite" and completion.ok and completion.text.strip():
             self.cache.put(key, material, completion)
         return replace(completion, metadata={**completion.metadata, "cache_key": key})

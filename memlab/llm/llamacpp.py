@@ -138,17 +138,27 @@ class _Tokens:
         self.llama = llama
         self.on_token = on_token
         self.seen: int | None = None
+        self.sent = ""
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         n = len(input_ids)
         if self.seen is not None and n > self.seen:
-            text = self.decoder.decode(self.llama.detokenize(
-                [int(t) for t in input_ids[self.seen:n]]))
-            if text:
-                self.on_token(text)
+            self._send(self.decoder.decode(self.llama.detokenize(
+                [int(t) for t in input_ids[self.seen:n]])))
         self.seen = n
         return scores
+
+    def finish(self, raw: str) -> None:
+        """Send what the finished text holds beyond what was sent (its last token)."""
+        self.sent += self.decoder.decode(b"", final=True)
+        if raw.startswith(self.sent):
+            self._send(raw[len(self.sent):])
+
+    def _send(self, text: str) -> None:
+        if text:
+            self.sent += text
+            self.on_token(text)
 
 
 class LlamaCppLLM(BackendBounds, Component):
@@ -284,25 +294,27 @@ class LlamaCppLLM(BackendBounds, Component):
         digest = ""
         try:
             llama, lock, digest = self.llama()
+            tokens = None if on_token is None else _Tokens(llama, on_token)
             with lock:
-                response, deadline = self._complete(llama, chat, gen, on_token)
+                response, deadline = self._complete(llama, chat, gen, tokens)
         except (MemlabError, ValueError, RuntimeError) as exc:
             error = exc if isinstance(exc, LLMCallError) else PermanentError(str(exc))
             return failed(error, model=self.name, digest=digest,
                           seconds=time.perf_counter() - start,
                           metadata={"backend": self.backend, "attempts": 1})
+        if tokens is not None and not deadline.hit:  # the stream is the whole raw text
+            tokens.finish(response["choices"][0]["message"].get("content") or "")
         return self._completion(llama, chat, response, deadline, digest, start)
 
     def _complete(self, llama: Any, chat: list[Message], gen: dict[str, Any],
-                  on_token: Callable[[str], None] | None = None
-                  ) -> tuple[dict[str, Any], _Deadline]:
+                  tokens: _Tokens | None = None) -> tuple[dict[str, Any], _Deadline]:
         import llama_cpp.llama_cpp as capi
         from llama_cpp import LogitsProcessorList
 
         deadline = _Deadline(self.timeout, llama.token_eos())
         processors: list[Any] = [deadline]
-        if on_token is not None:
-            processors.append(_Tokens(llama, on_token))
+        if tokens is not None:
+            processors.append(tokens)
         capi.llama_perf_context_reset(llama._ctx.ctx)
         response = llama.create_chat_completion(
             messages=chat, temperature=gen["temperature"], top_p=gen["top_p"],

@@ -208,8 +208,9 @@ class OllamaLLM(RemoteChat, Component):
                     text.append(piece)
                     on_token(piece)
                 last = chunk
-            if last is None:
-                raise TransientError(f"Ollama at {self.url} ended the stream with no chunk")
+            if last is None or not last.done:
+                raise TransientError(f"Ollama at {self.url} ended the stream before the "
+                                     "reply did (no chunk with done: true)")
             message = last.message.model_copy(update={
                 "content": "".join(text), "thinking": "".join(thinking) or None})
             return last.model_copy(update={"message": message})

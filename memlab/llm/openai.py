@@ -207,7 +207,7 @@ class OpenAICompatLLM(RemoteChat, Component):
         path, sent = "/chat/completions", False
         content: list[str] = []
         reasoning: list[str] = []
-        finish, usage = None, None
+        finish, usage, done = None, None, False
         try:
             with self._failures(path, self.timeout), httpx.stream(
                     "POST", self._url(path), json=body, headers=self._headers(),
@@ -218,13 +218,18 @@ class OpenAICompatLLM(RemoteChat, Component):
                     raise self._status_error(reply)
                 for line in reply.iter_lines():
                     data = line.removeprefix("data:").strip() if line.startswith("data:") else ""
-                    if not data or data == "[DONE]":
+                    if data == "[DONE]":
+                        done = True
+                    if not data or done:
                         continue
                     try:
                         chunk = json.loads(data)
                     except ValueError:
                         raise TransientError(f"{self._url(path)} streamed non-JSON: "
                                              f"{data[:200]!r}") from None
+                    if chunk.get("error"):  # a server that fails mid-stream says so here
+                        raise PermanentError(f"{self._url(path)} failed while streaming: "
+                                             f"{_error_text(chunk['error'])}")
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or []:
                         delta = choice.get("delta") or {}
@@ -235,6 +240,9 @@ class OpenAICompatLLM(RemoteChat, Component):
                             content.append(delta["content"])
                             on_token(delta["content"])
                         finish = choice.get("finish_reason") or finish
+            if not done and finish is None:
+                raise TransientError(f"{self._url(path)} ended the stream before the reply "
+                                     "did (no finish_reason, no [DONE])")
         except LLMCallError as exc:
             if sent and not isinstance(exc, PermanentError):  # the reader has part of it
                 raise PermanentError(f"{exc} (part of the reply was already streamed: not "
@@ -279,6 +287,11 @@ class OpenAICompatLLM(RemoteChat, Component):
                                             meta["qwen_completion_tokens"])),
             seconds=seconds, model=model, digest=digest, thinking=thinking, metadata=meta,
         )
+
+
+def _error_text(error: Any) -> str:
+    """An error object's message (OpenAI's ``{"message": ...}``) or the value itself."""
+    return str(error.get("message") or error) if isinstance(error, dict) else str(error)
 
 
 def _error_message(response: Any) -> str:

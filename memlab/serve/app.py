@@ -110,7 +110,8 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
               responses={200: {"content": {"text/event-stream": {}},
                                "description": "server-sent events: `token` ({text}) as the "
                                "reply is generated, then `reply` (the ChatResponse), or "
-                               "`error` ({detail, status})"}})
+                               "`error` ({detail, status, backend}: what /chat would "
+                               "have answered)"}})
     def chat_stream(body: s.ChatRequest) -> StreamingResponse:
         """``POST /chat`` as server-sent events, the reply's text as it is generated (token
         by token from llama.cpp, Ollama and OpenAI-compatible servers; in one piece from a
@@ -300,16 +301,22 @@ def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
             name = event.pop("event")
             yield f"event: {name}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
     except Exception as exc:
-        if isinstance(exc, InvalidRequest):
-            status, detail = 422, str(exc)
+        error: dict[str, Any] = {"detail": str(exc)}
+        if isinstance(exc, ImportBusy | MemoryNotFound | InvalidRequest):
+            error["status"] = (409 if isinstance(exc, ImportBusy) else
+                               404 if isinstance(exc, MemoryNotFound) else 422)
         elif isinstance(exc, BackendUnavailable):
-            status, detail = 503, exc.reason
-        elif isinstance(exc, MemlabError | OSError | sqlite3.Error):
-            status, detail = 503, str(exc)
+            log.warning("backend unavailable: %s", exc.reason)
+            error.update(detail=exc.reason, status=503, backend=exc.backend or None)
+        elif isinstance(exc, StorageError | OSError | sqlite3.Error):
+            log.warning("storage failed: %s", exc)
+            error.update(detail=f"storage unavailable: {exc}", status=503, backend="storage")
+        elif isinstance(exc, MemlabError):
+            log.warning("request failed: %s", exc)
+            error["status"] = 503
         else:
             log.exception("chat stream failed")
-            status, detail = 500, f"{type(exc).__name__}: {exc}"
-        error = {"detail": detail, "status": status}
+            error.update(detail=f"{type(exc).__name__}: {exc}", status=500)
         yield f"event: error\ndata: {json.dumps(error, ensure_ascii=False)}\n\n"
 
 
