@@ -259,15 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="keep only these conversations (repeatable)")
     convert.add_argument("--force", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
-    if args.command == "convert":
+    writes = {"convert": _convert, "probes": _probes}
+    if args.command in writes:
         try:
-            return _convert(args)
-        except MemlabError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    if args.command == "probes":
-        try:
-            return _probes(args)
+            return writes[args.command](args)
         except MemlabError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
