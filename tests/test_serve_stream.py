@@ -93,13 +93,10 @@ def test_bad_requests_are_refused_before_the_stream_and_failures_are_error_event
 def test_an_ollama_backend_streams_the_reply_piece_by_piece(tmp_path: Path) -> None:
     """Against memlab's fake Ollama (its /api/chat streams NDJSON as Ollama does): the
     pieces arrive as token events, and a non-streamed /chat gives the same message."""
-    import socket
-
     from memlab.testing import FakeOllama
+    from memlab.testing.postgres import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     settings = load_settings(env={}, overrides={
         "model.embedding_model": "hash", "memory.data_dir": str(tmp_path / "data"),
         "model.type": "ollama", "model.name": "qwen3:4b",

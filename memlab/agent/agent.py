@@ -115,10 +115,7 @@ class MemoryAgent:
     def chat(self, message: str, user_id: str = DEFAULT_USER,
              include_memory_search: bool = True) -> ChatReply:
         """Answer ``message`` for ``user_id`` with their memory, then remember the exchange."""
-        user_id = check_user(user_id)
-        if not message.strip():
-            raise InvalidRequest("message must not be empty")
-        return self._chat(message, user_id, include_memory_search)
+        return self._chat(message, _asking(user_id, message), include_memory_search)
 
     def chat_stream(self, message: str, user_id: str = DEFAULT_USER,
                     include_memory_search: bool = True) -> Iterator[dict[str, Any]]:
@@ -129,9 +126,7 @@ class MemoryAgent:
         remembered: stripped, without a ``<think>`` block the tokens may have shown). The
         request is checked now; a failure later is raised from the
         iterator. The exchange is remembered even if the iterator is left unfinished."""
-        user_id = check_user(user_id)
-        if not message.strip():
-            raise InvalidRequest("message must not be empty")
+        user_id = _asking(user_id, message)
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def run() -> None:
@@ -564,6 +559,15 @@ class MemoryAgent:
                                           answer.max_memory_tokens, answer.max_answer_tokens,
                                           answer.trim_policy)
         return self._prompts
+
+
+def _asking(user_id: str, message: str) -> str:
+    """The checked user id of a chat message (an :class:`InvalidRequest` for an empty
+    message)."""
+    user_id = check_user(user_id)
+    if not message.strip():
+        raise InvalidRequest("message must not be empty")
+    return user_id
 
 
 def check_core_size(memory: Any, content: str) -> None:

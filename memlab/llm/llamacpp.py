@@ -151,7 +151,7 @@ class _Tokens:
 
     def finish(self, raw: str) -> None:
         """Send what the finished text holds beyond what was sent (its last token)."""
-        self.sent += self.decoder.decode(b"", final=True)
+        self._send(self.decoder.decode(b"", final=True))
         if raw.startswith(self.sent):
             self._send(raw[len(self.sent):])
 

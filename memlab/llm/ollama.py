@@ -184,8 +184,6 @@ class OllamaLLM(RemoteChat, Component):
 
     # ------------------------------------------------------------------ generate
 
-    streams_tokens = True
-
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
         return self._call("/api/chat", self._client().chat, **self._chat_args(chat, gen))
 

@@ -190,8 +190,6 @@ class OpenAICompatLLM(RemoteChat, Component):
 
     # ------------------------------------------------------------------ generate
 
-    streams_tokens = True
-
     def _chat(self, chat: list[Message], gen: dict[str, Any]) -> Any:
         return self._request("POST", "/chat/completions", self._chat_body(chat, gen))
 

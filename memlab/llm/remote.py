@@ -69,14 +69,15 @@ class RemoteChat(BackendBounds, ABC):
         model, digest = self._identity()
         return {"backend": self.backend, "model": model, "digest": digest, "params": params}
 
-    #: whether ``generate(..., on_token=callback)`` passes the text as it is generated
-    streams_tokens = False
+    #: ``generate(..., on_token=callback)`` passes the text as it is generated
+    streams_tokens = True
 
+    @abstractmethod
     def _chat_streamed(self, chat: list[Message], gen: dict[str, Any],
                        on_token: Callable[[str], None]) -> Any:
-        """``_chat``, passing the reply's text to ``on_token`` as it arrives (backends with
-        ``streams_tokens``); a failure after some text was passed is not retried."""
-        raise NotImplementedError(f"llm '{self.backend}' does not stream")
+        """``_chat``, passing the reply's text to ``on_token`` as it arrives; a failure
+        after some text was passed is not retried."""
+        ...
 
     def generate(self, messages: Sequence[Message], *,
                  on_token: Callable[[str], None] | None = None,
