@@ -140,6 +140,7 @@ class ImportJobs:
                 raise BackendUnavailable("the server is stopping: import again once it is "
                                          "back", backend="imports")
             self._save(job)
+            queued = ImportJob(**job.to_dict())  # what the caller is told: not read back
             self._jobs[job.job_id] = job
             self._work[job.job_id] = (data, source, {from_user: user_id})
             self.agent.log.prune_imports(KEEP, FINISHED)
@@ -149,7 +150,7 @@ class ImportJobs:
                                                 daemon=True)
                 self._worker.start()
         self._queue.put(job.job_id)
-        return self.get(job.job_id)
+        return queued
 
     def get(self, job_id: str) -> ImportJob:
         """The job's record (run by this process or another sharing the data directory);
