@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -258,3 +260,25 @@ def test_a_stream_that_stops_before_done_is_an_error_not_a_short_reply(
     c = llm.generate(CHAT, on_token=pieces.append)
     assert not c.ok and "ended the stream before the reply did" in str(c.error)
     assert pieces == ["Your cat "] and c.metadata["attempts"] == 1  # shown: not retried
+
+
+def test_a_stream_that_trickles_past_the_timeout_is_stopped(
+        server: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read timeout restarts with every piece: the call's own deadline stops a server
+    that keeps sending text slower than it should, forever."""
+    import ollama
+
+    llm = OllamaLLM(host=server.url, timeout=0.5, retries=2, backoff=0.0)
+    llm.check()
+
+    def trickle(**kwargs: Any) -> Any:
+        while True:
+            time.sleep(0.1)
+            yield ollama.ChatResponse(model="qwen3:4b", done=False,
+                                      message=ollama.Message(role="assistant", content="la "))
+
+    monkeypatch.setattr(llm._client(), "chat", trickle)
+    pieces: list[str] = []
+    c = llm.generate(CHAT, on_token=pieces.append)
+    assert not c.ok and "still streaming after 0.5 s" in str(c.error), c.error
+    assert 3 <= len(pieces) <= 6 and c.metadata["attempts"] == 1

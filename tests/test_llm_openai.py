@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +317,99 @@ def test_a_stream_that_fails_or_stops_early_is_an_error_not_a_short_reply(
     assert not c.ok and says in str(c.error), c.error
     if pieces:  # part of it was shown: never retried
         assert c.metadata["attempts"] == 1
+
+
+def _route_server(post: Callable[[Any, dict[str, Any]], None]) -> Any:
+    """A server whose POSTs ``post(handler, body)`` answers and whose GET lists model m."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            post(self, json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+
+        def do_GET(self) -> None:
+            data = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _answer(handler: Any, status: int, data: bytes, kind: str) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", kind)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def test_a_server_that_refuses_stream_options_is_asked_again_without_them() -> None:
+    """Older OpenAI-compatible servers reject ``stream_options`` (HTTP 400): the stream is
+    asked for again without it, once, and the counts come from Qwen's tokenizer."""
+    bodies: list[dict[str, Any]] = []
+
+    def post(handler: Any, body: dict[str, Any]) -> None:
+        bodies.append(body)
+        if "stream_options" in body:
+            _answer(handler, 400, json.dumps({"error": {
+                "message": "Unrecognized request argument supplied: stream_options"}}).encode(),
+                "application/json")
+            return
+        events = [{"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
+                  for piece in ("Your cat ", "is Miso.")]
+        events.append({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+        _answer(handler, 200, ("".join(f"data: {json.dumps(e)}\n\n" for e in events)
+                               + "data: [DONE]\n\n").encode(), "text/event-stream")
+
+    server = _route_server(post)
+    try:
+        llm = OpenAICompatLLM(base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                              model="m", retries=0)
+        pieces: list[str] = []
+        first = llm.generate(CHAT, on_token=pieces.append)
+        second = llm.generate(CHAT, on_token=pieces.append)
+    finally:
+        server.shutdown()
+    assert first.ok and second.ok, (first.error, second.error)
+    assert first.text == "Your cat is Miso." and pieces == ["Your cat ", "is Miso."] * 2
+    assert first.metadata["prompt_tokens_source"] == "qwen" and first.completion_tokens > 0
+    assert ["stream_options" in b for b in bodies] == [True, False, False]  # asked once
+
+
+def test_a_stream_that_trickles_past_the_timeout_is_stopped() -> None:
+    def post(handler: Any, body: dict[str, Any]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()  # no length: the stream runs until the connection closes
+        event = {"choices": [{"delta": {"content": "la "}, "finish_reason": None}]}
+        try:
+            for _ in range(50):
+                handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                handler.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the client gave up
+            pass
+        handler.close_connection = True
+
+    server = _route_server(post)
+    try:
+        llm = OpenAICompatLLM(base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                              model="m", timeout=0.5, retries=2, backoff=0.0)
+        pieces: list[str] = []
+        c = llm.generate(CHAT, on_token=pieces.append)
+    finally:
+        server.shutdown()
+    assert not c.ok and "still streaming after 0.5 s" in str(c.error), c.error
+    assert 3 <= len(pieces) <= 6 and c.metadata["attempts"] == 1  # shown: not retried

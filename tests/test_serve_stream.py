@@ -6,13 +6,18 @@ token by token through the real server: ``tests/test_serve_live.py``.)"""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from memlab.agent import load_settings
+from memlab.errors import ConfigError
 from memlab.llm.base import Completion, Message
 from memlab.llm.mock import MockLLM
 from memlab.serve import build_app
@@ -36,16 +41,30 @@ class Streaming(MockLLM):
         return completion
 
 
-def _client(tmp_path: Path, llm: Any) -> TestClient:
+class Slow(Streaming):
+    """Thinks ``delay`` seconds before its first token (a long prefill)."""
+
+    def __init__(self, responses: list[str], delay: float) -> None:
+        super().__init__(responses)
+        self.delay = delay
+
+    def generate(self, messages: Sequence[Message], **kwargs: Any) -> Completion:
+        time.sleep(self.delay)
+        return super().generate(messages, **kwargs)
+
+
+def _client(tmp_path: Path, llm: Any, **server: Any) -> TestClient:
     settings = load_settings(env={}, overrides={
         "model.embedding_model": "hash", "memory.data_dir": str(tmp_path / "data"),
-        "server.api_key": "k"})
+        "server.api_key": "k", **{f"server.{k}": v for k, v in server.items()}})
     return TestClient(build_app(settings, llm=llm))
 
 
 def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for block in text.strip().split("\n\n"):
+        if block.startswith(":"):  # a comment (keepalive): clients ignore it
+            continue
         name, data = block.split("\n")
         out.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
     return out
@@ -157,3 +176,51 @@ def test_a_cached_model_still_streams_on_a_miss(tmp_path: Path) -> None:
     again = cached.generate(chat, on_token=pieces.append)  # type: ignore[arg-type]
     assert pieces == ["Your ", "cat ", "is "] and not first.cached and again.cached
     assert again.text == first.text == "Your cat is Miso."
+
+
+def test_a_long_prefill_sends_keepalive_comments_before_the_first_token(
+        tmp_path: Path) -> None:
+    client = _client(tmp_path, Slow(["Your cat is Miso."], delay=1.0), stream_keepalive=0.2)
+    text = client.post("/chat/stream", headers=KEY,
+                       json={"message": "What is my cat called?"}).text
+    head = text.split("event: token")[0]
+    assert 3 <= head.count(": keepalive\n\n") <= 5  # ~every 0.2 s of the 1 s wait
+    assert [name for name, _ in _events(text)] == ["token"] * 4 + ["reply"]
+    quick = _client(tmp_path / "quick", Streaming(["Noted."]), stream_keepalive=5)
+    assert ": keepalive" not in quick.post("/chat/stream", headers=KEY,
+                                           json={"message": "Hi"}).text
+
+
+def test_the_python_verb_yields_keepalive_events_only_when_asked(tmp_path: Path) -> None:
+    agent = _client(tmp_path, Slow(["Noted.", "Noted."], delay=0.5)).app.state.agent
+    asked = [e["event"] for e in agent.chat_stream("Hi", keepalive=0.1)]
+    assert asked[0] == "keepalive" and asked[-2:] == ["token", "reply"]
+    assert "keepalive" not in [e["event"] for e in agent.chat_stream("Hi again")]
+    with pytest.raises(ValueError, match="keepalive must be a positive"):
+        agent.chat_stream("Hi", keepalive=0)
+    with pytest.raises(ConfigError, match="stream_keepalive"):
+        load_settings(env={"MEMLAB_STREAM_KEEPALIVE": "0"})
+
+
+def test_a_process_that_ends_mid_reply_still_remembers_the_exchange(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    script = f"""
+import time
+from memlab.agent import from_config, load_settings
+from memlab.llm.mock import MockLLM
+
+class Slow(MockLLM):
+    def generate(self, messages, **kwargs):
+        time.sleep(1.0)
+        return super().generate(messages, **kwargs)
+
+settings = load_settings(env={{}}, overrides={{"model.embedding_model": "hash",
+                                             "memory.data_dir": {data!r}}})
+agent = from_config(settings=settings, llm=Slow(["Hello!", "Noted."]))
+agent.chat("Hi", "ana")
+agent.chat_stream("My cat is called Miso.", "ana")  # the script ends before the reply
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    export = _client(tmp_path, MockLLM(["Hi"])).get("/users/ana/export", headers=KEY).json()
+    said = [m["content"] for m in export["users"]["ana"]["messages"]]
+    assert said == ["Hi", "Hello!", "My cat is called Miso.", "Noted."]

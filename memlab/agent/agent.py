@@ -118,15 +118,21 @@ class MemoryAgent:
         return self._chat(message, _asking(user_id, message), include_memory_search)
 
     def chat_stream(self, message: str, user_id: str = DEFAULT_USER,
-                    include_memory_search: bool = True) -> Iterator[dict[str, Any]]:
+                    include_memory_search: bool = True,
+                    keepalive: float | None = None) -> Iterator[dict[str, Any]]:
         """:meth:`chat` as events (``POST /chat/stream``): ``{"event": "token", "text"}``
         as the reply is generated (token by token from a backend with ``streams_tokens``:
         llama.cpp, Ollama, OpenAI-compatible; in one piece from others), then
         ``{"event": "reply", ...}`` with the whole :class:`ChatReply` (the message as
         remembered: stripped, without a ``<think>`` block the tokens may have shown). The
         request is checked now; a failure later is raised from the
-        iterator. The exchange is remembered even if the iterator is left unfinished."""
+        iterator. The exchange is remembered even if the iterator is left unfinished.
+        With ``keepalive`` (seconds), ``{"event": "keepalive"}`` comes whenever that long
+        passes without another event (the prompt's prefill, a slow first token), so a
+        server can keep an idle connection open through proxies."""
         user_id = _asking(user_id, message)
+        if keepalive is not None and not keepalive > 0:
+            raise ValueError(f"keepalive must be a positive number of seconds, got {keepalive}")
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def run() -> None:
@@ -138,14 +144,20 @@ class MemoryAgent:
             else:
                 events.put(("reply", reply))
 
-        threading.Thread(target=run, name="memlab-chat-stream", daemon=True).start()
-        return self._events(events)
+        # not a daemon: a process that ends mid-reply still remembers the exchange
+        threading.Thread(target=run, name="memlab-chat-stream").start()
+        return self._events(events, keepalive)
 
     @staticmethod
-    def _events(events: queue.Queue[tuple[str, Any]]) -> Iterator[dict[str, Any]]:
+    def _events(events: queue.Queue[tuple[str, Any]],
+                keepalive: float | None) -> Iterator[dict[str, Any]]:
         sent = ""
         while True:
-            kind, value = events.get()
+            try:
+                kind, value = events.get(timeout=keepalive)
+            except queue.Empty:
+                yield {"event": "keepalive"}
+                continue
             if kind == "token":
                 sent += value
                 yield {"event": "token", "text": value}

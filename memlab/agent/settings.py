@@ -14,7 +14,7 @@ The file (every key optional)::
       "retrieval": {"top_k": 3, "relevance_threshold": 0.5},
       "server": {"host": "127.0.0.1", "port": 8888, "api_key": null,
                  "max_body_bytes": 65536, "max_import_bytes": 33554432,
-                 "body_timeout": 30}
+                 "body_timeout": 30, "stream_keepalive": 15}
     }
 
 The experiment config (YAML, validated like any evaluation config) names the memory
@@ -50,6 +50,7 @@ Environment variables (they win over the file):
 ``MEMLAB_MAX_IMPORT_BYTES``    ``server.max_import_bytes`` (``POST /users/{id}/import``,
                                default 32 MiB)
 ``MEMLAB_BODY_TIMEOUT``        ``server.body_timeout`` (seconds, default 30)
+``MEMLAB_STREAM_KEEPALIVE``    ``server.stream_keepalive`` (seconds, default 15)
 =============================  ==========================================
 """
 
@@ -88,6 +89,7 @@ ENV_VARS: dict[str, str] = {
     "MEMLAB_MAX_BODY_BYTES": "server.max_body_bytes",
     "MEMLAB_MAX_IMPORT_BYTES": "server.max_import_bytes",
     "MEMLAB_BODY_TIMEOUT": "server.body_timeout",
+    "MEMLAB_STREAM_KEEPALIVE": "server.stream_keepalive",
 }
 _PATH_KEYS = ("experiment", "memory.data_dir", "memory.archival.path")
 
@@ -133,6 +135,10 @@ class ServerSettings(_Strict):
                                   "of POST /users/{user_id}/import (a whole history)")
     body_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for the "
                                 "rest of a request body before a 408")
+    stream_keepalive: float = Field(default=15.0, gt=0, description="seconds without an "
+                                    "event after which POST /chat/stream sends a comment "
+                                    "line (': keepalive'), so proxies keep the connection "
+                                    "open through a long prefill")
 
 
 class AgentSettings(_Strict):

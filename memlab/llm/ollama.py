@@ -198,7 +198,9 @@ class OllamaLLM(RemoteChat, Component):
             text: list[str] = []
             thinking: list[str] = []
             last = None
+            over = self._stream_deadline(f"Ollama at {self.url}")
             for chunk in self._client().chat(**kwargs, stream=True):
+                over()
                 thinking.append(chunk.message.thinking or "")
                 piece = chunk.message.content or ""
                 if piece:

@@ -200,12 +200,14 @@ class OpenAICompatLLM(RemoteChat, Component):
         usage chunk's counts, when the server sends one)."""
         import httpx
 
-        body = {**self._chat_body(chat, gen), "stream": True,
-                "stream_options": {"include_usage": True}}
-        path, sent = "/chat/completions", False
+        body = {**self._chat_body(chat, gen), "stream": True}
+        if not self.__dict__.get("_usage_refused"):
+            body["stream_options"] = {"include_usage": True}
+        path, sent, refused = "/chat/completions", False, False
         content: list[str] = []
         reasoning: list[str] = []
         finish, usage, done = None, None, False
+        over = self._stream_deadline(self._url(path))
         try:
             with self._failures(path, self.timeout), httpx.stream(
                     "POST", self._url(path), json=body, headers=self._headers(),
@@ -213,8 +215,12 @@ class OpenAICompatLLM(RemoteChat, Component):
                                           connect=min(self.timeout, CONNECT_TIMEOUT))) as reply:
                 if reply.status_code >= 400:
                     reply.read()
-                    raise self._status_error(reply)
-                for line in reply.iter_lines():
+                    refused = (reply.status_code == 400 and "stream_options" in body
+                               and "stream_options" in _error_message(reply))
+                    if not refused:
+                        raise self._status_error(reply)
+                for line in () if refused else reply.iter_lines():
+                    over()
                     data = line.removeprefix("data:").strip() if line.startswith("data:") else ""
                     if data == "[DONE]":
                         done = True
@@ -238,7 +244,7 @@ class OpenAICompatLLM(RemoteChat, Component):
                             content.append(delta["content"])
                             on_token(delta["content"])
                         finish = choice.get("finish_reason") or finish
-            if not done and finish is None:
+            if not (refused or done or finish is not None):
                 raise TransientError(f"{self._url(path)} ended the stream before the reply "
                                      "did (no finish_reason, no [DONE])")
         except LLMCallError as exc:
@@ -246,6 +252,9 @@ class OpenAICompatLLM(RemoteChat, Component):
                 raise PermanentError(f"{exc} (part of the reply was already streamed: not "
                                      "retried)") from None
             raise
+        if refused:  # a server that does not know include_usage: ask without it (its token
+            self.__dict__["_usage_refused"] = True  # counts then come from Qwen's tokenizer)
+            return self._chat_streamed(chat, gen, on_token)
         message = {"content": "".join(content), "reasoning_content": "".join(reasoning)}
         return {"choices": [{"message": message, "finish_reason": finish}],
                 **({"usage": usage} if usage else {})}

@@ -13,7 +13,7 @@ from typing import Any
 
 from memlab.llm.base import Completion, Message
 from memlab.llm.common import BackendBounds, check_messages, resolve_generation
-from memlab.llm.retry import failed, with_retries
+from memlab.llm.retry import HungServer, failed, with_retries
 
 
 class RemoteChat(BackendBounds, ABC):
@@ -23,6 +23,7 @@ class RemoteChat(BackendBounds, ABC):
     cache_exempt: frozenset[str]
     retries: int
     backoff: float
+    timeout: float
     params: Callable[[], dict[str, Any]]  # read off the constructor (memlab.spec.Component)
     check_bounds: Callable[[str], None]  # memlab.spec.Component's
 
@@ -78,6 +79,19 @@ class RemoteChat(BackendBounds, ABC):
         """``_chat``, passing the reply's text to ``on_token`` as it arrives; a failure
         after some text was passed is not retried."""
         ...
+
+    def _stream_deadline(self, where: str) -> Callable[[], None]:
+        """A check to run on each streamed piece: HungServer once ``timeout`` seconds have
+        passed since the call began. The read timeout restarts with every piece, so alone
+        it would let a server trickling text hold a call forever."""
+        end = time.monotonic() + self.timeout
+
+        def check() -> None:
+            if time.monotonic() > end:
+                raise HungServer(f"{where} was still streaming after {self.timeout:g} s (the "
+                                 "timeout parameter caps a whole call; a hung server is not "
+                                 "retried)")
+        return check
 
     def generate(self, messages: Sequence[Message], *,
                  on_token: Callable[[str], None] | None = None,

@@ -22,4 +22,5 @@ def build_app(settings: Any = None, *, llm: Any = None) -> Any:
     return create_app(agent, api_key=settings.server.api_key,
                       max_body_bytes=settings.server.max_body_bytes,
                       max_import_bytes=settings.server.max_import_bytes,
-                      body_timeout=settings.server.body_timeout)
+                      body_timeout=settings.server.body_timeout,
+                      stream_keepalive=settings.server.stream_keepalive)

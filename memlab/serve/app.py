@@ -60,8 +60,10 @@ _BUSY = {"model": s.ErrorResponse,
 
 def create_app(agent: MemoryAgent, *, api_key: str | None = None,
                max_body_bytes: int = 65536, body_timeout: float = 30.0,
-               max_import_bytes: int = 32 << 20) -> FastAPI:
-    """The HTTP API for ``agent``; ``api_key`` (if set) is required in ``X-API-Key``."""
+               max_import_bytes: int = 32 << 20,
+               stream_keepalive: float = 15.0) -> FastAPI:
+    """The HTTP API for ``agent``; ``api_key`` (if set) is required in ``X-API-Key``;
+    ``POST /chat/stream`` sends ``: keepalive`` after ``stream_keepalive`` idle seconds."""
     import memlab
 
     @asynccontextmanager
@@ -76,7 +78,7 @@ def create_app(agent: MemoryAgent, *, api_key: str | None = None,
                   responses=_ERRORS)
     app.state.agent = agent
     guard = [Depends(_key_check(api_key))]
-    _routes(app, agent, guard)
+    _routes(app, agent, guard, stream_keepalive)
     _handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, body_timeout=body_timeout,
                        import_bytes=max_import_bytes)
@@ -99,7 +101,8 @@ class _Unauthorized(Exception):
     pass
 
 
-def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
+def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any],
+            stream_keepalive: float) -> None:
     @app.post("/chat", response_model=s.ChatResponse, dependencies=guard, tags=["chat"])
     def chat(body: s.ChatRequest) -> dict[str, Any]:
         """Answer a message with the user's memory, then remember the exchange."""
@@ -111,14 +114,16 @@ def _routes(app: FastAPI, agent: MemoryAgent, guard: list[Any]) -> None:
                                "description": "server-sent events: `token` ({text}) as the "
                                "reply is generated, then `reply` (the ChatResponse), or "
                                "`error` ({detail, status, backend}: what /chat would "
-                               "have answered)"}})
+                               "have answered); a `: keepalive` comment line whenever "
+                               "the server's stream_keepalive seconds pass without one"}})
     def chat_stream(body: s.ChatRequest) -> StreamingResponse:
         """``POST /chat`` as server-sent events, the reply's text as it is generated (token
         by token from llama.cpp, Ollama and OpenAI-compatible servers; in one piece from a
         backend that does not stream). A
         bad request is refused before the stream starts; a failure during it is an
         `error` event. The exchange is remembered even if the client goes away."""
-        events = agent.chat_stream(body.message, body.user_id, body.include_memory_search)
+        events = agent.chat_stream(body.message, body.user_id, body.include_memory_search,
+                                   keepalive=stream_keepalive)
         return StreamingResponse(_sse(events), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
@@ -294,11 +299,15 @@ def _handlers(app: FastAPI) -> None:
 
 
 def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """Agent events as server-sent events (``event: NAME``, ``data: JSON``); a failure is
-    an ``error`` event with the status the same failure gets outside a stream."""
+    """Agent events as server-sent events (``event: NAME``, ``data: JSON``; a keepalive
+    as a comment line, which clients ignore); a failure is an ``error`` event with the
+    status the same failure gets outside a stream."""
     try:
         for event in events:
             name = event.pop("event")
+            if name == "keepalive":
+                yield ": keepalive\n\n"
+                continue
             yield f"event: {name}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
     except Exception as exc:
         error: dict[str, Any] = {"detail": str(exc)}
