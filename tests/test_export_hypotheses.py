@@ -63,3 +63,15 @@ def test_a_failed_answer_is_an_empty_hypothesis_not_left_out(
     assert len(lines) == 4  # every question: the judge's accuracy is over all of them
     assert {line["question_id"] for line in lines if line["hypothesis"] == ""} == failed
     assert f"({len(failed)} of them empty" in capsys.readouterr().out
+
+
+def test_a_run_on_another_dataset_is_exported_without_the_official_judge_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mock = {"name": "mock", "params": {"responses": ["Paris."]}}
+    config = {**_config(answer={"llm": mock}),
+              "dataset": {"name": "synthetic", "probes": {"limit": 3}}}
+    run = evaluate(config, out=tmp_path / "run", progress=False)
+    assert main(["export", str(run.run_dir), "--out", str(tmp_path / "h.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    assert "the run's dataset is 'synthetic-small', not LongMemEval" in printed
+    assert "gpt-4o" not in printed

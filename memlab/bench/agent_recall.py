@@ -174,11 +174,38 @@ def render(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def models(named: list[str] | None) -> list[str]:
+    """The catalog models to run: those ``named`` (each checked now, so a missing one fails
+    before any other is measured), else both embedded models, skipping one whose parts are
+    not installed (said on stderr)."""
+    from memlab.llm.models import catalog_model, install_command, locate_parts, model_available
+
+    if named:
+        for name in named:
+            if not model_available(name):
+                locate_parts(catalog_model(name))  # the ModelFileError naming the installs
+        return named
+    chosen = []
+    for name in DEFAULT_MODELS:
+        if model_available(name):
+            chosen.append(name)
+        else:
+            print(f"skipping {name}: its parts are not installed "
+                  f"({install_command(catalog_model(name))})", file=sys.stderr)
+    return chosen
+
+
+#: What ``agent-recall`` runs when no ``--model`` is named (those installed).
+DEFAULT_MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench agent-recall",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", help="catalog model(s) (default: both)")
+    parser.add_argument("--model", action="append",
+                        help="catalog model(s) (default: both, or the 0.5B alone where the "
+                        "1.5B's parts are not installed)")
     parser.add_argument("--experiment", help="agent config (default experiments/agent.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override the agent config, e.g. answer.llm.params.n_threads=1")
@@ -186,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     results = []
-    for model in args.model or ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]:
+    for model in models(args.model):
         with tempfile.TemporaryDirectory(prefix="memlab-agent-recall-") as tmp:
             results.append(run_model(model, Path(tmp), args.experiment,
                                      config_overrides=args.set))

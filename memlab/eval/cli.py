@@ -170,6 +170,7 @@ def _tracked(table: Any) -> bool:
 def cmd_validate(args: argparse.Namespace) -> int:
     from memlab.embed.sentence_transformer import missing_folder
     from memlab.eval.config import expand_grid, read_raw
+    from memlab.llm.models import catalog_model, install_command, model_available
 
     if "tune" in read_raw(args.config)[0]:
         from memlab.eval.tune import tune_plan
@@ -189,10 +190,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             from memlab.eval.config import resolved_dict  # warn of changed models/templates
 
             resolved_dict(config)
-        for model in dict.fromkeys(_st_models(config.model_dump(mode="json"))):
+        tree = config.model_dump(mode="json")
+        for model in dict.fromkeys(_st_models(tree)):
             if missing_folder(model) is not None:  # a note: train-embedder writes it
                 print(f"  note: no model folder at {model!r} yet (`python -m memlab.eval "
                       "train-embedder CONFIG --only CASE` writes it)")
+        for model in dict.fromkeys(_embedded_models(tree)):
+            if not model_available(model):  # a note: answers already cached still replay
+                print(f"  note: the embedded model {model} is not installed here: every "
+                      "answer not already in the cache will fail; install it with "
+                      f"{install_command(catalog_model(model))}")
     return 0
 
 
@@ -225,14 +232,35 @@ def _probe_count(spec: Any, loaded: dict[str, Any]) -> str:
 
 def _st_models(tree: Any) -> Iterator[str]:
     """Every sentence-transformers model named in a config tree."""
+    for params in _params_of(tree, ("sentence-transformers", "st")):
+        yield str(params.get("model", ""))
+
+
+def _embedded_models(tree: Any) -> Iterator[str]:
+    """Every embedded (catalog) model a ``llamacpp`` LLM in a config tree names; a known
+    name only (an unknown one is a validation error already)."""
+    from memlab.llm.models import DEFAULT_MODEL, ModelFileError, catalog_model
+
+    for params in _params_of(tree, ("llamacpp",)):
+        model = str(params.get("model") or DEFAULT_MODEL)
+        try:
+            catalog_model(model)
+        except ModelFileError:
+            continue
+        if not params.get("model_path"):
+            yield model
+
+
+def _params_of(tree: Any, names: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """The params of every component called one of ``names`` in a config tree."""
     if isinstance(tree, dict):
         params = tree.get("params")
-        if tree.get("name") in ("sentence-transformers", "st") and isinstance(params, dict):
-            yield str(params.get("model", ""))
+        if tree.get("name") in names:
+            yield params if isinstance(params, dict) else {}
         tree = list(tree.values())
     if isinstance(tree, list):
         for value in tree:
-            yield from _st_models(value)
+            yield from _params_of(value, names)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -350,7 +378,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         f" ({len(failed)} of them empty: their answers failed, so the judge counts them "
         "wrong)" if failed else ""))
     if dataset != "longmemeval":
-        print(f"note: the run's dataset is {dataset!r}; question_id is memlab's probe id")
+        print(f"note: the run's dataset is {dataset!r}, not LongMemEval: question_id is "
+              "memlab's probe id, and LongMemEval's own judge (evaluate_qa.py) reads its "
+              "questions from a LongMemEval file, so it cannot score these")
+        return 0
     print("score them with LongMemEval's own judge (its repository, an OpenAI key or a local "
           f"model): python src/evaluation/evaluate_qa.py gpt-4o {out} "
           "data/longmemeval_oracle.json")
@@ -386,11 +417,12 @@ def cmd_misses(args: argparse.Namespace) -> int:
                 if counts.get(MISS_KINDS[0]) else "")
         print(f"ranks are counted in each probe's stored top {stored} units ('-': not in "
               f"it{hint})\n")
+    width = max((len(str(c)) for c in table["category"]), default=0)  # names whole
     for row in table.itertuples():
         ranks = ", ".join("-" if r is None else str(r) for r in row.ranks)
-        print(f"{row.category[:20]:<20} [{ranks}] {row.question}")
+        print(f"{row.category:<{width}} [{ranks}] {row.question}")
         if args.dates:
-            print(f"{'':<20} {when_line(row)}")
+            print(f"{'':<{width}} {when_line(row)}")
     return 0
 
 

