@@ -28,11 +28,13 @@ REGISTRIES: dict[str, str] = {
 
 def registry(kind: str) -> Registry[Any]:
     """The registry of one component kind."""
-    from memlab.errors import UnknownComponentError
+    from memlab.errors import UnknownComponentError, did_you_mean
 
     if kind not in REGISTRIES:
+        close = did_you_mean(kind, REGISTRIES)
         raise UnknownComponentError(
-            f"unknown component kind '{kind}'. Valid kinds: {', '.join(REGISTRIES)}"
+            f"unknown component kind '{kind}'{f' ({close})' if close else ''}. Valid kinds: "
+            f"{', '.join(REGISTRIES)}"
         )
     module_name, _, attr = REGISTRIES[kind].partition(":")
     found: Registry[Any] = getattr(importlib.import_module(module_name), attr)

@@ -50,5 +50,6 @@ def test_ls_json_lists_every_component_with_parameters() -> None:
 
 def test_ls_of_one_kind_and_unknown_kind() -> None:
     assert {r["name"] for r in describe(["store"])} == EXPECTED["store"]
-    with pytest.raises(UnknownComponentError, match="unknown component kind 'chunkr'"):
+    with pytest.raises(UnknownComponentError,
+                       match=r"unknown component kind 'chunkr' \(did you mean 'chunker'\?\)"):
         registry("chunkr")

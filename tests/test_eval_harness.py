@@ -302,6 +302,22 @@ def test_unknown_components_and_params_are_listed_with_choices(tmp_path: Path) -
         in message
 
 
+def test_a_dataset_named_alone_and_a_bad_dataset_beside_a_bad_component(
+        tmp_path: Path) -> None:
+    assert load_config({**_config(), "dataset": "synthetic"}).dataset.name == "synthetic"
+    bad_param = {"name": "bm25", "params": {"kk": 3}}
+    for dataset, says in (([], "dataset: Input should be a valid dictionary"),
+                          ({"nam": "synthetic"}, "dataset.nam: Extra inputs"),
+                          (None, "dataset: Field required")):
+        config = {**_config(), "retrieval": bad_param, "dataset": dataset}
+        if dataset is None:
+            del config["dataset"]
+        with pytest.raises(ConfigError) as info:
+            load_config(config)
+        message = str(info.value)  # both problems at once, not the dataset's alone
+        assert says in message and "retrieval.params.kk: not a parameter" in message, message
+
+
 def test_overrides_and_grid_expansion() -> None:
     config = load_config(_config(), ["retrieval.name=dense", "k=3", "dataset.probes.limit=5"])
     retrieval = config.memory.params["retrieval"]  # the shorthand lands in the memory

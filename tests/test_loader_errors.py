@@ -225,6 +225,10 @@ def test_convert_writes_any_dataset_as_a_memlab_file_losslessly(
     assert main(["convert", "locomo", "--conversation", "conv-99", "--out",
                  str(tmp_path / "x.jsonl")]) == 2
     assert "no conversation 'conv-99' in locomo (it has 10: conv-26" in capsys.readouterr().err
+    gone = tmp_path / "gone.json"  # a file that is not there: bad input, exit 2 everywhere
+    assert main(["convert", f"locomo={gone}", "--out", str(tmp_path / "y.jsonl")]) == 2
+    assert main(["stats", f"locomo={gone}"]) == 2
+    assert capsys.readouterr().err.count(f"error: {gone}: file not found") == 2
     padded = tmp_path / "padded.json"
     assert main(["convert", "locomo", "--conversation", "conv-30", "--option",
                  "haystack={tokens: 30000, seed: 0}", "--out", str(padded)]) == 0

@@ -215,3 +215,7 @@ def test_compare_refuses_runs_on_different_probes_and_metrics_neither_scored(tmp
     with pytest.raises(ConfigError, match=r": not a run directory \(no items\.jsonl\); it "
                        r"holds 2 run directories, e\.g\. .*dev$"):
         compare_runs(tmp_path, test)
+    with pytest.raises(ConfigError, match=r"nope: no such run directory$"):
+        compare_runs(tmp_path / "nope", test)
+    with pytest.raises(ConfigError, match=r"items\.jsonl: not a run directory \(a file"):
+        compare_runs(test / "items.jsonl", test)

@@ -193,3 +193,11 @@ def test_cli_refuses_exposure_without_a_key_and_bad_settings(
     assert "refusing to listen on 0.0.0.0 without an API key" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "nope.json")]) == 2
     assert "nope.json: settings file not found" in capsys.readouterr().err
+    with socket.socket() as taken:  # another server on the port: said before loading
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port), "--data-dir", str(tmp_path)]) == 2
+    assert (f"port {port} on 127.0.0.1 is in use (another server, or an earlier "
+            "memlab.serve still running); choose another with --port"
+            ) in capsys.readouterr().err

@@ -121,7 +121,7 @@ def _probes(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print(report.render())
-        print(f"wrote {out} and {report_path.name}; score it with dataset "
+        print(f"wrote {out} and {report_path}; score it with dataset "
               f"{{name: memlab, params: {{path: {out}}}}}")
     return 0
 
@@ -172,7 +172,7 @@ def _convert(args: argparse.Namespace) -> int:
                 "one's, which memlab's file format refuses (turns in time order): `scale` "
                 "pads in memory instead" if "haystack" in options else "")
         print(f"error: {exc}{hint}", file=sys.stderr)
-        return 1
+        return 2
     stats = dataset.stats()
     print(f"wrote {out}: {stats['conversations']} conversations, {stats['sessions']} "
           f"sessions, {stats['turns']} turns, {stats['probes']} probes, "
@@ -263,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in writes:
         try:
             return writes[args.command](args)
-        except MemlabError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        except MemlabError as exc:  # bad input (a file, a record, an option): as a usage
+            print(f"error: {exc}", file=sys.stderr)  # error, exit 2 like memlab.eval's
+            return 2
 
     if args.option and not args.datasets:
         print("error: --option applies to the datasets named as NAME=PATH", file=sys.stderr)
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = dataset_stats(specs, dict(args.option))
     except MemlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:

@@ -19,6 +19,9 @@ from memlab.metrics.stats import paired_compare
 
 def run_items(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "items.jsonl"
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory" if not Path(run_dir).exists()
+                          else f"{run_dir}: not a run directory (a file; give its folder)")
     if not path.exists():
         inside = sorted(p.parent for p in Path(run_dir).glob("**/items.jsonl"))
         hint = (f"; it holds {len(inside)} run directories, e.g. {inside[0]}" if inside

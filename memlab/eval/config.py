@@ -168,6 +168,12 @@ class DatasetSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     probes: ProbeSelection = Field(default_factory=ProbeSelection)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, data: Any) -> Any:
+        """``dataset: synthetic`` is ``dataset: {name: synthetic}``, as for components."""
+        return {"name": data} if isinstance(data, str) else data
+
     def load(self) -> Dataset:
         """The dataset this spec names, with its loader options (every probe: ``probes``
         selects among them later). The file may be given as ``path`` or as
@@ -381,6 +387,11 @@ def _validate_shape(raw: dict[str, Any], where: str) -> ExperimentConfig:
         raise ConfigError(f"{where}: invalid config:\n" + "\n".join(problems)) from None
 
 
+#: What stands in for a required top-level value that failed while the rest is checked
+#: (the stand-in itself is not reported on).
+_STAND_INS: dict[str, Any] = {"name": "config", "dataset": {"name": "synthetic"}}
+
+
 def _despite_shape(raw: dict[str, Any], exc: ValidationError) -> list[str]:
     """The component problems of the rest of a config whose shape failed: each failing
     value taken out (its default used), the components checked, so that every problem is
@@ -390,6 +401,9 @@ def _despite_shape(raw: dict[str, Any], exc: ValidationError) -> list[str]:
         return []  # the components they register, or the templates they hold, are unknown
     rest = copy.deepcopy(raw)
     for err in exc.errors():
+        if err["loc"] and err["loc"][0] in _STAND_INS:  # required: a valid stand-in
+            rest[err["loc"][0]] = copy.deepcopy(_STAND_INS[err["loc"][0]])
+            continue
         node: Any = rest
         *path, last = err["loc"] or ("",)
         for step in path:

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config, overrides={
             key: getattr(args, flag) for flag, key in _FLAGS.items()})
         _check_exposure(settings.server.host, settings.server.api_key)
+        _check_port(settings.server.host, settings.server.port)
         _check_store(args.workers, settings)
         app = build_app(settings) if args.workers == 1 else None
     except MemlabError as exc:
@@ -131,6 +132,33 @@ def _check_memory_keeps_store(workers: int, settings: object) -> None:
                           "would rebuild it from the conversation log and hold its own copy, "
                           "blind to the others' writes); run one worker, or a memory with a "
                           "store (tiered, extracted)")
+
+
+def _check_port(host: str, port: int) -> None:
+    """A ConfigError when another process listens on ``port`` already (before the model is
+    loaded, with the flag that changes it), instead of uvicorn's bare errno."""
+    import errno
+    import socket
+
+    from memlab.errors import ConfigError
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # uvicorn reports a host it cannot resolve
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is in use (another server, or an "
+                                  "earlier memlab.serve still running); choose another with "
+                                  "--port or MEMLAB_PORT") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _check_exposure(host: str, api_key: str | None) -> None:
