@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pytest
@@ -89,7 +91,7 @@ def test_timeout_and_overflow_are_recorded_errors(qwen: LlamaCppLLM) -> None:
         [{"role": "user", "content": "Count to fifty."}])
     assert not timed_out.ok and "timed out after 0 s" in timed_out.error
     assert timed_out.text == ""
-    huge = LlamaCppLLM(max_tokens=24, n_ctx=512, n_threads=qwen.threads()).generate(
+    huge = LlamaCppLLM(max_tokens=24, n_ctx=512, n_threads=qwen.n_threads).generate(
         [system(MEMORY * 3), {"role": "user", "content": "?"}])
     assert not huge.ok and "exceed context window of 512" in huge.error
     assert huge.digest == EMBEDDED_QWEN.sha256
@@ -113,7 +115,8 @@ def test_bench_reports_cold_and_warm_prefix_speeds(
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     cold, warm = result["scenarios"]["cold"], result["scenarios"]["warm prefix"]
-    assert result["cpu_count"] >= 1 and result["threads"] == qwen.threads()
+    assert result["cpu_count"] >= 1  # the threads each call used, as many as were free
+    assert result["threads"] and all(1 <= t <= result["cpu_count"] for t in result["threads"])
     assert result["digest"] == EMBEDDED_QWEN.sha256
     assert cold["prompt_tokens"] == warm["prompt_tokens"] > 120
     assert warm["evaluated"] < 30 < cold["evaluated"]
@@ -126,3 +129,41 @@ def test_bench_rejects_bad_options() -> None:
     with pytest.raises(SystemExit) as info:
         bench.main(["--repeats", "0"])
     assert info.value.code == 2
+
+
+def test_free_cores_leave_a_busy_core_to_its_process() -> None:
+    """n_threads 0: each call takes the cores the others leave free (clock: wall, machine
+    busy, own CPU seconds)."""
+    from memlab.llm.llamacpp import FreeCores
+
+    ticks = iter([(0.0, 0.0, 0.0),    # the model built: the first window starts
+                  (2.0, 2.0, 1.0),    # one core busy besides our own work: 3 of 4
+                  (2.1, 2.2, 1.1),    # a window under 0.5 s: the last decision stands
+                  (4.0, 3.7, 2.9),    # all our own: every core again
+                  (6.0, 5.9, 3.5),    # others 0.8 cores: one left to them
+                  (8.0, 8.6, 3.6),    # others 1.3: two
+                  (10.0, 13.4, 3.7)])  # others 2.35: one thread at least
+    free = FreeCores(clock=lambda: next(ticks))
+    free.start()
+    assert [free(4) for _ in range(6)] == [3, 3, 4, 3, 2, 1]
+    assert FreeCores(clock=lambda: None)(4) == 4  # nothing to read: every core
+    first = iter([(0.0, 0.0, 0.0), (0.5, 0.5, 0.0)])  # no window yet: waits for one
+    assert FreeCores(clock=lambda: next(first), min_window=0.01)(2) == 1
+
+
+def test_free_cores_see_a_real_busy_process() -> None:
+    import subprocess
+    import sys
+
+    from memlab.llm.llamacpp import FreeCores
+
+    cores = os.cpu_count() or 1
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        free = FreeCores()
+        free.start()
+        time.sleep(1.0)  # a window with the spinning process in it
+        assert free(cores) <= max(1, cores - 1)
+    finally:
+        spin.kill()
+        spin.wait()

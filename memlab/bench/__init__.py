@@ -12,7 +12,7 @@ def count(text: str) -> int:
 
 
 def non_negative(text: str) -> int:
-    """An argparse type: a whole number >= 0 (``--threads 0``: one per core)."""
+    """An argparse type: a whole number >= 0 (``--threads 0``: as many as are free)."""
     return _bounded(text, 0)
 
 

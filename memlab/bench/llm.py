@@ -61,6 +61,7 @@ def measure(llm: Any, messages: list[Message]) -> dict[str, float]:
         "gen_tokens": meta["eval_tokens"],
         "gen_s": meta["eval_seconds"],
         "wall_s": completion.seconds,
+        "threads": meta["n_threads"],
     }
 
 
@@ -80,14 +81,15 @@ def run(n_ctx: int, threads: int, repeats: int, prompt_tokens: int,
         rows["warm prefix"].append(measure(llm, prompt(
             memory, question.format(NAMES[(r + 1) % 8]), nonce=f"[run {os.getpid()}-{r}] ")))
     return {
-        "model": llm.name, "digest": llm.digest(), "n_ctx": n_ctx, "threads": llm.threads(),
+        "model": llm.name, "digest": llm.digest(), "n_ctx": n_ctx,
+        "threads": sorted({r["threads"] for rs in rows.values() for r in rs}),
         "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "repeats": repeats,
         "amx_workaround": avoid_amx(), "scenarios": {k: _summary(v) for k, v in rows.items()},
     }
 
 
 def _summary(rows: list[dict[str, float]]) -> dict[str, float]:
-    total = {k: sum(r[k] for r in rows) for k in rows[0]}
+    total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "threads"}
     return {
         "prompt_tokens": statistics.mean(r["prompt_tokens"] for r in rows),
         "evaluated": statistics.mean(r["evaluated"] for r in rows),
@@ -102,7 +104,8 @@ def _summary(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def render(result: dict[str, Any]) -> str:
     head = (f"model {result['model']} (sha256 {result['digest'][:12]}…), n_ctx {result['n_ctx']}, "
-            f"{result['threads']} threads on {result['cpu_count']} cores, load avg "
+            f"{'/'.join(map(str, result['threads']))} threads on {result['cpu_count']} "
+            "cores, load avg "
             f"{result['load_avg'][0]:.2f}, {result['repeats']} repeats"
             + (", AMX off (workaround)" if result["amx_workaround"] else ""))
     cols = ["scenario", "prompt tok", "evaluated", "prompt tok/s", "effective tok/s",
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m memlab.bench llm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-ctx", type=count, default=8192)
-    parser.add_argument("--threads", type=non_negative, default=0, help="0 = one per core")
+    parser.add_argument("--threads", type=non_negative, default=0,
+                        help="0 = the cores other processes leave free, before each call")
     parser.add_argument("--repeats", type=count, default=3)
     parser.add_argument("--prompt-tokens", type=count, default=1000)
     parser.add_argument("--max-tokens", type=count, default=64)

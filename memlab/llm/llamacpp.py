@@ -11,12 +11,19 @@ batched decode of a Q4_K_M model (ggml-org/llama.cpp#20824; seen on this project
 machines). When the installed build reports ``AMX_INT8 = 1``, memlab loads models without
 llama.cpp's extra buffer types (AMX and weight repacking); set ``MEMLAB_LLAMA_AMX=1`` to
 keep them once a fixed build is installed.
+
+llama.cpp's threads wait for each other at every step, so one that shares its core with
+another busy process slows them all: on 2 cores beside a busy process, 2 threads generated
+3.3 tokens/s and 1 thread 14.2. With ``n_threads`` 0 (the default) each call therefore
+uses the cores the other processes leave free, measured from their CPU time since the
+previous call (:class:`FreeCores`).
 """
 
 from __future__ import annotations
 
 import atexit
 import codecs
+import math
 import os
 import threading
 import time
@@ -111,6 +118,69 @@ def unload_all() -> None:
         _LOCKS.clear()
 
 
+class FreeCores:
+    """The cores other processes leave free, from the CPU time the whole machine and this
+    process used since the previous decision: ``cores`` minus the others' busy cores,
+    rounded up from a quarter of a core, at least 1. Over a window shorter than
+    ``min_window`` seconds (10 ms clock ticks make it noisy) the previous decision stands;
+    the first decision waits for a window that long (a model starts one when it is built,
+    so it has usually passed). ``clock`` returns (wall, machine
+    busy, this process's CPU) seconds, or None where it cannot be read (every core). Other
+    threads of this process (an embedder beside the model) count as its own."""
+
+    def __init__(self, clock: Callable[[], tuple[float, float, float] | None] | None = None,
+                 min_window: float = 0.5) -> None:
+        self.clock = clock or _cpu_clock
+        self.min_window = min_window
+        self.last: tuple[float, float, float] | None = None
+        self.decided: int | None = None
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        """Begin the first window now (at a model load), unless one is running."""
+        with self.lock:
+            if self.last is None:
+                self.last = self.clock()
+
+    def __call__(self, cores: int) -> int:
+        with self.lock:
+            now = self.clock()
+            if now is None:
+                return cores
+            if self.last is None:
+                self.last = now
+            wall = now[0] - self.last[0]
+            if wall < self.min_window and self.decided is None:  # once: wait for a window
+                time.sleep(self.min_window - wall)
+                now = self.clock() or now
+            wall, busy, own = (a - b for a, b in zip(now, self.last, strict=True))
+            if wall < self.min_window:
+                return min(self.decided or cores, cores)
+            self.last = now
+            others = max(0.0, (busy - own) / wall)
+            self.decided = max(1, cores - max(0, math.ceil(others - 0.25)))
+            return self.decided
+
+
+def _cpu_clock() -> tuple[float, float, float] | None:
+    """(monotonic seconds, CPU seconds the machine spent busy, CPU seconds of this process).
+    Busy leaves out niced work (it yields to ours) and guest time (counted in user too);
+    steal counts: a hypervisor's other guests hold the cores as another process would."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0) + getattr(times, "nice", 0.0)
+    guest = getattr(times, "guest", 0.0)  # (guest_nice is inside nice)
+    own = os.times()
+    return time.monotonic(), sum(times) - idle - guest, own.user + own.system
+
+
+#: One measure per process: every loaded model's calls share the cores.
+_FREE_CORES = FreeCores()
+
+
 class _Deadline:
     """Logits processor that forces end-of-sequence once the time budget is spent."""
 
@@ -167,7 +237,8 @@ class LlamaCppLLM(BackendBounds, Component):
     ``model`` names an embedded model of the catalog (``qwen2.5-coder-0.5b``, the default,
     or ``qwen2.5-coder-1.5b``), assembled and verified on first use; ``model_path``, a GGUF
     file, takes precedence over it.
-    ``n_threads`` 0 means one per CPU core. ``timeout`` bounds one call's wall time: when
+    ``n_threads`` 0 means the cores other processes leave free, measured before each call
+    (one per core on an idle machine). ``timeout`` bounds one call's wall time: when
     it passes, generation is stopped and the call is recorded as an error.
     """
 
@@ -209,6 +280,8 @@ class LlamaCppLLM(BackendBounds, Component):
         self.seed = seed
         self.max_tokens = max_tokens
         self.timeout = timeout
+        if not n_threads:
+            _FREE_CORES.start()  # the first call's window: from now (a run's ingest, say)
 
     def check_params(self) -> None:
         """Raise a ConfigError for a value out of range, an unknown embedded model or a
@@ -254,12 +327,24 @@ class LlamaCppLLM(BackendBounds, Component):
                 "params": params}
 
     def threads(self) -> int:
-        return self.n_threads or os.cpu_count() or 1
+        """The threads a call uses now: ``n_threads``, else the cores others leave free."""
+        return self.n_threads or _FREE_CORES(os.cpu_count() or 1)
+
+    @contextmanager
+    def session(self) -> Iterator[tuple[Any, str, int]]:
+        """The loaded Llama held for one call (its lock taken), set to the threads a call
+        uses now; with the model digest and that thread count. Every call runs in one."""
+        llama, lock, digest = self.llama()
+        with lock:
+            threads = self.threads()
+            llama._ctx.set_n_threads(threads, threads)
+            yield llama, digest, threads
 
     def llama(self) -> tuple[Any, threading.Lock, str]:
         """The loaded Llama, its lock and the model digest."""
         path, digest = resolve_model_path(self.model_path or None, model=self.model)
-        llama, lock = load_llama(path, self.n_ctx, self.threads(), self.n_batch)
+        llama, lock = load_llama(path, self.n_ctx, self.n_threads or os.cpu_count() or 1,
+                                 self.n_batch)
         return llama, lock, digest
 
     # ------------------------------------------------------------------ tokens
@@ -293,10 +378,9 @@ class LlamaCppLLM(BackendBounds, Component):
         chat = check_messages(messages)
         digest = ""
         try:
-            llama, lock, digest = self.llama()
-            tokens = None if on_token is None else _Tokens(llama, on_token)
-            with lock:
-                response, deadline = self._complete(llama, chat, gen, tokens)
+            with self.session() as (llama, digest, threads):
+                tokens = None if on_token is None else _Tokens(llama, on_token)
+                response, deadline = self._complete(llama, chat, gen, threads, tokens)
         except (MemlabError, ValueError, RuntimeError) as exc:
             error = exc if isinstance(exc, LLMCallError) else PermanentError(str(exc))
             return failed(error, model=self.name, digest=digest,
@@ -306,7 +390,7 @@ class LlamaCppLLM(BackendBounds, Component):
             tokens.finish(response["choices"][0]["message"].get("content") or "")
         return self._completion(llama, chat, response, deadline, digest, start)
 
-    def _complete(self, llama: Any, chat: list[Message], gen: dict[str, Any],
+    def _complete(self, llama: Any, chat: list[Message], gen: dict[str, Any], threads: int,
                   tokens: _Tokens | None = None) -> tuple[dict[str, Any], _Deadline]:
         import llama_cpp.llama_cpp as capi
         from llama_cpp import LogitsProcessorList
@@ -326,7 +410,8 @@ class LlamaCppLLM(BackendBounds, Component):
         )
         perf = capi.llama_perf_context(llama._ctx.ctx)
         response["perf"] = {
-            "prompt_eval_tokens": perf.n_p_eval, "prompt_eval_seconds": perf.t_p_eval_ms / 1e3,
+            "n_threads": threads, "prompt_eval_tokens": perf.n_p_eval,
+            "prompt_eval_seconds": perf.t_p_eval_ms / 1e3,
             "eval_tokens": perf.n_eval, "eval_seconds": perf.t_eval_ms / 1e3,
         }
         return response, deadline
@@ -341,7 +426,7 @@ class LlamaCppLLM(BackendBounds, Component):
         default_system = QWEN25_DEFAULT_SYSTEM if QWEN25_DEFAULT_SYSTEM in template else ""
         metadata = {
             "backend": self.backend, "attempts": 1, "finish_reason": choice.get("finish_reason"),
-            "n_ctx": self.n_ctx, "n_threads": self.threads(), **response["perf"],
+            "n_ctx": self.n_ctx, **response["perf"],
             **qwen_counts(chat, raw, tokenizer_for(self.name), default_system),
         }
         usage = response["usage"]

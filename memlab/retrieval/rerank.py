@@ -127,14 +127,13 @@ Scored = tuple[float, int, int]
 def yes_probability(model: Any, messages: list[dict[str, str]]) -> Scored:
     """P(yes) of the first answer token (llama.cpp), else 1/0 from the generated text;
     with the call's prompt and completion token counts."""
-    llama_of = getattr(model, "llama", None)
-    if not callable(llama_of):
+    session = getattr(model, "session", None)  # llama.cpp: the logits themselves
+    if not callable(session):
         done = model.generate(messages, max_tokens=2, temperature=0.0)
         p = 1.0 if done.text.strip().lower().startswith("yes") else 0.0
         return p, int(done.prompt_tokens or 0), int(done.completion_tokens or 0)
     from llama_cpp import LogitsProcessorList
 
-    llama, lock, _ = llama_of()
     seen: list[np.ndarray] = []
 
     def grab(input_ids: Any, scores: Any) -> Any:
@@ -142,7 +141,7 @@ def yes_probability(model: Any, messages: list[dict[str, str]]) -> Scored:
             seen.append(np.array(scores, dtype=np.float64))
         return scores
 
-    with lock:
+    with session() as (llama, _, _):
         out = llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0,
                                            logits_processor=LogitsProcessorList([grab]))
     logits = seen[0]
