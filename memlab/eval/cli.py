@@ -181,6 +181,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 0
     configs = expand_grid(args.config, args.set)
     loaded: dict[str, Any] = {}  # a sweep's variants mostly share one dataset
+    noted: set[str] = set()  # embedded models checked (once for all the variants)
     for config in configs:
         answer = config.answer
         mode = "retrieval only" if answer is None else f"answers with {answer.llm.name}"
@@ -196,6 +197,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"  note: no model folder at {model!r} yet (`python -m memlab.eval "
                       "train-embedder CONFIG --only CASE` writes it)")
         for model in dict.fromkeys(_embedded_models(tree)):
+            if model in noted:
+                continue
+            noted.add(model)
             if not model_available(model):  # a note: answers already cached still replay
                 print(f"  note: the embedded model {model} is not installed here: every "
                       "answer not already in the cache will fail; install it with "

