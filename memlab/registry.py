@@ -56,10 +56,13 @@ class Registry(Generic[T]):
 
     def _add(self, name: str, target: Callable[..., T] | str, replace: bool) -> None:
         existing = self._entries.get(name)
-        if (existing is not None and existing is not target and not isinstance(existing, str)
-                and not replace):
-            raise ConfigError(f"{self.kind} '{name}' is already registered to {existing!r}; "
-                              f"pass replace=True to rebind it")
+        lazy = isinstance(existing, str) or isinstance(target, str)
+        same = existing is target or (lazy and _where(existing) == _where(target))
+        if existing is not None and not replace and not same:
+            shown = existing if isinstance(existing, str) else repr(existing)
+            raise ConfigError(f"{self.kind} '{name}' is already registered to {shown}; "
+                              "pass replace=True to rebind it (a plugin that means to replace "
+                              "a built-in), or register yours under another name")
         self._entries[name] = target
 
     def names(self) -> list[str]:
@@ -188,3 +191,10 @@ def _accepts_var_kwargs(factory: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return True
     return any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _where(target: Any) -> str:
+    """Where a registry entry lives, as a lazy registration spells it (``module:qualname``)."""
+    if isinstance(target, str):
+        return target
+    return f"{getattr(target, '__module__', '')}:{getattr(target, '__qualname__', '')}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -254,7 +255,7 @@ def test_conform_passes_a_good_component_and_names_what_a_bad_one_breaks(
     flag = ["--plugin", str(plugin / "myplug.py")]
     good = _memlab("conform", "retrieval", "newest", "--params", "{k: 3}", *flag, cwd=tmp_path)
     assert good.returncode == 0, good.stderr[-2000:]
-    assert good.stdout.strip() == ("retrieval 'newest' conforms: spec, params, "
+    assert good.stdout.strip() == ("retrieval 'newest' conforms: spec, params, protocol, "
                                    "no future leakage, hits, deterministic")
     leaky = _memlab("conform", "retrieval", "newest", "--params", "{leak: true}", *flag,
                     cwd=tmp_path)
@@ -302,4 +303,28 @@ def test_check_component_finds_params_that_lose_the_spec_and_random_hits(
     with pytest.raises(ConfigError, match="conformance checks exist for chunker"):
         check_component("template", "answer_short")
     assert check_component("retrieval", "bm25") == [
-        "spec", "params", "no future leakage", "hits", "deterministic"]
+        "spec", "params", "protocol", "no future leakage", "hits", "deterministic"]
+
+
+class _OldSearch(_Random):
+    """A strategy written against an older protocol: search(query) alone."""
+
+    def search(self, query: str) -> list[Hit]:  # type: ignore[override]
+        return []
+
+
+class _Broken(_Random):
+    def index(self, units: Any) -> None:
+        raise RuntimeError("the index file is locked")
+
+
+def test_a_method_memlab_cannot_call_and_a_component_that_raises_are_named() -> None:
+    from memlab.testing.conformance import ConformanceError, check_component
+
+    with pytest.raises(ConformanceError, match=re.escape(
+            "protocol: search(query) cannot be called as the protocol's search(query, k, "
+            "as_of=None, *, probe=None) (too many positional arguments)")):
+        check_component("retrieval", _OldSearch())
+    with pytest.raises(ConformanceError, match=r"raised RuntimeError: the index file is "
+                       r"locked \(.*test_plugins\.py:\d+ in index\)"):
+        check_component("retrieval", _Broken())

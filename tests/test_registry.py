@@ -77,6 +77,22 @@ def test_double_registration_of_a_different_target_fails(reg: Registry) -> None:
         reg.register("window", needs_model)
 
 
+def test_a_plugin_cannot_silently_take_a_lazily_registered_built_in_name(
+        reg: Registry) -> None:
+    """Built-ins are registered as strings (imported on first use): a plugin class under
+    the same name is refused too, or its runs would be recorded under the built-in's name."""
+    import json
+
+    with pytest.raises(ConfigError, match=r"lazy-json' is already registered to json:dumps"):
+        reg.register("lazy-json", Window)
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.register("lazy-json", "json:loads")
+    reg.register("lazy-json", json.dumps)  # the object the string names: the same entry
+    reg.register("lazy-json", "json:dumps")
+    reg.register("lazy-json", Window, replace=True)  # meant: rebound
+    assert reg.get("lazy-json") is Window
+
+
 def test_replace_rebinds_a_name_as_an_edited_notebook_cell_needs(reg: Registry) -> None:
     reg.register("window", needs_model, replace=True)
     assert reg.get("window") is needs_model
