@@ -165,12 +165,22 @@ def test_an_agent_message_of_another_user_is_an_error(tmp_path: Path) -> None:
         memlab.load_dataset("agent", path=path)
 
 
-def test_agent_turns_out_of_time_order_are_kept_and_reported(tmp_path: Path) -> None:
+def test_agent_turns_out_of_time_order_are_kept_and_reported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     export = _agent()
     user = next(iter(export["users"]))
     export["users"][user]["messages"][0]["at"] = "2027-01-01T00:00:00+00:00"
-    loaded = memlab.load_dataset("agent", path=_write(tmp_path / "export.json", export))
+    source = _write(tmp_path / "export.json", export)
+    loaded = memlab.load_dataset("agent", path=source)
     assert [i.action for i in loaded.issues] == ["kept: turns out of time order"]
+    # memlab's own format refuses what the loader keeps: convert says whose it is
+    from memlab.data.__main__ import main
+
+    assert main(["convert", f"agent={source}", "--out", str(tmp_path / "out.jsonl")]) == 2
+    said = capsys.readouterr().err
+    assert f"the source (agent={source}) loaded with 1 issue(s) its loader keeps but " \
+        "memlab's file format refuses (kept: turns out of time order)" in said
+    assert "Fix it in the source" in said and not (tmp_path / "out.jsonl").exists()
 
 
 def test_a_data_directory_with_a_broken_meta_names_user_and_message(tmp_path: Path) -> None:

@@ -168,9 +168,15 @@ def _convert(args: argparse.Namespace) -> int:
     try:
         save_native(dataset, out)
     except MemlabError as exc:
+        kept = [i for i in dataset.issues if i.action.startswith("kept")]
         hint = ("; a haystack placed another conversation's session inside one of this "
                 "one's, which memlab's file format refuses (turns in time order): `scale` "
-                "pads in memory instead" if "haystack" in options else "")
+                "pads in memory instead" if "haystack" in options else
+                f"; the source ({name}{'=' + str(path) if path else ''}) loaded with "
+                f"{len(kept)} issue(s) its loader keeps but memlab's file format refuses "
+                f"({'; '.join(sorted({i.action for i in kept}))}): the first is "
+                f"{kept[0].record} {kept[0].field!r}. Fix it in the source"
+                if kept else "")
         print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     stats = dataset.stats()
