@@ -239,6 +239,11 @@ def test_convert_writes_any_dataset_as_a_memlab_file_losslessly(
     assert main(["convert", f"locomo={gone}", "--out", str(tmp_path / "y.jsonl")]) == 2
     assert main(["stats", f"locomo={gone}"]) == 2
     assert capsys.readouterr().err.count(f"error: {gone}: file not found") == 2
+    locomo = memlab.data.paths.benchmark_file("locomo10.json")
+    assert main(["stats", f"locomo={locomo}", "--issues"]) == 0  # each repair, drop, keep
+    listed = capsys.readouterr().out
+    assert "locomo issues (26):" in listed
+    assert "  conv-50 conv-50:q69 'qa[69].evidence[0]': unpadded ('D30:05')" in listed
     padded = tmp_path / "padded.json"
     assert main(["convert", "locomo", "--conversation", "conv-30", "--option",
                  "haystack={tokens: 30000, seed: 0}", "--out", str(padded)]) == 0

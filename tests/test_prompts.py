@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -255,6 +256,16 @@ def test_user_folder_overrides_builtin_and_reports_it(
     assert templates.get("answer_short").version == 1
     assert library.get("judge_locomo").path == BUILTIN_DIR / "judge_locomo.j2"
     assert get_template("answer_short", template_dirs=[tmp_path]).version == 7
+
+
+def test_a_misspelt_role_marker_is_refused_when_the_template_loads(tmp_path: Path) -> None:
+    (tmp_path / "answer_typo.j2").write_text(
+        "{#-\nname: answer_typo\nversion: 1\npurpose: typo\nvariables: [question]\n-#}\n"
+        "---sytem---\nBe terse.\n---user---\n{{ question }}\n")
+    with pytest.raises(ConfigError, match=re.escape(
+            "answer_typo.j2:7: unknown role marker ---sytem--- (did you mean "
+            "'---system---'?); the markers are ---system---, ---user--- and ---assistant---")):
+        load_templates(extra_dirs=[tmp_path]).get("answer_typo")
 
 
 def test_user_template_can_extend_a_builtin(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ subset (``--conversation``) or hand to another tool.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -34,10 +35,11 @@ DEFAULTS: list[tuple[str, Path]] = [
 ]
 
 
-def dataset_stats(specs: list[tuple[str, Path]],
-                  options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def dataset_stats(specs: list[tuple[str, Path]], options: dict[str, Any] | None = None,
+                  issues: bool = False) -> list[dict[str, Any]]:
     """Load each ``(loader name, path)`` (with the loader ``options``, e.g. OMI's
-    ``probes_path``) and return its statistics with load time."""
+    ``probes_path``) and return its statistics with load time (and, with ``issues``, what
+    the loader repaired, dropped or kept, one mapping each)."""
     rows = []
     for name, path in specs:
         start = time.perf_counter()
@@ -46,6 +48,8 @@ def dataset_stats(specs: list[tuple[str, Path]],
         stats["loader"] = name
         stats["path"] = str(path)
         stats["load_seconds"] = round(time.perf_counter() - start, 3)
+        if issues:
+            stats["issues"] = [dataclasses.asdict(i) for i in dataset.issues]
         rows.append(stats)
     return rows
 
@@ -136,8 +140,6 @@ def _out_path(out: Path, force: bool) -> str | None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from memlab.data.loaders.native import save_native
 
     out = Path(args.out)
@@ -198,6 +200,11 @@ def _render(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cats = ", ".join(f"{k} {v}" for k, v in r["categories"].items())
         lines.append(f"\n{r['dataset']} probes by category: {cats}")
+        if "issues" in r:
+            lines.append(f"{r['dataset']} issues ({len(r['issues'])}):" if r["issues"]
+                         else f"{r['dataset']} issues: none")
+            lines += [f"  {i['conversation_id']} {i['record']} {i['field']!r}: {i['action']}"
+                      f" ({i['value']!r})" for i in r["issues"]]
     return "\n".join(lines)
 
 
@@ -215,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("datasets", nargs="*", type=_parse_spec, metavar="NAME=PATH",
                        help="datasets to load (default: every known dataset that exists)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.add_argument("--issues", action="store_true", help="list what each loader repaired, "
+                       "dropped or kept (the repaired_or_dropped column counts them all)")
     option_help = ("a loader option, e.g. probes_path=probes.jsonl or conversation_timeout="
                    "300 for omi (repeatable; the value is read as YAML)")
     stats.add_argument("--option", action="append", type=_option, default=[],
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no datasets found; name one as NAME=PATH", file=sys.stderr)
         return 2
     try:
-        rows = dataset_stats(specs, dict(args.option))
+        rows = dataset_stats(specs, dict(args.option), issues=args.issues)
     except MemlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ templates. Every built-in stays reachable as ``builtin/<name>.j2`` for ``extends
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -110,6 +111,7 @@ class TemplateLibrary:
                         ", ".join(map(str, paths[1:])))
         text = path.read_text(encoding="utf-8")
         header = read_header(path, text)
+        _check_markers(path, text)
         try:
             compiled = env.get_template(path.name)
             tree = env.parse(text)
@@ -204,3 +206,20 @@ def memories_json(memories: Any) -> str:
     rows = [{"rank": m.rank, "date": format_date(m.at), "session": m.session_id or None,
              "text": m.text} for m in memories]
     return json.dumps(rows, ensure_ascii=False, indent=1)
+
+
+_MARKER_LIKE = re.compile(r"^\s*---(?P<role>[A-Za-z_]+)---\s*$", re.MULTILINE)
+
+
+def _check_markers(path: Path, text: str) -> None:
+    """A line shaped like a role marker must be one (``---sytem---`` would otherwise render
+    as text before the first marker, an error only when a prompt is rendered)."""
+    for match in _MARKER_LIKE.finditer(text):
+        role = match.group("role")
+        if role not in ("system", "user", "assistant"):
+            line = text.count("\n", 0, match.start()) + 1
+            close = did_you_mean(f"---{role}---", ["---system---", "---user---",
+                                                    "---assistant---"])
+            raise ConfigError(f"{path}:{line}: unknown role marker ---{role}---"
+                              f"{f' ({close})' if close else ''}; the markers are "
+                              "---system---, ---user--- and ---assistant---")
