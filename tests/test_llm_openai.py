@@ -269,33 +269,8 @@ def test_memlab_server_publishes_the_weights_digest_unless_an_alias_is_given(
 
 def _sse_server(body: str) -> Any:
     """A one-route server answering every POST with ``body`` as server-sent events."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            data = body.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            data = json.dumps({"object": "list", "data": [{"id": "m"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return _route_server(lambda handler, _: _answer(handler, 200, body.encode(),
+                                                    "text/event-stream"))
 
 
 @pytest.mark.parametrize(("events", "says"), [
