@@ -123,10 +123,10 @@ class FreeCores:
     process used since the previous decision: ``cores`` minus the others' busy cores,
     rounded up from a quarter of a core, at least 1. Over a window shorter than
     ``min_window`` seconds (10 ms clock ticks make it noisy) the previous decision stands;
-    the first decision waits for a window that long (a model starts one when it is built,
-    so it has usually passed). ``clock`` returns (wall, machine
-    busy, this process's CPU) seconds, or None where it cannot be read (every core). Other
-    threads of this process (an embedder beside the model) count as its own."""
+    the first decision waits for a window that long (building a LlamaCppLLM starts one,
+    so it has usually passed). ``clock`` returns (wall, machine busy, this process's CPU)
+    seconds, or None where it cannot be read (every core). Other threads of this process
+    (an embedder beside the model) count as its own."""
 
     def __init__(self, clock: Callable[[], tuple[float, float, float] | None] | None = None,
                  min_window: float = 0.5) -> None:
@@ -137,7 +137,7 @@ class FreeCores:
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        """Begin the first window now (at a model load), unless one is running."""
+        """Begin the first window now (an LLM is built), unless one is running."""
         with self.lock:
             if self.last is None:
                 self.last = self.clock()
