@@ -243,6 +243,11 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
     out += _bound_problems(kind, name, factory, known, where)  # beside unknown names too
     if not out and values:
         out += _value_problems(factory, params, where)
+    if isinstance(factory, type):  # a class memlab would call with arguments it refuses
+        from memlab.testing.conformance import protocol_problems
+
+        out += [f"{path}.name: {kind} '{name}': {problem}"
+                for problem in protocol_problems(kind, factory)]
     for key, sub_kind in getattr(factory, "nested", {}).items():
         value = params.get(key)
         sub, _, fixed = sub_kind.partition(":")

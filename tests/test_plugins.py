@@ -328,3 +328,15 @@ def test_a_method_memlab_cannot_call_and_a_component_that_raises_are_named() -> 
     with pytest.raises(ConformanceError, match=r"raised RuntimeError: the index file is "
                        r"locked \(.*test_plugins\.py:\d+ in index\)"):
         check_component("retrieval", _Broken())
+
+
+def test_validate_refuses_a_strategy_memlab_could_not_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlab.eval.config import load_config
+    from memlab.retrieval import registry as strategies
+
+    monkeypatch.setitem(strategies._entries, "old_search", _OldSearch)
+    with pytest.raises(ConfigError, match=re.escape(
+            "retrieval.name: retrieval 'old_search': search(query) cannot be called as the "
+            "protocol's search(query, k, as_of=None, *, probe=None)")):
+        load_config({"name": "t", "dataset": {"name": "synthetic"}, "retrieval": "old_search"})

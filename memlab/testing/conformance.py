@@ -102,8 +102,9 @@ PROTOCOLS = {
 
 
 def protocol_problems(kind: str, component: Any) -> list[str]:
-    """Each method of ``kind``'s protocol that ``component`` lacks or could not be called
-    as memlab calls it (required parameters by position, the others by name)."""
+    """Each method of ``kind``'s protocol that ``component`` (an instance, or its class)
+    lacks or could not be called as memlab calls it (required parameters by position, the
+    others by name)."""
     import importlib
     import inspect
 
@@ -119,6 +120,8 @@ def protocol_problems(kind: str, component: Any) -> list[str]:
         shown = f"{method_name}{_without_self(wanted)}"
         method = getattr(component, method_name, None)
         if not callable(method):
+            if inspect.isclass(component) and hasattr(component, "__getattr__"):
+                continue  # a class that delegates: its instances may have it
             problems.append(f"no method {shown}")
             continue
         args: list[Any] = []
@@ -134,6 +137,9 @@ def protocol_problems(kind: str, component: Any) -> list[str]:
             have = inspect.signature(method)
         except (TypeError, ValueError):  # a builtin without a signature: not checkable
             continue
+        if inspect.isclass(component) and inspect.isfunction(
+                inspect.getattr_static(component, method_name)):  # unbound: without self
+            have = have.replace(parameters=list(have.parameters.values())[1:])
         try:
             have.bind(*args, **kwargs)
         except TypeError as exc:
