@@ -181,7 +181,8 @@ class Registry(Generic[T]):
         hint = f" D{close[1:]}" if close else ""
         return (
             f"unknown {self.kind} '{name}'.{hint} "
-            f"Valid choices: {', '.join(self.names()) or '(none registered)'}"
+            f"Valid choices: {', '.join(self.names()) or '(none registered)'} (your own "
+            "component: list the module that registers it under the config's plugins:)"
         )
 
 

@@ -65,8 +65,10 @@ class TemplateLibrary:
             raise UnknownComponentError(
                 f"unknown prompt template '{name}'.{hint} Valid choices: "
                 f"{', '.join(sorted(templates))}"
-                + (f" (searched {', '.join(map(str, self.extra_dirs))} and the built-ins)"
-                   if self.extra_dirs else "")
+                + (f" (searched {', '.join(map(str, self.extra_dirs))} and the built-ins; "
+                   f"a template is a {SUFFIX} file there)" if self.extra_dirs else
+                   f" (your own: a {SUFFIX} file in a folder the config lists under "
+                   "template_dirs:)")
             )
         return templates[name]
 
