@@ -45,8 +45,8 @@ def import_plugins(names: Iterable[str], where: str = "plugins") -> None:
             continue
         try:
             module = _import(name)
-        except ConfigError:
-            raise
+        except ConfigError as exc:  # named with what listed it (a config's plugins:, a flag)
+            raise ConfigError(f"{where}: {exc}") from None
         except Exception as exc:  # the plugin's own error, named as the plugin's
             raise ConfigError(f"{where}: plugin {name!r} failed to import: "
                               f"{type(exc).__name__}: {exc}") from exc

@@ -157,6 +157,15 @@ def test_missing_file_names_the_file(tmp_path: Path) -> None:
         memlab.load_dataset("memlab", path=tmp_path / "nope.jsonl")
 
 
+def test_the_json_form_in_a_jsonl_file_says_which_form_it_is(tmp_path: Path) -> None:
+    whole = tmp_path / "all.jsonl"
+    whole.write_text('{"format": "memlab-conversations", "version": 1, "conversations": []}\n')
+    with pytest.raises(DatasetError, match=r"all\.jsonl: record line 1 \(header\): field "
+                       r"'conversations': a \.jsonl file's first line is the header alone.*"
+                       r"name the file \.json"):
+        load_native(whole)
+
+
 def test_invalid_json_names_file_and_line(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", minimal_conversation())
     path.write_text(path.read_text() + '{"id": "c2", "sessions": [}\n')

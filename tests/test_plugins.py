@@ -111,8 +111,13 @@ def test_ls_sees_plugins_from_a_flag_or_the_environment(plugin: Path, tmp_path: 
     assert "same_ids" in listed.stdout, listed.stderr
     missing = _memlab("ls", "--plugin", "no_such_plugin_module", cwd=tmp_path)
     assert missing.returncode == 2
-    assert "plugin 'no_such_plugin_module': no module of that name on the path" in \
-        missing.stderr
+    assert "--plugin: plugin 'no_such_plugin_module': no module of that name on the path" \
+        in missing.stderr
+    config = tmp_path / "gone.yaml"
+    config.write_text("name: g\ndataset: synthetic\nplugins: [gone.py]\n")
+    gone = _memlab("validate", str(config), cwd=tmp_path)
+    assert gone.returncode == 2
+    assert f"{config}: plugins: plugin '{tmp_path / 'gone.py'}': no such file" in gone.stderr
 
 
 def test_a_leaking_strategy_and_a_chunker_repeating_ids_are_caught(

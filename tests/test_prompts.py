@@ -320,6 +320,15 @@ def test_bad_template_files_are_named_in_the_error(tmp_path: Path, header: str,
 def test_missing_user_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"template folder .*nope does not exist"):
         load_templates([tmp_path / "nope"]).names()
+    from memlab.eval.config import load_config
+
+    config = tmp_path / "c.yaml"  # in a config: named at its key, not at a template's
+    config.write_text("name: c\ndataset: synthetic\ntemplate_dirs: [nope]\n"
+                      "answer: {template: answer_short}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value).splitlines()[1:] == [
+        f"  template_dirs[0]: no folder at {tmp_path / 'nope'} (relative to the config file)"]
 
 
 def test_describe_lists_versions_purposes_and_variables() -> None:

@@ -509,15 +509,17 @@ def component_problems(config: ExperimentConfig) -> list[str]:
     from memlab.components import registry
     from memlab.spec import problems as spec_problems
 
-    problems = []
+    problems = [f"  template_dirs[{i}]: no folder at {folder} (relative to the config file)"
+                for i, folder in enumerate(config.template_dirs) if not Path(folder).is_dir()]
+    folders = [folder for folder in config.template_dirs if Path(folder).is_dir()]
     for dotted, kind in COMPONENT_FIELDS.items():
         spec = _get_dotted(config, dotted)
         if spec is not None:
             problems += [f"  {p}" for p in spec_problems(
-                kind, spec, dotted, template_dirs=tuple(config.template_dirs))]
+                kind, spec, dotted, template_dirs=tuple(folders))]
     if config.judge is not None:
         try:
-            _check_template(config.judge.template, config.template_dirs)
+            _check_template(config.judge.template, folders)
         except ConfigError as exc:
             problems.append(f"  judge.template: {exc}")
     for name in config.scorers:

@@ -145,6 +145,10 @@ def _header(raw: Any, p: Path, record: str | None, *, jsonl: bool) -> Fields:
             f"not a {FORMAT} file: the {'first line' if jsonl else 'top level'} must be an "
             f'object with "format": "{FORMAT}" and "version": {VERSION}', path=p, record=record)
     f = Fields(raw, path=p, record=record)
+    if jsonl and "conversations" in raw:  # a .json file's one object, in a .jsonl file
+        raise f.error("a .jsonl file's first line is the header alone, one conversation per "
+                      "line after it; an object holding every conversation is the .json "
+                      "form: name the file .json", field="conversations")
     _known(f, _KEYS["header"] - ({"conversations"} if jsonl else set()))
     if f.get("format", str) != FORMAT:
         raise f.error(f"expected {FORMAT!r}, got {raw['format']!r}", field="format")
