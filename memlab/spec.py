@@ -244,7 +244,7 @@ def _param_problems(kind: str, name: str, params: dict[str, Any], path: str, whe
     if not out and values:
         out += _value_problems(factory, params, where)
     if isinstance(factory, type):  # a class memlab would call with arguments it refuses
-        from memlab.testing.conformance import protocol_problems
+        from memlab.components import protocol_problems
 
         out += [f"{path}.name: {kind} '{name}': {problem}"
                 for problem in protocol_problems(kind, factory)]

@@ -170,16 +170,8 @@ def _convert(args: argparse.Namespace) -> int:
     try:
         save_native(dataset, out)
     except MemlabError as exc:
-        kept = [i for i in dataset.issues if i.action.startswith("kept")]
-        hint = ("; a haystack placed another conversation's session inside one of this "
-                "one's, which memlab's file format refuses (turns in time order): `scale` "
-                "pads in memory instead" if "haystack" in options else
-                f"; the source ({name}{'=' + str(path) if path else ''}) loaded with "
-                f"{len(kept)} issue(s) its loader keeps but memlab's file format refuses "
-                f"({'; '.join(sorted({i.action for i in kept}))}): the first is "
-                f"{kept[0].record} {kept[0].field!r}. Fix it in the source"
-                if kept else "")
-        print(f"error: {exc}{hint}", file=sys.stderr)
+        print(f"error: {exc}{_refused_because(dataset, args.source, options)}",
+              file=sys.stderr)
         return 2
     stats = dataset.stats()
     print(f"wrote {out}: {stats['conversations']} conversations, {stats['sessions']} "
@@ -187,6 +179,23 @@ def _convert(args: argparse.Namespace) -> int:
           f"{len(dataset.issues)} reported issues kept; load it with dataset "
           f"{{name: memlab, params: {{path: {out}}}}}")
     return 0
+
+
+def _refused_because(dataset: Any, source: tuple[str, Any], options: dict[str, Any]) -> str:
+    """Why memlab's file format refused what a loader read: a haystack's interleaved
+    sessions, or issues the loader keeps (turns out of time order); "" otherwise."""
+    if "haystack" in options:
+        return ("; a haystack placed another conversation's session inside one of this "
+                "one's, which memlab's file format refuses (turns in time order): `scale` "
+                "pads in memory instead")
+    kept = [i for i in dataset.issues if i.action.startswith("kept")]
+    if not kept:
+        return ""
+    name, path = source
+    return (f"; the source ({name}{'=' + str(path) if path else ''}) loaded with "
+            f"{len(kept)} issue(s) its loader keeps but memlab's file format refuses "
+            f"({'; '.join(sorted({i.action for i in kept}))}): the first is "
+            f"{kept[0].record} {kept[0].field!r}. Fix it in the source")
 
 
 def _render(rows: list[dict[str, Any]]) -> str:

