@@ -167,3 +167,90 @@ def test_free_cores_see_a_real_busy_process() -> None:
     finally:
         spin.kill()
         spin.wait()
+
+
+# What runs in a child process to see how it ends: the real model, then its log callback
+# dropped as the interpreter's teardown may drop it before the last garbage collection.
+_AFTER_EXIT = """
+import gc, sys
+import llama_cpp._logger as logger
+from memlab.llm.llamacpp import LlamaCppLLM, close_at_exit, unload_all
+
+llm = LlamaCppLLM(max_tokens=4)
+llm.generate([{"role": "user", "content": "Hi"}])
+unload_all()  # dropped earlier: only its own reference cycles hold it now
+llm.generate([{"role": "user", "content": "Hi"}])  # loaded again, still cached
+close_at_exit()  # (atexit runs it too)
+del logger.llama_log_callback  # its thunk is freed: llama.cpp must not log through it
+gc.collect()
+print("freed before the callback", flush=True)
+"""
+
+_DAEMON_AT_EXIT = """
+import threading, time
+from memlab.llm.llamacpp import LlamaCppLLM
+
+llm = LlamaCppLLM(max_tokens=4000, timeout=600)
+started = threading.Event()
+def talk():
+    llm.generate([{"role": "user", "content": "Count from 1 to 5000, one per line."}],
+                 on_token=lambda text: started.set())
+threading.Thread(target=talk, daemon=True).start()
+started.wait(120)
+print("exiting mid-generation", flush=True)
+"""
+
+
+def _child(code: str) -> tuple[int, str, str, float]:
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    return done.returncode, done.stdout, done.stderr, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_models_are_freed_at_exit_before_llama_cpp_log_callback_goes() -> None:
+    """Freeing a llama.cpp context logs through llama-cpp-python's callback; a model left
+    to the interpreter's last garbage collection could call it after it was freed (CI saw
+    a segmentation fault after every test had passed). close_at_exit frees every model,
+    cached or only held by its cycles, while the callback is there."""
+    code, out, err, _ = _child(_AFTER_EXIT)
+    assert code == 0, err
+    assert "freed before the callback" in out
+    assert "Exception ignored" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_a_process_ending_mid_generation_stops_it_and_exits_cleanly() -> None:
+    code, out, err, seconds = _child(_DAEMON_AT_EXIT)
+    assert code == 0, err
+    assert "exiting mid-generation" in out and "Traceback" not in err, err
+    assert seconds < 120  # not the 4,000 tokens (minutes): stopped at the next token
+
+
+def test_close_at_exit_waits_for_a_running_call_then_keeps_its_model_locked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from collections import OrderedDict
+
+    from memlab.llm import llamacpp
+
+    class Model:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    idle, busy = Model(), Model()
+    locks = {"idle": threading.Lock(), "busy": threading.Lock()}
+    monkeypatch.setattr(llamacpp, "_LOADED", OrderedDict(idle=idle, busy=busy))
+    monkeypatch.setattr(llamacpp, "_LOCKS", dict(locks))
+    monkeypatch.setattr(llamacpp, "_EXITING", threading.Event())
+    locks["busy"].acquire()  # a call that does not stop within the wait
+    llamacpp.close_at_exit(wait=0.2)
+    assert idle.closed and not busy.closed  # a model in use is never freed under its call
+    assert not locks["idle"].acquire(blocking=False)  # no call starts on a closed model
+    assert llamacpp._EXITING.is_set() and not llamacpp._LOADED

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import ctypes
+import gc
 import math
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -67,8 +70,6 @@ def load_llama(path: Path, n_ctx: int, n_threads: int, n_batch: int) -> tuple[An
                 model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
                 n_threads_batch=n_threads, n_batch=n_batch, seed=0, verbose=False,
             )
-        if not _LOADED:
-            atexit.register(unload_all)  # free models before interpreter teardown
         _LOADED[key] = llama
         _LOCKS[key] = threading.Lock()
         while len(_LOADED) > MAX_LOADED:
@@ -116,6 +117,34 @@ def unload_all() -> None:
     with _REGISTRY_LOCK:
         _LOADED.clear()
         _LOCKS.clear()
+
+
+#: Set when the process ends: a generation still running stops at its next token.
+_EXITING = threading.Event()
+
+
+@atexit.register
+def close_at_exit(wait: float = 10.0) -> None:
+    """Free every model while the interpreter is whole. A llama.cpp model left to the
+    interpreter's teardown is freed in its last garbage collection (its objects form
+    cycles), after llama-cpp-python's log callback may be gone; freeing a context logs
+    through that callback, and the process can end in a segmentation fault. A call still
+    running in another thread is stopped at its next token and waited for up to ``wait``
+    seconds; its model's lock is kept, so no call starts on a closed model."""
+    _EXITING.set()
+    with _REGISTRY_LOCK:
+        loaded = [(llama, _LOCKS[key]) for key, llama in _LOADED.items()]
+        _LOADED.clear()
+        _LOCKS.clear()
+    deadline = time.monotonic() + wait
+    for llama, lock in loaded:
+        if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            llama.close()
+    del loaded
+    gc.collect()  # models dropped earlier (evicted, unloaded) that only cycles still hold
+    if "llama_cpp" in sys.modules:  # from now on llama.cpp logs in C, not through Python
+        capi = sys.modules["llama_cpp"]
+        capi.llama_log_set(capi.llama_log_callback(), ctypes.c_void_p(0))  # (a NULL one)
 
 
 class FreeCores:
@@ -190,7 +219,7 @@ class _Deadline:
         self.hit = False
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if time.perf_counter() > self.deadline:
+        if time.perf_counter() > self.deadline or _EXITING.is_set():
             self.hit = True
             scores[:] = float("-inf")
             scores[self.eos] = 0.0
