@@ -174,11 +174,13 @@ def test_free_cores_see_a_real_busy_process() -> None:
 _AFTER_EXIT = """
 import gc, sys
 import llama_cpp._logger as logger
-from memlab.llm.llamacpp import LlamaCppLLM, close_at_exit, unload_all
+from memlab.llm import llamacpp
+from memlab.llm.llamacpp import LlamaCppLLM, close_at_exit
 
+gc.disable()  # (so only close_at_exit collects)
 llm = LlamaCppLLM(max_tokens=4)
 llm.generate([{"role": "user", "content": "Hi"}])
-unload_all()  # dropped earlier: only its own reference cycles hold it now
+llamacpp._LOADED.popitem()  # as an eviction drops it: only its own cycles hold it now
 llm.generate([{"role": "user", "content": "Hi"}])  # loaded again, still cached
 close_at_exit()  # (atexit runs it too)
 del logger.llama_log_callback  # its thunk is freed: llama.cpp must not log through it

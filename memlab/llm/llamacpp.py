@@ -71,11 +71,14 @@ def load_llama(path: Path, n_ctx: int, n_threads: int, n_batch: int) -> tuple[An
                 n_threads_batch=n_threads, n_batch=n_batch, seed=0, verbose=False,
             )
         _LOADED[key] = llama
-        _LOCKS[key] = threading.Lock()
+        lock = _LOCKS[key] = threading.Lock()
+        evicted = len(_LOADED) > MAX_LOADED
         while len(_LOADED) > MAX_LOADED:
             old, _ = _LOADED.popitem(last=False)
             _LOCKS.pop(old, None)
-        return llama, _LOCKS[key]
+    if evicted:
+        gc.collect()  # a Llama's objects form cycles: only the collector frees them
+    return llama, lock
 
 
 @lru_cache(maxsize=1)
@@ -113,10 +116,12 @@ def cpu_workarounds() -> Iterator[None]:
 
 
 def unload_all() -> None:
-    """Drop every cached model (frees memory; the next call loads again)."""
+    """Drop every cached model (its memory is freed once no running call holds it; the
+    next call loads again)."""
     with _REGISTRY_LOCK:
         _LOADED.clear()
         _LOCKS.clear()
+    gc.collect()  # a Llama's objects form cycles: only the collector frees them
 
 
 #: Set when the process ends: a generation still running stops at its next token.
