@@ -258,6 +258,29 @@ def test_user_folder_overrides_builtin_and_reports_it(
     assert get_template("answer_short", template_dirs=[tmp_path]).version == 7
 
 
+def test_ls_lists_a_template_folder_and_a_misnamed_template_is_said(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "answer_terse.j2").write_text(
+        "{#-\nname: answer_terse\nversion: 1\npurpose: terse answers\n"
+        "variables: [question]\n-#}\n---user---\n{{ question }}\n")
+    (tmp_path / "answer_long.jinja").write_text("not read")
+    listed = subprocess.run(
+        [sys.executable, "-m", "memlab.eval", "ls", "template", "--template-dir",
+         str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    assert ["answer_terse", f"({tmp_path / 'answer_terse.j2'})"] in rows
+    assert ["answer_short"] in rows  # the built-ins, without a file
+    assert (f"template folder {tmp_path}: answer_long.jinja not read (a template is a .j2 "
+            "file)") in listed.stderr
+    plain = subprocess.run([sys.executable, "-m", "memlab.eval", "ls", "template"],
+                           capture_output=True, text=True, timeout=300)
+    assert "answer_terse" not in plain.stdout and "answer_short" in plain.stdout
+
+
 def test_a_misspelt_role_marker_is_refused_when_the_template_loads(tmp_path: Path) -> None:
     (tmp_path / "answer_typo.j2").write_text(
         "{#-\nname: answer_typo\nversion: 1\npurpose: typo\nvariables: [question]\n-#}\n"

@@ -554,9 +554,15 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from memlab.components import describe
     from memlab.plugins import import_plugins
+    from memlab.prompts.library import BUILTIN_DIR, TemplateLibrary
 
     import_plugins(args.plugin, "--plugin")
     rows = describe(args.kinds or None)
+    at = next((i for i, row in enumerate(rows) if row["kind"] == "template"), None)
+    if args.template_dir and at is not None:  # as a config's template_dirs: makes them
+        rows = [row for row in rows if row["kind"] != "template"]
+        rows[at:at] = [{**row, "kind": "template"}
+                       for row in TemplateLibrary(args.template_dir).describe()]
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
         return 0
@@ -566,6 +572,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
             kind = row["kind"]
             print(f"\n{kind}")
         params = ", ".join(_param(p) for p in row["params"])
+        if kind == "template" and args.template_dir and \
+                not Path(row["path"]).is_relative_to(BUILTIN_DIR):
+            params = f"({row['path']})"
         print(f"  {row['name']:<22} {params}")
         if row["summary"]:
             print(f"  {'':<22} {row['summary']}")
@@ -833,6 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                     help="import a plugin first (a module name or a .py file; also "
                     "MEMLAB_PLUGINS, or a config's plugins: list)")
+    ls.add_argument("--template-dir", action="append", default=[], metavar="DIR",
+                    help="also list the templates in DIR, searched before the built-ins "
+                    "as a config's template_dirs: list is (its own are shown with their file)")
     ls.set_defaults(func=cmd_ls)
     cf = sub.add_parser("conform", help="check that a component (one's own, from a plugin) "
                         "behaves as its kind must: spec round trip, no future leakage, "

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
 SUFFIX = ".j2"
+#: what a template file might be called by mistake (said when a folder has one)
+OTHER_SUFFIXES = frozenset({".jinja", ".jinja2", ".tmpl"})
 
 
 class TemplateLibrary:
@@ -103,6 +105,11 @@ class TemplateLibrary:
             for path in sorted(folder.glob(f"*{SUFFIX}")):
                 if not path.name.startswith("_"):
                     found.setdefault(path.name[: -len(SUFFIX)], []).append(path)
+        for folder in self.extra_dirs:
+            unread = sorted(p.name for p in folder.iterdir() if p.suffix in OTHER_SUFFIXES)
+            if unread:
+                log.warning("template folder %s: %s not read (a template is a %s file)",
+                            folder, ", ".join(unread), SUFFIX)
         return found
 
     def _build(self, env: jinja2.Environment, name: str, paths: list[Path]) -> Template:
