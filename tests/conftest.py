@@ -21,6 +21,15 @@ from memlab.data.paths import benchmark_file
 from memlab.data.schema import Dataset
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A crash as the process ends, after every test (CI once saw a segmentation fault
+    there), still prints each thread's Python stack: pytest's own handler is gone now."""
+    import faulthandler
+
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+
+
 @pytest.fixture(scope="session")
 def locomo_path() -> Path:
     """``locomo10.json`` where memlab looks for it (``MEMLAB_DATASETS`` or ../shared)."""
