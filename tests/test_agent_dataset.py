@@ -176,6 +176,43 @@ def test_an_agent_s_history_exported_over_http_is_a_dataset_a_run_scores(
     assert recall["all"]["n"] == 2 and recall["all"]["mean"] == 1.0
 
 
+def test_hand_written_probes_for_an_export_are_scored_and_checked(tmp_path: Path) -> None:
+    """``probes_path``: the user's own questions about their chats (ids as the export gives
+    them), scored by an ordinary run; a wrong id or date names the probes file's line."""
+    path = export(tmp_path, HISTORY)
+    probes = tmp_path / "mine.jsonl"
+    rows = [{"id": "dog", "question": "What is my dog called?", "answer": "Biscuit",
+             "evidence_turn_ids": ["m1"], "asked_at": "2026-01-03T10:00:00Z"},
+            {"id": "job", "conversation_id": "ana", "question": "When do I start?",
+             "answer": "Monday", "evidence_turn_ids": ["m8"], "category": "plans",
+             "asked_at": "2026-01-03T10:00:00Z", "note": "mine"}]
+    probes.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    dataset = memlab.load_dataset("agent", path=path, probes_path=probes)
+    [ana] = dataset.conversations
+    assert [(p.id, p.category, p.evidence_session_ids) for p in ana.probes] == [
+        ("dog", "agent", ("s1",)), ("job", "plans", ("s2",))]
+    assert ana.probes[1].metadata == {"note": "mine"}
+    assert dataset.metadata["probes_path"] == str(probes)
+    result = memlab.evaluate({
+        "name": "mine", "dataset": {"name": "agent", "params": {
+            "path": str(path), "probes_path": str(probes)}},
+        "chunker": {"name": "turn"}, "retrieval": {"name": "bm25"}, "k": 1,
+        "tracking": {"mlflow": False}}, out=tmp_path / "run", progress=False)
+    recall = result.summary["metrics"]["turn.recall_any@1"]
+    assert recall["all"]["n"] == 2 and recall["all"]["mean"] == 1.0
+    for change, field, message in [
+            ({"evidence_turn_ids": ["m6"]}, "evidence_turn_ids[0]",
+             "no turn 'm6' in conversation 'ana'"),  # a deleted message
+            ({"conversation_id": "bob"}, "conversation_id",
+             "no user 'bob' in the export (known: ana)"),
+            ({"asked_at": "2026-01-01T00:00:00Z"}, "asked_at",
+             "asked at 2026-01-01T00:00:00+00:00, before evidence turn 'm1'")]:
+        probes.write_text(json.dumps({**rows[0], **change}), encoding="utf-8")
+        with pytest.raises(DatasetError) as caught:
+            memlab.load_dataset("agent", path=path, probes_path=probes)
+        assert f"{probes}: record line 1 (dog): field '{field}': {message}" in str(caught.value)
+
+
 def test_loading_a_malformed_export_into_an_agent_names_the_field_and_replays_nothing(
         tmp_path: Path) -> None:
     from memlab.agent import from_config

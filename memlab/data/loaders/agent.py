@@ -32,9 +32,11 @@ under its own session id. Consecutive ones less than ``session_gap_minutes`` apa
 the last message of one to the first of the next) are one session, a sitting; ``0`` keeps
 every exchange its own session. Session ids are ``s1``, ``s2``, ... per user.
 
-**Probes.** The export has none: ``python -m memlab.data probes agent=export.json --out
-mine.jsonl`` proposes and checks some (see the README's "Probes for your own chats"),
-then ``mine.jsonl`` is scored like any dataset. Every error names file, record
+**Probes.** The export has none. Hand-written ones come from ``probes_path``, a probes
+file (:mod:`memlab.data.probes_file`: ``conversation_id`` is the user id, an evidence turn
+id ``m<n>``); or ``python -m memlab.data probes agent=export.json --out mine.jsonl``
+proposes and checks some (see the README's "Probes for your own chats"), then
+``mine.jsonl`` is scored like any dataset. Every error names file, record
 (``users.<id>.messages[i]``) and field.
 """
 
@@ -53,6 +55,7 @@ from memlab.agent.log import LOG_FILE
 from memlab.agent.records import MEMORY_TYPES
 from memlab.data.checks import check_dataset
 from memlab.data.fields import Fields, located, open_path, parse_iso, read_json
+from memlab.data.probes_file import attach_probes
 from memlab.data.schema import Conversation, Dataset, Role, Session, Turn
 from memlab.errors import ConfigError, DatasetError
 
@@ -62,8 +65,10 @@ _MESSAGE_KEYS = {"user_id", "session_id", "kind", "role", "content", "at", "meta
 
 @located
 def load_agent(path: str | Path, session_gap_minutes: float = 30, memories: bool = True,
-               users: list[str] | None = None) -> Dataset:
-    """Load a live agent's export (or data directory) as a memlab Dataset (no probes)."""
+               users: list[str] | None = None,
+               probes_path: str | Path | None = None) -> Dataset:
+    """Load a live agent's export (or data directory) as a memlab Dataset, with the probes
+    of ``probes_path`` if given (else none)."""
     if isinstance(session_gap_minutes, bool) or not isinstance(
             session_gap_minutes, (int, float)) or not session_gap_minutes >= 0:
         raise ConfigError(f"dataset 'agent': session_gap_minutes must be a number >= 0, got "
@@ -77,7 +82,16 @@ def load_agent(path: str | Path, session_gap_minutes: float = 30, memories: bool
     else:
         path = open_path(path)
         raw = read_json(path)
-    return agent_dataset(raw, path, session_gap_minutes, memories, users)
+    dataset = agent_dataset(raw, path, session_gap_minutes, memories, users)
+    if probes_path is None:
+        return dataset
+    probes = open_path(probes_path)
+    conversations = attach_probes(list(dataset.conversations), probes, "agent",
+                                  held_by=("user", "export"))
+    return check_dataset(dataclasses.replace(
+        dataset, conversations=tuple(conversations),
+        metadata={**dataset.metadata, "probes_path": str(probes_path)}), path,
+        {c.id: f"users.{c.id}" for c in conversations})
 
 
 def agent_dataset(raw: Any, path: Path, session_gap_minutes: float = 30,

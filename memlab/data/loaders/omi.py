@@ -50,27 +50,17 @@ OMI's ``/v4/listen`` rules (see :func:`effective_timeout`): default 120 s, ``-1`
 below 120 s -> 120 s, above 4 h -> 4 h; a stream's own ``conversation_timeout`` overrides the
 option, and each conversation's metadata records the timeout it was split with.
 
-**Probes file** (``probes_path``; JSON array or JSONL), one object per question::
-
-    {"id": "p-01", "conversation_id": "user-ana", "question": "...", "answer": "...",
-     "evidence_turn_ids": ["seg-1"], "asked_at": "2025-11-19T12:00:00Z",
-     "category": "knowledge-update", "abstention": false}
-
-``conversation_id`` may be left out when the transcript has one stream; ``category``
-defaults to ``"omi"``, ``abstention`` to false; a numeric ``answer`` becomes text; other keys
-go to the probe's metadata, except one that looks like a misspelt field (``categroy``,
-``askedAt``: an error with "did you mean"). Streams and segments ignore keys they do not
-use (OMI's records carry more), with the same exception. ``evidence_session_ids`` are
-derived from the turn ids (in session order). Being memlab's own format it is strict: an
-unknown evidence id, an unknown conversation, a duplicate id, or an ``asked_at`` before an
-evidence turn is an error.
+**Probes file** (``probes_path``; :mod:`memlab.data.probes_file`): one object per
+question, ``{"id", "conversation_id" (the stream; may be left out when there is one),
+"question", "answer", "evidence_turn_ids", "asked_at", "category" (default ``"omi"``),
+"abstention"}``; strict: an unknown evidence id or stream, a duplicate id, or an
+``asked_at`` before an evidence turn is an error.
 Without ``probes_path`` conversations have no probes. Every error names file, record
 (index, or ``line N`` for JSONL, plus the id when known) and field.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Iterable
@@ -83,13 +73,12 @@ from memlab.data.checks import check_dataset
 from memlab.data.fields import (
     Fields,
     as_utc,
-    jsonl_lines,
     located,
     open_path,
     parse_iso,
-    read_json,
 )
-from memlab.data.schema import Conversation, DataIssue, Dataset, Probe, Role, Session, Turn
+from memlab.data.probes_file import attach_probes, records
+from memlab.data.schema import Conversation, DataIssue, Dataset, Role, Session, Turn
 from memlab.errors import ConfigError, DatasetError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -144,7 +133,8 @@ def load_omi(
                      for stream in streams]
     _check_unique_ids(conversations, path)
     if probes_path is not None:
-        conversations = _attach_probes(conversations, open_path(probes_path))
+        conversations = attach_probes(conversations, open_path(probes_path), "omi",
+                                      held_by=("stream", "transcript"))
     undated = () if started_at is not None else tuple(
         DataIssue(c.id, c.id, "started_at", EPOCH.isoformat(), "dated from 1970-01-01: "
                   "no started_at (the loader's started_at option sets one)")
@@ -182,25 +172,12 @@ class _Segment:
     end: float
 
 
-def _items(path: Path) -> list[tuple[str | int, Any]]:
-    """Top-level records with their labels: list index, or ``line N`` for JSONL."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return [(f"line {n}", item) for n, item in jsonl_lines(open_path(path))]
-    data = read_json(path)
-    if isinstance(data, dict):
-        return [(0, data)]
-    if isinstance(data, list):
-        return list(enumerate(data))
-    raise DatasetError(f"expected a list or an object at top level, got {type(data).__name__}",
-                       path=path)
-
-
 def _is_stream(raw: Any) -> bool:
     return isinstance(raw, dict) and "segments" in raw
 
 
 def _streams(path: Path) -> list[_Stream]:
-    items = _items(path)
+    items = records(path)
     if not items:
         raise DatasetError("no transcript segments or streams", path=path)
     streams = _is_stream(items[0][1])
@@ -401,75 +378,3 @@ def _option_start(started_at: str | datetime | None) -> datetime:
         except ValueError as exc:
             raise ConfigError(f"started_at: unparseable date {started_at!r} ({exc})") from None
     raise ConfigError(f"started_at must be an ISO-8601 string or datetime, got {started_at!r}")
-
-
-# --- probes ------------------------------------------------------------------------------
-
-
-def _attach_probes(conversations: list[Conversation], path: Path) -> list[Conversation]:
-    by_id = {c.id: c for c in conversations}
-    turns = {c.id: {t.id: (t, n) for n, s in enumerate(c.sessions) for t in s.turns}
-             for c in conversations}
-    probes: dict[str, list[Probe]] = {c.id: [] for c in conversations}
-    seen: set[str] = set()
-    items = _items(path)
-    if not items:
-        raise DatasetError("the probes file holds no probe (leave probes_path out for "
-                           "conversations without probes)", path=path)
-    for label, raw in items:
-        f = Fields(raw, path=path, record=label)
-        probe_id = str(f.get("id", (str, int)))
-        f = Fields(raw, path=path, record=f"{label} ({probe_id})")
-        f.near_misses(_PROBE_KEYS)
-        if probe_id in seen:
-            raise f.error(f"duplicate probe id {probe_id!r}", field="id")
-        seen.add(probe_id)
-        conv_id = _probe_conversation(f, by_id)
-        probes[conv_id].append(_probe(f, probe_id, by_id[conv_id], turns[conv_id]))
-    return [dataclasses.replace(c, probes=tuple(probes[c.id])) for c in conversations]
-
-
-_PROBE_KEYS = {"id", "conversation_id", "question", "answer", "evidence_turn_ids", "category",
-               "asked_at", "abstention"}
-
-
-def _probe_conversation(f: Fields, by_id: dict[str, Conversation]) -> str:
-    if not f.has("conversation_id"):
-        if len(by_id) == 1:
-            return next(iter(by_id))
-        raise f.error(f"missing required field (the transcript has {len(by_id)} streams: "
-                      f"{', '.join(by_id)})", field="conversation_id")
-    conv_id = str(f.get("conversation_id", (str, int)))
-    if conv_id not in by_id:
-        raise f.error(f"no stream {conv_id!r} in the transcript (known: {', '.join(by_id)})",
-                      field="conversation_id")
-    return conv_id
-
-
-def _probe(f: Fields, probe_id: str, conv: Conversation,
-           turns: dict[str, tuple[Turn, int]]) -> Probe:
-    asked_at = f.datetime("asked_at", parse_iso)
-    if not f.get("question", str).strip():  # here, to name the probes file
-        raise f.error(f"probe {probe_id!r} has an empty question", field="question")
-    evidence = f.strings("evidence_turn_ids")
-    positions = []
-    for i, turn_id in enumerate(evidence):
-        if turn_id not in turns:
-            raise f.error(f"no turn {turn_id!r} in conversation {conv.id!r}",
-                          field=f"evidence_turn_ids[{i}]")
-        turn, position = turns[turn_id]
-        if turn.at > asked_at:
-            raise f.error(f"asked at {asked_at.isoformat()}, before evidence turn {turn_id!r} "
-                          f"({turn.at.isoformat()})", field="asked_at")
-        positions.append(position)
-    return Probe(
-        id=probe_id,
-        question=f.get("question", str),
-        answer=str(f.get("answer", (str, int, float))),
-        evidence_turn_ids=tuple(evidence),
-        evidence_session_ids=tuple(conv.sessions[n].id for n in sorted(set(positions))),
-        category=f.get("category", str, "omi"),
-        asked_at=asked_at,
-        abstention=f.get("abstention", bool, False),
-        metadata={k: v for k, v in f.raw.items() if k not in _PROBE_KEYS},
-    )
