@@ -251,6 +251,7 @@ def test_close_at_exit_waits_for_a_running_call_then_keeps_its_model_locked(
     monkeypatch.setattr(llamacpp, "_LOADED", OrderedDict(idle=idle, busy=busy))
     monkeypatch.setattr(llamacpp, "_LOCKS", dict(locks))
     monkeypatch.setattr(llamacpp, "_EXITING", threading.Event())
+    monkeypatch.setattr(llamacpp, "_log_in_c", lambda: None)  # (the session's models log on)
     locks["busy"].acquire()  # a call that does not stop within the wait
     llamacpp.close_at_exit(wait=0.2)
     assert idle.closed and not busy.closed  # a model in use is never freed under its call

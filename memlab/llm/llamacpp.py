@@ -147,7 +147,13 @@ def close_at_exit(wait: float = 10.0) -> None:
             llama.close()
     del loaded
     gc.collect()  # models dropped earlier (evicted, unloaded) that only cycles still hold
-    if "llama_cpp" in sys.modules:  # from now on llama.cpp logs in C, not through Python
+    _log_in_c()
+
+
+def _log_in_c() -> None:
+    """From now on llama.cpp logs in C (to stderr), not through llama-cpp-python's
+    callback: a model still held somewhere is freed safely in the interpreter's teardown."""
+    if "llama_cpp" in sys.modules:
         capi = sys.modules["llama_cpp"]
         capi.llama_log_set(capi.llama_log_callback(), ctypes.c_void_p(0))  # (a NULL one)
 
