@@ -11,6 +11,11 @@ Two scenarios, each repeated:
 Speeds come from llama.cpp's own counters (prompt-eval and eval time per call), the wall
 time is measured around ``generate``. The machine's core count and load are printed with
 the table, because the cores may be shared.
+
+``--beside-encoder`` runs both while a thread of the same process encodes batches of 64
+new texts with the bundled MiniLM (ONNX), as an agent's background import does beside its
+chats: the CPU turns of :mod:`memlab.compute` keep the batches out of the model's calls
+(``MEMLAB_CPU_TURNS=0`` lets them run beside, to compare); the header counts the batches.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ import json
 import os
 import statistics
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from memlab.bench import count, non_negative
+from memlab.compute import TURNS
 from memlab.llm.base import Message
 from memlab.tokens import count_tokens
 
@@ -65,8 +74,38 @@ def measure(llm: Any, messages: list[Message]) -> dict[str, float]:
     }
 
 
+@contextmanager
+def _encoding(on: bool) -> Iterator[list[int]]:
+    """While open (if ``on``), a thread encoding batches of 64 new texts with the bundled
+    MiniLM; yields the list it appends one item to per batch."""
+    batches: list[int] = []
+    if not on:
+        yield batches
+        return
+    from memlab.embed import build_embedder
+
+    embedder = build_embedder({"name": "sentence-transformers"})
+    embedder.encode(["warm-up"])
+    stop = threading.Event()
+
+    def encode() -> None:
+        while not stop.is_set():
+            n = len(batches)
+            embedder.encode([f"note {n}-{i}: {NAMES[i % 8]} started {THINGS[i % 8]} on day "
+                             f"{i}" for i in range(64)])
+            batches.append(n)
+
+    worker = threading.Thread(target=encode, name="bench-encoder")
+    worker.start()
+    try:
+        yield batches
+    finally:
+        stop.set()
+        worker.join()
+
+
 def run(n_ctx: int, threads: int, repeats: int, prompt_tokens: int,
-        max_tokens: int, model_path: str) -> dict[str, Any]:
+        max_tokens: int, model_path: str, beside_encoder: bool = False) -> dict[str, Any]:
     from memlab.llm.llamacpp import LlamaCppLLM, avoid_amx
 
     llm = LlamaCppLLM(model_path=model_path, n_ctx=n_ctx, n_threads=threads,
@@ -75,12 +114,16 @@ def run(n_ctx: int, threads: int, repeats: int, prompt_tokens: int,
     question = "Summarise everything {} did, in detail, as a list."
     llm.generate(prompt(memory[:200], "Warm-up.", nonce="warm-up "))  # load the model
     rows: dict[str, list[dict[str, float]]] = {"cold": [], "warm prefix": []}
-    for r in range(repeats):
-        rows["cold"].append(measure(llm, prompt(memory, question.format(NAMES[r % 8]),
-                                                nonce=f"[run {os.getpid()}-{r}] ")))
-        rows["warm prefix"].append(measure(llm, prompt(
-            memory, question.format(NAMES[(r + 1) % 8]), nonce=f"[run {os.getpid()}-{r}] ")))
+    with _encoding(beside_encoder) as batches:
+        for r in range(repeats):
+            rows["cold"].append(measure(llm, prompt(memory, question.format(NAMES[r % 8]),
+                                                    nonce=f"[run {os.getpid()}-{r}] ")))
+            rows["warm prefix"].append(measure(llm, prompt(
+                memory, question.format(NAMES[(r + 1) % 8]),
+                nonce=f"[run {os.getpid()}-{r}] ")))
     return {
+        "beside_encoder": beside_encoder, "encoder_batches": len(batches),
+        "cpu_turns": TURNS.enabled,
         "model": llm.name, "digest": llm.digest(), "n_ctx": n_ctx,
         "threads": sorted({r["threads"] for rs in rows.values() for r in rs}),
         "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "repeats": repeats,
@@ -107,7 +150,9 @@ def render(result: dict[str, Any]) -> str:
             f"{'/'.join(map(str, result['threads']))} threads on {result['cpu_count']} "
             "cores, load avg "
             f"{result['load_avg'][0]:.2f}, {result['repeats']} repeats"
-            + (", AMX off (workaround)" if result["amx_workaround"] else ""))
+            + (", AMX off (workaround)" if result["amx_workaround"] else "")
+            + (f", beside an encoder thread ({result['encoder_batches']} batches; CPU turns "
+               f"{'on' if result['cpu_turns'] else 'off'})" if result["beside_encoder"] else ""))
     cols = ["scenario", "prompt tok", "evaluated", "prompt tok/s", "effective tok/s",
             "gen tok", "gen tok/s", "wall s"]
     lines = [head, "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -129,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-tokens", type=count, default=1000)
     parser.add_argument("--max-tokens", type=count, default=64)
     parser.add_argument("--model-path", default="", help="GGUF file (default: embedded Qwen)")
+    parser.add_argument("--beside-encoder", action="store_true",
+                        help="while a thread of this process encodes with the bundled MiniLM")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.prompt_tokens < 50 or args.prompt_tokens >= args.n_ctx:
         parser.error("need repeats >= 1 and 50 <= prompt-tokens < n-ctx")
     result = run(args.n_ctx, args.threads, args.repeats, args.prompt_tokens, args.max_tokens,
-                 args.model_path)
+                 args.model_path, args.beside_encoder)
     print(json.dumps(result, indent=2) if args.json else render(result), file=sys.stdout)
     return 0
 

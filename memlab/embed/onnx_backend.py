@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from memlab.cache import cache_root
+from memlab.compute import cpu_turn
 from memlab.embed.base import normalize_rows
 from memlab.errors import ConfigError
 
@@ -168,7 +169,8 @@ class OnnxEncoder:
         distinct = list(dict.fromkeys(texts))
         if not distinct:
             return np.zeros((0, self.dim), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(distinct)
+        with cpu_turn():  # (the tokenizer's threads too: memlab.compute)
+            encodings = self.tokenizer.encode_batch(distinct)
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         vectors = np.empty((len(distinct), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
@@ -186,4 +188,5 @@ class OnnxEncoder:
             n = len(enc.ids)
             ids[row, :n], mask[row, :n], types[row, :n] = enc.ids, 1, enc.type_ids
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)
+        with cpu_turn():  # a batch at a time: an LLM call waits for one at most
+            return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)

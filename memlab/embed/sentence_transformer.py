@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from memlab.compute import cpu_turn
 from memlab.embed.base import normalize_rows
 from memlab.embed.onnx_backend import RECIPE
 from memlab.errors import ConfigError, MemlabError, check_choice, check_number
@@ -91,13 +92,14 @@ class SentenceTransformerEmbedder(Component):
         if not texts:
             return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
         distinct = list(dict.fromkeys(texts))
-        vectors = model.encode(  # sorts by length itself
-            distinct,
-            batch_size=self.batch_size,
-            show_progress_bar=len(distinct) >= _PROGRESS_FROM,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        with cpu_turn():  # the whole call (memlab.compute; the ONNX backends take batches)
+            vectors = model.encode(  # sorts by length itself
+                distinct,
+                batch_size=self.batch_size,
+                show_progress_bar=len(distinct) >= _PROGRESS_FROM,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
         if len(distinct) < len(texts):
             where = {text: i for i, text in enumerate(distinct)}
             vectors = vectors[[where[t] for t in texts]]

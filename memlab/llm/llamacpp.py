@@ -37,6 +37,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
+from memlab.compute import cpu_turn
 from memlab.errors import ConfigError, MemlabError
 from memlab.llm.base import Completion, Message
 from memlab.llm.chatml import QWEN25_DEFAULT_SYSTEM, split_thinking, tokenizer_for
@@ -372,10 +373,11 @@ class LlamaCppLLM(BackendBounds, Component):
 
     @contextmanager
     def session(self) -> Iterator[tuple[Any, str, int]]:
-        """The loaded Llama held for one call (its lock taken), set to the threads a call
-        uses now; with the model digest and that thread count. Every call runs in one."""
+        """The loaded Llama held for one call (its lock and the process's CPU turn taken),
+        set to the threads a call uses now; with the model digest and that thread count.
+        Every call runs in one."""
         llama, lock, digest = self.llama()
-        with lock:
+        with lock, cpu_turn():  # (the process's CPU turn innermost: memlab.compute)
             threads = self.threads()
             llama._ctx.set_n_threads(threads, threads)
             yield llama, digest, threads

@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memlab.chunkers.base import MemoryUnit
+from memlab.compute import cpu_turn
 from memlab.data.schema import Probe
 from memlab.embed.base import Embedder, EmbedderSpec, build_embedder
 from memlab.embed.cache import maybe_cached
@@ -157,10 +158,11 @@ class CrossEncoderStrategy(Wrapper, Component):
             return np.zeros(0)
         import torch
 
-        logits = self.encoder.predict([(question, t) for t in texts],
-                                      batch_size=self.batch_size, show_progress_bar=False,
-                                      activation_fn=torch.nn.Identity(),
-                                      convert_to_numpy=True)
+        with cpu_turn():  # (memlab.compute)
+            logits = self.encoder.predict([(question, t) for t in texts],
+                                          batch_size=self.batch_size, show_progress_bar=False,
+                                          activation_fn=torch.nn.Identity(),
+                                          convert_to_numpy=True)
         logits = np.asarray(logits, dtype=np.float64).reshape(len(texts), -1)[:, -1]
         return 1.0 / (1.0 + np.exp(-logits))
 
