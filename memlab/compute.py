@@ -11,8 +11,10 @@ so an answer waits for at most one batch, and an import goes on between answers.
 
 A turn is reentrant (a thread holding one takes it again at once) and fair: when it is
 given back, the thread that asked first gets it, so a loop of short steps cannot starve a
-waiting call. Take a turn innermost, after any other lock, and do not wait inside one for
-another thread that needs a turn.
+waiting call; but a thread working in the :func:`background` (an import) gets it only when
+no other thread is waiting, so a chat waits for the step running when it asks, not for the
+import's queue. A llama.cpp call takes its turn before its model's lock, so the turn's
+order is the model's order too. Do not wait inside a turn for another thread that needs one.
 
 ``MEMLAB_CPU_TURNS=0`` turns them off: on a machine with cores to spare beside a fixed
 ``n_threads`` (say 8 of 32), an import's encoding can then run beside the answers.
@@ -20,9 +22,9 @@ another thread that needs a turn.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,7 +35,8 @@ class Turns:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._changed = threading.Condition()
-        self._waiting: deque[object] = deque()
+        self._waiting: list[tuple[bool, int]] = []  # (background, arrival): least goes next
+        self._arrivals = itertools.count()
         self._owner: int | None = None
         self._depth = 0
 
@@ -48,16 +51,16 @@ class Turns:
             if self._owner == me:
                 self._depth += 1
             else:
-                ticket = object()
+                ticket = (in_background(), next(self._arrivals))
                 self._waiting.append(ticket)
                 try:
-                    while self._owner is not None or self._waiting[0] is not ticket:
+                    while self._owner is not None or min(self._waiting) != ticket:
                         self._changed.wait()
                 except BaseException:  # interrupted while waiting: the next one's turn
                     self._waiting.remove(ticket)
                     self._changed.notify_all()
                     raise
-                self._waiting.popleft()
+                self._waiting.remove(ticket)
                 self._owner, self._depth = me, 1
         try:
             yield
@@ -67,6 +70,26 @@ class Turns:
                 if self._depth == 0:
                     self._owner = None
                     self._changed.notify_all()
+
+
+_THREAD = threading.local()
+
+
+def in_background() -> bool:
+    """Whether this thread works in the :func:`background`."""
+    return bool(getattr(_THREAD, "background", False))
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """This thread's turns, for the ``with`` block, come after every other thread waiting
+    (a background import behind the chats)."""
+    before = in_background()
+    _THREAD.background = True
+    try:
+        yield
+    finally:
+        _THREAD.background = before
 
 
 #: The process's turns: every llama.cpp call and every embedder batch takes one.

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from memlab.agent.records import (
     session_from_rows,
 )
 from memlab.agent.settings import AgentSettings
+from memlab.compute import cpu_turn
 from memlab.data.schema import Role, Session, Turn
 from memlab.errors import ConfigError, DatasetError
 from memlab.eval.config import ExperimentConfig
@@ -173,16 +174,21 @@ class MemoryAgent:
 
     def _chat(self, message: str, user_id: str, include_memory_search: bool,
               on_token: Callable[[str], None] | None = None) -> ChatReply:
+        # An in-process model: the search and the answer are one CPU turn (memlab.compute),
+        # so a background import does not slip in between them
+        turn = cpu_turn if self.backend == "llamacpp" else nullcontext
         with self._using(user_id) as memory:
-            asked = support.now()
-            core, retrieved, recent, history = self._context(
-                memory, user_id, message, asked, include_memory_search)
-            rendered, kept = self._prompt(message, user_id, asked, core, retrieved, history)
-            streaming = ({"on_token": on_token} if on_token is not None
-                         and getattr(self.llm, "streams_tokens", False) else {})
-            completion = self.llm.generate(rendered.messages,
-                                           max_tokens=self.answer.max_answer_tokens,
-                                           **streaming)
+            with turn():
+                asked = support.now()
+                core, retrieved, recent, history = self._context(
+                    memory, user_id, message, asked, include_memory_search)
+                rendered, kept = self._prompt(message, user_id, asked, core, retrieved,
+                                              history)
+                streaming = ({"on_token": on_token} if on_token is not None
+                             and getattr(self.llm, "streams_tokens", False) else {})
+                completion = self.llm.generate(rendered.messages,
+                                               max_tokens=self.answer.max_answer_tokens,
+                                               **streaming)
             if not completion.ok:
                 raise BackendUnavailable(str(completion.error), backend=self.backend)
             answered = support.now()

@@ -43,6 +43,7 @@ from typing import Any
 
 from memlab.agent.export import ImportStopped, replay_import
 from memlab.agent.records import BackendUnavailable, InvalidRequest, MemoryNotFound
+from memlab.compute import background
 from memlab.errors import MemlabError
 
 KEEP = 100
@@ -225,6 +226,10 @@ class ImportJobs:
     # ------------------------------------------------------------------ the worker
 
     def _run(self) -> None:
+        with background():  # the chats' model and CPU turns first (memlab.compute)
+            self._work_through()
+
+    def _work_through(self) -> None:
         while not self._stop.is_set():
             job_id = self._queue.get()
             if job_id is None or self._stop.is_set():

@@ -377,7 +377,7 @@ class LlamaCppLLM(BackendBounds, Component):
         set to the threads a call uses now; with the model digest and that thread count.
         Every call runs in one."""
         llama, lock, digest = self.llama()
-        with lock, cpu_turn():  # (the process's CPU turn innermost: memlab.compute)
+        with cpu_turn(), lock:  # the process's CPU turn first: memlab.compute
             threads = self.threads()
             llama._ctx.set_n_threads(threads, threads)
             yield llama, digest, threads
