@@ -163,7 +163,6 @@ def test_a_background_thread_waits_behind_every_other_waiting_thread() -> None:
 
     turns = Turns()
     order: list[str] = []
-    held = threading.Event()
 
     def step(name: str, in_background: bool, delay: float) -> None:
         time.sleep(delay)
@@ -175,13 +174,14 @@ def test_a_background_thread_waits_behind_every_other_waiting_thread() -> None:
                 order.append(name)
 
     with turns.turn():
-        held.set()
         threads = [threading.Thread(target=step, args=("import", True, 0.0)),
                    threading.Thread(target=step, args=("chat", False, 0.1)),
                    threading.Thread(target=step, args=("search", False, 0.2))]
         for thread in threads:
             thread.start()
-        time.sleep(0.4)  # all three waiting
+        deadline = time.monotonic() + 10
+        while len(turns._waiting) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until all three wait
     for thread in threads:
         thread.join(5)
     assert order == ["chat", "search", "import"]

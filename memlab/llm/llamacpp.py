@@ -167,7 +167,8 @@ class FreeCores:
     the first decision waits for a window that long (building a LlamaCppLLM starts one,
     so it has usually passed). ``clock`` returns (wall, machine busy, this process's CPU)
     seconds, or None where it cannot be read (every core). Other threads of this process
-    (an embedder beside the model) count as its own."""
+    (an embedder beside the model) count as its own: they take turns with the model's
+    calls instead (:mod:`memlab.compute`)."""
 
     def __init__(self, clock: Callable[[], tuple[float, float, float] | None] | None = None,
                  min_window: float = 0.5) -> None:
