@@ -141,12 +141,12 @@ def yes_probability(model: Any, messages: list[dict[str, str]]) -> Scored:
             seen.append(np.array(scores, dtype=np.float64))
         return scores
 
-    with session() as (llama, _, _):
+    with session() as (llama, _, _):  # (the model's lock and the CPU turn held)
         out = llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0,
                                            logits_processor=LogitsProcessorList([grab]))
+        ids = {word: llama.tokenize(word.encode(), add_bos=False, special=False)[0]
+               for word in ("yes", "Yes", "no", "No")}
     logits = seen[0]
-    ids = {word: llama.tokenize(word.encode(), add_bos=False, special=False)[0]
-           for word in ("yes", "Yes", "no", "No")}
     picked = np.asarray([logits[ids[w]] for w in ("yes", "Yes", "no", "No")])
     odds = np.exp(picked - picked.max())
     usage = out.get("usage") or {}
