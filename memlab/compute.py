@@ -2,9 +2,10 @@
 
 llama.cpp's threads wait for each other at every decoding step, so a thread of the same
 process busy beside them (an embedder encoding a background import while the agent
-answers a chat) stalls every step. Measured on a 2-core machine (``bench llm`` style, one
-process, a thread encoding batches of 64 texts with the bundled MiniLM meanwhile): a
-64-token answer took 2.4 s alone and 31.5 s beside the encoder. Other processes are
+answers a chat) stalls every step. Measured on a 2-core machine (``python -m memlab.bench
+llm --repeats 2 --beside-encoder``, a thread encoding batches of 64 texts with the bundled
+MiniLM meanwhile): a cold call took 7.7 s alone and 54.5 s beside the encoder with turns
+off (``MEMLAB_CPU_TURNS=0``), 7.7 s with them. Other processes are
 :class:`memlab.llm.llamacpp.FreeCores`' business; inside one, the CPU-heavy steps take
 turns instead: a llama.cpp call holds one for the whole call, an embedder one per batch,
 so an answer waits for at most one batch, and an import goes on between answers.

@@ -1,6 +1,7 @@
 """The process's CPU turns (memlab.compute): fair, reentrant, not jammed by a waiter that
 gives up; and with the real models, an embedder's batches never run inside a llama.cpp
-call of the same process (they did, and a 2.4 s answer took 31.5 s)."""
+call of the same process (they did, and a 7.7 s call took 54.5 s: ``bench llm
+--beside-encoder``)."""
 
 from __future__ import annotations
 
